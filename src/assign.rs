@@ -1,0 +1,288 @@
+//! Matching listening sockets to the configured binds.
+//!
+//! systemd keeps the order of fds only within one socket unit, and the order
+//! across units has changed between boots (pitfalls.md), so sockets are matched
+//! by what they are: family, type, listening state and bound address or path.
+//! `LISTEN_FDNAMES` only labels them in messages. The one exception is an
+//! explicit `fd: N` bind, which by MAS's definition means "position N".
+//!
+//! Every mismatch is reported, each once, and nothing is started: a socket that
+//! no bind uses would be held open for nobody, and a bind without its socket
+//! would leave MAS unreachable where the operator expects it.
+
+use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value;
+
+use crate::activation::{Family, FdKind as Fd, InheritedFd, LocalAddr, SockType, SocketInfo};
+use crate::config::plan::fd_bind_value;
+use crate::config::{Bind, BindSpec, Endpoint, FdKind, Plan};
+
+/// A listening socket on its way to the child, in the child's order.
+#[derive(Debug)]
+pub struct ChildSocket {
+    pub fd: OwnedFd,
+    /// The fd number it had when it reached us (for messages).
+    pub number: RawFd,
+    /// Its name in the child's `LISTEN_FDNAMES`.
+    pub name: String,
+    pub kind: FdKind,
+    /// What it is, for logs (`tcp 127.0.0.1:8080`).
+    pub description: String,
+}
+
+/// The sockets for the child and, per listener, the `fd:` binds that find them.
+#[derive(Debug)]
+pub struct Assignment {
+    pub sockets: Vec<ChildSocket>,
+    pub binds: Vec<Vec<Value>>,
+}
+
+/// One reason the sockets do not fit the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch(pub String);
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How an fd is named in messages: `fd 3 "web" (tcp 127.0.0.1:8080)`.
+fn describe_fd(fd: &InheritedFd) -> String {
+    let name = fd
+        .name
+        .as_deref()
+        .map(|n| format!(" \"{n}\""))
+        .unwrap_or_default();
+    format!("fd {}{name} ({})", fd.number, describe_kind(&fd.socket))
+}
+
+fn describe_kind(kind: &Fd) -> String {
+    match kind {
+        Fd::Socket(info) => info.to_string(),
+        Fd::NotSocket { file_type } => format!("a {file_type}"),
+        Fd::Closed => "not open".to_owned(),
+    }
+}
+
+/// How a bind is named in messages: `bind 0 of listener web (host localhost port 8080) at c.yaml:5:11`.
+fn describe_bind(plan: &Plan, bind: &Bind) -> String {
+    let listener = plan.listeners[bind.listener].label();
+    format!(
+        "bind {} of listener {listener} ({}) at {}",
+        bind.index, bind.spec, bind.location
+    )
+}
+
+/// Whether an fd can serve any bind: a listening stream socket of a family MAS speaks.
+fn usable(kind: &Fd) -> Result<(&SocketInfo, FdKind), String> {
+    let Fd::Socket(info) = kind else {
+        return Err("it is not a socket; only listening stream sockets can be passed".into());
+    };
+    if info.sock_type != SockType::Stream {
+        return Err("it is not a stream socket; use ListenStream= in the socket unit, not ListenDatagram= or ListenSequentialPacket=".into());
+    }
+    let kind = match info.family {
+        Family::Inet | Family::Inet6 => FdKind::Tcp,
+        Family::Unix => FdKind::Unix,
+        Family::Other(_) => {
+            return Err("its address family is neither IP nor Unix, which MAS cannot serve".into())
+        }
+    };
+    if !info.listening {
+        return Err(
+            "it is not listening; pass a listening socket (systemd's ListenStream= with Accept=no)"
+                .into(),
+        );
+    }
+    Ok((info, kind))
+}
+
+/// Whether socket address `local` satisfies `endpoint`.
+fn satisfies(local: &LocalAddr, endpoint: &Endpoint) -> bool {
+    match (local, endpoint) {
+        (LocalAddr::Inet(addr), Endpoint::Tcp(want)) => addr == want,
+        (LocalAddr::Inet(addr), Endpoint::AnyTcp(port)) => {
+            addr.port() == *port && addr.ip().is_unspecified()
+        }
+        (LocalAddr::Unix(path), Endpoint::Unix(want)) => same_path(path, want),
+        _ => false,
+    }
+}
+
+/// Whether two socket paths name the same file: equal as written, or equal
+/// once their directories are resolved (`/var/run` is often `/run`).
+fn same_path(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    let resolve = |p: &Path| -> Option<PathBuf> {
+        let p = std::path::absolute(p).ok()?;
+        let dir = p.parent()?.canonicalize().ok()?;
+        Some(dir.join(p.file_name()?))
+    };
+    matches!((resolve(a), resolve(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Matches `fds` to the binds of `plan`.
+///
+/// On success every fd serves exactly one bind and every bind has at least one
+/// fd. Fds are consumed either way; on failure they are closed when dropped.
+///
+/// # Errors
+///
+/// Every mismatch found, one line each, naming the bind and the fd.
+pub fn assign(plan: &Plan, fds: Vec<InheritedFd>) -> Result<Assignment, Vec<Mismatch>> {
+    let mut problems = Vec::new();
+    // For each fd: which bind took it.
+    let mut owner: Vec<Option<(usize, usize)>> = vec![None; fds.len()];
+    let usable_kinds: Vec<Result<(&SocketInfo, FdKind), String>> =
+        fds.iter().map(|f| usable(&f.socket)).collect();
+
+    // Explicit `fd: N` binds take position N.
+    for bind in plan.binds() {
+        let BindSpec::Fd { index, kind } = bind.spec else {
+            continue;
+        };
+        let Some(fd) = fds.get(index) else {
+            problems.push(Mismatch(format!(
+                "{} wants fd index {index} (fd {}), but only {} fd(s) were passed; add the socket to the unit's Sockets= or fix the index",
+                describe_bind(plan, bind),
+                3 + index,
+                fds.len()
+            )));
+            continue;
+        };
+        match &usable_kinds[index] {
+            Err(why) => problems.push(Mismatch(format!(
+                "{} cannot use {}: {why}",
+                describe_bind(plan, bind),
+                describe_fd(fd)
+            ))),
+            Ok((_, actual)) if *actual != kind => problems.push(Mismatch(format!(
+                "{} wants a {kind} socket, but {} is {actual}; fix `kind:` or pass the right socket at that position",
+                describe_bind(plan, bind),
+                describe_fd(fd)
+            ))),
+            Ok(_) => {}
+        }
+        owner[index] = Some((bind.listener, bind.index));
+    }
+
+    // Every other bind takes the fds whose address satisfies it.
+    for bind in plan.binds() {
+        if matches!(bind.spec, BindSpec::Fd { .. }) {
+            continue;
+        }
+        let mut found = false;
+        let mut unusable_match = false;
+        for (i, fd) in fds.iter().enumerate() {
+            if owner[i].is_some() {
+                continue;
+            }
+            let Fd::Socket(info) = &fd.socket else {
+                continue;
+            };
+            if !bind.endpoints.iter().any(|e| satisfies(&info.local, e)) {
+                continue;
+            }
+            match &usable_kinds[i] {
+                Ok(_) => {
+                    owner[i] = Some((bind.listener, bind.index));
+                    found = true;
+                }
+                Err(why) => {
+                    problems.push(Mismatch(format!(
+                        "{} cannot serve {}: {why}",
+                        describe_fd(fd),
+                        describe_bind(plan, bind)
+                    )));
+                    owner[i] = Some((bind.listener, bind.index));
+                    unusable_match = true;
+                }
+            }
+        }
+        if !found && !unusable_match {
+            let wanted: Vec<String> = bind.endpoints.iter().map(ToString::to_string).collect();
+            let leftovers: Vec<String> = fds
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| owner[*i].is_none())
+                .map(|(_, f)| describe_fd(f))
+                .collect();
+            let passed = if leftovers.is_empty() {
+                "no unmatched socket was passed".to_owned()
+            } else {
+                format!("unmatched: {}", leftovers.join(", "))
+            };
+            problems.push(Mismatch(format!(
+                "{} has no socket: it wants {}, and {passed}; make the socket unit listen there or fix the bind",
+                describe_bind(plan, bind),
+                wanted.join(" or ")
+            )));
+        }
+    }
+
+    // Whatever is left serves nothing.
+    for (i, fd) in fds.iter().enumerate() {
+        if owner[i].is_some() {
+            continue;
+        }
+        let why = match &usable_kinds[i] {
+            Err(why) => format!(": {why}"),
+            Ok(_) => String::new(),
+        };
+        problems.push(Mismatch(format!(
+            "{} matches no configured bind{why}; remove it from the socket units or add a bind for it",
+            describe_fd(fd)
+        )));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    // Child order: listeners, then binds, then fds in the order they came.
+    let mut slots: Vec<Option<InheritedFd>> = fds.into_iter().map(Some).collect();
+    let mut sockets = Vec::new();
+    let mut binds = Vec::new();
+    for listener in &plan.listeners {
+        let mut values = Vec::new();
+        for bind in &listener.binds {
+            for i in 0..slots.len() {
+                if owner[i] != Some((listener.index, bind.index)) {
+                    continue;
+                }
+                let fd = slots[i].take().expect("each fd is taken once");
+                let kind = match &fd.socket {
+                    Fd::Socket(info) if info.family == Family::Unix => FdKind::Unix,
+                    _ => FdKind::Tcp,
+                };
+                values.push(fd_bind_value(sockets.len(), kind));
+                let name = fd
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| listener.label())
+                    .replace(':', "_");
+                sockets.push(ChildSocket {
+                    number: fd.number,
+                    description: describe_kind(&fd.socket),
+                    fd: fd.fd,
+                    name,
+                    kind,
+                });
+            }
+        }
+        binds.push(values);
+    }
+    Ok(Assignment { sockets, binds })
+}
+
+impl ChildSocket {
+    /// The raw fd, for placing it in the child.
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}

@@ -1,0 +1,176 @@
+//! Binding the configured addresses ourselves, when no fds were passed (run by
+//! hand, or a service without socket units), so that everything downstream
+//! works the same way on sockets we made.
+//!
+//! The sockets are made as MAS would make them: a bind with no host is `[::]`
+//! dual stack, else `0.0.0.0`; a Unix socket is bound at `<path>.<pid>.tmp`,
+//! given its `mode`, then renamed over the path, so a stale file from a crash
+//! never blocks a start. Unlike MAS, the Unix sockets we bound are removed
+//! when we stop ([`BoundPaths`]); sockets that systemd passed are never touched.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::activation::{self, InheritedFd};
+use crate::config::{BindSpec, Endpoint, Plan};
+
+/// Backlog of the sockets we bind; the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: i32 = 4096;
+
+/// Unix socket files we created, removed on drop.
+#[derive(Debug, Default)]
+pub struct BoundPaths(Vec<PathBuf>);
+
+impl Drop for BoundPaths {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Why a configured address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {what} for {bind}: {source}; {fix}")]
+pub struct BindError {
+    what: String,
+    bind: String,
+    source: io::Error,
+    fix: &'static str,
+}
+
+/// Binds every bind of `plan` and returns the sockets as if they had been passed.
+///
+/// # Errors
+///
+/// The first bind that cannot be bound; sockets bound before it are closed.
+pub fn bind_all(plan: &Plan) -> Result<(Vec<InheritedFd>, BoundPaths), BindError> {
+    let mut fds = Vec::new();
+    let mut paths = BoundPaths::default();
+    for listener in &plan.listeners {
+        for bind in &listener.binds {
+            let label = format!(
+                "bind {} of listener {} at {}",
+                bind.index,
+                listener.label(),
+                bind.location
+            );
+            let fail = |what: String, source: io::Error, fix: &'static str| BindError {
+                what,
+                bind: label.clone(),
+                source,
+                fix,
+            };
+            let sockets: Vec<OwnedFd> = match &bind.spec {
+                BindSpec::Fd { index, .. } => {
+                    return Err(fail(
+                        format!("fd index {index}"),
+                        io::Error::from(io::ErrorKind::NotFound),
+                        "no fds were passed (LISTEN_FDS is unset); run under the socket unit, or use a host/port, address or socket bind",
+                    ))
+                }
+                BindSpec::Unix { path, mode } => {
+                    let fd = bind_unix(path, *mode).map_err(|e| {
+                        fail(format!("unix {}", path.display()), e, "check that the directory exists and is writable")
+                    })?;
+                    paths.0.push(path.clone());
+                    vec![fd]
+                }
+                BindSpec::HostPort { .. } | BindSpec::Address(_) => {
+                    let mut bound = Vec::new();
+                    let mut last_err = None;
+                    for endpoint in &bind.endpoints {
+                        match bind_endpoint(endpoint) {
+                            Ok(fd) => bound.push(fd),
+                            // An address family or address this host lacks (no IPv6,
+                            // ::1 missing) is fine while another endpoint binds.
+                            Err(e) if is_unavailable(&e) => last_err = Some((endpoint, e)),
+                            Err(e) => {
+                                return Err(fail(endpoint.to_string(), e, "another process may hold it (ss -ltnp), or it needs privileges"))
+                            }
+                        }
+                    }
+                    if bound.is_empty() {
+                        let (endpoint, e) = last_err.expect("a TCP bind has endpoints");
+                        return Err(fail(endpoint.to_string(), e, "this host has no such address"));
+                    }
+                    bound
+                }
+            };
+            for fd in sockets {
+                let socket = activation::inspect(std::os::fd::AsFd::as_fd(&fd))
+                    .map_err(|e| fail("the new socket".into(), e, "this is a bug"))?;
+                fds.push(InheritedFd {
+                    number: fd.as_raw_fd(),
+                    name: listener.name.clone(),
+                    fd,
+                    socket,
+                });
+            }
+        }
+    }
+    Ok((fds, paths))
+}
+
+fn is_unavailable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EADDRNOTAVAIL) | Some(libc::EAFNOSUPPORT)
+    )
+}
+
+fn bind_endpoint(endpoint: &Endpoint) -> io::Result<OwnedFd> {
+    match endpoint {
+        Endpoint::Tcp(addr) => bind_tcp(*addr, None),
+        Endpoint::AnyTcp(port) => {
+            match bind_tcp(
+                SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *port),
+                Some(false),
+            ) {
+                Err(e) if is_unavailable(&e) => {
+                    bind_tcp(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port), None)
+                }
+                other => other,
+            }
+        }
+        Endpoint::Unix(path) => bind_unix(path, None),
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, only_v6: Option<bool>) -> io::Result<OwnedFd> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if let Some(only) = only_v6 {
+        socket.set_only_v6(only)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Binds at `<path>.<pid>.tmp`, applies `mode`, and renames over `path`.
+fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<OwnedFd> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&SockAddr::unix(&tmp)?)?;
+    let placed = (|| {
+        if let Some(mode) = mode {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        }
+        socket.listen(BACKLOG)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(socket.into())
+}

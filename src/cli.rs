@@ -1,0 +1,185 @@
+//! The command line. The doc comments here are the `--help` text and the man
+//! pages, so they are written for operators.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run the Matrix Authentication Service on sockets held by systemd.
+///
+/// mas-sockets reads MAS's config, writes the systemd socket and service units
+/// that hold exactly its binds, and supervises `mas-cli server` on those
+/// sockets: it checks each socket against the config, starts MAS on them and
+/// relays MAS's readiness to systemd.
+#[derive(Debug, Parser)]
+#[command(name = "mas-sockets", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config and print every bind with the sockets it stands for.
+    ///
+    /// Exit status 0 when the config is valid, 1 when it has problems (each
+    /// printed on its own line with file:line:column), 2 when it cannot be read.
+    Check(CheckArgs),
+    /// Write the systemd .socket and .service units for the config.
+    ///
+    /// One socket unit per bind, named <NAME>-<listener>.socket, and
+    /// <NAME>.service running `mas-sockets supervise` with the same config files.
+    GenerateUnits(GenerateUnitsArgs),
+    /// Run MAS on the sockets systemd passes (the service's main process).
+    ///
+    /// Takes the fds of LISTEN_FDS, matches each to a configured bind by its
+    /// address, and starts COMMAND with those sockets as `fd:` binds in a
+    /// rewritten config passed as MAS_CONFIG. Without passed fds it binds the
+    /// configured addresses itself. Every option can also be set through the
+    /// environment variable named next to it.
+    Supervise(SuperviseArgs),
+    /// Internal: sets LISTEN_PID to its own pid and executes the command.
+    #[command(hide = true)]
+    ExecChild(ExecChildArgs),
+}
+
+/// Which config files to read.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArgs {
+    /// A MAS config file; repeat to merge several, in order, as MAS does.
+    /// Without it: the files in MAS_CONFIG (separated by `:`), else config.yaml.
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
+    pub config: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateUnitsArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Write the units into DIR (e.g. /etc/systemd/system) instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Prefix of the unit names.
+    #[arg(long, default_value = "mas", value_name = "BASE")]
+    pub name: String,
+    /// Path of mas-cli on the host that runs the units.
+    #[arg(long, default_value = "/usr/bin/mas-cli", value_name = "PATH")]
+    pub mas_cli: PathBuf,
+    /// Path of mas-sockets on the host that runs the units.
+    #[arg(long, default_value = "/usr/bin/mas-sockets", value_name = "PATH")]
+    pub mas_sockets: PathBuf,
+    /// User that runs MAS and owns its Unix sockets.
+    #[arg(long, default_value = "mas")]
+    pub user: String,
+    /// Group that runs MAS.
+    #[arg(long, default_value = "mas")]
+    pub group: String,
+    /// Group of the Unix sockets (e.g. www-data, so that nginx may connect).
+    /// Defaults to --group.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Config path to write into ExecStart= instead of the absolute path read,
+    /// for units generated away from the host that runs them; repeat as --config.
+    #[arg(long, value_name = "PATH")]
+    pub config_in_unit: Vec<PathBuf>,
+    /// How long MAS may drain on stop; sets supervise's --stop-timeout and
+    /// the unit's TimeoutStopSec= to match.
+    #[arg(long, default_value = "65s", value_parser = parse_duration, value_name = "DURATION")]
+    pub stop_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// After SIGTERM, how long MAS may finish its requests before it is killed.
+    #[arg(long, env = "MAS_SOCKETS_STOP_TIMEOUT", default_value = "65s", value_parser = parse_duration, value_name = "DURATION")]
+    pub stop_timeout: Duration,
+    /// Private directory for the notify socket and the rewritten config.
+    /// Default: $RUNTIME_DIRECTORY (systemd's RuntimeDirectory=), else a new
+    /// directory under $XDG_RUNTIME_DIR or /tmp.
+    #[arg(long, env = "MAS_SOCKETS_RUNTIME_DIR", value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// Where logs go: the journal, stderr, or the journal when stderr is
+    /// connected to it (JOURNAL_STREAM).
+    #[arg(long, env = "MAS_SOCKETS_LOG_TARGET", value_enum, default_value_t = LogTarget::Auto)]
+    pub log_target: LogTarget,
+    /// Log filter, e.g. `info` or `mas_sockets=debug`.
+    #[arg(
+        long,
+        env = "MAS_SOCKETS_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+    /// The MAS command and its arguments, e.g. `/usr/bin/mas-cli server`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// Where supervise writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogTarget {
+    Auto,
+    Journal,
+    Stderr,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecChildArgs {
+    #[arg(last = true, required = true)]
+    pub command: Vec<OsString>,
+}
+
+/// Parses durations such as `65s`, `500ms`, `2min`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write e.g. 65s, 500ms or 2min"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" => 1.0,
+        "ms" | "msec" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`; use ms, s, min or h"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("65s"), Ok(Duration::from_secs(65)));
+        assert_eq!(parse_duration("65"), Ok(Duration::from_secs(65)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 weeks").is_err());
+    }
+}

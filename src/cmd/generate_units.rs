@@ -1,0 +1,95 @@
+//! `mas-sockets generate-units`: print or write the systemd units for the config.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cli::GenerateUnitsArgs;
+use crate::units::{self, UnitFile, UnitOptions};
+
+/// Runs `generate-units`.
+///
+/// # Errors
+///
+/// Units that cannot be generated for this config, or files that cannot be written.
+pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
+    let plan = match super::load_plan(&args.config, super::EXIT_CANNOT_RUN) {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let config_files = if args.config_in_unit.is_empty() {
+        plan.files
+            .iter()
+            .map(|p| absolute(p))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        args.config_in_unit.clone()
+    };
+    let opts = UnitOptions {
+        name: args.name,
+        mas_cli: args.mas_cli,
+        mas_sockets: args.mas_sockets,
+        user: args.user,
+        group: args.group,
+        socket_group: args.socket_group,
+        config_files,
+        stop_timeout: args.stop_timeout,
+    };
+    if let Some(p) = opts.config_files.iter().find(|p| !p.is_absolute()) {
+        anyhow::bail!(
+            "--config-in-unit `{}` is not an absolute path; give the full path on the host that runs the units",
+            p.display()
+        );
+    }
+    let files = units::generate(&plan, &opts)?;
+    match &args.output_dir {
+        None => {
+            let mut out = String::new();
+            for file in &files {
+                out.push_str(&format!("### {}\n{}\n", file.name, file.contents));
+            }
+            super::print_stdout(&out)?;
+        }
+        Some(dir) => {
+            for file in &files {
+                write_unit(dir, file)?;
+            }
+            let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+            super::print_stdout(&format!(
+                "wrote {} to {}\nnext: systemctl daemon-reload && systemctl enable --now {}\n",
+                names.join(", "),
+                dir.display(),
+                names.last().copied().unwrap_or_default()
+            ))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+}
+
+/// Writes one unit atomically: a temporary file in the same directory, renamed.
+fn write_unit(dir: &Path, file: &UnitFile) -> anyhow::Result<()> {
+    let path = dir.join(&file.name);
+    let tmp = dir.join(format!(".{}.tmp", file.name));
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(file.contents.as_bytes())?;
+        f.sync_all()?;
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+        fs::rename(&tmp, &path)
+    };
+    write().with_context(|| {
+        let _ = fs::remove_file(&tmp);
+        format!(
+            "cannot write {}; check that the directory exists and is writable",
+            path.display()
+        )
+    })
+}

@@ -1,0 +1,74 @@
+//! One module per subcommand, each with a `run` that returns the exit status.
+//!
+//! Exit statuses (also in the README):
+//! - 0: success.
+//! - 1: `check` found problems in the config.
+//! - 2: mas-sockets could not do its job: bad usage, unreadable or invalid
+//!   config, sockets that do not match the config, a child that could not start.
+//! - supervise passes MAS's own status through once MAS ran (see [`supervise`]).
+
+pub mod check;
+pub mod exec_child;
+pub mod generate_units;
+pub mod supervise;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, ConfigArgs};
+use crate::config::{self, LoadError, Plan};
+
+/// The config is invalid (`check` only).
+pub const EXIT_PROBLEMS: u8 = 1;
+/// mas-sockets could not do its job.
+pub const EXIT_CANNOT_RUN: u8 = 2;
+
+/// Runs the chosen subcommand.
+///
+/// # Errors
+///
+/// Anything that stops the command; `main` prints it and exits with 2.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::GenerateUnits(args) => generate_units::run(args),
+        Command::Supervise(args) => supervise::run(args),
+        Command::ExecChild(args) => exec_child::run(args),
+    }
+}
+
+/// Loads the plan for `args`, printing problems one per line on stderr.
+///
+/// Returns `Err(status)` when the config cannot be used: `invalid_status` for
+/// problems in the config, [`EXIT_CANNOT_RUN`] for an unreadable file.
+pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, ExitCode> {
+    let mas_config = std::env::var_os(config::MAS_CONFIG);
+    let paths = config::config_paths(&args.config, mas_config.as_deref());
+    match config::load(&paths) {
+        Ok(plan) => {
+            for warning in &plan.warnings {
+                eprintln!("mas-sockets: warning: {warning}");
+            }
+            Ok(plan)
+        }
+        Err(LoadError::Document(e)) => {
+            eprintln!("mas-sockets: {e}");
+            Err(ExitCode::from(EXIT_CANNOT_RUN))
+        }
+        Err(LoadError::Invalid(errors)) => {
+            for e in &errors {
+                eprintln!("mas-sockets: {e}");
+            }
+            Err(ExitCode::from(invalid_status))
+        }
+    }
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+pub(crate) fn print_stdout(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}

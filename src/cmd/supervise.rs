@@ -1,0 +1,151 @@
+//! `mas-sockets supervise -- COMMAND...`: the service's main process.
+//!
+//! Order matters: the inherited fds are taken (and the `LISTEN_*` variables
+//! removed) before any thread exists; the config is checked and every socket
+//! matched before the child is started, so a mismatch never starts MAS; only
+//! then does the single-threaded runtime start. Single-threaded on purpose:
+//! the child's parent-death signal is tied to the thread that forked it.
+//!
+//! Exit status: 0 when MAS stopped cleanly after we asked it to; MAS's own
+//! non-zero status when it failed; 128+N when it was killed by signal N (137
+//! after the stop timeout); 1 when it exited with 0 without being asked;
+//! 2 when mas-sockets could not start it at all (see [`super`]).
+
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use crate::cli::SuperviseArgs;
+use crate::supervisor::{self, Options, Outcome, Request, RuntimeDir};
+use crate::{activation, assign, bind, logging, notify};
+
+/// Runs `supervise`.
+///
+/// # Errors
+///
+/// Anything that keeps MAS from being started.
+pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    if let Some(warning) = logging::init(args.log_target, &args.log) {
+        warn!("{warning}");
+    }
+    if let Some(word) = args.command.iter().skip(1).find(|w| {
+        let w = w.to_string_lossy();
+        w == "--config" || w == "-c" || w.starts_with("--config=")
+    }) {
+        anyhow::bail!(
+            "the MAS command has its own `{}`; give the config files to mas-sockets instead (`supervise --config FILE -- mas-cli server`), which passes MAS a rewritten config",
+            word.to_string_lossy()
+        );
+    }
+    // Before any thread exists: this edits our environment.
+    let inherited = activation::take_inherited()?;
+    let plan = match super::load_plan(&args.config, super::EXIT_CANNOT_RUN) {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let (fds, _bound_paths) = if inherited.is_empty() {
+        let (fds, paths) = bind::bind_all(&plan)?;
+        (fds, Some(paths))
+    } else {
+        (inherited, None)
+    };
+    let assignment = match assign::assign(&plan, fds) {
+        Ok(a) => a,
+        Err(problems) => {
+            for p in &problems {
+                error!("{p}");
+                eprintln!("mas-sockets: {p}");
+            }
+            anyhow::bail!(
+                "the passed sockets do not match the config ({} problem(s) above); MAS was not started",
+                problems.len()
+            );
+        }
+    };
+    let systemd = notify::SystemdNotifier::from_env()?;
+    let runtime_dir = match args
+        .runtime_dir
+        .or_else(|| std::env::var_os("RUNTIME_DIRECTORY").map(PathBuf::from))
+    {
+        // RUNTIME_DIRECTORY may list several directories separated by `:`.
+        Some(dir) => RuntimeDir::given(first_dir(dir)),
+        None => {
+            let parent = std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir);
+            RuntimeDir::create_in(&parent).with_context(|| {
+                format!(
+                    "cannot create a private directory in {}; give one with --runtime-dir",
+                    parent.display()
+                )
+            })?
+        }
+    };
+    let opts = Options {
+        command: args.command,
+        stop_timeout: args.stop_timeout,
+        runtime_dir,
+        helper: PathBuf::from("/proc/self/exe"),
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the event loop")?;
+    let outcome = runtime.block_on(async {
+        let (tx, rx) = mpsc::channel(8);
+        forward_signals(tx)?;
+        let outcome = supervisor::run(&plan, assignment, opts, systemd, rx).await?;
+        anyhow::Ok(outcome)
+    })?;
+    Ok(exit_code(outcome))
+}
+
+fn first_dir(value: PathBuf) -> PathBuf {
+    let text = value.to_string_lossy().into_owned();
+    match text.split_once(':') {
+        Some((first, _)) => PathBuf::from(first),
+        None => value,
+    }
+}
+
+/// Turns SIGTERM, SIGINT and SIGHUP into [`Request`]s.
+fn forward_signals(tx: mpsc::Sender<Request>) -> anyhow::Result<()> {
+    use nix::sys::signal::Signal;
+    let kinds = [
+        (SignalKind::terminate(), Request::Stop(Signal::SIGTERM)),
+        (SignalKind::interrupt(), Request::Stop(Signal::SIGINT)),
+        (SignalKind::hangup(), Request::Reload),
+    ];
+    for (kind, request) in kinds {
+        let mut stream = signal(kind).context("cannot install a signal handler")?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(request).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The supervisor's exit status for how the child ended.
+pub fn exit_code(outcome: Outcome) -> ExitCode {
+    let status = outcome.status;
+    if let Some(code) = status.code() {
+        return match (code, outcome.requested) {
+            (0, true) => ExitCode::SUCCESS,
+            (0, false) => ExitCode::from(1),
+            (code, _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        };
+    }
+    let signal = status.signal().unwrap_or(0);
+    ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+}

@@ -1,0 +1,89 @@
+//! MAS's config, read as MAS reads it, then checked into a [`Plan`].
+//!
+//! Which files: `--config` (repeatable), else `MAS_CONFIG` split on `:`, else
+//! `config.yaml`, exactly as `mas-cli server` chooses them. [`raw`] parses and
+//! merges them; [`plan`] gives the `http.listeners` their meaning. MAS also
+//! reads `MAS_*` environment variables at the lowest precedence; they cannot
+//! describe a listener list, so they are left to MAS.
+
+pub mod plan;
+pub mod raw;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+pub use plan::{Bind, BindSpec, ConfigError, Endpoint, FdKind, Listener, Location, Plan};
+pub use raw::{Document, DocumentError, Merged};
+
+/// The environment variable MAS reads its config paths from.
+pub const MAS_CONFIG: &str = "MAS_CONFIG";
+
+/// Why a config could not be loaded: one unreadable file, or every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigError>),
+}
+
+/// The config files MAS would read: `given` if any, else `MAS_CONFIG` split on
+/// `:` (empty parts skipped), else `config.yaml`.
+pub fn config_paths(given: &[PathBuf], mas_config: Option<&OsStr>) -> Vec<PathBuf> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    if let Some(value) = mas_config.and_then(OsStr::to_str) {
+        let parts: Vec<PathBuf> = value
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if !parts.is_empty() {
+            return parts;
+        }
+    }
+    vec![PathBuf::from("config.yaml")]
+}
+
+/// Reads, merges and checks the files, resolving host names with the system resolver.
+///
+/// # Errors
+///
+/// The first file that cannot be read or parsed, or every problem of the merged config.
+pub fn load(paths: &[PathBuf]) -> Result<Plan, LoadError> {
+    let documents = paths
+        .iter()
+        .map(|p| Document::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    check(documents, &plan::SystemResolver)
+}
+
+/// Merges and checks already parsed documents.
+///
+/// # Errors
+///
+/// Every problem of the merged config.
+pub fn check(documents: Vec<Document>, resolver: &dyn plan::Resolver) -> Result<Plan, LoadError> {
+    let merged = Merged::new(documents);
+    plan::build(&merged, resolver).map_err(LoadError::Invalid)
+}
+
+/// Parses documents from in-memory text: `(name, text)` pairs.
+///
+/// # Errors
+///
+/// As [`check`], plus YAML errors.
+pub fn check_texts(
+    texts: &[(&str, &str)],
+    resolver: &dyn plan::Resolver,
+) -> Result<Plan, LoadError> {
+    let documents = texts
+        .iter()
+        .map(|(name, text)| Document::parse(Path::new(name), text))
+        .collect::<Result<Vec<_>, _>>()?;
+    check(documents, resolver)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,973 @@
+//! The second stage of reading a MAS config: the merged `http.listeners`
+//! checked and turned into a [`Plan`] that the rest of mas-sockets acts on.
+//!
+//! MAS reads each bind as an untagged enum whose last variant (`fd`) has a
+//! default for every field and tolerates unknown keys, so a bind that fits no
+//! other form silently becomes "fd 0, tcp" (mas-facts.md). Here every bind must
+//! match exactly one form, with no stray keys; anything MAS would misread is an
+//! error that says what MAS would have done and how to write what was meant.
+//!
+//! Nothing here opens a socket. Host names are resolved, because a systemd
+//! socket needs literal addresses and supervise must recognise the sockets.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use serde_norway::{Mapping, Value};
+
+use super::raw::{kind_of, Merged, Pos};
+
+/// The longest Unix socket path: `sun_path` holds 108 bytes, one of them the NUL.
+pub const MAX_UNIX_PATH: usize = 107;
+
+/// Resource names MAS knows (mas-facts.md); others are reported, not refused,
+/// so that a newer MAS with a new resource still works.
+const KNOWN_RESOURCES: &[&str] = &[
+    "discovery",
+    "human",
+    "oauth",
+    "compat",
+    "graphql",
+    "assets",
+    "adminapi",
+    "prometheus",
+    "connection-info",
+    "health",
+];
+
+/// Keys a bind may carry, across all four forms.
+const BIND_KEYS: &[&str] = &["host", "port", "address", "socket", "mode", "fd", "kind"];
+
+/// Where a value came from: a file position and the key path inside the merged config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// `None` for MAS's built-in default listeners (no `http` section at all).
+    pub file: Option<(PathBuf, Pos)>,
+    pub key: String,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some((path, pos)) => write!(
+                f,
+                "{}:{}:{}: {}",
+                path.display(),
+                pos.line,
+                pos.column,
+                self.key
+            ),
+            None => write!(f, "(MAS built-in default) {}", self.key),
+        }
+    }
+}
+
+/// A problem with the config, at a location.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{location}: {kind}")]
+pub struct ConfigError {
+    pub location: Location,
+    pub kind: ErrorKind,
+}
+
+/// What is wrong, with the offending input and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("`http` is {found}, not a mapping; write `http:` followed by indented keys")]
+    HttpNotMapping { found: &'static str },
+    #[error("`listeners` is {found}, not a list; write each listener as a `- ` item")]
+    ListenersNotList { found: &'static str },
+    #[error("there are no listeners, so MAS would serve nothing; add one under http.listeners")]
+    NoListeners,
+    #[error("a listener is {found}, not a mapping; give it `resources:` and `binds:`")]
+    ListenerNotMapping { found: &'static str },
+    #[error("the listener has no binds; add at least one, e.g. `binds: [{{host: localhost, port: 8080}}]`")]
+    NoBinds,
+    #[error(
+        "the listener has no resources; add at least one, e.g. `resources: [{{name: health}}]`"
+    )]
+    NoResources,
+    #[error("`{key}` is {found}, not {expected}")]
+    WrongType {
+        key: &'static str,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("a bind is {found}, not a mapping; write e.g. `{{host: localhost, port: 8080}}`")]
+    BindNotMapping { found: &'static str },
+    #[error("the bind is empty, and MAS would read it as `fd: 0`; write `host`+`port`, `address`, `socket` or an explicit `fd`")]
+    EmptyBind,
+    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it and read the bind as `fd: 0`. Use only {allowed}", hint = did_you_mean(key), allowed = BIND_KEYS.join(", "))]
+    UnknownBindKey { key: String },
+    #[error("`host: {host}` has no `port`, and MAS would read the bind as `fd: 0`; add `port:`")]
+    HostWithoutPort { host: String },
+    #[error("`port: {value}` is {found}, and MAS would read the bind as `fd: 0`; write a number from 1 to 65535 without quotes")]
+    PortNotNumber { value: String, found: &'static str },
+    #[error("port {port} is out of range, and MAS would read the bind as `fd: 0`; use 1 to 65535")]
+    PortOutOfRange { port: String },
+    #[error("port 0 asks the kernel for a random port, which no client or socket unit can know; choose a fixed port")]
+    PortZero,
+    #[error("the bind mixes `{first}` and `{second}`, which belong to different bind forms; split it into two binds or remove one")]
+    MixedForms {
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error("`host: {host}` has brackets; write the address without them: `host: \"{bare}\"`")]
+    BracketedHost { host: String, bare: String },
+    #[error("cannot resolve `host: {host}`: {reason}; use an IP address or a name this machine resolves")]
+    Unresolvable { host: String, reason: String },
+    #[error("`address: {address}` is not an IP address with a port; write e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"")]
+    BadAddress { address: String },
+    #[error("the Unix socket path is empty; give an absolute path such as /run/mas/web.sock")]
+    EmptySocketPath,
+    #[error("the Unix socket path `{path}` is {len} bytes, longer than the {max} a socket address holds; use a shorter path", max = MAX_UNIX_PATH)]
+    SocketPathTooLong { path: String, len: usize },
+    #[error(
+        "`mode: {value}` is not an octal permission string; write it quoted, e.g. `mode: \"660\"`"
+    )]
+    BadMode { value: String },
+    #[error("`mode` applies only to a `socket` bind; remove it or add `socket:`")]
+    ModeWithoutSocket,
+    #[error(
+        "`fd: {value}` is not a non-negative number; write the index into LISTEN_FDS, e.g. `fd: 0`"
+    )]
+    BadFd { value: String },
+    #[error("`kind: {value}` is not tcp or unix")]
+    BadKind { value: String },
+    #[error("`kind` without `fd` makes MAS take fd 0 by accident; write `fd:` explicitly")]
+    KindWithoutFd,
+    #[error(
+        "{this} is also bound by {other}; each address may be bound once, so remove one of them"
+    )]
+    Duplicate { this: String, other: String },
+}
+
+fn did_you_mean(key: &str) -> String {
+    BIND_KEYS
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance, for "did you mean" hints on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Whether an `fd:` bind expects a TCP or a Unix socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdKind {
+    Tcp,
+    Unix,
+}
+
+impl fmt::Display for FdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FdKind::Tcp => "tcp",
+            FdKind::Unix => "unix",
+        })
+    }
+}
+
+/// A bind as the config wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindSpec {
+    HostPort { host: Option<String>, port: u16 },
+    Address(SocketAddr),
+    Unix { path: PathBuf, mode: Option<u32> },
+    Fd { index: usize, kind: FdKind },
+}
+
+impl fmt::Display for BindSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindSpec::HostPort {
+                host: Some(host),
+                port,
+            } => write!(f, "host {host} port {port}"),
+            BindSpec::HostPort { host: None, port } => write!(f, "port {port}"),
+            BindSpec::Address(addr) => write!(f, "address {addr}"),
+            BindSpec::Unix {
+                path,
+                mode: Some(mode),
+            } => write!(f, "socket {} mode {mode:03o}", path.display()),
+            BindSpec::Unix { path, mode: None } => write!(f, "socket {}", path.display()),
+            BindSpec::Fd { index, kind } => write!(f, "fd {index} ({kind})"),
+        }
+    }
+}
+
+/// One socket a bind stands for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// A TCP socket on a literal address.
+    Tcp(SocketAddr),
+    /// A TCP socket on every address: `[::]:port` dual stack, or `0.0.0.0:port`
+    /// where IPv6 is off. This is what a bind with no host means to MAS.
+    AnyTcp(u16),
+    /// A Unix stream socket at a path.
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// Whether two endpoints cannot both be bound on one host.
+    fn overlaps(&self, other: &Endpoint) -> bool {
+        use Endpoint::*;
+        match (self, other) {
+            (Unix(a), Unix(b)) => a == b,
+            (AnyTcp(a), AnyTcp(b)) => a == b,
+            (AnyTcp(p), Tcp(addr)) | (Tcp(addr), AnyTcp(p)) => addr.port() == *p,
+            (Tcp(a), Tcp(b)) => {
+                a.port() == b.port()
+                    && (a.ip() == b.ip()
+                        || is_wildcard_for(a.ip(), b.ip())
+                        || is_wildcard_for(b.ip(), a.ip()))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether binding `wild` makes `other` (on the same port) unavailable.
+fn is_wildcard_for(wild: IpAddr, other: IpAddr) -> bool {
+    match wild {
+        // `[::]` is dual stack unless the host turned that off; assume the default.
+        IpAddr::V6(v6) if v6.is_unspecified() => true,
+        IpAddr::V4(v4) if v4.is_unspecified() => other.is_ipv4(),
+        _ => false,
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "tcp {addr}"),
+            Endpoint::AnyTcp(port) => write!(f, "tcp [::]:{port} (or 0.0.0.0:{port})"),
+            Endpoint::Unix(path) => write!(f, "unix {}", path.display()),
+        }
+    }
+}
+
+/// One bind of one listener, checked.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    /// Index of the listener in the merged `http.listeners`.
+    pub listener: usize,
+    /// Index of the bind in its listener's `binds`.
+    pub index: usize,
+    pub spec: BindSpec,
+    /// The sockets that satisfy this bind; any one of them does. Empty for `fd:` binds.
+    pub endpoints: Vec<Endpoint>,
+    pub location: Location,
+}
+
+/// One listener, checked.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub index: usize,
+    pub name: Option<String>,
+    pub binds: Vec<Bind>,
+    pub resources: Vec<String>,
+    pub proxy_protocol: bool,
+    pub location: Location,
+}
+
+impl Listener {
+    /// The name to show for this listener: its `name`, or `#<index>`.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("#{}", self.index),
+        }
+    }
+}
+
+/// The validated config: everything mas-sockets needs to act.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The config files, in merge order, as given.
+    pub files: Vec<PathBuf>,
+    /// The merged config, untouched, for the child's rewritten copy.
+    pub merged: Value,
+    /// Whether the listeners are MAS's built-in defaults (no `http` section).
+    pub http_is_default: bool,
+    pub listeners: Vec<Listener>,
+    /// Things worth saying that do not stop anything (resolved host names, ...).
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Every bind of every listener, in order.
+    pub fn binds(&self) -> impl Iterator<Item = &Bind> {
+        self.listeners.iter().flat_map(|l| l.binds.iter())
+    }
+
+    /// The merged config with each listener's `binds` replaced by `binds[i]`.
+    ///
+    /// When the listeners were MAS's defaults, an `http` section is written with
+    /// the same listeners and the same `public_base` default MAS would use.
+    pub fn rewrite(&self, binds: &[Vec<Value>]) -> Value {
+        let mut merged = self.merged.clone();
+        if self.http_is_default {
+            let http = default_http_value();
+            if let Value::Mapping(root) = &mut merged {
+                root.insert(Value::from("http"), http);
+            }
+        }
+        if let Some(listeners) = merged
+            .get_mut("http")
+            .and_then(|h| h.get_mut("listeners"))
+            .and_then(Value::as_sequence_mut)
+        {
+            for (listener, new_binds) in listeners.iter_mut().zip(binds) {
+                if let Value::Mapping(listener) = listener {
+                    listener.insert(Value::from("binds"), Value::Sequence(new_binds.clone()));
+                }
+            }
+        }
+        merged
+    }
+}
+
+/// An `fd:` bind as MAS's config writes it.
+pub fn fd_bind_value(index: usize, kind: FdKind) -> Value {
+    let mut m = Mapping::new();
+    m.insert(Value::from("fd"), Value::from(index as u64));
+    m.insert(Value::from("kind"), Value::from(kind.to_string()));
+    Value::Mapping(m)
+}
+
+/// MAS's `http` section when the config has none (its `HttpConfig::default`).
+fn default_http_value() -> Value {
+    serde_norway::from_str(DEFAULT_HTTP).expect("the built-in default http section is valid YAML")
+}
+
+/// MAS's built-in listeners and public base, used when the config has no `http`.
+const DEFAULT_HTTP: &str = r#"
+public_base: "http://[::]:8080/"
+listeners:
+  - name: web
+    resources:
+      - name: discovery
+      - name: human
+      - name: oauth
+      - name: compat
+      - name: graphql
+      - name: assets
+    binds:
+      - address: "[::]:8080"
+  - name: internal
+    resources:
+      - name: health
+    binds:
+      - host: localhost
+        port: 8081
+"#;
+
+/// How host names are turned into addresses; a parameter so tests need no DNS.
+pub trait Resolver {
+    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String>;
+}
+
+/// The system resolver (getaddrinfo through std).
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        (host, port)
+            .to_socket_addrs()
+            .map(|addrs| addrs.collect())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Checks the merged config and builds the plan; every problem is reported.
+///
+/// # Errors
+///
+/// All problems found, in config order.
+pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<ConfigError>> {
+    let mut cx = Checker {
+        merged,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        resolver,
+    };
+    let (http_is_default, listeners_value) = match merged.value.get("http") {
+        None => (true, default_http_value()["listeners"].clone()),
+        Some(Value::Mapping(http)) => {
+            (false, http.get("listeners").cloned().unwrap_or(Value::Null))
+        }
+        Some(other) => {
+            cx.error_at(
+                "http",
+                ErrorKind::HttpNotMapping {
+                    found: kind_of(other),
+                },
+            );
+            return Err(cx.errors);
+        }
+    };
+    let mut listeners = Vec::new();
+    match &listeners_value {
+        Value::Sequence(items) if items.is_empty() => {
+            cx.error_at("http.listeners", ErrorKind::NoListeners)
+        }
+        Value::Null => cx.error_at("http", ErrorKind::NoListeners),
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(listener) = cx.listener(i, item, http_is_default) {
+                    listeners.push(listener);
+                }
+            }
+        }
+        other => cx.error_at(
+            "http.listeners",
+            ErrorKind::ListenersNotList {
+                found: kind_of(other),
+            },
+        ),
+    }
+    cx.check_duplicates(&listeners);
+    if cx.errors.is_empty() {
+        Ok(Plan {
+            files: merged.documents.iter().map(|d| d.path.clone()).collect(),
+            merged: merged.value.clone(),
+            http_is_default,
+            listeners,
+            warnings: cx.warnings,
+        })
+    } else {
+        Err(cx.errors)
+    }
+}
+
+struct Checker<'a> {
+    merged: &'a Merged,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+    resolver: &'a dyn Resolver,
+}
+
+impl Checker<'_> {
+    fn location(&self, key: &str) -> Location {
+        Location {
+            file: self
+                .merged
+                .locate(key)
+                .map(|(path, pos)| (path.to_owned(), pos)),
+            key: key.to_owned(),
+        }
+    }
+
+    fn listener_location(&self, listener: usize, rest: &str, default: bool) -> Location {
+        let key = format!("http.listeners[{listener}]{rest}");
+        if default {
+            return Location { file: None, key };
+        }
+        // A missing key inside the listener points at the listener itself.
+        let file = self
+            .merged
+            .locate_in_listener(listener, rest)
+            .or_else(|| self.merged.locate_in_listener(listener, ""))
+            .map(|(path, pos)| (path.to_owned(), pos));
+        Location { file, key }
+    }
+
+    fn error_at(&mut self, key: &str, kind: ErrorKind) {
+        let location = self.location(key);
+        self.errors.push(ConfigError { location, kind });
+    }
+
+    fn listener(&mut self, index: usize, value: &Value, default: bool) -> Option<Listener> {
+        let here = |cx: &Self, rest: &str| cx.listener_location(index, rest, default);
+        let Value::Mapping(map) = value else {
+            let location = here(self, "");
+            self.errors.push(ConfigError {
+                location,
+                kind: ErrorKind::ListenerNotMapping {
+                    found: kind_of(value),
+                },
+            });
+            return None;
+        };
+        let name = match map.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                let location = here(self, ".name");
+                self.errors.push(ConfigError {
+                    location,
+                    kind: ErrorKind::WrongType {
+                        key: "name",
+                        found: kind_of(other),
+                        expected: "a string",
+                    },
+                });
+                None
+            }
+        };
+        let proxy_protocol = match map.get("proxy_protocol") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                let location = here(self, ".proxy_protocol");
+                self.errors.push(ConfigError {
+                    location,
+                    kind: ErrorKind::WrongType {
+                        key: "proxy_protocol",
+                        found: kind_of(other),
+                        expected: "true or false",
+                    },
+                });
+                false
+            }
+        };
+        let resources = self.resources(index, map.get("resources"), default);
+        let mut binds = Vec::new();
+        match map.get("binds") {
+            Some(Value::Sequence(items)) if !items.is_empty() => {
+                for (b, item) in items.iter().enumerate() {
+                    let location = here(self, &format!(".binds[{b}]"));
+                    if let Some((spec, endpoints)) = self.bind(index, b, item, default) {
+                        binds.push(Bind {
+                            listener: index,
+                            index: b,
+                            spec,
+                            endpoints,
+                            location,
+                        });
+                    }
+                }
+            }
+            Some(Value::Sequence(_)) | None | Some(Value::Null) => {
+                let location = here(self, ".binds");
+                self.errors.push(ConfigError {
+                    location,
+                    kind: ErrorKind::NoBinds,
+                });
+            }
+            Some(other) => {
+                let location = here(self, ".binds");
+                self.errors.push(ConfigError {
+                    location,
+                    kind: ErrorKind::WrongType {
+                        key: "binds",
+                        found: kind_of(other),
+                        expected: "a list of binds",
+                    },
+                });
+            }
+        }
+        Some(Listener {
+            index,
+            name,
+            binds,
+            resources,
+            proxy_protocol,
+            location: here(self, ""),
+        })
+    }
+
+    fn resources(&mut self, listener: usize, value: Option<&Value>, default: bool) -> Vec<String> {
+        let location = self.listener_location(listener, ".resources", default);
+        let items = match value {
+            Some(Value::Sequence(items)) if !items.is_empty() => items,
+            Some(Value::Sequence(_)) | None | Some(Value::Null) => {
+                self.errors.push(ConfigError {
+                    location,
+                    kind: ErrorKind::NoResources,
+                });
+                return Vec::new();
+            }
+            Some(other) => {
+                self.errors.push(ConfigError {
+                    location,
+                    kind: ErrorKind::WrongType {
+                        key: "resources",
+                        found: kind_of(other),
+                        expected: "a list of `- name: ...` items",
+                    },
+                });
+                return Vec::new();
+            }
+        };
+        let mut names = Vec::new();
+        for item in items {
+            let name = item.get("name").and_then(Value::as_str);
+            match name {
+                Some(name) => {
+                    if !KNOWN_RESOURCES.contains(&name) {
+                        self.warnings.push(format!(
+                            "{location}: resource `{name}` is not one MAS 1.22 knows ({}); MAS will refuse it unless it is newer",
+                            KNOWN_RESOURCES.join(", ")
+                        ));
+                    }
+                    names.push(name.to_owned());
+                }
+                None => self.warnings.push(format!(
+                    "{location}: a resource has no `name`; MAS will refuse it"
+                )),
+            }
+        }
+        names
+    }
+
+    /// Classifies one bind, or records why it cannot be.
+    fn bind(
+        &mut self,
+        listener: usize,
+        index: usize,
+        value: &Value,
+        default: bool,
+    ) -> Option<(BindSpec, Vec<Endpoint>)> {
+        let rest = format!(".binds[{index}]");
+        let fail = |cx: &mut Self, key: &str, kind: ErrorKind| {
+            let location = cx.listener_location(listener, &format!("{rest}{key}"), default);
+            cx.errors.push(ConfigError { location, kind });
+            None
+        };
+        let Value::Mapping(map) = value else {
+            return fail(
+                self,
+                "",
+                ErrorKind::BindNotMapping {
+                    found: kind_of(value),
+                },
+            );
+        };
+        if map.is_empty() {
+            return fail(self, "", ErrorKind::EmptyBind);
+        }
+        let mut keys = Vec::new();
+        for key in map.keys() {
+            let name = key
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{key:?}"));
+            match BIND_KEYS.iter().find(|k| **k == name) {
+                Some(k) => keys.push(*k),
+                None => {
+                    let at = format!(".{name}#key");
+                    return fail(self, &at, ErrorKind::UnknownBindKey { key: name });
+                }
+            }
+        }
+        // Each form's keys; a key from another form is a mix.
+        let form = |k: &str| match k {
+            "host" | "port" => 0,
+            "address" => 1,
+            "socket" | "mode" => 2,
+            _ => 3,
+        };
+        if let Some(pair) = keys
+            .iter()
+            .flat_map(|a| keys.iter().map(move |b| (*a, *b)))
+            .find(|(a, b)| form(a) < form(b))
+        {
+            return fail(
+                self,
+                "",
+                ErrorKind::MixedForms {
+                    first: pair.0,
+                    second: pair.1,
+                },
+            );
+        }
+        let has = |k: &str| map.contains_key(k);
+        if has("port") || has("host") {
+            let host = match map.get("host") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(h)) => Some(h.clone()),
+                Some(other) => {
+                    return fail(
+                        self,
+                        ".host",
+                        ErrorKind::WrongType {
+                            key: "host",
+                            found: kind_of(other),
+                            expected: "a host name or IP address",
+                        },
+                    )
+                }
+            };
+            let port = match map.get("port") {
+                None | Some(Value::Null) => {
+                    return fail(
+                        self,
+                        "",
+                        ErrorKind::HostWithoutPort {
+                            host: host.unwrap_or_default(),
+                        },
+                    )
+                }
+                Some(Value::Number(n)) => match n.as_u64().and_then(|n| u16::try_from(n).ok()) {
+                    Some(0) => return fail(self, ".port", ErrorKind::PortZero),
+                    Some(p) => p,
+                    None => {
+                        return fail(
+                            self,
+                            ".port",
+                            ErrorKind::PortOutOfRange {
+                                port: n.to_string(),
+                            },
+                        )
+                    }
+                },
+                Some(other) => {
+                    return fail(
+                        self,
+                        ".port",
+                        ErrorKind::PortNotNumber {
+                            value: scalar_text(other),
+                            found: kind_of(other),
+                        },
+                    )
+                }
+            };
+            let endpoints = match self.host_endpoints(host.as_deref(), port) {
+                Ok(e) => e,
+                Err(kind) => return fail(self, ".host", kind),
+            };
+            return Some((BindSpec::HostPort { host, port }, endpoints));
+        }
+        if let Some(address) = map.get("address") {
+            let Value::String(text) = address else {
+                return fail(
+                    self,
+                    ".address",
+                    ErrorKind::BadAddress {
+                        address: scalar_text(address),
+                    },
+                );
+            };
+            let Ok(addr) = text.parse::<SocketAddr>() else {
+                return fail(
+                    self,
+                    ".address",
+                    ErrorKind::BadAddress {
+                        address: text.clone(),
+                    },
+                );
+            };
+            if addr.port() == 0 {
+                return fail(self, ".address", ErrorKind::PortZero);
+            }
+            return Some((BindSpec::Address(addr), vec![Endpoint::Tcp(addr)]));
+        }
+        if has("socket") {
+            let path = match map.get("socket") {
+                Some(Value::String(p)) if !p.is_empty() => PathBuf::from(p),
+                Some(Value::String(_)) | Some(Value::Null) | None => {
+                    return fail(self, ".socket", ErrorKind::EmptySocketPath)
+                }
+                Some(other) => {
+                    return fail(
+                        self,
+                        ".socket",
+                        ErrorKind::WrongType {
+                            key: "socket",
+                            found: kind_of(other),
+                            expected: "a path",
+                        },
+                    )
+                }
+            };
+            let len = path.as_os_str().len();
+            if len > MAX_UNIX_PATH {
+                return fail(
+                    self,
+                    ".socket",
+                    ErrorKind::SocketPathTooLong {
+                        path: path.display().to_string(),
+                        len,
+                    },
+                );
+            }
+            let mode = match map.get("mode") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(text)) => match parse_mode(text) {
+                    Some(m) => Some(m),
+                    None => {
+                        return fail(
+                            self,
+                            ".mode",
+                            ErrorKind::BadMode {
+                                value: text.clone(),
+                            },
+                        )
+                    }
+                },
+                Some(other) => {
+                    return fail(
+                        self,
+                        ".mode",
+                        ErrorKind::BadMode {
+                            value: scalar_text(other),
+                        },
+                    )
+                }
+            };
+            let endpoints = vec![Endpoint::Unix(path.clone())];
+            return Some((BindSpec::Unix { path, mode }, endpoints));
+        }
+        if has("mode") {
+            return fail(self, ".mode", ErrorKind::ModeWithoutSocket);
+        }
+        if !has("fd") {
+            return fail(self, ".kind", ErrorKind::KindWithoutFd);
+        }
+        let index = match map.get("fd") {
+            Some(Value::Number(n)) => match n.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                Some(i) => i,
+                None => {
+                    return fail(
+                        self,
+                        ".fd",
+                        ErrorKind::BadFd {
+                            value: n.to_string(),
+                        },
+                    )
+                }
+            },
+            Some(other) => {
+                return fail(
+                    self,
+                    ".fd",
+                    ErrorKind::BadFd {
+                        value: scalar_text(other),
+                    },
+                )
+            }
+            None => unreachable!("checked above"),
+        };
+        let kind = match map.get("kind") {
+            None | Some(Value::Null) => FdKind::Tcp,
+            Some(Value::String(k)) if k == "tcp" => FdKind::Tcp,
+            Some(Value::String(k)) if k == "unix" => FdKind::Unix,
+            Some(other) => {
+                return fail(
+                    self,
+                    ".kind",
+                    ErrorKind::BadKind {
+                        value: scalar_text(other),
+                    },
+                )
+            }
+        };
+        Some((BindSpec::Fd { index, kind }, Vec::new()))
+    }
+
+    /// The endpoints of a `host`+`port` bind.
+    fn host_endpoints(
+        &mut self,
+        host: Option<&str>,
+        port: u16,
+    ) -> Result<Vec<Endpoint>, ErrorKind> {
+        let Some(host) = host else {
+            return Ok(vec![Endpoint::AnyTcp(port)]);
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![Endpoint::Tcp(SocketAddr::new(ip, port))]);
+        }
+        if let Some(bare) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            return Err(ErrorKind::BracketedHost {
+                host: host.to_owned(),
+                bare: bare.to_owned(),
+            });
+        }
+        if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+            // MAS binds whichever loopback address resolves first; a socket on
+            // either one serves the bind, so a unit may hold both.
+            return Ok(vec![
+                Endpoint::Tcp(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)),
+                Endpoint::Tcp(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port)),
+            ]);
+        }
+        let mut addrs =
+            self.resolver
+                .resolve(host, port)
+                .map_err(|reason| ErrorKind::Unresolvable {
+                    host: host.to_owned(),
+                    reason,
+                })?;
+        if addrs.is_empty() {
+            return Err(ErrorKind::Unresolvable {
+                host: host.to_owned(),
+                reason: "no addresses".into(),
+            });
+        }
+        let unique: BTreeSet<SocketAddr> = addrs.drain(..).collect();
+        let addrs: Vec<SocketAddr> = unique.into_iter().collect();
+        self.warnings.push(format!(
+            "host `{host}` resolved to {}; the sockets use these addresses, so regenerate the units if its addresses change",
+            addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ));
+        Ok(addrs.into_iter().map(Endpoint::Tcp).collect())
+    }
+
+    fn check_duplicates(&mut self, listeners: &[Listener]) {
+        let binds: Vec<&Bind> = listeners.iter().flat_map(|l| l.binds.iter()).collect();
+        for (i, bind) in binds.iter().enumerate() {
+            for earlier in &binds[..i] {
+                let same_fd = matches!(
+                    (&bind.spec, &earlier.spec),
+                    (BindSpec::Fd { index: a, .. }, BindSpec::Fd { index: b, .. }) if a == b
+                );
+                let clash = same_fd
+                    || bind
+                        .endpoints
+                        .iter()
+                        .any(|e| earlier.endpoints.iter().any(|o| e.overlaps(o)));
+                if clash {
+                    self.errors.push(ConfigError {
+                        location: bind.location.clone(),
+                        kind: ErrorKind::Duplicate {
+                            this: bind.spec.to_string(),
+                            other: format!("{} at {}", earlier.spec, earlier.location),
+                        },
+                    });
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Parses a permission string such as "660" or "0660".
+pub fn parse_mode(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok()
+}
+
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("\"{s}\""),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "null".into(),
+        other => kind_of(other).to_owned(),
+    }
+}

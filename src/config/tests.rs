@@ -1,0 +1,411 @@
+//! Specs of the config reader: what MAS accepts and means is accepted; what MAS
+//! would misread or refuse is one error line at file:line:column.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::plan::Resolver;
+use super::*;
+
+/// Resolves one test name without DNS.
+struct FakeResolver;
+
+impl Resolver for FakeResolver {
+    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        match host {
+            "mas.internal" => Ok(vec![
+                format!("192.0.2.10:{port}").parse().unwrap(),
+                format!("[2001:db8::10]:{port}").parse().unwrap(),
+            ]),
+            _ => Err("Name or service not known".into()),
+        }
+    }
+}
+
+fn plan(text: &str) -> Plan {
+    match check_texts(&[("c.yaml", text)], &FakeResolver) {
+        Ok(plan) => plan,
+        Err(e) => panic!("config should be valid, got:\n{e}"),
+    }
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match check_texts(&[("c.yaml", text)], &FakeResolver) {
+        Ok(plan) => panic!("config should be refused, got {plan:#?}"),
+        Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+fn one_error(text: &str) -> String {
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    errors.into_iter().next().unwrap()
+}
+
+/// A listener with the given binds (YAML flow items), at a known position:
+/// the first bind is on line 5, column 11.
+fn with_binds(binds: &[&str]) -> String {
+    let mut text = String::from("http:\n  listeners:\n    - name: web\n      binds:\n");
+    for b in binds {
+        text.push_str(&format!("        - {b}\n"));
+    }
+    text.push_str("      resources:\n        - name: health\n");
+    text
+}
+
+#[test]
+fn reference_reverse_proxy_config_is_accepted() {
+    let plan = plan(
+        "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources:\n        - name: discovery\n        - name: human\n        - name: oauth\n        - name: compat\n        - name: graphql\n      binds:\n        - host: localhost\n          port: 8080\n",
+    );
+    let bind = plan.binds().next().unwrap();
+    assert_eq!(
+        bind.spec,
+        BindSpec::HostPort {
+            host: Some("localhost".into()),
+            port: 8080
+        }
+    );
+    assert_eq!(
+        bind.endpoints,
+        vec![
+            Endpoint::Tcp("127.0.0.1:8080".parse().unwrap()),
+            Endpoint::Tcp("[::1]:8080".parse().unwrap())
+        ]
+    );
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}
+
+#[test]
+fn no_http_section_means_mas_default_listeners() {
+    let plan = plan("database:\n  uri: postgresql://mas@localhost/mas\n");
+    assert!(plan.http_is_default);
+    let binds: Vec<_> = plan.binds().map(|b| b.spec.clone()).collect();
+    assert_eq!(
+        binds,
+        vec![
+            BindSpec::Address("[::]:8080".parse().unwrap()),
+            BindSpec::HostPort {
+                host: Some("localhost".into()),
+                port: 8081
+            }
+        ]
+    );
+    assert_eq!(plan.listeners[1].name.as_deref(), Some("internal"));
+}
+
+#[test]
+fn every_bind_form_is_read() {
+    let plan = plan(&with_binds(&[
+        "{port: 8090}",
+        "{host: 127.0.0.2, port: 8080}",
+        "{host: '::1', port: 8081}",
+        "{address: '[::1]:8082'}",
+        "{socket: /run/mas/web.sock, mode: '660'}",
+        "{socket: /run/mas/other.sock}",
+        "{fd: 0}",
+        "{fd: 1, kind: unix}",
+    ]));
+    let specs: Vec<_> = plan.binds().map(|b| b.spec.clone()).collect();
+    assert_eq!(
+        specs,
+        vec![
+            BindSpec::HostPort {
+                host: None,
+                port: 8090
+            },
+            BindSpec::HostPort {
+                host: Some("127.0.0.2".into()),
+                port: 8080
+            },
+            BindSpec::HostPort {
+                host: Some("::1".into()),
+                port: 8081
+            },
+            BindSpec::Address("[::1]:8082".parse().unwrap()),
+            BindSpec::Unix {
+                path: PathBuf::from("/run/mas/web.sock"),
+                mode: Some(0o660)
+            },
+            BindSpec::Unix {
+                path: PathBuf::from("/run/mas/other.sock"),
+                mode: None
+            },
+            BindSpec::Fd {
+                index: 0,
+                kind: FdKind::Tcp
+            },
+            BindSpec::Fd {
+                index: 1,
+                kind: FdKind::Unix
+            },
+        ]
+    );
+}
+
+#[test]
+fn bind_without_host_stands_for_the_dual_stack_wildcard() {
+    let plan = plan(&with_binds(&["{port: 8080}"]));
+    assert_eq!(
+        plan.binds().next().unwrap().endpoints,
+        vec![Endpoint::AnyTcp(8080)]
+    );
+}
+
+#[test]
+fn other_host_names_are_resolved_with_a_warning() {
+    let plan = plan(&with_binds(&["{host: mas.internal, port: 8080}"]));
+    assert_eq!(plan.binds().next().unwrap().endpoints.len(), 2);
+    assert_eq!(plan.warnings.len(), 1);
+    assert!(
+        plan.warnings[0].contains("192.0.2.10:8080"),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
+fn unknown_sections_and_listener_keys_are_kept() {
+    let plan = plan(
+        "secrets:\n  encryption: c0ffee\nhttp:\n  listeners:\n    - name: web\n      prefix: /auth\n      proxy_protocol: true\n      resources: [{name: human}, {name: assets, path: /srv}]\n      binds: [{port: 8080}]\n",
+    );
+    assert!(plan.listeners[0].proxy_protocol);
+    assert_eq!(
+        plan.merged["secrets"]["encryption"].as_str(),
+        Some("c0ffee")
+    );
+    assert_eq!(
+        plan.merged["http"]["listeners"][0]["prefix"].as_str(),
+        Some("/auth")
+    );
+}
+
+#[test]
+fn empty_bind_is_refused_because_mas_reads_it_as_fd_0() {
+    assert_eq!(
+        one_error(&with_binds(&["{}"])),
+        "c.yaml:5:11: http.listeners[0].binds[0]: the bind is empty, and MAS would read it as `fd: 0`; write `host`+`port`, `address`, `socket` or an explicit `fd`"
+    );
+}
+
+#[test]
+fn host_without_port_is_refused() {
+    assert_eq!(
+        one_error(&with_binds(&["{host: localhost}"])),
+        "c.yaml:5:11: http.listeners[0].binds[0]: `host: localhost` has no `port`, and MAS would read the bind as `fd: 0`; add `port:`"
+    );
+}
+
+#[test]
+fn misspelt_key_is_refused_with_a_suggestion() {
+    let e = one_error(&with_binds(&["{adress: '127.0.0.1:8080'}"]));
+    assert!(
+        e.starts_with("c.yaml:5:12: http.listeners[0].binds[0].adress#key: unknown key `adress` in a bind (did you mean `address`?)"),
+        "{e}"
+    );
+    let e = one_error(&with_binds(&["{host: localhost, prot: 8080}"]));
+    assert!(
+        e.contains("unknown key `prot` in a bind (did you mean `port`?)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn quoted_port_is_refused() {
+    assert_eq!(
+        one_error(&with_binds(&["{host: localhost, port: \"80\"}"])),
+        "c.yaml:5:35: http.listeners[0].binds[0].port: `port: \"80\"` is a string, and MAS would read the bind as `fd: 0`; write a number from 1 to 65535 without quotes"
+    );
+}
+
+#[test]
+fn port_zero_and_out_of_range_are_refused() {
+    assert!(
+        one_error(&with_binds(&["{port: 0}"])).contains("port 0 asks the kernel for a random port")
+    );
+    assert!(one_error(&with_binds(&["{address: '127.0.0.1:0'}"])).contains("port 0"));
+    assert!(one_error(&with_binds(&["{port: 70000}"])).contains("port 70000 is out of range"));
+    assert!(one_error(&with_binds(&["{port: -1}"])).contains("port -1 is out of range"));
+}
+
+#[test]
+fn listener_without_binds_or_resources_is_refused() {
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      resources: [{name: health}]\n      binds: []\n"),
+        "c.yaml:5:14: http.listeners[0].binds: the listener has no binds; add at least one, e.g. `binds: [{host: localhost, port: 8080}]`"
+    );
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n"),
+        "c.yaml:3:7: http.listeners[0].resources: the listener has no resources; add at least one, e.g. `resources: [{name: health}]`"
+    );
+}
+
+#[test]
+fn same_address_twice_is_refused_even_across_forms_and_files() {
+    let e = one_error(&with_binds(&[
+        "{host: 127.0.0.1, port: 8080}",
+        "{address: '127.0.0.1:8080'}",
+    ]));
+    assert!(e.starts_with("c.yaml:6:11: http.listeners[0].binds[1]: address 127.0.0.1:8080 is also bound by host 127.0.0.1 port 8080 at c.yaml:5:11"), "{e}");
+    // localhost covers 127.0.0.1; a bind with no host covers everything on its port.
+    assert_eq!(
+        errors(&with_binds(&[
+            "{host: localhost, port: 8080}",
+            "{host: 127.0.0.1, port: 8080}"
+        ]))
+        .len(),
+        1
+    );
+    assert_eq!(
+        errors(&with_binds(&["{port: 8080}", "{address: '[::1]:8080'}"])).len(),
+        1
+    );
+    assert_eq!(
+        errors(&with_binds(&[
+            "{socket: /run/a.sock}",
+            "{socket: /run/a.sock, mode: '600'}"
+        ]))
+        .len(),
+        1
+    );
+    // Different ports, or v4 wildcard against v6 loopback, are fine.
+    plan(&with_binds(&[
+        "{address: '0.0.0.0:8080'}",
+        "{address: '[::1]:8080'}",
+        "{port: 8081}",
+    ]));
+    // Across files: the second file's listener is located in the second file.
+    let first = "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n";
+    let second = "http:\n  listeners:\n    - name: again\n      resources: [{name: health}]\n      binds:\n        - {host: localhost, port: 8080}\n";
+    let e = check_texts(&[("a.yaml", first), ("b.yaml", second)], &FakeResolver)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("b.yaml:6:11: http.listeners[1].binds[0]: host localhost port 8080 is also bound by port 8080 at a.yaml:5:15"), "{e}");
+}
+
+#[test]
+fn unix_path_longer_than_sun_path_is_refused() {
+    let long = format!("/run/{}.sock", "m".repeat(100));
+    let e = one_error(&with_binds(&[&format!("{{socket: {long}}}")]));
+    assert!(
+        e.contains("is 110 bytes, longer than the 107 a socket address holds"),
+        "{e}"
+    );
+    let fits = format!("/run/{}.sock", "m".repeat(97));
+    assert_eq!(fits.len(), 107);
+    plan(&with_binds(&[&format!("{{socket: {fits}}}")]));
+}
+
+#[test]
+fn mode_must_be_a_quoted_octal_string() {
+    assert!(
+        one_error(&with_binds(&["{socket: /run/a.sock, mode: '668'}"]))
+            .contains("`mode: 668` is not an octal permission string")
+    );
+    assert!(
+        one_error(&with_binds(&["{socket: /run/a.sock, mode: 660}"]))
+            .contains("`mode: 660` is not an octal permission string; write it quoted")
+    );
+    assert!(one_error(&with_binds(&["{mode: '660'}"]))
+        .contains("`mode` applies only to a `socket` bind"));
+    let plan = plan(&with_binds(&["{socket: /run/a.sock, mode: '0600'}"]));
+    assert_eq!(
+        plan.binds().next().unwrap().spec,
+        BindSpec::Unix {
+            path: "/run/a.sock".into(),
+            mode: Some(0o600)
+        }
+    );
+}
+
+#[test]
+fn mixed_forms_and_bad_fd_binds_are_refused() {
+    assert!(one_error(&with_binds(&[
+        "{host: localhost, port: 80, address: '[::1]:80'}"
+    ]))
+    .contains("mixes `host` and `address`"));
+    assert!(one_error(&with_binds(&["{fd: 1, kind: udp}"]))
+        .contains("`kind: \"udp\"` is not tcp or unix"));
+    assert!(one_error(&with_binds(&["{kind: unix}"])).contains("`kind` without `fd`"));
+    assert!(one_error(&with_binds(&["{fd: -1}"])).contains("`fd: -1` is not a non-negative number"));
+    assert!(one_error(&with_binds(&["{fd: 0}", "{fd: 0, kind: unix}"]))
+        .contains("is also bound by fd 0 (tcp)"));
+}
+
+#[test]
+fn bracketed_and_unresolvable_hosts_are_refused() {
+    assert!(one_error(&with_binds(&["{host: '[::1]', port: 80}"]))
+        .contains("write the address without them: `host: \"::1\"`"));
+    assert!(
+        one_error(&with_binds(&["{host: nowhere.invalid, port: 80}"]))
+            .contains("cannot resolve `host: nowhere.invalid`")
+    );
+    assert!(one_error(&with_binds(&["{address: 'localhost:8080'}"]))
+        .contains("is not an IP address with a port"));
+}
+
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let errors = errors(&with_binds(&["{}", "{port: 0}", "{prot: 1}"]));
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+}
+
+#[test]
+fn structure_errors_name_the_key() {
+    assert!(one_error("http: 3\n").contains("`http` is a number, not a mapping"));
+    assert!(one_error("http:\n  listeners: {}\n").contains("`listeners` is a mapping, not a list"));
+    assert!(one_error("http:\n  public_base: https://a/\n").contains("there are no listeners"));
+    assert!(
+        one_error("http:\n  listeners: [web]\n").contains("a listener is a string, not a mapping")
+    );
+    assert!(
+        one_error(&with_binds(&["localhost:8080"])).contains("a bind is a string, not a mapping")
+    );
+}
+
+#[test]
+fn config_paths_follow_mas_precedence() {
+    use std::ffi::OsStr;
+    let given = vec![PathBuf::from("a.yaml")];
+    assert_eq!(config_paths(&given, Some(OsStr::new("b:c"))), given);
+    assert_eq!(
+        config_paths(&[], Some(OsStr::new("b.yaml::c.yaml"))),
+        vec![PathBuf::from("b.yaml"), PathBuf::from("c.yaml")]
+    );
+    assert_eq!(config_paths(&[], None), vec![PathBuf::from("config.yaml")]);
+}
+
+#[test]
+fn rewrite_replaces_only_the_binds() {
+    let plan = plan(&with_binds(&["{host: localhost, port: 8080}"]));
+    let rewritten = plan.rewrite(&[vec![
+        plan::fd_bind_value(0, FdKind::Tcp),
+        plan::fd_bind_value(1, FdKind::Tcp),
+    ]]);
+    let listener = &rewritten["http"]["listeners"][0];
+    assert_eq!(listener["name"].as_str(), Some("web"));
+    assert_eq!(listener["binds"][1]["fd"].as_u64(), Some(1));
+    assert_eq!(listener["binds"][1]["kind"].as_str(), Some("tcp"));
+    assert_eq!(listener["resources"][0]["name"].as_str(), Some("health"));
+}
+
+#[test]
+fn rewrite_of_default_listeners_writes_an_http_section() {
+    let plan = plan("database: {uri: 'postgresql:///mas'}\n");
+    let rewritten = plan.rewrite(&[
+        vec![plan::fd_bind_value(0, FdKind::Tcp)],
+        vec![plan::fd_bind_value(1, FdKind::Tcp)],
+    ]);
+    assert_eq!(
+        rewritten["http"]["public_base"].as_str(),
+        Some("http://[::]:8080/")
+    );
+    assert_eq!(
+        rewritten["http"]["listeners"][1]["binds"][0]["fd"].as_u64(),
+        Some(1)
+    );
+    assert_eq!(
+        rewritten["database"]["uri"].as_str(),
+        Some("postgresql:///mas")
+    );
+}

@@ -1,0 +1,477 @@
+//! The systemd units for a [`Plan`]: one `.socket` unit per bind and one
+//! `.service` that runs `mas-sockets supervise` on all of them.
+//!
+//! Follows systemd.socket(5), systemd.service(5), systemd.exec(5) and
+//! systemd.syntax(7) as of systemd 252, the version of Debian 12 and RHEL 9;
+//! nothing newer is written.
+//!
+//! Why one socket unit per bind: `FileDescriptorName=`, `SocketMode=` and the
+//! socket's owner are per unit, so a unit per bind keeps every fd named after
+//! its bind and every Unix socket with its own mode. Nothing depends on the
+//! order in which systemd passes the fds: supervise matches them by address.
+//!
+//! The output depends only on the plan and the options, so the same input
+//! gives the same bytes. No value from the config other than listener names,
+//! addresses and socket paths is written, so no secret can reach a unit.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{BindSpec, Endpoint, Location, Plan};
+
+/// How the units are named and what they run.
+#[derive(Debug, Clone)]
+pub struct UnitOptions {
+    /// Prefix of every unit name: `<name>.service`, `<name>-<listener>.socket`.
+    pub name: String,
+    pub mas_cli: PathBuf,
+    pub mas_sockets: PathBuf,
+    pub user: String,
+    pub group: String,
+    /// Group of the Unix sockets; a reverse proxy in this group may connect.
+    /// Defaults to `group`.
+    pub socket_group: Option<String>,
+    /// Config files for `ExecStart=`, absolute, in merge order.
+    pub config_files: Vec<PathBuf>,
+    /// How long supervise lets MAS drain when stopping.
+    pub stop_timeout: Duration,
+}
+
+/// One generated file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFile {
+    pub name: String,
+    pub contents: String,
+}
+
+/// Why units cannot be generated for a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitsError {
+    #[error("{location}: an `fd:` bind names no address, so no socket unit can be written for it; replace it with the `host`+`port`, `address` or `socket` bind that the socket should have, or write that socket unit by hand")]
+    FdBind { location: Location },
+    #[error("{location}: the socket path `{path}` is relative, and a socket unit needs an absolute one; write the full path MAS should use")]
+    RelativeSocket { location: Location, path: String },
+    #[error("`{value}` is not usable as a unit name prefix; use letters, digits, `-`, `_`, `.` or `:` (e.g. --name mas)")]
+    BadName { value: String },
+    #[error("{what} `{value}` is not an absolute path; give the full path")]
+    RelativePath { what: &'static str, value: String },
+    #[error(
+        "{what} `{value}` contains a character systemd cannot take in this position; rename it"
+    )]
+    BadValue { what: &'static str, value: String },
+}
+
+/// Writes the socket units and the service unit for `plan`.
+///
+/// # Errors
+///
+/// A bind that has no address (`fd:`), a relative socket path, or an option
+/// that cannot appear in a unit.
+pub fn generate(plan: &Plan, opts: &UnitOptions) -> Result<Vec<UnitFile>, UnitsError> {
+    validate_options(opts)?;
+    let header = header(opts);
+    let service_name = format!("{}.service", opts.name);
+    let mut files = Vec::new();
+    let mut socket_names: Vec<String> = Vec::new();
+    for listener in &plan.listeners {
+        for bind in &listener.binds {
+            let label = unique_label(
+                &socket_label(
+                    listener.name.as_deref().unwrap_or(""),
+                    listener.index,
+                    bind.index,
+                    listener.binds.len(),
+                ),
+                &socket_names,
+                &opts.name,
+            );
+            let unit_name = format!("{}-{label}.socket", opts.name);
+            let contents =
+                socket_unit(&header, &service_name, &label, listener.label(), bind, opts)?;
+            socket_names.push(unit_name.clone());
+            files.push(UnitFile {
+                name: unit_name,
+                contents,
+            });
+        }
+    }
+    files.push(UnitFile {
+        name: service_name,
+        contents: service_unit(&header, &socket_names, opts),
+    });
+    Ok(files)
+}
+
+fn validate_options(opts: &UnitOptions) -> Result<(), UnitsError> {
+    let name_ok = !opts.name.is_empty()
+        && opts
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if !name_ok {
+        return Err(UnitsError::BadName {
+            value: opts.name.clone(),
+        });
+    }
+    for (what, path) in [
+        ("--mas-cli", &opts.mas_cli),
+        ("--mas-sockets", &opts.mas_sockets),
+    ] {
+        if !path.is_absolute() {
+            return Err(UnitsError::RelativePath {
+                what,
+                value: path.display().to_string(),
+            });
+        }
+    }
+    for (what, value) in [
+        ("--user", Some(&opts.user)),
+        ("--group", Some(&opts.group)),
+        ("--socket-group", opts.socket_group.as_ref()),
+    ] {
+        if let Some(value) = value {
+            let ok = !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok {
+                return Err(UnitsError::BadValue {
+                    what,
+                    value: value.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn header(opts: &UnitOptions) -> String {
+    let files: Vec<String> = opts
+        .config_files
+        .iter()
+        .map(|p| one_line(&p.display().to_string()))
+        .collect();
+    format!(
+        "# Generated by `mas-sockets generate-units` from {}.\n# Regenerate it after changing the listeners; put local changes in a drop-in.\n",
+        files.join(", ")
+    )
+}
+
+/// The label of a bind's socket unit: the listener's name, made safe for a unit
+/// name, plus the bind's index when the listener has several binds.
+fn socket_label(listener: &str, listener_index: usize, bind_index: usize, binds: usize) -> String {
+    let mut label: String = listener
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    label = label.trim_matches('-').to_owned();
+    if label.is_empty() {
+        label = format!("listener{listener_index}");
+    }
+    if binds > 1 {
+        label = format!("{label}-{bind_index}");
+    }
+    label
+}
+
+fn unique_label(label: &str, taken: &[String], base: &str) -> String {
+    let is_taken = |l: &str| taken.iter().any(|t| t == &format!("{base}-{l}.socket"));
+    if !is_taken(label) {
+        return label.to_owned();
+    }
+    (2..)
+        .map(|n| format!("{label}-{n}"))
+        .find(|l| !is_taken(l))
+        .expect("an unused suffix exists")
+}
+
+fn socket_unit(
+    header: &str,
+    service: &str,
+    label: &str,
+    listener: String,
+    bind: &crate::config::Bind,
+    opts: &UnitOptions,
+) -> Result<String, UnitsError> {
+    let mut out = String::from(header);
+    let description = one_line(&format!(
+        "MAS listener {listener}, bind {}: {}",
+        bind.index, bind.spec
+    ));
+    let _ = write!(
+        out,
+        "\n[Unit]\nDescription={}\nDocumentation=man:mas-sockets(1)\n\n[Socket]\n",
+        escape_specifiers(&description)
+    );
+    match &bind.spec {
+        BindSpec::Fd { .. } => {
+            return Err(UnitsError::FdBind {
+                location: bind.location.clone(),
+            })
+        }
+        BindSpec::Unix { path, mode } => {
+            if !path.is_absolute() {
+                return Err(UnitsError::RelativeSocket {
+                    location: bind.location.clone(),
+                    path: path.display().to_string(),
+                });
+            }
+            let group = opts.socket_group.as_deref().unwrap_or(&opts.group);
+            let _ = writeln!(out, "ListenStream={}", escape_path(path));
+            let _ = writeln!(out, "FileDescriptorName={label}");
+            // Without a mode MAS leaves the socket to the umask; never more open
+            // than owner and group, whatever systemd's 0666 default would be.
+            let _ = writeln!(out, "SocketMode={:04o}", mode.unwrap_or(0o660));
+            let _ = writeln!(out, "SocketUser={}", opts.user);
+            let _ = writeln!(out, "SocketGroup={group}");
+            let _ = writeln!(out, "RemoveOnStop=yes");
+        }
+        BindSpec::HostPort { .. } | BindSpec::Address(_) => {
+            for endpoint in &bind.endpoints {
+                match endpoint {
+                    Endpoint::Tcp(addr) => {
+                        let _ = writeln!(out, "ListenStream={addr}");
+                    }
+                    // A bare port is systemd's dual-stack socket, as MAS's `[::]`.
+                    Endpoint::AnyTcp(port) => {
+                        let _ = writeln!(out, "ListenStream={port}");
+                    }
+                    Endpoint::Unix(_) => unreachable!("a TCP bind has TCP endpoints"),
+                }
+            }
+            let _ = writeln!(out, "FileDescriptorName={label}");
+        }
+    }
+    let _ = write!(
+        out,
+        "Service={service}\n\n[Install]\nWantedBy=sockets.target\n"
+    );
+    Ok(out)
+}
+
+fn service_unit(header: &str, sockets: &[String], opts: &UnitOptions) -> String {
+    let mut exec = vec![
+        quote_arg(&opts.mas_sockets.display().to_string()),
+        "supervise".to_owned(),
+    ];
+    for file in &opts.config_files {
+        exec.push("--config".to_owned());
+        exec.push(quote_arg(&file.display().to_string()));
+    }
+    exec.push("--".to_owned());
+    exec.push(quote_arg(&opts.mas_cli.display().to_string()));
+    exec.push("server".to_owned());
+    let stop = opts.stop_timeout.as_secs();
+    let sockets = sockets.join(" ");
+    let runtime_dir = runtime_directory(&opts.name);
+    let stop_timeout = stop + 15;
+    let exec = exec.join(" ");
+    let user = &opts.user;
+    let group = &opts.group;
+    format!(
+        "{header}
+[Unit]
+Description=Matrix Authentication Service (supervised by mas-sockets)
+Documentation=man:mas-sockets(1)
+Wants=network-online.target
+After=network-online.target
+Requires={sockets}
+After={sockets}
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={exec}
+Sockets={sockets}
+User={user}
+Group={group}
+RuntimeDirectory={runtime_dir}
+RuntimeDirectoryMode=0700
+UMask=0077
+Environment=MAS_SOCKETS_STOP_TIMEOUT={stop}s
+# supervise forwards SIGTERM to MAS; a second SIGTERM from systemd would make
+# MAS skip its graceful shutdown, so only the main process is signalled.
+KillMode=mixed
+TimeoutStartSec=5min
+TimeoutStopSec={stop_timeout}s
+Restart=on-failure
+RestartSec=2s
+
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
+
+[Install]
+WantedBy=multi-user.target
+Also={sockets}
+"
+    )
+}
+
+/// The `RuntimeDirectory=` of the service, relative to /run. Not `/run/<name>`:
+/// systemd empties the runtime directory whenever the service stops, and that
+/// is where an operator would put the Unix sockets, which belong to the socket
+/// units and must survive a restart.
+pub fn runtime_directory(name: &str) -> String {
+    format!("mas-sockets/{name}")
+}
+
+/// Collapses control characters so a value cannot start a new unit line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Escapes `%` specifiers (systemd.unit(5) "Specifiers").
+fn escape_specifiers(text: &str) -> String {
+    text.replace('%', "%%")
+}
+
+/// A path in a `ListenStream=` line: specifiers escaped, no quoting there.
+fn escape_path(path: &Path) -> String {
+    escape_specifiers(&one_line(&path.display().to_string()))
+}
+
+/// One word of a command line (systemd.service(5) "Command lines"): quoted when
+/// it holds whitespace or quotes, with `%` and `$` escaped.
+fn quote_arg(word: &str) -> String {
+    let word = escape_specifiers(&one_line(word)).replace('$', "$$");
+    if word.is_empty()
+        || word
+            .chars()
+            .any(|c| c.is_whitespace() || "\"'\\;".contains(c))
+    {
+        let inner = word.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{inner}\"")
+    } else {
+        word
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::check_texts;
+    use crate::config::plan::SystemResolver;
+
+    fn opts() -> UnitOptions {
+        UnitOptions {
+            name: "mas".into(),
+            mas_cli: "/usr/bin/mas-cli".into(),
+            mas_sockets: "/usr/bin/mas-sockets".into(),
+            user: "mas".into(),
+            group: "mas".into(),
+            socket_group: None,
+            config_files: vec!["/etc/mas/config.yaml".into()],
+            stop_timeout: Duration::from_secs(65),
+        }
+    }
+
+    fn units(text: &str, opts: &UnitOptions) -> Result<Vec<UnitFile>, UnitsError> {
+        let plan = check_texts(&[("c.yaml", text)], &SystemResolver).expect("valid config");
+        generate(&plan, opts)
+    }
+
+    #[test]
+    fn localhost_becomes_both_loopback_addresses() {
+        let files = units(
+            "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{host: localhost, port: 8080}]\n",
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(files[0].name, "mas-web.socket");
+        assert!(files[0].contents.contains(
+            "ListenStream=127.0.0.1:8080\nListenStream=[::1]:8080\nFileDescriptorName=web\n"
+        ));
+        assert_eq!(files[1].name, "mas.service");
+        assert!(files[1].contents.contains("\nSockets=mas-web.socket\n"));
+    }
+
+    #[test]
+    fn unix_socket_is_never_more_open_than_owner_and_group() {
+        let mut o = opts();
+        o.socket_group = Some("www-data".into());
+        let files = units(
+            "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{socket: /run/mas/web.sock}, {socket: /run/mas/b.sock, mode: '600'}]\n",
+            &o,
+        )
+        .unwrap();
+        assert_eq!(files[0].name, "mas-web-0.socket");
+        assert!(files[0]
+            .contents
+            .contains("SocketMode=0660\nSocketUser=mas\nSocketGroup=www-data\nRemoveOnStop=yes\n"));
+        assert!(files[1].contents.contains("SocketMode=0600\n"));
+    }
+
+    #[test]
+    fn fd_binds_are_refused_with_the_way_forward() {
+        let err = units(
+            "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{fd: 0}]\n",
+            &opts(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "c.yaml:5:15: http.listeners[0].binds[0]: an `fd:` bind names no address"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn command_line_words_are_quoted_and_escaped() {
+        assert_eq!(quote_arg("/etc/mas/config.yaml"), "/etc/mas/config.yaml");
+        assert_eq!(
+            quote_arg("/etc/my mas/100%.yaml"),
+            "\"/etc/my mas/100%%.yaml\""
+        );
+        assert_eq!(quote_arg("/etc/$HOME"), "/etc/$$HOME");
+    }
+
+    #[test]
+    fn same_listener_names_get_distinct_units() {
+        let files = units(
+            "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n    - name: web\n      resources: [{name: health}]\n      binds: [{port: 8081}]\n    - resources: [{name: health}]\n      binds: [{port: 8082}]\n",
+            &opts(),
+        )
+        .unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "mas-web.socket",
+                "mas-web-2.socket",
+                "mas-listener2.socket",
+                "mas.service"
+            ]
+        );
+        assert!(files[1]
+            .contents
+            .contains("ListenStream=8081\nFileDescriptorName=web-2\n"));
+    }
+}

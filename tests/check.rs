@@ -1,0 +1,100 @@
+//! `mas-sockets check`: each class of bad config gives one line naming
+//! file:line:column and the fix, with exit status 1; a valid one prints binds.
+
+use std::process::Command;
+
+use crate::util::{explain, mas_sockets, repo, run, TempDir};
+
+/// Runs `check` on one config file with `text`; returns (status, stdout, stderr).
+fn check(text: &str) -> (i32, String, String) {
+    let dir = TempDir::new("check");
+    let path = dir.write("config.yaml", text);
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("check").arg("--config").arg(&path);
+    let out = run(&mut cmd);
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "CONFIG");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+fn listener(binds: &str) -> String {
+    format!("http:\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds:\n{binds}")
+}
+
+/// Each bad-config class, the line it must give. Columns point at the node.
+#[test]
+fn every_bad_config_class_gives_its_error_line() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("empty bind", listener("        - {}\n"), "mas-sockets: CONFIG:6:11: http.listeners[0].binds[0]: the bind is empty, and MAS would read it as `fd: 0`"),
+        ("host without port", listener("        - host: localhost\n"), "mas-sockets: CONFIG:6:11: http.listeners[0].binds[0]: `host: localhost` has no `port`"),
+        ("misspelt address", listener("        - adress: \"127.0.0.1:8080\"\n"), "mas-sockets: CONFIG:6:11: http.listeners[0].binds[0].adress#key: unknown key `adress` in a bind (did you mean `address`?)"),
+        ("misspelt port", listener("        - host: localhost\n          prot: 8080\n"), "mas-sockets: CONFIG:7:11: http.listeners[0].binds[0].prot#key: unknown key `prot` in a bind (did you mean `port`?)"),
+        ("quoted port", listener("        - port: \"80\"\n"), "mas-sockets: CONFIG:6:17: http.listeners[0].binds[0].port: `port: \"80\"` is a string"),
+        ("port 0", listener("        - port: 0\n"), "mas-sockets: CONFIG:6:17: http.listeners[0].binds[0].port: port 0 asks the kernel for a random port"),
+        ("no binds", "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n".into(), "mas-sockets: CONFIG:3:7: http.listeners[0].binds: the listener has no binds"),
+        ("no resources", "http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n".into(), "mas-sockets: CONFIG:3:7: http.listeners[0].resources: the listener has no resources"),
+        ("same address twice", listener("        - port: 8080\n        - address: \"[::]:8080\"\n"), "mas-sockets: CONFIG:7:11: http.listeners[0].binds[1]: address [::]:8080 is also bound by port 8080 at CONFIG:6:11"),
+        ("unix path too long", listener(&format!("        - socket: /run/{}.sock\n", "x".repeat(120))), "is 130 bytes, longer than the 107 a socket address holds; use a shorter path"),
+        ("mode not octal", listener("        - socket: /run/mas.sock\n          mode: \"rw-rw----\"\n"), "mas-sockets: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: rw-rw----` is not an octal permission string"),
+        ("invalid yaml", "http:\n  listeners: [\n".into(), "mas-sockets: CONFIG:3:1: invalid YAML"),
+    ];
+    let mut failures = Vec::new();
+    for (name, text, want) in &cases {
+        let (status, _, stderr) = check(text);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let want_status = if *name == "invalid yaml" { 2 } else { 1 };
+        if status != want_status || lines.len() != 1 || !lines[0].contains(want) {
+            failures.push(format!("{name}: status {status} (want {want_status}), stderr:\n{stderr}\nwanted a single line containing: {want}\n"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn missing_file_names_the_path_and_exits_2() {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.args(["check", "--config", "/nonexistent/mas.yaml"]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("mas-sockets: /nonexistent/mas.yaml: cannot read the config file: No such file or directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn valid_config_prints_each_bind_and_its_sockets() {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("check")
+        .arg("--config")
+        .arg(repo().join("tests/configs/split-a.yaml"))
+        .arg("--config")
+        .arg(repo().join("tests/configs/split-b.yaml"));
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "listener web (discovery, human, oauth, compat)\n  bind 0: host localhost port 8080 -> tcp 127.0.0.1:8080 | tcp [::1]:8080\nlistener admin (adminapi)\n  bind 0: address [::1]:8082 -> tcp [::1]:8082\n  bind 1: socket /run/mas-admin/admin.sock -> unix /run/mas-admin/admin.sock\n"
+    );
+}
+
+#[test]
+fn mas_config_variable_is_read_when_no_config_is_given() {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("check").env(
+        "MAS_CONFIG",
+        format!(
+            "{}:{}",
+            repo().join("tests/configs/split-a.yaml").display(),
+            repo().join("tests/configs/split-b.yaml").display()
+        ),
+    );
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listener admin"));
+}

@@ -1,0 +1,222 @@
+//! `mas-sockets generate-units`: golden outputs, `systemd-analyze verify`,
+//! byte stability, and the refusals.
+//!
+//! Set `MAS_SOCKETS_BLESS=1` to rewrite the golden files after a deliberate change.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{explain, mas_sockets, repo, run, run_ok, TempDir};
+
+/// `generate-units` for `configs` (relative to the repo), with the config paths
+/// in the unit pinned so the output does not depend on where the repo is.
+fn generate(configs: &[&str], extra: &[&str]) -> String {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-units");
+    for c in configs {
+        cmd.arg("--config").arg(repo().join(c));
+        cmd.arg("--config-in-unit")
+            .arg(Path::new("/etc/mas").join(Path::new(c).file_name().unwrap()));
+    }
+    cmd.args(extra);
+    run_ok(&mut cmd)
+}
+
+/// Compares with (or, when blessing, writes) `tests/golden/<name>`.
+#[track_caller]
+fn assert_golden(name: &str, actual: &str) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var_os("MAS_SOCKETS_BLESS").is_some() {
+        fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with MAS_SOCKETS_BLESS=1 to create it",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "generate-units output differs from {}\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+/// Splits generate-units' stdout into (file name, contents).
+fn split_units(text: &str) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if let Some(name) = line.strip_prefix("### ") {
+            files.push((name.trim().to_owned(), String::new()));
+        } else if let Some((_, body)) = files.last_mut() {
+            body.push_str(line);
+        }
+    }
+    // Each file is followed by one blank separator line.
+    for (_, body) in &mut files {
+        if body.ends_with("\n\n") {
+            body.pop();
+        }
+    }
+    files
+}
+
+/// Runs `systemd-analyze verify` on the units in a scratch root that has the
+/// stock units and executables at the paths the units name; any warning fails.
+#[track_caller]
+fn assert_verifies(units: &[(String, String)]) {
+    let root = TempDir::new("verify");
+    let unit_dir = root.join("etc/systemd/system");
+    fs::create_dir_all(&unit_dir).unwrap();
+    fs::create_dir_all(root.join("usr/lib/systemd")).unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg("/lib/systemd/system")
+            .arg(root.join("usr/lib/systemd/system")),
+    );
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    for exe in ["usr/bin/mas-sockets", "usr/bin/mas-cli"] {
+        fs::copy("/bin/true", root.join(exe)).unwrap();
+    }
+    for (name, contents) in units {
+        fs::write(unit_dir.join(name), contents).unwrap();
+    }
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.arg("verify")
+        .arg("--man=no")
+        .arg(format!("--root={}", root.path().display()));
+    cmd.args(units.iter().map(|(n, _)| n));
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success() && out.stderr.is_empty() && out.stdout.is_empty(),
+        "systemd-analyze verify is not clean\n{}",
+        explain(&cmd, &out)
+    );
+}
+
+#[test]
+fn reference_reverse_proxy_config() {
+    let out = generate(&["examples/reverse-proxy.yaml"], &[]);
+    assert_golden("reverse-proxy.units", &out);
+    assert_verifies(&split_units(&out));
+}
+
+#[test]
+fn unix_socket_with_mode() {
+    let out = generate(
+        &["tests/configs/unix-socket.yaml"],
+        &["--socket-group", "www-data"],
+    );
+    assert_golden("unix-socket.units", &out);
+    assert_verifies(&split_units(&out));
+    assert!(
+        !out.contains("0123456789abcdef"),
+        "a secret reached a unit:\n{out}"
+    );
+}
+
+#[test]
+fn config_split_over_two_files() {
+    let out = generate(
+        &["tests/configs/split-a.yaml", "tests/configs/split-b.yaml"],
+        &[],
+    );
+    assert_golden("split.units", &out);
+    assert_verifies(&split_units(&out));
+    assert!(out.contains("ExecStart=/usr/bin/mas-sockets supervise --config /etc/mas/split-a.yaml --config /etc/mas/split-b.yaml -- /usr/bin/mas-cli server\n"), "{out}");
+    assert!(!out.contains("hunter2"), "a secret reached a unit:\n{out}");
+}
+
+/// `units/` holds the units for MAS's default listeners; they must stay what
+/// the generator writes.
+#[test]
+fn units_directory_matches_the_generator() {
+    let dir = TempDir::new("units");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-units")
+        .arg("--config")
+        .arg(repo().join("examples/default.yaml"))
+        .args(["--config-in-unit", "/etc/mas/config.yaml", "--output-dir"])
+        .arg(dir.path());
+    run_ok(&mut cmd);
+    let mut generated: Vec<PathBuf> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    generated.sort();
+    let names: Vec<String> = generated
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["mas-internal.socket", "mas-web.socket", "mas.service"]
+    );
+    let mut units = Vec::new();
+    for (path, name) in generated.iter().zip(&names) {
+        let contents = fs::read_to_string(path).unwrap();
+        let committed = repo().join("units").join(name);
+        if std::env::var_os("MAS_SOCKETS_BLESS").is_some() {
+            fs::write(&committed, &contents).unwrap();
+        }
+        let expected = fs::read_to_string(&committed).unwrap_or_default();
+        assert!(
+            expected == contents,
+            "units/{name} differs from the generator's output:\n{contents}"
+        );
+        units.push((name.clone(), contents));
+    }
+    assert_verifies(&units);
+}
+
+#[test]
+fn output_is_byte_stable() {
+    let a = generate(
+        &["tests/configs/split-a.yaml", "tests/configs/split-b.yaml"],
+        &[],
+    );
+    let b = generate(
+        &["tests/configs/split-a.yaml", "tests/configs/split-b.yaml"],
+        &[],
+    );
+    assert_eq!(a, b);
+}
+
+#[test]
+fn config_paths_in_exec_start_are_absolute() {
+    let dir = TempDir::new("abs");
+    dir.write(
+        "config.yaml",
+        &fs::read_to_string(repo().join("examples/reverse-proxy.yaml")).unwrap(),
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(dir.path())
+        .args(["generate-units", "--config", "config.yaml"]);
+    let out = run_ok(&mut cmd);
+    let want = format!(
+        "ExecStart=/usr/bin/mas-sockets supervise --config {}/config.yaml --",
+        dir.path().display()
+    );
+    assert!(out.contains(&want), "{out}");
+}
+
+#[test]
+fn fd_binds_are_refused_with_the_way_forward() {
+    let dir = TempDir::new("fd");
+    let path = dir.write(
+        "c.yaml",
+        "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds:\n        - fd: 0\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.args(["generate-units", "--config"]).arg(&path);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!("mas-sockets: {}:6:11: http.listeners[0].binds[0]: an `fd:` bind names no address, so no socket unit can be written for it; replace it with the `host`+`port`, `address` or `socket` bind that the socket should have, or write that socket unit by hand", path.display())
+    );
+}

@@ -1,0 +1,249 @@
+//! The life of the process, in MAS's order, with its `sd_notify(3)` messages.
+//!
+//! 1. Handlers for SIGTERM, SIGINT and SIGHUP are installed, then
+//!    `MAINPID=<pid>` is sent.
+//! 2. The listeners and the switches are read from the merged config; an
+//!    error here exits with status 1, as MAS's config extraction does.
+//! 3. The start-up delay stands for MAS's database, migration and template
+//!    work: nothing is taken, bound or accepted meanwhile, so connections to
+//!    inherited sockets wait in the backlog. Signals that arrive now are acted
+//!    on only afterwards, because MAS looks at them only once it serves.
+//! 4. Inherited fds are taken and the other binds bound, serving starts, and
+//!    `READY=1` is sent.
+//! 5. While serving: `WATCHDOG=1` every half `WATCHDOG_USEC` when the
+//!    watchdog is meant for this pid; on SIGHUP, `RELOADING=1` and
+//!    `MONOTONIC_USEC=` in one datagram, then `READY=1`.
+//! 6. The first SIGTERM or SIGINT sends `STOPPING=1` and starts the graceful
+//!    shutdown. The process exits 0 once drained, on a second signal, or when
+//!    the grace period is over.
+//!
+//! Failing to notify is logged and otherwise ignored, as MAS does. The
+//! messages go to `NOTIFY_SOCKET` through the sd-notify crate, as MAS's do.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use sd_notify::NotifyState;
+use serde_norway::Value;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::behaviour::Switches;
+use crate::serve::Server;
+use crate::{config, listen};
+
+/// Runs the stand-in from `MAINPID=` to exit.
+///
+/// # Errors
+///
+/// A start-up failure: bad listeners or switches, or a socket that cannot be
+/// taken or bound. Nothing after `READY=1` is an error.
+pub(crate) fn run(config: &Value) -> anyhow::Result<ExitCode> {
+    // One thread: nothing else runs while listenfd edits the environment.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(live(config))
+}
+
+/// Steps 1 to 6 of the module doc.
+async fn live(config: &Value) -> anyhow::Result<ExitCode> {
+    let mut signals = Signals::install()?;
+    notify(&[NotifyState::MainPid(std::process::id())]);
+
+    let listeners = config::listeners(config)?;
+    let switches = Switches::read(config, |var| std::env::var(var).ok())?;
+    if switches.exit_at_start {
+        log!("exit_at_start is set: exiting with status 1");
+        return Ok(ExitCode::FAILURE);
+    }
+    if !switches.startup_delay.is_zero() {
+        log!(
+            "start-up delay of {} ms: no socket is taken or bound meanwhile",
+            switches.startup_delay.as_millis()
+        );
+        tokio::time::sleep(switches.startup_delay).await;
+    }
+    if switches.never_ready {
+        log!("never_ready is set: taking no socket and never sending READY=1");
+        wait_unready(&mut signals, &switches).await;
+        log!("exit 0");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let opened = listen::open_all(&listeners)?;
+    let mut server = Server::start(opened, switches.request_delay)?;
+    notify(&[NotifyState::Ready]);
+    log!("ready (READY=1)");
+
+    let name = serve_until_stop(&mut signals, &switches).await;
+    notify(&[NotifyState::Stopping]);
+    log!(
+        "{name} received: stopping (STOPPING=1), finishing in-flight requests for up to {} ms",
+        switches.grace.as_millis()
+    );
+    server.begin_shutdown();
+    tokio::select! {
+        () = server.drained() => log!("drained: every connection is finished"),
+        name = signals.next_stop() => log!("second {name} received: hard shutdown"),
+        () = tokio::time::sleep(switches.grace) => log!("grace period over: hard shutdown"),
+    }
+    log!("exit 0");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves until a stop signal that is not ignored; returns its name.
+async fn serve_until_stop(signals: &mut Signals, switches: &Switches) -> &'static str {
+    let mut watchdog = Watchdog::start(switches.watchdog_stop_after);
+    loop {
+        tokio::select! {
+            event = signals.next() => match event {
+                Event::Stop(name) if switches.ignore_sigterm => {
+                    log!("{name} received: ignored (ignore_sigterm)");
+                }
+                Event::Stop(name) => return name,
+                Event::Reload => reload(),
+            },
+            () = Watchdog::tick(&mut watchdog) => {
+                if watchdog.as_ref().is_some_and(Watchdog::is_past_stop) {
+                    log!("watchdog: pings stopped (watchdog_stop_after_ms)");
+                    watchdog = None;
+                } else {
+                    notify(&[NotifyState::Watchdog]);
+                }
+            }
+        }
+    }
+}
+
+/// Waits for a stop signal without ever having been ready.
+async fn wait_unready(signals: &mut Signals, switches: &Switches) {
+    loop {
+        match signals.next().await {
+            Event::Stop(name) if switches.ignore_sigterm => {
+                log!("{name} received: ignored (ignore_sigterm)");
+            }
+            Event::Stop(name) => {
+                notify(&[NotifyState::Stopping]);
+                log!("{name} received: stopping (STOPPING=1)");
+                return;
+            }
+            Event::Reload => log!("SIGHUP received: ignored, never ready"),
+        }
+    }
+}
+
+/// MAS's reload: it reloads only its templates, which the stand-in has none of.
+fn reload() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now]),
+        Err(err) => {
+            log!("cannot read CLOCK_MONOTONIC: {err}");
+            notify(&[NotifyState::Reloading]);
+        }
+    }
+    notify(&[NotifyState::Ready]);
+    log!("SIGHUP received: reloaded (RELOADING=1, MONOTONIC_USEC, READY=1)");
+}
+
+/// Sends one datagram to `NOTIFY_SOCKET`, if set; a failure is only logged.
+fn notify(states: &[NotifyState]) {
+    if let Err(err) = sd_notify::notify(states) {
+        log!("cannot notify NOTIFY_SOCKET: {err}");
+    }
+}
+
+/// The signals MAS handles.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+/// A handled signal.
+enum Event {
+    /// SIGTERM or SIGINT, by name.
+    Stop(&'static str),
+    /// SIGHUP.
+    Reload,
+}
+
+impl Signals {
+    /// Installs the handlers; from here on these signals no longer kill the
+    /// process but wait to be read.
+    fn install() -> anyhow::Result<Self> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("cannot install a {name} handler"))
+        };
+        Ok(Self {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    /// The next handled signal.
+    async fn next(&mut self) -> Event {
+        tokio::select! {
+            _ = self.term.recv() => Event::Stop("SIGTERM"),
+            _ = self.int.recv() => Event::Stop("SIGINT"),
+            _ = self.hup.recv() => Event::Reload,
+        }
+    }
+
+    /// The next SIGTERM or SIGINT; SIGHUP is logged and skipped.
+    async fn next_stop(&mut self) -> &'static str {
+        loop {
+            match self.next().await {
+                Event::Stop(name) => return name,
+                Event::Reload => log!("SIGHUP received: ignored while stopping"),
+            }
+        }
+    }
+}
+
+/// Sends `WATCHDOG=1` every half period, as MAS does.
+struct Watchdog {
+    interval: Interval,
+    /// When the `watchdog_stop_after_ms` switch makes the pings stop.
+    stop_at: Option<Instant>,
+}
+
+impl Watchdog {
+    /// Starts when `WATCHDOG_USEC` is set and `WATCHDOG_PID` is unset or ours.
+    fn start(stop_after: Option<Duration>) -> Option<Self> {
+        let period = sd_notify::watchdog_enabled()?;
+        let half = period / 2;
+        if half.is_zero() {
+            log!(
+                "watchdog: WATCHDOG_USEC={} is too short to ping; no pings",
+                period.as_micros()
+            );
+            return None;
+        }
+        log!("watchdog: WATCHDOG=1 every {} ms", half.as_millis());
+        let mut interval = tokio::time::interval(half);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Some(Self {
+            interval,
+            stop_at: stop_after.map(|after| Instant::now() + after),
+        })
+    }
+
+    /// The next ping time; never, without a watchdog.
+    async fn tick(watchdog: &mut Option<Self>) {
+        match watchdog {
+            Some(watchdog) => {
+                watchdog.interval.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether the stop switch says the pings are over.
+    fn is_past_stop(&self) -> bool {
+        self.stop_at.is_some_and(|at| Instant::now() >= at)
+    }
+}

@@ -1,0 +1,10 @@
+//! mas-sockets' integration tests: one binary, a module per area.
+//!
+//! They need root (a real systemd is booted in private namespaces) and the
+//! MAS stand-in built by `cargo build --workspace`; `scripts/test` does both.
+
+mod util;
+
+mod check;
+mod generate_units;
+mod systemd_smoke;

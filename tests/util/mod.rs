@@ -1,0 +1,252 @@
+//! Helpers shared by the integration tests: temp dirs, the built binaries,
+//! commands that explain themselves when they fail, a tiny HTTP client, and
+//! waiting for events with a deadline instead of sleeping.
+
+#![allow(dead_code)]
+
+pub mod systemd;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The built `mas-sockets` binary.
+pub fn mas_sockets() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mas-sockets"))
+}
+
+/// The MAS stand-in, built next to `mas-sockets` by `cargo build --workspace`.
+pub fn standin() -> PathBuf {
+    let path = mas_sockets().with_file_name("mas-standin");
+    assert!(
+        path.exists(),
+        "{} is missing; build it first with `cargo build --workspace` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A directory removed on drop, world-traversable so that services running
+/// as another user can read the configs placed in it.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "mas-sockets-test.{}.{n}.{label}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes a file (mode 0644) and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        fs::write(&path, contents).expect("write temp file");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("MAS_SOCKETS_KEEP_TMP").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Describes a finished command for assertion messages.
+pub fn explain(cmd: &Command, out: &Output) -> String {
+    format!(
+        "command: {cmd:?}\nstatus: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a command to completion and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "command failed\n{}",
+        explain(cmd, &out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A free TCP port on 127.0.0.1 (and, in practice, on ::1).
+pub fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = l.local_addr().expect("local addr").port();
+        drop(l);
+        if TcpListener::bind(("::1", port)).is_ok()
+            || TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes; the poll is on an
+/// observable condition, not a guess at how long something takes.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The stand-in's pid, from its `x-standin-pid` header.
+    pub fn pid(&self) -> u32 {
+        self.header("x-standin-pid")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no x-standin-pid in {self:?}"))
+    }
+}
+
+fn exchange(mut stream: impl Read + Write, path: &str) -> std::io::Result<Response> {
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no header end in {text:?}"),
+        )
+    })?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, head.to_owned()))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}
+
+/// `GET path` over TCP, with a generous timeout.
+pub fn get_tcp(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    exchange(stream, path)
+}
+
+/// `GET path` over a Unix socket.
+pub fn get_unix(path: &Path, url: &str) -> std::io::Result<Response> {
+    let stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    exchange(stream, url)
+}
+
+/// A notify socket a test listens on, standing in for systemd's.
+pub struct NotifyListener {
+    pub path: PathBuf,
+    socket: UnixDatagram,
+}
+
+impl NotifyListener {
+    pub fn bind(path: PathBuf) -> NotifyListener {
+        let socket = UnixDatagram::bind(&path).expect("bind notify socket");
+        NotifyListener { path, socket }
+    }
+
+    /// The next datagram, or `None` after `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<String> {
+        self.socket
+            .set_read_timeout(Some(timeout))
+            .expect("timeout");
+        let mut buf = vec![0u8; 4096];
+        match self.socket.recv(&mut buf) {
+            Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    /// Receives until a datagram contains `line`; returns everything received.
+    #[track_caller]
+    pub fn expect_line(&self, line: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no `{line}` within {timeout:?}; got {seen:?}"
+            );
+            if let Some(d) = self.recv(left) {
+                let hit = d.lines().any(|l| l == line);
+                seen.push(d);
+                if hit {
+                    return seen;
+                }
+            }
+        }
+    }
+}
