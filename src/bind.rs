@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::activation::{self, InheritedFd};
+use crate::activation::{self, FdKind, InheritedFd, LocalAddr};
 use crate::config::{BindSpec, Endpoint, Plan};
 
 /// Backlog of the sockets we bind; the kernel caps it at `net.core.somaxconn`.
@@ -103,8 +103,15 @@ pub fn bind_all(plan: &Plan) -> Result<(Vec<InheritedFd>, BoundPaths), BindError
                 }
             };
             for fd in sockets {
-                let socket = activation::inspect(std::os::fd::AsFd::as_fd(&fd))
+                let mut socket = activation::inspect(std::os::fd::AsFd::as_fd(&fd))
                     .map_err(|e| fail("the new socket".into(), e, "this is a bug"))?;
+                // The kernel keeps the name a Unix socket was bound at, which is
+                // the temporary one; it is reachable at the configured path now.
+                if let (FdKind::Socket(info), BindSpec::Unix { path, .. }) =
+                    (&mut socket, &bind.spec)
+                {
+                    info.local = LocalAddr::Unix(path.clone());
+                }
                 fds.push(InheritedFd {
                     number: fd.as_raw_fd(),
                     name: listener.name.clone(),

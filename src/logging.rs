@@ -6,6 +6,7 @@
 //! inode tells whether stderr really is that stream, and not, say, a pipe the
 //! variable leaked into.
 
+use std::io::IsTerminal as _;
 use std::os::unix::fs::MetadataExt as _;
 
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -59,6 +60,7 @@ pub fn init(target: LogTarget, filter: &str) -> Option<String> {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false),
         )
         .init();

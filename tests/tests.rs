@@ -7,4 +7,5 @@ mod util;
 
 mod check;
 mod generate_units;
+mod supervise;
 mod systemd_smoke;

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
-use tracing::{error, warn};
+use tracing::warn;
 
 use crate::cli::SuperviseArgs;
 use crate::supervisor::{self, Options, Outcome, Request, RuntimeDir};
@@ -57,8 +57,8 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     let assignment = match assign::assign(&plan, fds) {
         Ok(a) => a,
         Err(problems) => {
+            // On stderr, which is the journal under systemd: one line each.
             for p in &problems {
-                error!("{p}");
                 eprintln!("mas-sockets: {p}");
             }
             anyhow::bail!(

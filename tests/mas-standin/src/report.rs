@@ -5,7 +5,8 @@
 //! the process began (to catch fds leaked across `exec`). The line is
 //!
 //! ```text
-//! pid=<pid> config=<a,b> listen_fds=<v> listen_pid=<v> notify_socket=<v> fds=<0 1 2 ...>
+//! pid=<pid> config=<a,b> listen_fds=<v> listen_pid=<v> notify_socket=<v> listen_fdnames=<v>
+//! watchdog_usec=<v> watchdog_pid=<v> mas_sockets_stop_timeout=<v> fds=<0 1 2 ...>
 //! ```
 //!
 //! An unset variable is written `<unset>`. The file is opened with `O_APPEND`
@@ -27,10 +28,14 @@ use nix::sys::stat::Mode;
 const REPORT_VAR: &str = "MAS_STANDIN_REPORT";
 
 /// The variables whose values the report records, with their field names.
-const RECORDED_VARS: [(&str, &str); 3] = [
+const RECORDED_VARS: [(&str, &str); 7] = [
     ("listen_fds", "LISTEN_FDS"),
     ("listen_pid", "LISTEN_PID"),
     ("notify_socket", "NOTIFY_SOCKET"),
+    ("listen_fdnames", "LISTEN_FDNAMES"),
+    ("watchdog_usec", "WATCHDOG_USEC"),
+    ("watchdog_pid", "WATCHDOG_PID"),
+    ("mas_sockets_stop_timeout", "MAS_SOCKETS_STOP_TIMEOUT"),
 ];
 
 /// Lists the open fds of this process from `/proc/self/fd`, in ascending
@@ -134,7 +139,8 @@ mod tests {
         assert_eq!(
             line,
             "pid=42 config=/etc/a.yaml,b.yaml listen_fds=2 listen_pid=<unset> \
-             notify_socket=<unset> fds=0 1 2 3 4\n"
+             notify_socket=<unset> listen_fdnames=<unset> watchdog_usec=<unset> \
+             watchdog_pid=<unset> mas_sockets_stop_timeout=<unset> fds=0 1 2 3 4\n"
         );
     }
 

@@ -447,7 +447,7 @@ fn report_records_inherited_environment_and_fds() {
     let text = std::fs::read_to_string(&report).unwrap_or_else(|_| standin.fail("no report"));
     let pid = standin.pid();
     let want = format!(
-        "pid={pid} config={} listen_fds=1 listen_pid={pid} notify_socket={} fds=",
+        "pid={pid} config={} listen_fds=1 listen_pid={pid} notify_socket={} listen_fdnames=<unset> watchdog_usec=<unset> watchdog_pid=<unset> mas_sockets_stop_timeout=<unset> fds=",
         config.display(),
         scratch.path("notify.sock").display()
     );

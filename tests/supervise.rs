@@ -1,0 +1,784 @@
+//! `mas-sockets supervise` with the MAS stand-in, on real sockets passed by
+//! `systemd-socket-activate` (or, for sockets it cannot make, by the test itself).
+
+use std::fs;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::util::{
+    free_port, get_tcp, get_unix, mas_sockets, standin, wait_until, NotifyListener, TempDir,
+};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// One supervise run: its scratch dir, log, notify socket and report file.
+struct Run {
+    dir: TempDir,
+    child: Child,
+    notify: NotifyListener,
+}
+
+impl Run {
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn wait_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + LONG;
+        while !self.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{needle}` in the log within {LONG:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The stand-in's report lines (one per start).
+    fn reports(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("report"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A field of the first report line.
+    #[track_caller]
+    fn report_field(&self, field: &str) -> String {
+        let line = self
+            .reports()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("the stand-in wrote no report; log:\n{}", self.log()));
+        let line = format!(" {line}");
+        let rest = line
+            .split_once(&format!(" {field}="))
+            .unwrap_or_else(|| panic!("no {field} in {line}"))
+            .1;
+        if field == "fds" {
+            return rest.to_owned();
+        }
+        rest.split(' ').next().unwrap_or_default().to_owned()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the supervisor to exit.
+    #[track_caller]
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = std::time::Instant::now() + LONG;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "supervise did not exit within {LONG:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What to start: config text, how the sockets arrive, and extra environment.
+struct Setup<'a> {
+    config: &'a str,
+    /// `-l` arguments for systemd-socket-activate; empty: run supervise directly.
+    listen: Vec<String>,
+    fdnames: Option<&'a str>,
+    datagram: bool,
+    env: Vec<(&'a str, String)>,
+    args: Vec<&'a str>,
+}
+
+impl<'a> Setup<'a> {
+    fn new(config: &'a str) -> Self {
+        Setup {
+            config,
+            listen: Vec::new(),
+            fdnames: None,
+            datagram: false,
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    fn listen(mut self, addr: impl ToString) -> Self {
+        self.listen.push(addr.to_string());
+        self
+    }
+
+    fn env(mut self, key: &'a str, value: impl ToString) -> Self {
+        self.env.push((key, value.to_string()));
+        self
+    }
+
+    fn start(self, label: &str) -> Run {
+        let dir = TempDir::new(label);
+        let config = dir.write("config.yaml", self.config);
+        let notify = NotifyListener::bind(dir.join("systemd-notify.sock"));
+        let log = fs::File::create(dir.join("log")).unwrap();
+        let mut env = vec![
+            ("NOTIFY_SOCKET", notify.path.display().to_string()),
+            (
+                "MAS_STANDIN_REPORT",
+                dir.join("report").display().to_string(),
+            ),
+            ("MAS_SOCKETS_LOG_TARGET", "stderr".to_owned()),
+            ("MAS_SOCKETS_RUNTIME_DIR", {
+                let rt = dir.join("rt");
+                fs::create_dir(&rt).unwrap();
+                fs::set_permissions(&rt, fs::Permissions::from_mode(0o700)).unwrap();
+                rt.display().to_string()
+            }),
+        ];
+        env.extend(self.env.iter().map(|(k, v)| (*k, v.clone())));
+        let mut cmd;
+        if self.listen.is_empty() {
+            cmd = Command::new(mas_sockets());
+            cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_PID");
+            cmd.envs(env.iter().map(|(k, v)| (*k, v)));
+        } else {
+            cmd = Command::new("systemd-socket-activate");
+            for l in &self.listen {
+                cmd.arg("-l").arg(l);
+            }
+            if let Some(names) = self.fdnames {
+                cmd.arg(format!("--fdname={names}"));
+            }
+            if self.datagram {
+                cmd.arg("--datagram");
+            }
+            // systemd-socket-activate passes only a few variables on.
+            for (k, v) in &env {
+                cmd.arg("-E").arg(format!("{k}={v}"));
+            }
+            cmd.arg(mas_sockets());
+        }
+        cmd.arg("supervise").arg("--config").arg(&config);
+        cmd.args(&self.args);
+        cmd.arg("--").arg(standin()).arg("server");
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn supervise");
+        Run { dir, child, notify }
+    }
+}
+
+fn web_listener(binds: &str, extra: &str) -> String {
+    format!(
+        "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds:\n{binds}secrets:\n  encryption: s3cr3t-value\n{extra}"
+    )
+}
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn loopback6(port: u16) -> SocketAddr {
+    format!("[::1]:{port}").parse().unwrap()
+}
+
+/// Wakes systemd-socket-activate, which starts its command on the first
+/// connection, once it listens.
+fn knock(addr: SocketAddr) {
+    wait_until("systemd-socket-activate to listen", LONG, || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok()
+    });
+}
+
+/// A request on each bind, TCP (both loopback addresses of `localhost`) and
+/// Unix, reaches the stand-in, which got exactly those sockets, its own
+/// LISTEN_PID and a private notify socket; readiness is relayed once the
+/// stand-in is ready, MAINPID is not, and SIGTERM stops it cleanly.
+fn serve_every_bind(order_reversed: bool) {
+    let port = free_port();
+    let scratch = TempDir::new("sock");
+    let sock = scratch.join("web.sock");
+    let config = web_listener(
+        &format!(
+            "        - host: localhost\n          port: {port}\n        - socket: {}\n",
+            sock.display()
+        ),
+        "standin:\n  startup_delay_ms: 300\n",
+    );
+    let mut setup = Setup::new(&config);
+    let mut listens = vec![
+        localhost(port).to_string(),
+        loopback6(port).to_string(),
+        sock.display().to_string(),
+    ];
+    let mut names = vec!["web", "web", "web-sock"];
+    if order_reversed {
+        listens.reverse();
+        names.reverse();
+    }
+    let names = names.join(":");
+    for l in listens {
+        setup = setup.listen(l);
+    }
+    setup.fdnames = Some(&names);
+    setup = setup.env("MAS_SOCKETS_STOP_TIMEOUT", "30s");
+    let mut run = setup.start(if order_reversed { "reversed" } else { "order" });
+
+    // The first request wakes systemd-socket-activate and waits in the backlog
+    // through the stand-in's start-up delay.
+    knock(localhost(port));
+    let response = get_tcp(localhost(port), "/first").expect("request over 127.0.0.1");
+    assert_eq!(response.status, 200, "{response:?}");
+    let child_pid = response.pid();
+    assert_ne!(
+        child_pid as i32,
+        run.pid(),
+        "the response must come from the child"
+    );
+    assert!(
+        response.body.contains("listener=web path=/first"),
+        "{response:?}"
+    );
+    let response = get_tcp(loopback6(port), "/v6").expect("request over ::1");
+    assert_eq!(response.pid(), child_pid);
+    let response = get_unix(&sock, "/unix").expect("request over the unix socket");
+    assert_eq!(response.pid(), child_pid);
+
+    let seen = run.notify.expect_line("READY=1", LONG);
+    assert!(
+        seen.iter().all(|d| !d.contains("MAINPID")),
+        "MAINPID must never be relayed: {seen:?}"
+    );
+    assert!(
+        run.log().find("mas-standin").is_some()
+            && run.log().find("ready (READY=1)") < run.log().find("MAS (pid"),
+        "READY before the stand-in was ready:\n{}",
+        run.log()
+    );
+
+    // What the child inherited.
+    assert_eq!(run.report_field("pid"), child_pid.to_string());
+    assert_eq!(run.report_field("listen_pid"), child_pid.to_string());
+    assert_eq!(run.report_field("listen_fds"), "3");
+    assert_eq!(
+        run.report_field("fds"),
+        "0 1 2 3 4 5",
+        "no other fd may leak"
+    );
+    assert_eq!(run.report_field("mas_sockets_stop_timeout"), "<unset>");
+    let private_notify = run.report_field("notify_socket");
+    assert_ne!(private_notify, run.notify.path.display().to_string());
+    let config_path = PathBuf::from(run.report_field("config"));
+    assert!(
+        config_path.starts_with(run.dir.join("rt")),
+        "{}",
+        config_path.display()
+    );
+    assert!(
+        !config_path.exists(),
+        "the rewritten config must be gone once MAS is ready"
+    );
+
+    let status = run.stop();
+    assert!(status.success(), "exit {status:?}; log:\n{}", run.log());
+    run.notify.expect_line("STOPPING=1", LONG);
+    assert!(run.log().contains("drained"), "{}", run.log());
+    assert!(!Path::new(&format!("/proc/{child_pid}")).exists() || is_zombie(child_pid));
+    let leftovers: Vec<_> = fs::read_dir(run.dir.join("rt")).unwrap().collect();
+    assert!(
+        leftovers.is_empty(),
+        "files left in the runtime dir: {leftovers:?}"
+    );
+}
+
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn requests_on_every_bind_reach_the_child() {
+    serve_every_bind(false);
+}
+
+#[test]
+fn fds_in_the_other_order_are_matched_by_address() {
+    serve_every_bind(true);
+}
+
+/// The rewritten config is private while it exists and carries fd binds.
+#[test]
+fn rewritten_config_is_private_and_uses_fd_binds() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "standin:\n  startup_delay_ms: 1500\n",
+    );
+    let run = Setup::new(&config).listen(localhost(port)).start("private");
+    knock(localhost(port));
+    run.wait_log("start-up delay");
+    let path = PathBuf::from(run.report_field("config"));
+    let meta = fs::metadata(&path).expect("config present during start-up");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let dir_mode = fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("binds:\n    - fd: 0\n      kind: tcp\n"),
+        "{text}"
+    );
+    assert!(text.contains("s3cr3t-value"), "other sections stay: {text}");
+    run.notify.expect_line("READY=1", LONG);
+    assert!(!path.exists());
+}
+
+/// With no fds passed, supervise binds the configured addresses itself, and
+/// removes the Unix socket it made when it stops.
+#[test]
+fn without_passed_fds_it_binds_the_addresses_itself() {
+    let port = free_port();
+    let scratch = TempDir::new("selfbind");
+    let sock = scratch.join("own.sock");
+    fs::write(&sock, "stale").unwrap();
+    let config = web_listener(
+        &format!(
+            "        - host: 127.0.0.1\n          port: {port}\n        - socket: {}\n          mode: \"600\"\n",
+            sock.display()
+        ),
+        "",
+    );
+    let mut run = Setup::new(&config).start("selfbind");
+    run.wait_log("is ready");
+    run.notify.expect_line("READY=1", LONG);
+    let r = get_tcp(localhost(port), "/own").expect("tcp");
+    assert_eq!(r.status, 200);
+    let r = get_unix(&sock, "/own").expect("unix, despite the stale file");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(run.stop().success(), "{}", run.log());
+    assert!(!sock.exists(), "a socket we bound is removed on stop");
+}
+
+/// Each mismatch between passed sockets and binds gives its error, exit 2,
+/// and no child is started.
+#[track_caller]
+fn assert_refused(run: &mut Run, needles: &[&str]) {
+    let status = run.wait();
+    let log = run.log();
+    assert_eq!(status.code(), Some(2), "log:\n{log}");
+    for needle in needles {
+        assert!(log.contains(needle), "no `{needle}` in:\n{log}");
+    }
+    assert!(run.reports().is_empty(), "a child was started:\n{log}");
+}
+
+#[test]
+fn socket_on_another_port_is_refused() {
+    let (want, got) = (free_port(), free_port());
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {want}\n"),
+        "",
+    );
+    let mut run = Setup::new(&config)
+        .listen(localhost(got))
+        .start("wrongport");
+    knock(localhost(got));
+    assert_refused(
+        &mut run,
+        &[
+            &format!("bind 0 of listener web (host 127.0.0.1 port {want}) at "),
+            &format!("has no socket: it wants tcp 127.0.0.1:{want}, and unmatched: fd 3 (tcp 127.0.0.1:{got})"),
+            &format!("fd 3 (tcp 127.0.0.1:{got}) matches no configured bind"),
+        ],
+    );
+}
+
+#[test]
+fn extra_socket_is_refused() {
+    let (port, extra) = (free_port(), free_port());
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut setup = Setup::new(&config)
+        .listen(localhost(port))
+        .listen(localhost(extra));
+    setup.fdnames = Some("web:stray");
+    let mut run = setup.start("extra");
+    knock(localhost(port));
+    assert_refused(
+        &mut run,
+        &[&format!(
+            "fd 4 \"stray\" (tcp 127.0.0.1:{extra}) matches no configured bind"
+        )],
+    );
+}
+
+#[test]
+fn udp_socket_is_refused() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut setup = Setup::new(&config).listen(localhost(port));
+    setup.datagram = true;
+    let mut run = setup.start("udp");
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Keep knocking: systemd-socket-activate starts on the first datagram.
+    wait_until("supervise to exit", LONG, || {
+        let _ = udp.send_to(b"x", localhost(port));
+        run.child.try_wait().unwrap().is_some() || run.log().contains("mas-sockets:")
+    });
+    assert_refused(
+        &mut run,
+        &[
+            "(udp 127.0.0.1:",
+            "it is not a stream socket; use ListenStream=",
+        ],
+    );
+}
+
+#[test]
+fn unix_socket_where_tcp_is_configured_is_refused() {
+    let port = free_port();
+    let scratch = TempDir::new("kind");
+    let sock = scratch.join("x.sock");
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut run = Setup::new(&config)
+        .listen(sock.display())
+        .start("unix-for-tcp");
+    wait_until("systemd-socket-activate to listen", LONG, || {
+        UnixStream::connect(&sock).is_ok()
+    });
+    assert_refused(
+        &mut run,
+        &[
+            &format!("has no socket: it wants tcp 127.0.0.1:{port}, and unmatched: fd 3"),
+            &format!("(unix {}) matches no configured bind", sock.display()),
+        ],
+    );
+}
+
+#[test]
+fn fd_bind_of_the_wrong_kind_is_refused() {
+    let port = free_port();
+    let config = web_listener("        - fd: 0\n          kind: unix\n", "");
+    let mut run = Setup::new(&config).listen(localhost(port)).start("fdkind");
+    knock(localhost(port));
+    assert_refused(
+        &mut run,
+        &[
+            &format!("bind 0 of listener web (fd 0 (unix)) at "),
+            &format!("wants a unix socket, but fd 3 (tcp 127.0.0.1:{port}) is tcp"),
+        ],
+    );
+}
+
+/// Starts supervise with `fds` placed at 3.. by the test itself, and
+/// `LISTEN_FDS` set; `LISTEN_PID` as given (None: unset).
+fn start_with_fds(label: &str, config: &str, fds: Vec<OwnedFd>, listen_pid: Option<&str>) -> Run {
+    let dir = TempDir::new(label);
+    let config_path = dir.write("config.yaml", config);
+    let notify = NotifyListener::bind(dir.join("systemd-notify.sock"));
+    let log = fs::File::create(dir.join("log")).unwrap();
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("supervise").arg("--config").arg(&config_path);
+    cmd.arg("--").arg(standin()).arg("server");
+    cmd.env("NOTIFY_SOCKET", &notify.path)
+        .env("MAS_STANDIN_REPORT", dir.join("report"))
+        .env("MAS_SOCKETS_LOG_TARGET", "stderr")
+        .env("LISTEN_FDS", fds.len().to_string())
+        .env_remove("LISTEN_FDNAMES");
+    match listen_pid {
+        Some(pid) => cmd.env("LISTEN_PID", pid),
+        None => cmd.env_remove("LISTEN_PID"),
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    // Park the fds far above 3.. first, so moving them cannot clobber each other.
+    let parked: Vec<i32> = fds
+        .iter()
+        .enumerate()
+        .map(|(i, fd)| {
+            // SAFETY: F_DUPFD_CLOEXEC on an fd we own returns a new fd or -1.
+            let high =
+                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 200 + i as i32) };
+            assert!(high >= 0, "fcntl");
+            high
+        })
+        .collect();
+    let targets = parked.clone();
+    // SAFETY: the closure only calls dup2(2), which is async-signal-safe, on
+    // fds that exist in the child (copies of the parent's).
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, fd) in targets.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn supervise");
+    for fd in parked {
+        // SAFETY: closing the parked copies we made above.
+        unsafe { libc::close(fd) };
+    }
+    drop(fds);
+    Run { dir, child, notify }
+}
+
+#[test]
+fn socket_that_does_not_listen_is_refused() {
+    let port = free_port();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&localhost(port).into()).unwrap();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut run = start_with_fds("nolisten", &config, vec![socket.into()], None);
+    assert_refused(
+        &mut run,
+        &[
+            &format!(
+                "fd 3 (tcp (not listening) 127.0.0.1:{port}) cannot serve bind 0 of listener web"
+            ),
+            "it is not listening",
+        ],
+    );
+}
+
+#[test]
+fn fd_that_is_not_a_socket_is_refused() {
+    let port = free_port();
+    let file: OwnedFd = fs::File::open("/etc/hostname")
+        .or_else(|_| fs::File::open("/dev/null"))
+        .unwrap()
+        .into();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut run = start_with_fds("notsock", &config, vec![file], None);
+    assert_refused(
+        &mut run,
+        &["fd 3 (a ", "matches no configured bind: it is not a socket"],
+    );
+}
+
+#[test]
+fn listen_pid_of_another_process_is_refused_naming_both_pids() {
+    let port = free_port();
+    let listener = std::net::TcpListener::bind(localhost(port)).unwrap();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut run = start_with_fds("listenpid", &config, vec![listener.into()], Some("1"));
+    let status = run.wait();
+    assert_eq!(status.code(), Some(2), "{}", run.log());
+    let log = run.log();
+    assert!(
+        log.contains(&format!("LISTEN_PID is 1 but our pid is {}", run.pid())),
+        "{log}"
+    );
+    assert!(run.reports().is_empty());
+}
+
+/// A child that exits on its own makes supervise exit non-zero.
+#[test]
+fn child_exiting_on_its_own_fails_the_supervisor() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "standin:\n  exit_at_start: true\n",
+    );
+    let mut run = Setup::new(&config).listen(localhost(port)).start("exit");
+    knock(localhost(port));
+    let status = run.wait();
+    assert_eq!(status.code(), Some(1), "{}", run.log());
+    assert!(run.log().contains("exited on its own"), "{}", run.log());
+    let leftovers: Vec<_> = fs::read_dir(run.dir.join("rt")).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A child that ignores SIGTERM is killed after the stop timeout.
+#[test]
+fn child_ignoring_sigterm_is_killed_after_the_stop_timeout() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "standin:\n  ignore_sigterm: true\n",
+    );
+    let mut run = Setup::new(&config)
+        .listen(localhost(port))
+        .env("MAS_SOCKETS_STOP_TIMEOUT", "300ms")
+        .start("ignoreterm");
+    knock(localhost(port));
+    run.notify.expect_line("READY=1", LONG);
+    let status = run.stop();
+    assert_eq!(status.code(), Some(128 + 9), "{}", run.log());
+    assert!(
+        run.log().contains("did not stop within 300ms; killing it"),
+        "{}",
+        run.log()
+    );
+}
+
+/// Killing the supervisor with SIGKILL takes the child with it.
+#[test]
+fn child_dies_with_a_killed_supervisor() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut run = Setup::new(&config).listen(localhost(port)).start("orphan");
+    knock(localhost(port));
+    run.notify.expect_line("READY=1", LONG);
+    let child: u32 = run.report_field("pid").parse().unwrap();
+    run.signal(libc::SIGKILL);
+    assert_eq!(run.wait().signal(), Some(libc::SIGKILL));
+    wait_until("the child to die with its supervisor", LONG, || {
+        is_zombie(child)
+    });
+}
+
+/// Notifications on the private socket from anyone but the child are ignored.
+#[test]
+fn notifications_from_other_processes_are_ignored() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "standin:\n  never_ready: true\n",
+    );
+    let mut run = Setup::new(&config).listen(localhost(port)).start("forged");
+    knock(localhost(port));
+    run.wait_log("never_ready is set");
+    let private = run.report_field("notify_socket");
+    let forger = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    forger
+        .send_to(b"READY=1\nSTATUS=forged\n", &private)
+        .unwrap();
+    run.wait_log(&format!(
+        "ignored a notification from pid {}",
+        std::process::id()
+    ));
+    // A relay would have happened in the same step that logged the warning.
+    while let Some(d) = run.notify.recv(Duration::from_millis(50)) {
+        assert!(
+            !d.contains("READY=1") && !d.contains("forged"),
+            "relayed a forged datagram: {d}"
+        );
+    }
+    run.stop();
+}
+
+/// systemd's notify socket may be an abstract name.
+#[test]
+fn abstract_notify_socket_receives_readiness() {
+    let port = free_port();
+    let name = format!("mas-sockets-test-{}-{port}", std::process::id());
+    let addr =
+        <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            name.as_bytes(),
+        )
+        .unwrap();
+    let listener = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
+    listener.set_read_timeout(Some(LONG)).unwrap();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut run = Setup::new(&config)
+        .listen(localhost(port))
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .start("abstract");
+    knock(localhost(port));
+    let mut buf = [0u8; 4096];
+    let mut got = String::new();
+    while !got.lines().any(|l| l == "READY=1") {
+        let n = listener
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no READY on @{name}: {e}\n{}", run.log()));
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(run.stop().success());
+}
+
+/// A MAS command that carries its own --config would ignore the rewritten one.
+#[test]
+fn mas_command_with_its_own_config_is_refused() {
+    let out = Command::new(mas_sockets())
+        .args([
+            "supervise",
+            "--config",
+            "x.yaml",
+            "--",
+            "mas-cli",
+            "server",
+            "--config",
+            "y.yaml",
+        ])
+        .env("MAS_SOCKETS_LOG_TARGET", "stderr")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the MAS command has its own `--config`"),
+        "{stderr}"
+    );
+}
