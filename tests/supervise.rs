@@ -242,7 +242,7 @@ fn serve_every_bind(order_reversed: bool) {
         loopback6(port).to_string(),
         sock.display().to_string(),
     ];
-    let mut names = vec!["web", "web", "web-sock"];
+    let mut names = ["web", "web", "web-sock"];
     if order_reversed {
         listens.reverse();
         names.reverse();
@@ -517,7 +517,7 @@ fn fd_bind_of_the_wrong_kind_is_refused() {
     assert_refused(
         &mut run,
         &[
-            &format!("bind 0 of listener web (fd 0 (unix)) at "),
+            "bind 0 of listener web (fd 0 (unix)) at ",
             &format!("wants a unix socket, but fd 3 (tcp 127.0.0.1:{port}) is tcp"),
         ],
     );
