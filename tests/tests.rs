@@ -8,4 +8,5 @@ mod util;
 mod check;
 mod generate_units;
 mod supervise;
+mod systemd_e2e;
 mod systemd_smoke;

@@ -223,9 +223,20 @@ impl NotifyListener {
             .set_read_timeout(Some(timeout))
             .expect("timeout");
         let mut buf = vec![0u8; 4096];
-        match self.socket.recv(&mut buf) {
-            Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(_) => None,
+        loop {
+            match self.socket.recv(&mut buf) {
+                Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None
+                }
+                Err(e) => panic!("recv on the test's notify socket: {e}"),
+            }
         }
     }
 

@@ -306,7 +306,13 @@ impl NotifySocket {
             .set_read_timeout(Some(timeout))
             .expect("set timeout");
         let mut buf = [0u8; 4096];
-        match self.socket.recv(&mut buf) {
+        let received = loop {
+            match self.socket.recv(&mut buf) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match received {
             Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
             Err(err)
                 if matches!(

@@ -1,0 +1,157 @@
+//! The generated units, installed in a real systemd booted in private
+//! namespaces, with supervise running the MAS stand-in on a TCP and a Unix bind.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::systemd::Systemd;
+use crate::util::{free_port, get_tcp, get_unix, mas_sockets, run_ok, standin};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the test places binaries and config inside the instance: its private
+/// /run, which the unit's ProtectHome= and PrivateTmp= leave visible.
+const STAGE: &str = "/run/mas-e2e";
+
+fn boot(label: &str) -> Systemd {
+    Systemd::boot(label).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Copies the binaries and the config into the instance, world-readable, so
+/// that the service user (nobody) can run them.
+fn stage(sd: &Systemd, config: &str) {
+    let dir = sd.host_path(STAGE);
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    for (from, name) in [(mas_sockets(), "mas-sockets"), (standin(), "mas-cli")] {
+        fs::copy(&from, dir.join(name)).unwrap();
+        fs::set_permissions(dir.join(name), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::write(dir.join("config.yaml"), config).unwrap();
+    fs::set_permissions(dir.join("config.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// Generates the units for the staged config straight into the instance.
+fn install_units(sd: &Systemd) -> Vec<String> {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-units")
+        .arg("--config")
+        .arg(sd.host_path(&format!("{STAGE}/config.yaml")))
+        .args(["--config-in-unit", &format!("{STAGE}/config.yaml")])
+        .args(["--mas-sockets", &format!("{STAGE}/mas-sockets")])
+        .args(["--mas-cli", &format!("{STAGE}/mas-cli")])
+        .args([
+            "--user",
+            "nobody",
+            "--group",
+            "nogroup",
+            "--stop-timeout",
+            "10s",
+        ])
+        .arg("--output-dir")
+        .arg(sd.host_path("/run/systemd/system"));
+    let out = run_ok(&mut cmd);
+    sd.daemon_reload();
+    let names = out
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("wrote "))
+        .and_then(|l| l.split(" to ").next())
+        .unwrap_or_else(|| panic!("unexpected generate-units output: {out}"));
+    names.split(", ").map(str::to_owned).collect()
+}
+
+/// A Unix socket path of the instance, seen from the host.
+fn sock_path(sd: &Systemd) -> std::path::PathBuf {
+    sd.host_path("/run/mas-e2e-sock/web.sock")
+}
+
+/// Everything the issue asks of a real host: requests on both binds, active
+/// only after the stand-in's READY=1, MainPID stays the supervisor, and a
+/// stop leaves no process behind while the sockets stay.
+#[test]
+fn generated_units_serve_tcp_and_unix_under_real_systemd() {
+    let port = free_port();
+    let sd = boot("e2e");
+    stage(
+        &sd,
+        &format!(
+            "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: human}}, {{name: health}}]\n      binds:\n        - host: 127.0.0.1\n          port: {port}\n        - socket: /run/mas-e2e-sock/web.sock\nsecrets:\n  encryption: not-for-units\nstandin:\n  startup_delay_ms: 1500\n"
+        ),
+    );
+    let units = install_units(&sd);
+    assert_eq!(
+        units,
+        ["mas-web-0.socket", "mas-web-1.socket", "mas.service"]
+    );
+    sd.exec_ok(&["systemctl", "start", "mas-web-0.socket", "mas-web-1.socket"]);
+    let sock_meta = fs::metadata(sock_path(&sd)).expect("the socket unit made the Unix socket");
+    assert_eq!(sock_meta.permissions().mode() & 0o777, 0o660);
+
+    // Start without waiting, and watch it stay `activating` through the
+    // stand-in's start-up delay.
+    sd.exec_ok(&["systemctl", "start", "--no-block", "mas.service"]);
+    sd.wait_for("the stand-in's start-up delay", TIMEOUT, || {
+        sd.journal("mas.service")
+            .contains("start-up delay of 1500 ms")
+    })
+    .unwrap();
+    assert_eq!(sd.unit_property("mas.service", "ActiveState"), "activating");
+    sd.wait_for("mas.service to become active", TIMEOUT, || {
+        sd.unit_property("mas.service", "ActiveState") == "active"
+    })
+    .unwrap();
+    let journal = sd.journal("mas.service");
+    assert!(journal.contains("ready (READY=1)"), "{journal}");
+    assert!(
+        journal.contains("is ready"),
+        "supervise logs to the journal:\n{journal}"
+    );
+
+    let tcp = get_tcp(SocketAddr::from(([127, 0, 0, 1], port)), "/health").expect("tcp request");
+    assert_eq!((tcp.status, tcp.body.as_str()), (200, "ok\n"));
+    let unix = get_unix(&sock_path(&sd), "/via-unix").expect("unix request");
+    assert_eq!(unix.status, 200);
+    assert_eq!(unix.pid(), tcp.pid());
+
+    // The supervisor stays the main process; the stand-in is its child.
+    let main_pid = sd.unit_property("mas.service", "MainPID");
+    let comm = sd.exec_ok(&["cat", &format!("/proc/{main_pid}/comm")]);
+    assert_eq!(comm.trim(), "mas-sockets");
+    assert_ne!(main_pid, tcp.pid().to_string());
+    let status = sd.exec_ok(&["cat", &format!("/proc/{}/status", tcp.pid())]);
+    assert!(
+        status.contains(&format!("\nPPid:\t{main_pid}\n")),
+        "{status}"
+    );
+    assert_eq!(
+        sd.unit_property("mas.service", "StatusText"),
+        format!("MAS (pid {}) is serving on 2 socket(s)", tcp.pid())
+    );
+
+    sd.exec_ok(&["systemctl", "stop", "mas.service"]);
+    let left: Vec<_> = sd
+        .processes()
+        .into_iter()
+        .filter(|p| p.cgroup.contains("mas.service"))
+        .collect();
+    assert!(left.is_empty(), "processes left after stop: {left:?}");
+    assert_eq!(sd.unit_property("mas.service", "Result"), "success");
+    for socket in ["mas-web-0.socket", "mas-web-1.socket"] {
+        assert_eq!(
+            sd.unit_property(socket, "ActiveState"),
+            "active",
+            "{socket} keeps listening"
+        );
+    }
+
+    // A connection to the held socket starts the service again.
+    let again = get_tcp(SocketAddr::from(([127, 0, 0, 1], port)), "/again")
+        .expect("socket-activated request");
+    assert_eq!(again.status, 200);
+    assert_ne!(again.pid(), tcp.pid());
+    sd.stop().unwrap();
+}
