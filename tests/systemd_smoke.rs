@@ -138,11 +138,11 @@ fn parallel_instances_are_separate() {
         .exists());
 
     a.exec_ok(&["systemctl", "start", "smoke-only-in-a.service"]);
-    assert!(
-        a.processes().iter().any(|p| p.comm == "sleep"),
-        "a runs sleep: {:?}",
-        a.processes()
-    );
+    // Type=simple: `start` returns before the exec, while comm is still "(sleep)".
+    a.wait_for("a to run sleep", UNIT_TIMEOUT, || {
+        a.processes().iter().any(|p| p.comm == "sleep")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", a.processes()));
     assert!(b.processes().is_empty(), "b runs: {:?}", b.processes());
 
     // The boot threads have ended; the instances must outlive them.
