@@ -55,8 +55,8 @@ pub enum ActivationError {
     #[error("the passed fds were already taken once by this process; take them only at start-up")]
     AlreadyTaken,
     /// A passed fd could not be inspected.
-    #[error("cannot inspect passed fd {fd}: {source}")]
-    Inspect { fd: RawFd, source: std::io::Error },
+    #[error("cannot inspect passed fd {fd}: {error}")]
+    Inspect { fd: RawFd, error: std::io::Error },
 }
 
 /// An address family, as `SO_DOMAIN` reports it.
@@ -411,15 +411,17 @@ pub fn take_inherited() -> Result<Vec<InheritedFd>, ActivationError> {
             sys::ClaimError::Fd { fd, source } if source.raw_os_error() == Some(libc::EBADF) => {
                 ActivationError::FdNotOpen { fd }
             }
-            sys::ClaimError::Fd { fd, source } => ActivationError::Inspect { fd, source },
+            sys::ClaimError::Fd { fd, source } => ActivationError::Inspect { fd, error: source },
         })?;
     owned
         .into_iter()
         .zip(env.names)
         .map(|(fd, name)| {
             let number = fd.as_raw_fd();
-            let socket = inspect(fd.as_fd())
-                .map_err(|source| ActivationError::Inspect { fd: number, source })?;
+            let socket = inspect(fd.as_fd()).map_err(|source| ActivationError::Inspect {
+                fd: number,
+                error: source,
+            })?;
             Ok(InheritedFd {
                 number,
                 name,

@@ -36,11 +36,11 @@ impl Drop for BoundPaths {
 
 /// Why a configured address could not be bound.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot bind {what} for {bind}: {source}; {fix}")]
+#[error("cannot bind {what} for {bind}: {error}; {fix}")]
 pub struct BindError {
     what: String,
     bind: String,
-    source: io::Error,
+    error: io::Error,
     fix: &'static str,
 }
 
@@ -60,10 +60,10 @@ pub fn bind_all(plan: &Plan) -> Result<(Vec<InheritedFd>, BoundPaths), BindError
                 listener.label(),
                 bind.location
             );
-            let fail = |what: String, source: io::Error, fix: &'static str| BindError {
+            let fail = |what: String, error: io::Error, fix: &'static str| BindError {
                 what,
                 bind: label.clone(),
-                source,
+                error,
                 fix,
             };
             let sockets: Vec<OwnedFd> = match &bind.spec {

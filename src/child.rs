@@ -101,6 +101,10 @@ pub fn spawn(cmd: &ChildCommand<'_>) -> io::Result<tokio::process::Child> {
         .arg("--")
         .arg(&cmd.program)
         .args(&cmd.args)
+        // A process group of its own: a Ctrl-C in a terminal reaches only the
+        // supervisor, which passes one SIGTERM on, instead of reaching MAS
+        // directly as well (MAS takes a second signal as "stop at once").
+        .process_group(0)
         .kill_on_drop(false);
     for name in &cmd.env_remove {
         command.env_remove(name);

@@ -31,8 +31,14 @@ pub fn stderr_is_journal() -> bool {
 
 /// Installs the global subscriber. Returns a warning to log when the journal
 /// was asked for but could not be reached (stderr is used instead).
-pub fn init(target: LogTarget, filter: &str) -> Option<String> {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+///
+/// # Errors
+///
+/// A filter that does not parse.
+pub fn init(target: LogTarget, filter: &str) -> Result<Option<String>, String> {
+    let filter = EnvFilter::try_new(filter).map_err(|e| {
+        format!("invalid log filter `{filter}` (--log or MAS_SOCKETS_LOG): {e}; write e.g. `info` or `mas_sockets=debug`")
+    })?;
     let journal = match target {
         LogTarget::Stderr => false,
         LogTarget::Journal => true,
@@ -46,7 +52,7 @@ pub fn init(target: LogTarget, filter: &str) -> Option<String> {
                     .with(filter)
                     .with(layer.with_syslog_identifier("mas-sockets".into()))
                     .init();
-                return None;
+                return Ok(None);
             }
             Err(e) => {
                 warning = Some(format!(
@@ -64,5 +70,5 @@ pub fn init(target: LogTarget, filter: &str) -> Option<String> {
                 .with_target(false),
         )
         .init();
-    warning
+    Ok(warning)
 }

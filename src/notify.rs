@@ -243,8 +243,8 @@ pub enum NotifyError {
     )]
     BadAddress { value: String, reason: &'static str },
     /// The sending socket could not be made.
-    #[error("cannot create a socket to send to NOTIFY_SOCKET={value:?}: {source}")]
-    Socket { value: String, source: io::Error },
+    #[error("cannot create a socket to send to NOTIFY_SOCKET={value:?}: {error}")]
+    Socket { value: String, error: io::Error },
 }
 
 /// Sends our notifications to systemd; does nothing when `NOTIFY_SOCKET` was unset.
@@ -316,7 +316,7 @@ impl SystemdNotifier {
             })
             .map_err(|source| NotifyError::Socket {
                 value: shown(),
-                source,
+                error: source,
             })?;
         Ok(SystemdNotifier {
             target: Some(Target { addr, socket }),

@@ -63,12 +63,12 @@ pub struct Outcome {
 /// Why supervising failed before or around the child.
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
-    #[error("cannot write the child's config in {dir}: {source}; check that the runtime directory is writable by this user", dir = dir.display())]
-    WriteConfig { dir: PathBuf, source: io::Error },
-    #[error("cannot create the private notify socket {path}: {source}", path = path.display())]
-    NotifySocket { path: PathBuf, source: io::Error },
-    #[error("cannot start {command}: {source}; check the command after `--`")]
-    Spawn { command: String, source: io::Error },
+    #[error("cannot write the child's config in {dir}: {error}; check that the runtime directory is writable by this user", dir = dir.display())]
+    WriteConfig { dir: PathBuf, error: io::Error },
+    #[error("cannot create the private notify socket {path}: {error}", path = path.display())]
+    NotifySocket { path: PathBuf, error: io::Error },
+    #[error("cannot start {command}: {error}; check the command after `--`")]
+    Spawn { command: String, error: io::Error },
     #[error("waiting for the child failed: {0}")]
     Wait(io::Error),
 }
@@ -82,20 +82,29 @@ pub struct RuntimeDir {
 }
 
 impl RuntimeDir {
-    /// Uses `dir` as given (systemd's `RuntimeDirectory=` is already private).
+    /// Uses `dir` as given (systemd's `RuntimeDirectory=` is already private),
+    /// after removing the files a killed supervisor left there.
     pub fn given(dir: PathBuf) -> RuntimeDir {
+        sweep(&dir, |name| {
+            let pid = name
+                .strip_prefix("config.")
+                .or_else(|| name.strip_prefix("notify."))?;
+            pid.split('.').next()
+        });
         RuntimeDir {
             path: dir,
             owned: false,
         }
     }
 
-    /// Makes a new directory `mas-sockets.<pid>` under `parent`, mode 0700.
+    /// Makes a new directory `mas-sockets.<pid>` under `parent`, mode 0700,
+    /// after removing such directories of supervisors that were killed.
     ///
     /// # Errors
     ///
     /// The directory cannot be created (it must not exist).
     pub fn create_in(parent: &Path) -> io::Result<RuntimeDir> {
+        sweep(parent, |name| name.strip_prefix("mas-sockets."));
         let path = parent.join(format!("mas-sockets.{}", std::process::id()));
         fs::DirBuilder::new().mode(0o700).create(&path)?;
         Ok(RuntimeDir { path, owned: true })
@@ -110,6 +119,44 @@ impl Drop for RuntimeDir {
     fn drop(&mut self) {
         if self.owned {
             let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Removes the entries of `dir` that are ours (same owner) and belong to a
+/// supervisor pid that no longer runs: a rewritten config must not outlive a
+/// supervisor that was killed before it could remove it. `pid_of` extracts the
+/// pid from an entry's name, or says it is not such an entry.
+fn sweep(dir: &Path, pid_of: impl Fn(&str) -> Option<&str>) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = pid_of(&name).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| m.uid() == uid);
+        if !ours || pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => info!(
+                "removed {}, left by supervisor pid {pid}, which is gone",
+                path.display()
+            ),
+            Err(e) => warn!(
+                "cannot remove {}, left by a supervisor that is gone: {e}",
+                path.display()
+            ),
         }
     }
 }
@@ -186,7 +233,7 @@ pub async fn run(
         serde_norway::to_string(&plan.rewrite(&assignment.binds)).expect("a YAML value serialises");
     write_private(&config_path, &rewritten).map_err(|source| SuperviseError::WriteConfig {
         dir: dir.clone(),
-        source,
+        error: source,
     })?;
     let mut config_file = TempFile(Some(config_path.clone()));
 
@@ -195,7 +242,7 @@ pub async fn run(
     let receiver =
         NotifyReceiver::bind(&notify_path).map_err(|source| SuperviseError::NotifySocket {
             path: notify_path.clone(),
-            source,
+            error: source,
         })?;
     let _notify_file = TempFile(Some(notify_path.clone()));
 
@@ -226,7 +273,7 @@ pub async fn run(
         .join(" ");
     let mut child = child::spawn(&command).map_err(|source| SuperviseError::Spawn {
         command: shown.clone(),
-        source,
+        error: source,
     })?;
     let child_pid = child.id().expect("a just spawned child has a pid");
     info!(

@@ -22,7 +22,7 @@ fn check(text: &str) -> (i32, String, String) {
 }
 
 fn listener(binds: &str) -> String {
-    format!("http:\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds:\n{binds}")
+    format!("http:\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds:\n{binds}  public_base: https://auth.example.com/\n")
 }
 
 /// Each bad-config class, the line it must give. Columns point at the node.
@@ -31,12 +31,12 @@ fn every_bad_config_class_gives_its_error_line() {
     let cases: Vec<(&str, String, &str)> = vec![
         ("empty bind", listener("        - {}\n"), "mas-sockets: CONFIG:6:11: http.listeners[0].binds[0]: the bind is empty, and MAS would read it as `fd: 0`"),
         ("host without port", listener("        - host: localhost\n"), "mas-sockets: CONFIG:6:11: http.listeners[0].binds[0]: `host: localhost` has no `port`"),
-        ("misspelt address", listener("        - adress: \"127.0.0.1:8080\"\n"), "mas-sockets: CONFIG:6:11: http.listeners[0].binds[0].adress#key: unknown key `adress` in a bind (did you mean `address`?)"),
-        ("misspelt port", listener("        - host: localhost\n          prot: 8080\n"), "mas-sockets: CONFIG:7:11: http.listeners[0].binds[0].prot#key: unknown key `prot` in a bind (did you mean `port`?)"),
+        ("misspelt address", listener("        - adress: \"127.0.0.1:8080\"\n"), "mas-sockets: CONFIG:6:11: http.listeners[0].binds[0].adress: unknown key `adress` in a bind (did you mean `address`?)"),
+        ("misspelt port", listener("        - host: localhost\n          prot: 8080\n"), "mas-sockets: CONFIG:7:11: http.listeners[0].binds[0].prot: unknown key `prot` in a bind (did you mean `port`?)"),
         ("quoted port", listener("        - port: \"80\"\n"), "mas-sockets: CONFIG:6:17: http.listeners[0].binds[0].port: `port: \"80\"` is a string"),
         ("port 0", listener("        - port: 0\n"), "mas-sockets: CONFIG:6:17: http.listeners[0].binds[0].port: port 0 asks the kernel for a random port"),
-        ("no binds", "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n".into(), "mas-sockets: CONFIG:3:7: http.listeners[0].binds: the listener has no binds"),
-        ("no resources", "http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n".into(), "mas-sockets: CONFIG:3:7: http.listeners[0].resources: the listener has no resources"),
+        ("no binds", "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n  public_base: https://a/\n".into(), "mas-sockets: CONFIG:3:7: http.listeners[0].binds: the listener has no binds"),
+        ("no resources", "http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n  public_base: https://a/\n".into(), "mas-sockets: CONFIG:3:7: http.listeners[0].resources: the listener has no resources"),
         ("same address twice", listener("        - port: 8080\n        - address: \"[::]:8080\"\n"), "mas-sockets: CONFIG:7:11: http.listeners[0].binds[1]: address [::]:8080 is also bound by port 8080 at CONFIG:6:11"),
         ("unix path too long", listener(&format!("        - socket: /run/{}.sock\n", "x".repeat(120))), "is 130 bytes, longer than the 107 a socket address holds; use a shorter path"),
         ("mode not octal", listener("        - socket: /run/mas.sock\n          mode: \"rw-rw----\"\n"), "mas-sockets: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: rw-rw----` is not an octal permission string"),

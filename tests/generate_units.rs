@@ -208,7 +208,7 @@ fn fd_binds_are_refused_with_the_way_forward() {
     let dir = TempDir::new("fd");
     let path = dir.write(
         "c.yaml",
-        "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds:\n        - fd: 0\n",
+        "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds:\n        - fd: 0\n  public_base: https://a/\n",
     );
     let mut cmd = Command::new(mas_sockets());
     cmd.args(["generate-units", "--config"]).arg(&path);
@@ -218,5 +218,45 @@ fn fd_binds_are_refused_with_the_way_forward() {
     assert_eq!(
         stderr.trim_end(),
         format!("mas-sockets: {}:6:11: http.listeners[0].binds[0]: an `fd:` bind names no address, so no socket unit can be written for it; replace it with the `host`+`port`, `address` or `socket` bind that the socket should have, or write that socket unit by hand", path.display())
+    );
+}
+
+/// A socket unit from an earlier run whose bind is gone would still be passed
+/// to the service; generate-units names it and the way to remove it.
+#[test]
+fn stale_socket_units_are_reported() {
+    let dir = TempDir::new("stale");
+    let out_dir = dir.join("units");
+    let write = |config: &str| {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg("generate-units")
+            .arg("--config")
+            .arg(repo().join(config))
+            .arg("--output-dir")
+            .arg(&out_dir);
+        run(&mut cmd)
+    };
+    let first = write("examples/default.yaml");
+    assert!(first.status.success());
+    assert!(
+        first.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    fs::write(
+        out_dir.join("mas-by-hand.socket"),
+        "[Socket]\nListenStream=1\n",
+    )
+    .unwrap();
+    let second = write("examples/reverse-proxy.yaml");
+    assert!(second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "mas-sockets: warning: {}/mas-internal.socket was generated earlier and is not part of this config any more; systemd would still pass its socket and supervise would refuse it: run `systemctl disable --now mas-internal.socket` and remove the file",
+            out_dir.display()
+        ),
+        "only the generated stale unit is named, not the hand-written one"
     );
 }

@@ -147,6 +147,16 @@ impl<'a> Setup<'a> {
     }
 
     fn start(self, label: &str) -> Run {
+        self.spawn(label, false)
+    }
+
+    /// As [`Setup::start`], with the supervisor leading a process group of its
+    /// own, as a shell's foreground job does.
+    fn start_in_own_group(self, label: &str) -> Run {
+        self.spawn(label, true)
+    }
+
+    fn spawn(self, label: &str, own_group: bool) -> Run {
         let dir = TempDir::new(label);
         let config = dir.write("config.yaml", self.config);
         let notify = NotifyListener::bind(dir.join("systemd-notify.sock"));
@@ -165,6 +175,8 @@ impl<'a> Setup<'a> {
                 rt.display().to_string()
             }),
         ];
+        // A later setting of the same variable wins.
+        env.retain(|(k, _)| !self.env.iter().any(|(o, _)| o == k));
         env.extend(self.env.iter().map(|(k, v)| (*k, v.clone())));
         let mut cmd;
         if self.listen.is_empty() {
@@ -194,6 +206,9 @@ impl<'a> Setup<'a> {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        if own_group {
+            cmd.process_group(0);
+        }
         let child = cmd.spawn().expect("spawn supervise");
         Run { dir, child, notify }
     }
@@ -781,4 +796,63 @@ fn mas_command_with_its_own_config_is_refused() {
         stderr.contains("the MAS command has its own `--config`"),
         "{stderr}"
     );
+}
+
+/// Files a killed supervisor left in the runtime directory (its rewritten
+/// config holds secrets) are removed at the next start.
+#[test]
+fn files_of_a_killed_supervisor_are_swept_at_start() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let setup = Setup::new(&config).listen(localhost(port));
+    // The same runtime dir path is made by start(); pre-seed it through a
+    // second directory that start() will not touch, then point the run at it.
+    let seeded = TempDir::new("sweep");
+    let rt = seeded.join("rt");
+    fs::create_dir(&rt).unwrap();
+    // A pid above pid_max cannot be running.
+    let stale = rt.join("config.4194305.yaml");
+    fs::write(&stale, "secrets: {encryption: left-behind}\n").unwrap();
+    let mut run = setup
+        .env("MAS_SOCKETS_RUNTIME_DIR", rt.display())
+        .start("sweep");
+    knock(localhost(port));
+    run.notify.expect_line("READY=1", LONG);
+    assert!(!stale.exists(), "the stale config survived:\n{}", run.log());
+    assert!(
+        run.log().contains("left by supervisor pid 4194305"),
+        "{}",
+        run.log()
+    );
+    assert!(run.stop().success());
+}
+
+/// A Ctrl-C in a terminal signals the whole foreground process group; MAS
+/// must not take it as a first signal and then the supervisor's SIGTERM as a
+/// second one, which would cut in-flight requests.
+#[test]
+fn sigint_to_the_process_group_drains_in_flight_requests() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut setup = Setup::new(&config);
+    setup.args.push("--stop-timeout=20s");
+    let mut run = setup.start_in_own_group("ctrl-c");
+    run.notify.expect_line("READY=1", LONG);
+    let slow = std::thread::spawn(move || get_tcp(localhost(port), "/slow/700"));
+    run.wait_log("holding /slow/700");
+    // SAFETY: kill(2) on the process group the test made for this run.
+    assert_eq!(unsafe { libc::kill(-run.pid(), libc::SIGINT) }, 0);
+    let response = slow
+        .join()
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(response.status, 200);
+    assert!(run.wait().success(), "{}", run.log());
+    assert!(!run.log().contains("hard shutdown"), "{}", run.log());
 }

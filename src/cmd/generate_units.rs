@@ -54,8 +54,15 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
             super::print_stdout(&out)?;
         }
         Some(dir) => {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             for file in &files {
                 write_unit(dir, file)?;
+            }
+            for stale in stale_units(dir, &opts.name, &files) {
+                eprintln!(
+                    "mas-sockets: warning: {} was generated earlier and is not part of this config any more; systemd would still pass its socket and supervise would refuse it: run `systemctl disable --now {stale}` and remove the file",
+                    dir.join(&stale).display()
+                );
             }
             let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
             super::print_stdout(&format!(
@@ -67,6 +74,25 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Socket units for `<name>` in `dir` that an earlier generate-units wrote
+/// (they carry its header) and that this run did not write.
+fn stale_units(dir: &Path, name: &str, written: &[UnitFile]) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut stale: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with(&format!("{name}-")) && f.ends_with(".socket"))
+        .filter(|f| !written.iter().any(|w| &w.name == f))
+        .filter(|f| {
+            fs::read_to_string(dir.join(f)).is_ok_and(|text| text.starts_with(units::HEADER_START))
+        })
+        .collect();
+    stale.sort();
+    stale
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {

@@ -30,13 +30,10 @@ use crate::{activation, assign, bind, logging, notify};
 ///
 /// Anything that keeps MAS from being started.
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
-    if let Some(warning) = logging::init(args.log_target, &args.log) {
+    if let Some(warning) = logging::init(args.log_target, &args.log).map_err(anyhow::Error::msg)? {
         warn!("{warning}");
     }
-    if let Some(word) = args.command.iter().skip(1).find(|w| {
-        let w = w.to_string_lossy();
-        w == "--config" || w == "-c" || w.starts_with("--config=")
-    }) {
+    if let Some(word) = own_config_flag(&args.command) {
         anyhow::bail!(
             "the MAS command has its own `{}`; give the config files to mas-sockets instead (`supervise --config FILE -- mas-cli server`), which passes MAS a rewritten config",
             word.to_string_lossy()
@@ -90,7 +87,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         command: args.command,
         stop_timeout: args.stop_timeout,
         runtime_dir,
-        helper: PathBuf::from("/proc/self/exe"),
+        helper: PathBuf::from(crate::child::DEFAULT_HELPER),
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -104,6 +101,20 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(outcome)
     })?;
     Ok(exit_code(outcome))
+}
+
+/// A `--config` (or, for mas-cli, `-c`) among the MAS command's arguments: MAS
+/// would read that file instead of the rewritten config.
+fn own_config_flag(command: &[std::ffi::OsString]) -> Option<&std::ffi::OsString> {
+    let is_mas_cli = command.first().is_some_and(|p| {
+        std::path::Path::new(p)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("mas-cli"))
+    });
+    command.iter().skip(1).find(|w| {
+        let w = w.to_string_lossy();
+        w == "--config" || w.starts_with("--config=") || (is_mas_cli && w.starts_with("-c"))
+    })
 }
 
 fn first_dir(value: PathBuf) -> PathBuf {

@@ -79,6 +79,8 @@ pub enum ErrorKind {
     HttpNotMapping { found: &'static str },
     #[error("`listeners` is {found}, not a list; write each listener as a `- ` item")]
     ListenersNotList { found: &'static str },
+    #[error("`http` has no `public_base`, which MAS requires; add e.g. `public_base: https://auth.example.com/`")]
+    NoPublicBase,
     #[error("there are no listeners, so MAS would serve nothing; add one under http.listeners")]
     NoListeners,
     #[error("a listener is {found}, not a mapping; give it `resources:` and `binds:`")]
@@ -414,6 +416,9 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
     let (http_is_default, listeners_value) = match merged.value.get("http") {
         None => (true, default_http_value()["listeners"].clone()),
         Some(Value::Mapping(http)) => {
+            if matches!(http.get("public_base"), None | Some(Value::Null)) {
+                cx.error_at("http", ErrorKind::NoPublicBase);
+            }
             (false, http.get("listeners").cloned().unwrap_or(Value::Null))
         }
         Some(other) => {
@@ -447,6 +452,18 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
         ),
     }
     cx.check_duplicates(&listeners);
+    for (i, listener) in listeners.iter().enumerate() {
+        let Some(name) = &listener.name else { continue };
+        if let Some(first) = listeners[..i]
+            .iter()
+            .find(|l| l.name.as_ref() == Some(name))
+        {
+            cx.warnings.push(format!(
+                "{}: listener name `{name}` is also used at {}; MAS shows names in traces and metrics, so give each listener its own",
+                listener.location, first.location
+            ));
+        }
+    }
     if cx.errors.is_empty() {
         Ok(Plan {
             files: merged.documents.iter().map(|d| d.path.clone()).collect(),
@@ -479,7 +496,11 @@ impl Checker<'_> {
     }
 
     fn listener_location(&self, listener: usize, rest: &str, default: bool) -> Location {
-        let key = format!("http.listeners[{listener}]{rest}");
+        // `#key` asks for the key's own position; it is not part of the path shown.
+        let key = format!(
+            "http.listeners[{listener}]{}",
+            rest.trim_end_matches("#key")
+        );
         if default {
             return Location { file: None, key };
         }

@@ -36,10 +36,11 @@ pub struct Document {
 /// A file that could not be turned into a [`Document`].
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
-    #[error("{path}: cannot read the config file: {source}; check the path given with --config or MAS_CONFIG", path = path.display())]
+    #[error("{path}: cannot read the config file: {error}{hint}; check the path given with --config or MAS_CONFIG", path = path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        hint: String,
+        error: std::io::Error,
     },
     #[error("{path}:{line}:{column}: invalid YAML: {message}; fix the syntax at that position", path = path.display())]
     Syntax {
@@ -59,9 +60,17 @@ impl Document {
     ///
     /// A file that cannot be read, is not YAML, or is not a mapping at the top.
     pub fn read(path: &Path) -> Result<Document, DocumentError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DocumentError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| DocumentError::Read {
             path: path.to_owned(),
-            source,
+            hint: if error.kind() == std::io::ErrorKind::PermissionDenied {
+                format!(
+                    "; the user running mas-sockets (uid {}) must be able to read it, as the service's User= must",
+                    nix::unistd::geteuid()
+                )
+            } else {
+                String::new()
+            },
+            error,
         })?;
         Document::parse(path, &text)
     }

@@ -22,15 +22,22 @@ impl Resolver for FakeResolver {
     }
 }
 
+/// MAS requires `http.public_base`; a first file gives it, so the file under
+/// test (`c.yaml`) keeps its line numbers.
+const BASE: (&str, &str) = (
+    "base.yaml",
+    "http:\n  public_base: https://auth.example.com/\n",
+);
+
 fn plan(text: &str) -> Plan {
-    match check_texts(&[("c.yaml", text)], &FakeResolver) {
+    match check_texts(&[BASE, ("c.yaml", text)], &FakeResolver) {
         Ok(plan) => plan,
         Err(e) => panic!("config should be valid, got:\n{e}"),
     }
 }
 
 fn errors(text: &str) -> Vec<String> {
-    match check_texts(&[("c.yaml", text)], &FakeResolver) {
+    match check_texts(&[BASE, ("c.yaml", text)], &FakeResolver) {
         Ok(plan) => panic!("config should be refused, got {plan:#?}"),
         Err(e) => e.to_string().lines().map(str::to_owned).collect(),
     }
@@ -78,7 +85,14 @@ fn reference_reverse_proxy_config_is_accepted() {
 
 #[test]
 fn no_http_section_means_mas_default_listeners() {
-    let plan = plan("database:\n  uri: postgresql://mas@localhost/mas\n");
+    let plan = check_texts(
+        &[(
+            "c.yaml",
+            "database:\n  uri: postgresql://mas@localhost/mas\n",
+        )],
+        &FakeResolver,
+    )
+    .unwrap();
     assert!(plan.http_is_default);
     let binds: Vec<_> = plan.binds().map(|b| b.spec.clone()).collect();
     assert_eq!(
@@ -200,7 +214,7 @@ fn host_without_port_is_refused() {
 fn misspelt_key_is_refused_with_a_suggestion() {
     let e = one_error(&with_binds(&["{adress: '127.0.0.1:8080'}"]));
     assert!(
-        e.starts_with("c.yaml:5:12: http.listeners[0].binds[0].adress#key: unknown key `adress` in a bind (did you mean `address`?)"),
+        e.starts_with("c.yaml:5:12: http.listeners[0].binds[0].adress: unknown key `adress` in a bind (did you mean `address`?)"),
         "{e}"
     );
     let e = one_error(&with_binds(&["{host: localhost, prot: 8080}"]));
@@ -277,9 +291,12 @@ fn same_address_twice_is_refused_even_across_forms_and_files() {
     // Across files: the second file's listener is located in the second file.
     let first = "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n";
     let second = "http:\n  listeners:\n    - name: again\n      resources: [{name: health}]\n      binds:\n        - {host: localhost, port: 8080}\n";
-    let e = check_texts(&[("a.yaml", first), ("b.yaml", second)], &FakeResolver)
-        .unwrap_err()
-        .to_string();
+    let e = check_texts(
+        &[BASE, ("a.yaml", first), ("b.yaml", second)],
+        &FakeResolver,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("b.yaml:6:11: http.listeners[1].binds[0]: host localhost port 8080 is also bound by port 8080 at a.yaml:5:15"), "{e}");
 }
 
@@ -391,7 +408,11 @@ fn rewrite_replaces_only_the_binds() {
 
 #[test]
 fn rewrite_of_default_listeners_writes_an_http_section() {
-    let plan = plan("database: {uri: 'postgresql:///mas'}\n");
+    let plan = check_texts(
+        &[("c.yaml", "database: {uri: 'postgresql:///mas'}\n")],
+        &FakeResolver,
+    )
+    .unwrap();
     let rewritten = plan.rewrite(&[
         vec![plan::fd_bind_value(0, FdKind::Tcp)],
         vec![plan::fd_bind_value(1, FdKind::Tcp)],
@@ -407,5 +428,32 @@ fn rewrite_of_default_listeners_writes_an_http_section() {
     assert_eq!(
         rewritten["database"]["uri"].as_str(),
         Some("postgresql:///mas")
+    );
+}
+
+#[test]
+fn http_without_public_base_is_refused() {
+    let e = check_texts(
+        &[(
+            "c.yaml",
+            "http:\n  listeners:\n    - resources: [{name: health}]\n      binds: [{port: 8081}]\n",
+        )],
+        &FakeResolver,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(e, "c.yaml:2:3: http: `http` has no `public_base`, which MAS requires; add e.g. `public_base: https://auth.example.com/`");
+}
+
+#[test]
+fn duplicate_listener_names_are_warned_about() {
+    let plan = plan("http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n    - name: web\n      resources: [{name: health}]\n      binds: [{port: 8081}]\n");
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].starts_with(
+            "c.yaml:6:7: http.listeners[1]: listener name `web` is also used at c.yaml:3:7"
+        ),
+        "{:?}",
+        plan.warnings
     );
 }
