@@ -229,6 +229,13 @@ pub fn inspect(fd: BorrowedFd<'_>) -> std::io::Result<FdKind> {
     Ok(FdKind::NotSocket { file_type: name })
 }
 
+/// The soft limit on open fds (`RLIMIT_NOFILE`), or a generous bound when unknown.
+fn fd_limit() -> u32 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| u32::try_from(soft).unwrap_or(u32::MAX))
+        .unwrap_or(1 << 20)
+}
+
 /// The three variables, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenEnv {
@@ -286,15 +293,18 @@ pub fn parse_listen_env(
             });
         }
     }
-    let max = (RawFd::MAX - SD_LISTEN_FDS_START) as u32;
+    // No process can hold more fds than its limit allows; a larger count is
+    // garbage, and must be refused before anything is sized by it.
+    let max = fd_limit().min((RawFd::MAX - SD_LISTEN_FDS_START) as u32);
     let count = parse_decimal(fds)
         .filter(|&count| count <= max)
         .ok_or_else(|| ActivationError::BadVar {
             var: LISTEN_FDS,
             value: fds.to_owned(),
-            reason: "expected the number of passed fds as a decimal number; unset it if a \
-                     launcher other than systemd set it"
-                .to_owned(),
+            reason: format!(
+                "expected the number of passed fds as a decimal number of at most {max} \
+                 (this process's fd limit); unset it if a launcher other than systemd set it"
+            ),
         })? as usize;
     if count == 0 {
         return Ok(empty);

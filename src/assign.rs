@@ -12,12 +12,12 @@
 
 use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
 
 use crate::activation::{Family, FdKind as Fd, InheritedFd, LocalAddr, SockType, SocketInfo};
 use crate::config::plan::fd_bind_value;
+use crate::config::plan::same_path;
 use crate::config::{Bind, BindSpec, Endpoint, FdKind, Plan};
 
 /// A listening socket on its way to the child, in the child's order.
@@ -113,18 +113,31 @@ fn satisfies(local: &LocalAddr, endpoint: &Endpoint) -> bool {
     }
 }
 
-/// Whether two socket paths name the same file: equal as written, or equal
-/// once their directories are resolved (`/var/run` is often `/run`).
-fn same_path(a: &Path, b: &Path) -> bool {
-    if a == b {
-        return true;
-    }
-    let resolve = |p: &Path| -> Option<PathBuf> {
-        let p = std::path::absolute(p).ok()?;
-        let dir = p.parent()?.canonicalize().ok()?;
-        Some(dir.join(p.file_name()?))
+/// Why a wildcard IPv6 socket would not serve its bind as MAS's own would:
+/// MAS's `[::]` socket takes the kernel's default for IPv6-only
+/// (`net.ipv6.bindv6only`, normally off, so IPv4 clients reach it too).
+fn dual_stack_problem(fd: &InheritedFd, endpoint: &Endpoint) -> Option<String> {
+    let Fd::Socket(info) = &fd.socket else {
+        return None;
     };
-    matches!((resolve(a), resolve(b)), (Some(x), Some(y)) if x == y)
+    let LocalAddr::Inet(addr) = &info.local else {
+        return None;
+    };
+    if !(addr.is_ipv6() && addr.ip().is_unspecified()) {
+        return None;
+    }
+    let literal = matches!(endpoint, Endpoint::Tcp(want) if want.ip().is_unspecified());
+    if !literal && !matches!(endpoint, Endpoint::AnyTcp(_)) {
+        return None;
+    }
+    let only_v6 = socket2::SockRef::from(&fd.fd).only_v6().ok()?;
+    let default_only_v6 =
+        std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|v| v.trim() == "1");
+    match (only_v6, default_only_v6) {
+        (true, false) => Some("it is IPv6-only (IPV6_V6ONLY), so IPv4 clients cannot reach it as they reach MAS's own [::] socket; set BindIPv6Only=both in the socket unit".into()),
+        (false, true) => Some("it also takes IPv4, unlike MAS's own [::] socket on this host (net.ipv6.bindv6only=1); set BindIPv6Only=ipv6-only in the socket unit".into()),
+        _ => None,
+    }
 }
 
 /// Matches `fds` to the binds of `plan`.
@@ -186,11 +199,16 @@ pub fn assign(plan: &Plan, fds: Vec<InheritedFd>) -> Result<Assignment, Vec<Mism
             let Fd::Socket(info) = &fd.socket else {
                 continue;
             };
-            if !bind.endpoints.iter().any(|e| satisfies(&info.local, e)) {
+            let Some(endpoint) = bind.endpoints.iter().find(|e| satisfies(&info.local, e)) else {
                 continue;
-            }
-            match &usable_kinds[i] {
-                Ok(_) => {
+            };
+            let usable = match (&usable_kinds[i], dual_stack_problem(fd, endpoint)) {
+                (Ok(_), Some(why)) => Err(why),
+                (Ok(_), None) => Ok(()),
+                (Err(why), _) => Err(why.clone()),
+            };
+            match &usable {
+                Ok(()) => {
                     owner[i] = Some((bind.listener, bind.index));
                     found = true;
                 }

@@ -11,7 +11,7 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -22,14 +22,28 @@ use crate::config::{BindSpec, Endpoint, Plan};
 /// Backlog of the sockets we bind; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: i32 = 4096;
 
-/// Unix socket files we created, removed on drop.
+/// Unix socket files we created, removed on drop, each only while the path
+/// still names the socket we made (same device and inode): a path that another
+/// process has since taken over is left alone.
 #[derive(Debug, Default)]
-pub struct BoundPaths(Vec<PathBuf>);
+pub struct BoundPaths(Vec<(PathBuf, u64, u64)>);
+
+impl BoundPaths {
+    fn push(&mut self, path: &Path) {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            self.0.push((path.to_owned(), meta.dev(), meta.ino()));
+        }
+    }
+}
 
 impl Drop for BoundPaths {
     fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = std::fs::remove_file(path);
+        for (path, dev, ino) in &self.0 {
+            let still_ours =
+                std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino);
+            if still_ours {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -76,9 +90,14 @@ pub fn bind_all(plan: &Plan) -> Result<(Vec<InheritedFd>, BoundPaths), BindError
                 }
                 BindSpec::Unix { path, mode } => {
                     let fd = bind_unix(path, *mode).map_err(|e| {
-                        fail(format!("unix {}", path.display()), e, "check that the directory exists and is writable")
+                        let fix = if e.kind() == io::ErrorKind::AddrInUse {
+                            "stop the process that serves there, or choose another path"
+                        } else {
+                            "check that the directory exists and is writable"
+                        };
+                        fail(format!("unix {}", path.display()), e, fix)
                     })?;
-                    paths.0.push(path.clone());
+                    paths.push(path);
                     vec![fd]
                 }
                 BindSpec::HostPort { .. } | BindSpec::Address(_) => {
@@ -160,11 +179,21 @@ fn bind_tcp(addr: SocketAddr, only_v6: Option<bool>) -> io::Result<OwnedFd> {
     Ok(socket.into())
 }
 
-/// Binds at `<path>.<pid>.tmp`, applies `mode`, and renames over `path`.
+/// Binds at a temporary name beside `path`, applies `mode`, and renames over
+/// `path`, replacing a stale socket file but never one that a process still
+/// listens on.
 fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<OwnedFd> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket && std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "a process is listening on it already",
+        ));
+    }
+    // A short temporary name, so that a path close to the 107-byte limit
+    // still fits while it is being made.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".mas{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&SockAddr::unix(&tmp)?)?;

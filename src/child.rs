@@ -153,6 +153,13 @@ pub fn exec_child(program: &OsStr, args: &[OsString]) -> io::Error {
     } else {
         command.env_remove(LISTEN_PID);
     }
+    // Like LISTEN_PID: sd_watchdog_enabled(3) ignores a WATCHDOG_USEC whose
+    // WATCHDOG_PID is another process's.
+    if std::env::var_os("WATCHDOG_USEC").is_some() {
+        command.env("WATCHDOG_PID", std::process::id().to_string());
+    } else {
+        command.env_remove("WATCHDOG_PID");
+    }
     let err = command.exec();
     io::Error::new(
         err.kind(),

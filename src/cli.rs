@@ -160,7 +160,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
+    let duration =
+        Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{text}` is longer than the 24h this accepts"));
+    }
+    Ok(duration)
+}
+
+/// The longest duration an option accepts; more is a typo, not a plan.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Writes a duration as [`parse_duration`] and systemd read it: `65s`, `500ms`.
+pub fn format_duration(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +198,8 @@ mod tests {
         assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("10000000000000000000s").is_err());
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(65)), "65s");
     }
 }

@@ -50,6 +50,10 @@ pub struct Options {
     pub runtime_dir: RuntimeDir,
     /// The binary re-executed as `exec-child` (default `/proc/self/exe`).
     pub helper: PathBuf,
+    /// systemd's watchdog period for us (`WATCHDOG_USEC`), if it asked for
+    /// pings. MAS gets the same period and its pings are passed on, so systemd
+    /// hears from us exactly while MAS is alive and well.
+    pub watchdog_usec: Option<u64>,
 }
 
 /// How the child ended, and whether we asked it to.
@@ -71,6 +75,8 @@ pub enum SuperviseError {
     Spawn { command: String, error: io::Error },
     #[error("waiting for the child failed: {0}")]
     Wait(io::Error),
+    #[error("cannot write the merged config as YAML: {0}; MAS could not read this config either, so check it with `mas-sockets check`")]
+    Serialize(serde_norway::Error),
 }
 
 /// A private directory (mode 0700) for the notify socket and the rewritten config.
@@ -229,8 +235,11 @@ pub async fn run(
     let pid = std::process::id();
 
     let config_path = dir.join(format!("config.{pid}.yaml"));
-    let rewritten =
-        serde_norway::to_string(&plan.rewrite(&assignment.binds)).expect("a YAML value serialises");
+    let rewritten = serde_norway::to_string(&plan.rewrite(&assignment.binds))
+        .map_err(SuperviseError::Serialize)?;
+    // Only an earlier process with our pid (a reused pid, or PID 1 of a
+    // container) can have left this name behind; it is stale.
+    let _ = fs::remove_file(&config_path);
     write_private(&config_path, &rewritten).map_err(|source| SuperviseError::WriteConfig {
         dir: dir.clone(),
         error: source,
@@ -252,7 +261,7 @@ pub async fn run(
         args: args.to_vec(),
         fds: assignment.sockets.iter().map(|s| s.fd.as_fd()).collect(),
         fd_names: assignment.sockets.iter().map(|s| s.name.clone()).collect(),
-        env: vec![
+        env: [
             (
                 OsString::from("NOTIFY_SOCKET"),
                 notify_path.clone().into_os_string(),
@@ -261,7 +270,16 @@ pub async fn run(
                 OsString::from(crate::config::MAS_CONFIG),
                 config_path.into_os_string(),
             ),
-        ],
+        ]
+        .into_iter()
+        // WATCHDOG_PID is written by exec-child, which knows MAS's pid.
+        .chain(opts.watchdog_usec.map(|usec| {
+            (
+                OsString::from("WATCHDOG_USEC"),
+                OsString::from(usec.to_string()),
+            )
+        }))
+        .collect(),
         env_remove: env_to_remove(),
         helper: opts.helper.clone(),
     };
@@ -329,9 +347,13 @@ pub async fn run(
                         info!("{signal}: stopping MAS (pid {child_pid}), allowing {:?} to drain", opts.stop_timeout);
                         stop_requested = true;
                         notify(&systemd, &[NotifyState::Stopping]);
-                        kill_at = Some(tokio::time::Instant::now() + opts.stop_timeout);
+                        kill_at = tokio::time::Instant::now().checked_add(opts.stop_timeout);
                     }
                     signal_child(child_pid, Signal::SIGTERM);
+                }
+                // Before MAS is ready it may not handle SIGHUP yet, and would die of it.
+                Some(Request::Reload) if !ready || stop_requested => {
+                    warn!("SIGHUP ignored: MAS (pid {child_pid}) is not serving yet, or is stopping");
                 }
                 Some(Request::Reload) => {
                     info!("SIGHUP: passing it on to MAS (pid {child_pid}), which reloads its templates");
@@ -389,6 +411,8 @@ fn relay(
                 out.push(state.clone())
             }
             NotifyState::Status(_) | NotifyState::ExtendTimeoutUsec(_) => out.push(state.clone()),
+            // Only MAS's own pings keep systemd's watchdog quiet.
+            NotifyState::Watchdog | NotifyState::WatchdogTrigger => out.push(state.clone()),
             // We stay the main process: the child's pid is never relayed.
             NotifyState::MainPid(p) => debug!("child announced MAINPID={p}; not relayed"),
             other => debug!("child sent {other}; not relayed"),

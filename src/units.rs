@@ -52,8 +52,16 @@ pub enum UnitsError {
     FdBind { location: Location },
     #[error("{location}: the socket path `{path}` is relative, and a socket unit needs an absolute one; write the full path MAS should use")]
     RelativeSocket { location: Location, path: String },
-    #[error("`{value}` is not usable as a unit name prefix; use letters, digits, `-`, `_`, `.` or `:` (e.g. --name mas)")]
+    #[error("`{value}` is not usable as a unit name prefix; use letters, digits, `-`, `_` or `.`, not first (e.g. --name mas)")]
     BadName { value: String },
+    #[error("{location}: the socket path `{path}` cannot be written into a unit as it is: {why}; write it plainly")]
+    UnwritablePath {
+        location: Location,
+        path: String,
+        why: &'static str,
+    },
+    #[error("the unit name `{name}` is longer than the 255 characters systemd allows; shorten the listener name or --name")]
+    NameTooLong { name: String },
     #[error("{what} `{value}` is not an absolute path; give the full path")]
     RelativePath { what: &'static str, value: String },
     #[error(
@@ -87,6 +95,9 @@ pub fn generate(plan: &Plan, opts: &UnitOptions) -> Result<Vec<UnitFile>, UnitsE
                 &opts.name,
             );
             let unit_name = format!("{}-{label}.socket", opts.name);
+            if unit_name.len() > 255 {
+                return Err(UnitsError::NameTooLong { name: unit_name });
+            }
             let contents =
                 socket_unit(&header, &service_name, &label, listener.label(), bind, opts)?;
             socket_names.push(unit_name.clone());
@@ -104,11 +115,14 @@ pub fn generate(plan: &Plan, opts: &UnitOptions) -> Result<Vec<UnitFile>, UnitsE
 }
 
 fn validate_options(opts: &UnitOptions) -> Result<(), UnitsError> {
+    // `:` would split RuntimeDirectory= in two, and a leading `.` makes names
+    // such as `.` and `..` that systemd will not use as a directory.
     let name_ok = !opts.name.is_empty()
+        && !opts.name.starts_with('.')
         && opts
             .name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !name_ok {
         return Err(UnitsError::BadName {
             value: opts.name.clone(),
@@ -226,6 +240,13 @@ fn socket_unit(
                     path: path.display().to_string(),
                 });
             }
+            if let Some(why) = unwritable(path) {
+                return Err(UnitsError::UnwritablePath {
+                    location: bind.location.clone(),
+                    path: path.display().to_string(),
+                    why,
+                });
+            }
             let group = opts.socket_group.as_deref().unwrap_or(&opts.group);
             let _ = writeln!(out, "ListenStream={}", escape_path(path));
             let _ = writeln!(out, "FileDescriptorName={label}");
@@ -239,8 +260,10 @@ fn socket_unit(
         BindSpec::HostPort { .. } | BindSpec::Address(_) => {
             for endpoint in &bind.endpoints {
                 match endpoint {
+                    // A scoped IPv6 address carries `%`, a specifier to systemd.
                     Endpoint::Tcp(addr) => {
-                        let _ = writeln!(out, "ListenStream={addr}");
+                        let _ =
+                            writeln!(out, "ListenStream={}", escape_specifiers(&addr.to_string()));
                     }
                     // A bare port is systemd's dual-stack socket, as MAS's `[::]`.
                     Endpoint::AnyTcp(port) => {
@@ -250,6 +273,13 @@ fn socket_unit(
                 }
             }
             let _ = writeln!(out, "FileDescriptorName={label}");
+            // `localhost` stands for both loopback addresses; on a host without
+            // IPv6 on loopback the socket for [::1] must not fail the unit.
+            let is_localhost = matches!(&bind.spec, BindSpec::HostPort { host: Some(h), .. }
+                if h.eq_ignore_ascii_case("localhost") || h.eq_ignore_ascii_case("localhost."));
+            if is_localhost {
+                let _ = writeln!(out, "FreeBind=yes");
+            }
         }
     }
     let _ = write!(
@@ -271,10 +301,12 @@ fn service_unit(header: &str, sockets: &[String], opts: &UnitOptions) -> String 
     exec.push("--".to_owned());
     exec.push(quote_arg(&opts.mas_cli.display().to_string()));
     exec.push("server".to_owned());
-    let stop = opts.stop_timeout.as_secs();
+    let stop = crate::cli::format_duration(opts.stop_timeout);
     let sockets = sockets.join(" ");
     let runtime_dir = runtime_directory(&opts.name);
-    let stop_timeout = stop + 15;
+    // systemd's own limit leaves supervise time to kill MAS and exit.
+    let stop_timeout =
+        opts.stop_timeout.as_secs() + u64::from(opts.stop_timeout.subsec_nanos() > 0) + 15;
     let exec = exec.join(" ");
     let user = &opts.user;
     let name = &opts.name;
@@ -300,7 +332,7 @@ Group={group}
 RuntimeDirectory={runtime_dir}
 RuntimeDirectoryMode=0700
 UMask=0077
-Environment=MAS_SOCKETS_STOP_TIMEOUT={stop}s
+Environment=MAS_SOCKETS_STOP_TIMEOUT={stop}
 # supervise forwards SIGTERM to MAS; a second SIGTERM from systemd would make
 # MAS skip its graceful shutdown, so only the main process is signalled.
 KillMode=mixed
@@ -342,6 +374,30 @@ Also={sockets}
 /// units and must survive a restart.
 pub fn runtime_directory(name: &str) -> String {
     format!("mas-sockets/{name}")
+}
+
+/// Why a socket path would not reach systemd as written, if it would not:
+/// `ListenStream=` takes the rest of the line, trims it, continues it after a
+/// trailing backslash, and refuses paths that are not normalized.
+fn unwritable(path: &Path) -> Option<&'static str> {
+    let text = path.to_string_lossy();
+    if text.chars().any(char::is_control) {
+        return Some("it holds control characters");
+    }
+    if text.contains('\\') {
+        return Some("it holds a backslash");
+    }
+    if text.trim() != text {
+        return Some("it starts or ends with white space");
+    }
+    let normal = text
+        .split('/')
+        .skip(1)
+        .all(|part| !part.is_empty() && part != "." && part != "..");
+    if !normal {
+        return Some("it is not normalized (`//`, `.` or `..`, or a trailing `/`)");
+    }
+    None
 }
 
 /// Collapses control characters so a value cannot start a new unit line.

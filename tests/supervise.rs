@@ -856,3 +856,131 @@ fn sigint_to_the_process_group_drains_in_flight_requests() {
     assert!(run.wait().success(), "{}", run.log());
     assert!(!run.log().contains("hard shutdown"), "{}", run.log());
 }
+
+/// With systemd's watchdog on, MAS gets its own WATCHDOG_USEC and
+/// WATCHDOG_PID, and its pings reach systemd.
+#[test]
+fn watchdog_pings_of_the_child_are_passed_on() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let run = Setup::new(&config)
+        .listen(localhost(port))
+        .env("WATCHDOG_USEC", "400000")
+        .start("watchdog");
+    knock(localhost(port));
+    run.notify.expect_line("READY=1", LONG);
+    run.notify.expect_line("WATCHDOG=1", LONG);
+    let child = run.report_field("pid");
+    assert_eq!(run.report_field("watchdog_pid"), child);
+    assert_eq!(run.report_field("watchdog_usec"), "400000");
+}
+
+/// A SIGHUP that arrives before MAS is ready is not passed on: MAS may not
+/// handle it yet, and would die of it.
+#[test]
+fn sighup_before_ready_does_not_kill_the_child() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "standin:\n  startup_delay_ms: 1000\n",
+    );
+    let mut run = Setup::new(&config)
+        .listen(localhost(port))
+        .start("early-hup");
+    knock(localhost(port));
+    run.wait_log("start-up delay");
+    run.signal(libc::SIGHUP);
+    run.wait_log("SIGHUP ignored");
+    run.notify.expect_line("READY=1", LONG);
+    assert!(run.stop().success(), "{}", run.log());
+}
+
+/// Configs and environments that would make MAS read something else than
+/// what mas-sockets checked are refused before anything starts.
+#[test]
+fn inputs_that_would_mislead_mas_are_refused() {
+    let dir = TempDir::new("mislead");
+    let config = dir.write(
+        "c.yaml",
+        &web_listener("        - host: 127.0.0.1\n          port: 18999\n", ""),
+    );
+    let colon = dir.join("a:b");
+    fs::create_dir(&colon).unwrap();
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (
+            vec![("MAS_SOCKETS_RUNTIME_DIR", colon.display().to_string())],
+            "contains `:`, which MAS would take as a separator",
+        ),
+        (
+            vec![("MAS_HTTP_LISTENERS", "[]".into())],
+            "MAS_HTTP_LISTENERS is set: MAS would take listeners from it",
+        ),
+        (vec![("LISTEN_FDS", "2147483644".into())], "LISTEN_FDS"),
+        (
+            vec![("MAS_SOCKETS_STOP_TIMEOUT", "10000000000000000000s".into())],
+            "longer than the 24h",
+        ),
+    ];
+    for (env, want) in cases {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg("supervise")
+            .arg("--config")
+            .arg(&config)
+            .arg("--")
+            .arg(standin())
+            .arg("server");
+        cmd.env("MAS_SOCKETS_LOG_TARGET", "stderr")
+            .env("MAS_STANDIN_REPORT", dir.join("report"));
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(want), "{env:?}: no `{want}` in {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!dir.join("report").exists(), "{env:?} started MAS");
+    }
+}
+
+/// A Unix socket another process serves on is not taken over.
+#[test]
+fn a_live_unix_socket_of_another_process_is_left_alone() {
+    let dir = TempDir::new("live");
+    let sock = dir.join("live.sock");
+    let other = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let config = web_listener(&format!("        - socket: {}\n", sock.display()), "");
+    let mut run = Setup::new(&config).start("live");
+    let status = run.wait();
+    assert_eq!(status.code(), Some(2), "{}", run.log());
+    assert!(
+        run.log().contains("a process is listening on it already"),
+        "{}",
+        run.log()
+    );
+    assert!(
+        UnixStream::connect(&sock).is_ok(),
+        "the other process lost its socket"
+    );
+    drop(other);
+}
+
+/// A port-only bind means MAS's dual-stack `[::]` socket; an IPv6-only one
+/// would shut out IPv4 clients.
+#[test]
+fn ipv6_only_socket_for_a_dual_stack_bind_is_refused() {
+    let port = free_port();
+    let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+    socket.set_only_v6(true).unwrap();
+    socket
+        .bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())
+        .unwrap();
+    socket.listen(16).unwrap();
+    let config = web_listener(&format!("        - port: {port}\n"), "");
+    let mut run = start_with_fds("v6only", &config, vec![socket.into()], None);
+    assert_refused(
+        &mut run,
+        &["it is IPv6-only (IPV6_V6ONLY)", "BindIPv6Only=both"],
+    );
+}

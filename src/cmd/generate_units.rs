@@ -55,9 +55,7 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
         }
         Some(dir) => {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            for file in &files {
-                write_unit(dir, file)?;
-            }
+            write_units(dir, &files)?;
             for stale in stale_units(dir, &opts.name, &files) {
                 eprintln!(
                     "mas-sockets: warning: {} was generated earlier and is not part of this config any more; systemd would still pass its socket and supervise would refuse it: run `systemctl disable --now {stale}` and remove the file",
@@ -99,23 +97,43 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
 }
 
-/// Writes one unit atomically: a temporary file in the same directory, renamed.
-fn write_unit(dir: &Path, file: &UnitFile) -> anyhow::Result<()> {
-    let path = dir.join(&file.name);
-    let tmp = dir.join(format!(".{}.tmp", file.name));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
+/// Writes the units all or nothing: every file goes to a temporary name in
+/// `dir` first, and only when all are written are they renamed into place.
+fn write_units(dir: &Path, files: &[UnitFile]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp_of = |file: &UnitFile| dir.join(format!(".{}.tmp", file.name));
+    let write = |file: &UnitFile| -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(tmp_of(file))?;
         f.write_all(file.contents.as_bytes())?;
-        f.sync_all()?;
-        use std::os::unix::fs::PermissionsExt as _;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
-        fs::rename(&tmp, &path)
+        f.sync_all()
     };
-    write().with_context(|| {
-        let _ = fs::remove_file(&tmp);
-        format!(
-            "cannot write {}; check that the directory exists and is writable",
-            path.display()
-        )
-    })
+    let cleanup = || {
+        for file in files {
+            let _ = fs::remove_file(tmp_of(file));
+        }
+    };
+    for file in files {
+        if let Err(e) = write(file) {
+            cleanup();
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot write {}; check that the directory is writable; no unit was changed",
+                    dir.join(&file.name).display()
+                )
+            });
+        }
+    }
+    for file in files {
+        let path = dir.join(&file.name);
+        if let Err(e) = fs::rename(tmp_of(file), &path) {
+            cleanup();
+            return Err(e).with_context(|| format!("cannot put {} in place", path.display()));
+        }
+    }
+    Ok(())
 }

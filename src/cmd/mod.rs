@@ -42,6 +42,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Returns `Err(status)` when the config cannot be used: `invalid_status` for
 /// problems in the config, [`EXIT_CANNOT_RUN`] for an unreadable file.
 pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, ExitCode> {
+    let overrides = config::listener_env_overrides(std::env::vars_os());
+    if !overrides.is_empty() {
+        eprintln!(
+            "mas-sockets: {} is set: MAS would take listeners from it that no config file shows, around the sockets mas-sockets checks; move the listeners into a config file and unset it",
+            overrides.join(", ")
+        );
+        return Err(ExitCode::from(invalid_status));
+    }
     let mas_config = std::env::var_os(config::MAS_CONFIG);
     let paths = config::config_paths(&args.config, mas_config.as_deref());
     match config::load(&paths) {

@@ -45,6 +45,9 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
+    // The private directory comes before any socket is bound, so that a run
+    // that cannot start never touches a path another process serves on.
+    let runtime_dir = runtime_dir(args.runtime_dir)?;
     let (fds, _bound_paths) = if inherited.is_empty() {
         let (fds, paths) = bind::bind_all(&plan)?;
         (fds, Some(paths))
@@ -65,29 +68,12 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let systemd = notify::SystemdNotifier::from_env()?;
-    let runtime_dir = match args
-        .runtime_dir
-        .or_else(|| std::env::var_os("RUNTIME_DIRECTORY").map(PathBuf::from))
-    {
-        // RUNTIME_DIRECTORY may list several directories separated by `:`.
-        Some(dir) => RuntimeDir::given(first_dir(dir)),
-        None => {
-            let parent = std::env::var_os("XDG_RUNTIME_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir);
-            RuntimeDir::create_in(&parent).with_context(|| {
-                format!(
-                    "cannot create a private directory in {}; give one with --runtime-dir",
-                    parent.display()
-                )
-            })?
-        }
-    };
     let opts = Options {
         command: args.command,
         stop_timeout: args.stop_timeout,
         runtime_dir,
         helper: PathBuf::from(crate::child::DEFAULT_HELPER),
+        watchdog_usec: watchdog_usec(),
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -117,11 +103,60 @@ fn own_config_flag(command: &[std::ffi::OsString]) -> Option<&std::ffi::OsString
     })
 }
 
-fn first_dir(value: PathBuf) -> PathBuf {
-    let text = value.to_string_lossy().into_owned();
-    match text.split_once(':') {
-        Some((first, _)) => PathBuf::from(first),
-        None => value,
+/// The private directory: `--runtime-dir`, else systemd's `RuntimeDirectory=`,
+/// else a new one under `$XDG_RUNTIME_DIR` or the temp dir.
+fn runtime_dir(given: Option<PathBuf>) -> anyhow::Result<RuntimeDir> {
+    // systemd lists several runtime directories separated by `:`; the first is ours.
+    let from_systemd = || {
+        let value = std::env::var_os("RUNTIME_DIRECTORY")?;
+        let first = value.to_string_lossy().split(':').next()?.to_owned();
+        Some(PathBuf::from(first))
+    };
+    let dir = match given.or_else(from_systemd) {
+        Some(dir) => {
+            check_dir_name(&dir)?;
+            RuntimeDir::given(dir)
+        }
+        None => {
+            let parent = std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir);
+            check_dir_name(&parent)?;
+            RuntimeDir::create_in(&parent).with_context(|| {
+                format!(
+                    "cannot create a private directory in {}; give one with --runtime-dir",
+                    parent.display()
+                )
+            })?
+        }
+    };
+    Ok(dir)
+}
+
+/// MAS splits `MAS_CONFIG` on `:`, so the rewritten config's path cannot hold one.
+fn check_dir_name(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.to_string_lossy().contains(':') {
+        anyhow::bail!(
+            "the runtime directory {} contains `:`, which MAS would take as a separator between config files; give another with --runtime-dir",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// systemd's watchdog period, when it is meant for us (`WATCHDOG_PID` unset or
+/// ours, as sd_watchdog_enabled(3) decides).
+fn watchdog_usec() -> Option<u64> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse() != Ok(std::process::id()) => {
+            warn!(
+                "WATCHDOG_PID={pid} is not our pid {}; the watchdog is not ours",
+                std::process::id()
+            );
+            None
+        }
+        _ => (usec > 0).then_some(usec),
     }
 }
 

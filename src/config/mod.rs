@@ -3,8 +3,10 @@
 //! Which files: `--config` (repeatable), else `MAS_CONFIG` split on `:`, else
 //! `config.yaml`, exactly as `mas-cli server` chooses them. [`raw`] parses and
 //! merges them; [`plan`] gives the `http.listeners` their meaning. MAS also
-//! reads `MAS_*` environment variables at the lowest precedence; they cannot
-//! describe a listener list, so they are left to MAS.
+//! reads `MAS_*` environment variables at the lowest precedence (figment's
+//! `Env::prefixed("MAS_")`, `_` separating keys): `MAS_HTTP_LISTENERS` would
+//! add listeners no config file shows, so [`listener_env_overrides`] finds
+//! such variables and the commands refuse them.
 
 pub mod plan;
 pub mod raw;
@@ -28,22 +30,39 @@ pub enum LoadError {
 }
 
 /// The config files MAS would read: `given` if any, else `MAS_CONFIG` split on
-/// `:` (empty parts skipped), else `config.yaml`.
+/// `:` (empty parts skipped, so an empty `MAS_CONFIG` means no file and MAS's
+/// defaults), else `config.yaml`.
 pub fn config_paths(given: &[PathBuf], mas_config: Option<&OsStr>) -> Vec<PathBuf> {
     if !given.is_empty() {
         return given.to_vec();
     }
-    if let Some(value) = mas_config.and_then(OsStr::to_str) {
-        let parts: Vec<PathBuf> = value
+    match mas_config {
+        Some(value) => value
+            .to_string_lossy()
             .split(':')
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
-            .collect();
-        if !parts.is_empty() {
-            return parts;
-        }
+            .collect(),
+        None => vec![PathBuf::from("config.yaml")],
     }
-    vec![PathBuf::from("config.yaml")]
+}
+
+/// Environment variables through which MAS would take listeners that no config
+/// file shows (`MAS_HTTP`, `MAS_HTTP_LISTENERS...`; figment matches the prefix
+/// without regard to case).
+pub fn listener_env_overrides<I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>>(
+    vars: I,
+) -> Vec<String> {
+    let mut names: Vec<String> = vars
+        .into_iter()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            let k = k.to_ascii_uppercase();
+            k == "MAS_HTTP" || k.starts_with("MAS_HTTP_LISTENERS")
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// Reads, merges and checks the files, resolving host names with the system resolver.

@@ -65,11 +65,34 @@ impl fmt::Display for Location {
 }
 
 /// A problem with the config, at a location.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{location}: {kind}")]
+#[derive(Debug, Clone)]
 pub struct ConfigError {
     pub location: Location,
     pub kind: ErrorKind,
+}
+
+impl fmt::Display for ConfigError {
+    /// One line whatever the config holds: control characters in quoted
+    /// values (a newline in a host name, say) are shown escaped.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = format!("{}: {}", self.location, self.kind);
+        f.write_str(&escape_controls(&text))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Shows control characters as escapes (`\n`), so a message stays one line.
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// What is wrong, with the offending input and the fix.
@@ -79,6 +102,8 @@ pub enum ErrorKind {
     HttpNotMapping { found: &'static str },
     #[error("`listeners` is {found}, not a list; write each listener as a `- ` item")]
     ListenersNotList { found: &'static str },
+    #[error("a mapping or list is used as a key here, which MAS cannot read; use plain keys")]
+    ComplexKey,
     #[error("`http` has no `public_base`, which MAS requires; add e.g. `public_base: https://auth.example.com/`")]
     NoPublicBase,
     #[error("there are no listeners, so MAS would serve nothing; add one under http.listeners")]
@@ -147,10 +172,12 @@ pub enum ErrorKind {
 }
 
 fn did_you_mean(key: &str) -> String {
+    // Two edits turn any two-letter key into `fd`; ask for more likeness there.
+    let limit = if key.chars().count() <= 3 { 1 } else { 2 };
     BIND_KEYS
         .iter()
         .map(|k| (edit_distance(key, k), *k))
-        .filter(|(d, _)| *d <= 2)
+        .filter(|(d, _)| *d <= limit)
         .min()
         .map(|(_, k)| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default()
@@ -234,7 +261,7 @@ impl Endpoint {
     fn overlaps(&self, other: &Endpoint) -> bool {
         use Endpoint::*;
         match (self, other) {
-            (Unix(a), Unix(b)) => a == b,
+            (Unix(a), Unix(b)) => same_path(a, b),
             (AnyTcp(a), AnyTcp(b)) => a == b,
             (AnyTcp(p), Tcp(addr)) | (Tcp(addr), AnyTcp(p)) => addr.port() == *p,
             (Tcp(a), Tcp(b)) => {
@@ -246,6 +273,20 @@ impl Endpoint {
             _ => false,
         }
     }
+}
+
+/// Whether two socket paths name the same file: equal as written, or equal
+/// once their directories are resolved (`/var/run` is often `/run`).
+pub fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    if a == b {
+        return true;
+    }
+    let resolve = |p: &std::path::Path| -> Option<PathBuf> {
+        let p = std::path::absolute(p).ok()?;
+        let dir = p.parent()?.canonicalize().ok()?;
+        Some(dir.join(p.file_name()?))
+    };
+    matches!((resolve(a), resolve(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Whether binding `wild` makes `other` (on the same port) unavailable.
@@ -451,6 +492,7 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
             },
         ),
     }
+    cx.check_keys(&merged.value, &mut String::new());
     cx.check_duplicates(&listeners);
     for (i, listener) in listeners.iter().enumerate() {
         let Some(name) = &listener.name else { continue };
@@ -547,7 +589,8 @@ impl Checker<'_> {
             }
         };
         let proxy_protocol = match map.get("proxy_protocol") {
-            None | Some(Value::Null) => false,
+            // An explicit null is not a boolean to MAS: it refuses the config.
+            None => false,
             Some(Value::Bool(b)) => *b,
             Some(other) => {
                 let location = here(self, ".proxy_protocol");
@@ -740,6 +783,16 @@ impl Checker<'_> {
                         },
                     )
                 }
+                Some(Value::Number(n)) if n.is_f64() => {
+                    return fail(
+                        self,
+                        ".port",
+                        ErrorKind::PortNotNumber {
+                            value: n.to_string(),
+                            found: "not a whole number",
+                        },
+                    )
+                }
                 Some(Value::Number(n)) => match n.as_u64().and_then(|n| u16::try_from(n).ok()) {
                     Some(0) => return fail(self, ".port", ErrorKind::PortZero),
                     Some(p) => p,
@@ -881,7 +934,7 @@ impl Checker<'_> {
             None => unreachable!("checked above"),
         };
         let kind = match map.get("kind") {
-            None | Some(Value::Null) => FdKind::Tcp,
+            None => FdKind::Tcp,
             Some(Value::String(k)) if k == "tcp" => FdKind::Tcp,
             Some(Value::String(k)) if k == "unix" => FdKind::Unix,
             Some(other) => {
@@ -945,6 +998,45 @@ impl Checker<'_> {
         Ok(addrs.into_iter().map(Endpoint::Tcp).collect())
     }
 
+    /// MAS's config loader takes only plain keys; a mapping or list used as a
+    /// key (`? {k: v}`) makes it refuse the file.
+    fn check_keys(&mut self, value: &Value, path: &mut String) {
+        match value {
+            Value::Mapping(map) => {
+                for (key, child) in map {
+                    if matches!(
+                        key,
+                        Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_)
+                    ) {
+                        let at = if path.is_empty() {
+                            "(top level)".to_owned()
+                        } else {
+                            path.clone()
+                        };
+                        self.error_at(&at, ErrorKind::ComplexKey);
+                        continue;
+                    }
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(&key.as_str().map_or_else(|| scalar_text(key), str::to_owned));
+                    self.check_keys(child, path);
+                    path.truncate(len);
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    self.check_keys(item, path);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn check_duplicates(&mut self, listeners: &[Listener]) {
         let binds: Vec<&Bind> = listeners.iter().flat_map(|l| l.binds.iter()).collect();
         for (i, bind) in binds.iter().enumerate() {
@@ -973,14 +1065,11 @@ impl Checker<'_> {
     }
 }
 
-/// Parses a permission string such as "660" or "0660".
+/// Parses a permission string as MAS does (`u32::from_str_radix(text, 8)`:
+/// octal digits, an optional leading `+`, any leading zeros), limited to the
+/// permission bits.
 pub fn parse_mode(text: &str) -> Option<u32> {
-    let digits = text.strip_prefix("0o").unwrap_or(text);
-    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
-    {
-        return None;
-    }
-    u32::from_str_radix(digits, 8).ok()
+    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777)
 }
 
 fn scalar_text(value: &Value) -> String {

@@ -390,6 +390,7 @@ fn config_paths_follow_mas_precedence() {
         vec![PathBuf::from("b.yaml"), PathBuf::from("c.yaml")]
     );
     assert_eq!(config_paths(&[], None), vec![PathBuf::from("config.yaml")]);
+    assert!(config_paths(&[], Some(OsStr::new(":"))).is_empty());
 }
 
 #[test]
@@ -455,5 +456,91 @@ fn duplicate_listener_names_are_warned_about() {
         ),
         "{:?}",
         plan.warnings
+    );
+}
+
+#[test]
+fn a_mapping_used_as_a_key_is_refused() {
+    let e = one_error(&format!(
+        "{}weird:\n  ? {{k: v}}\n  : c\n",
+        with_binds(&["{port: 8080}"])
+    ));
+    assert!(
+        e.contains("weird: a mapping or list is used as a key here"),
+        "{e}"
+    );
+}
+
+#[test]
+fn explicit_nulls_that_mas_refuses_are_refused() {
+    assert!(one_error(&with_binds(&["{fd: 1, kind: null}"]))
+        .contains("`kind: null` is not tcp or unix"));
+    let e = one_error("http:\n  listeners:\n    - resources: [{name: health}]\n      proxy_protocol: null\n      binds: [{port: 8080}]\n");
+    assert!(
+        e.contains("`proxy_protocol` is empty, not true or false"),
+        "{e}"
+    );
+}
+
+#[test]
+fn modes_are_read_as_mas_reads_them() {
+    for (text, mode) in [
+        ("660", 0o660),
+        ("+660", 0o660),
+        ("00660", 0o660),
+        ("0600", 0o600),
+    ] {
+        assert_eq!(plan::parse_mode(text), Some(mode), "{text}");
+    }
+    for text in ["0o660", "rw-rw----", "", "-660", "77777"] {
+        assert_eq!(plan::parse_mode(text), None, "{text}");
+    }
+}
+
+#[test]
+fn the_same_socket_through_a_symlinked_directory_is_a_duplicate() {
+    let dir = std::env::temp_dir().join(format!("mas-sockets-unit.{}", std::process::id()));
+    let real = dir.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = dir.join("link");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let errors = errors(&with_binds(&[
+        &format!("{{socket: {}/d.sock}}", real.display()),
+        &format!("{{socket: {}/d.sock}}", link.display()),
+    ]));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}
+
+#[test]
+fn errors_stay_on_one_line_whatever_the_values() {
+    let e = one_error(&with_binds(&[
+        "{host: \"evil\\nmas-sockets: fake\", port: 80}",
+    ]));
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("evil\\nmas-sockets: fake"), "{e}");
+}
+
+#[test]
+fn hints_need_real_likeness() {
+    let e = one_error(&with_binds(&["{\"<<\": 1, port: 80}"]));
+    assert!(!e.contains("did you mean"), "{e}");
+    assert!(one_error(&with_binds(&["{port: 8080.0}"])).contains("is not a whole number"));
+}
+
+#[test]
+fn listener_variables_in_the_environment_are_found() {
+    use std::ffi::OsString;
+    let vars = [
+        ("MAS_HTTP_LISTENERS", "[]"),
+        ("mas_http", "{}"),
+        ("MAS_HTTP_PUBLIC_BASE", "https://a/"),
+        ("MAS_SOCKETS_LOG", "debug"),
+    ]
+    .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    assert_eq!(
+        listener_env_overrides(vars),
+        ["MAS_HTTP_LISTENERS", "mas_http"]
     );
 }
