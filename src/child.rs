@@ -14,7 +14,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
@@ -148,10 +148,18 @@ pub fn exec_child(program: &OsStr, args: &[OsString]) -> io::Error {
     }
     let mut command = std::process::Command::new(program);
     command.args(args);
+    let passed = std::env::var(LISTEN_FDS)
+        .ok()
+        .and_then(|n| n.parse::<RawFd>().ok())
+        .unwrap_or(0);
     if std::env::var_os(LISTEN_FDS).is_some() {
         command.env(LISTEN_PID, std::process::id().to_string());
     } else {
         command.env_remove(LISTEN_PID);
+    }
+    // Whatever this process holds above the passed fds stays here.
+    if let Err(err) = sys::cloexec_from(3 + passed.max(0)) {
+        return err;
     }
     // Like LISTEN_PID: sd_watchdog_enabled(3) ignores a WATCHDOG_USEC whose
     // WATCHDOG_PID is another process's.

@@ -377,28 +377,40 @@ impl ChildFdPlan {
             }
         }
         // Everything above the range becomes close-on-exec, whoever opened it.
-        // Closing instead would break std's own exec-error pipe.
-        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds of
-        // this process and takes integers only.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first_free as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        };
-        if r == -1 {
-            let err = io::Error::last_os_error();
-            // Kernels before 5.9 lack close_range (ENOSYS), before 5.11 the
-            // CLOEXEC flag (EINVAL). The fds this crate opens are close-on-exec
-            // anyway; this call only guards against ones a library left open.
-            if !matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL)) {
-                return Err(err);
-            }
-        }
+        // Closing instead would break std's own exec-error pipe. cloexec_from
+        // is one system call and allocates nothing, so it is fine here.
+        cloexec_from(first_free)?;
         Ok(())
     }
+}
+
+/// Marks every fd from `first` up close-on-exec, whoever opened it.
+///
+/// # Errors
+///
+/// The errno of `close_range(2)`, except on kernels that lack it or its
+/// `CLOSE_RANGE_CLOEXEC` flag (before 5.11), where this does nothing.
+pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    let Ok(first) = libc::c_uint::try_from(first) else {
+        return Ok(());
+    };
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds of
+    // this process and takes integers only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == -1 {
+        let err = io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL)) {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// Spawns `cmd` with `fds[i]` at fd `3 + i` in the child.
