@@ -40,9 +40,47 @@ pub enum Command {
     /// configured addresses itself. Every option can also be set through the
     /// environment variable named next to it.
     Supervise(SuperviseArgs),
+    /// Replace the running MAS with a new process, without refusing a connection.
+    ///
+    /// Asks the supervisor of the service (through its control socket) to start a
+    /// new MAS on the same sockets, wait until it is ready, then let the old one
+    /// drain. Waits for the outcome: exit status 0 once the new MAS serves, 1 when
+    /// the restart failed (the old MAS keeps serving), 2 when the supervisor cannot
+    /// be reached. The generated unit runs this as ExecReload=.
+    Reload(ReloadArgs),
+    /// Show the supervisor's state: generation, MAS's pid, state, uptime, the last
+    /// restart's result, and the listeners.
+    Status(StatusArgs),
     /// Internal: sets LISTEN_PID to its own pid and executes the command.
     #[command(hide = true)]
     ExecChild(ExecChildArgs),
+}
+
+/// Where to find a running supervisor.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// The supervisor's runtime directory. Default: $RUNTIME_DIRECTORY (set by
+    /// systemd for ExecReload=), else /run/mas-sockets/NAME.
+    #[arg(long, env = "MAS_SOCKETS_RUNTIME_DIR", value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// The units' name prefix (generate-units' --name), for the default directory.
+    #[arg(long, default_value = "mas", value_name = "BASE")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Only pass SIGHUP on to MAS, which reloads its templates (not its config).
+    #[arg(long)]
+    pub signal_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// Which config files to read.
@@ -94,6 +132,16 @@ pub struct GenerateUnitsArgs {
     /// the unit's TimeoutStopSec= to match.
     #[arg(long, default_value = "65s", value_parser = parse_duration, value_name = "DURATION")]
     pub stop_timeout: Duration,
+    /// How long a new MAS may take to start (supervise's --ready-timeout);
+    /// the unit's TimeoutStartSec= leaves room for it and the drain.
+    #[arg(long, default_value = "5min", value_parser = parse_duration, value_name = "DURATION")]
+    pub ready_timeout: Duration,
+    /// How long the old MAS may drain after a restart (supervise's --drain-timeout).
+    #[arg(long, default_value = "65s", value_parser = parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Duration,
+    /// The systemd version of the target host; 253 or newer gets Type=notify-reload.
+    #[arg(long, default_value_t = 252, value_name = "VERSION")]
+    pub systemd_version: u32,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +151,25 @@ pub struct SuperviseArgs {
     /// After SIGTERM, how long MAS may finish its requests before it is killed.
     #[arg(long, env = "MAS_SOCKETS_STOP_TIMEOUT", default_value = "65s", value_parser = parse_duration, value_name = "DURATION")]
     pub stop_timeout: Duration,
+    /// During a restart, how long the new MAS may take to become ready before it
+    /// is killed and the old one keeps serving.
+    #[arg(long, env = "MAS_SOCKETS_READY_TIMEOUT", default_value = "5min", value_parser = parse_duration, value_name = "DURATION")]
+    pub ready_timeout: Duration,
+    /// After a restart, how long the old MAS may finish its requests before it is killed.
+    #[arg(long, env = "MAS_SOCKETS_DRAIN_TIMEOUT", default_value = "65s", value_parser = parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Duration,
+    /// Give up (exit, so that systemd's Restart= applies) after this many crashes
+    /// of a serving MAS within --crash-window.
+    #[arg(long, env = "MAS_SOCKETS_CRASH_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub crash_limit: u32,
+    #[arg(long, env = "MAS_SOCKETS_CRASH_WINDOW", default_value = "5min", value_parser = parse_duration, value_name = "DURATION")]
+    pub crash_window: Duration,
+    /// The delay before a crashed MAS is started again; it doubles with each
+    /// crash in the window, up to --backoff-max.
+    #[arg(long, env = "MAS_SOCKETS_BACKOFF", default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub backoff: Duration,
+    #[arg(long, env = "MAS_SOCKETS_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub backoff_max: Duration,
     /// Private directory for the notify socket and the rewritten config.
     /// Default: $RUNTIME_DIRECTORY (systemd's RuntimeDirectory=), else a new
     /// directory under $XDG_RUNTIME_DIR or /tmp.

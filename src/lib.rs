@@ -23,6 +23,7 @@ pub mod child;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod logging;
 pub mod notify;
 pub mod supervisor;

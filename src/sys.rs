@@ -384,6 +384,49 @@ impl ChildFdPlan {
     }
 }
 
+/// A pidfd for `pid` (pidfd_open(2)), close-on-exec. It keeps naming that very
+/// process after it exits, so a signal sent through it can never reach a
+/// process that reused the pid.
+///
+/// # Errors
+///
+/// The errno of pidfd_open(2) (`ESRCH` when the process is gone already).
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: pidfd_open takes a pid and flags (none: pidfds are always
+    // close-on-exec) and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the kernel just returned this fd to us, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends `signal` through a pidfd (pidfd_send_signal(2)).
+///
+/// # Errors
+///
+/// `ESRCH` when the process has exited (even if not yet reaped).
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number, a null siginfo (as kill(2) would
+    // send) and no flags; touches no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Marks every fd from `first` up close-on-exec, whoever opened it.
 ///
 /// # Errors

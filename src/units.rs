@@ -36,6 +36,12 @@ pub struct UnitOptions {
     pub config_files: Vec<PathBuf>,
     /// How long supervise lets MAS drain when stopping.
     pub stop_timeout: Duration,
+    /// How long a new MAS may take to become ready during a restart.
+    pub ready_timeout: Duration,
+    /// How long the old MAS may drain after a restart.
+    pub drain_timeout: Duration,
+    /// The systemd version of the target host (252: Debian 12, RHEL 9).
+    pub systemd_version: u32,
 }
 
 /// One generated file.
@@ -301,12 +307,31 @@ fn service_unit(header: &str, sockets: &[String], opts: &UnitOptions) -> String 
     exec.push("--".to_owned());
     exec.push(quote_arg(&opts.mas_cli.display().to_string()));
     exec.push("server".to_owned());
-    let stop = crate::cli::format_duration(opts.stop_timeout);
+    let fmt = crate::cli::format_duration;
+    let (stop, ready, drain) = (
+        fmt(opts.stop_timeout),
+        fmt(opts.ready_timeout),
+        fmt(opts.drain_timeout),
+    );
+    let whole_secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    // A start, and a reload (which systemd times with TimeoutStartSec= too),
+    // may take a whole MAS start-up plus the old MAS's drain.
+    let start_timeout = whole_secs(opts.ready_timeout) + whole_secs(opts.drain_timeout) + 30;
+    // From 253 on, systemd itself sends SIGHUP for a reload and waits for
+    // RELOADING=1 and READY=1; on 252 ExecReload= asks supervise and waits.
+    let (service_type, exec_reload) = if opts.systemd_version >= 253 {
+        ("notify-reload", String::new())
+    } else {
+        let reload = format!(
+            "{} reload",
+            quote_arg(&opts.mas_sockets.display().to_string())
+        );
+        ("notify", format!("ExecReload={reload}\n"))
+    };
     let sockets = sockets.join(" ");
     let runtime_dir = runtime_directory(&opts.name);
     // systemd's own limit leaves supervise time to kill MAS and exit.
-    let stop_timeout =
-        opts.stop_timeout.as_secs() + u64::from(opts.stop_timeout.subsec_nanos() > 0) + 15;
+    let stop_timeout = whole_secs(opts.stop_timeout) + 15;
     let exec = exec.join(" ");
     let user = &opts.user;
     let name = &opts.name;
@@ -322,21 +347,21 @@ Requires={sockets}
 After={sockets}
 
 [Service]
-Type=notify
+Type={service_type}
 NotifyAccess=main
 ExecStart={exec}
-Sockets={sockets}
+{exec_reload}Sockets={sockets}
 SyslogIdentifier={name}
 User={user}
 Group={group}
 RuntimeDirectory={runtime_dir}
 RuntimeDirectoryMode=0700
 UMask=0077
-Environment=MAS_SOCKETS_STOP_TIMEOUT={stop}
+Environment=MAS_SOCKETS_STOP_TIMEOUT={stop} MAS_SOCKETS_READY_TIMEOUT={ready} MAS_SOCKETS_DRAIN_TIMEOUT={drain}
 # supervise forwards SIGTERM to MAS; a second SIGTERM from systemd would make
 # MAS skip its graceful shutdown, so only the main process is signalled.
 KillMode=mixed
-TimeoutStartSec=5min
+TimeoutStartSec={start_timeout}s
 TimeoutStopSec={stop_timeout}s
 Restart=on-failure
 RestartSec=2s
@@ -449,6 +474,9 @@ mod tests {
             socket_group: None,
             config_files: vec!["/etc/mas/config.yaml".into()],
             stop_timeout: Duration::from_secs(65),
+            ready_timeout: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(65),
+            systemd_version: 252,
         }
     }
 

@@ -260,3 +260,41 @@ fn stale_socket_units_are_reported() {
         "only the generated stale unit is named, not the hand-written one"
     );
 }
+
+/// Reload: ExecReload= asks supervise on systemd 252; from 253 on, systemd's
+/// own notify-reload protocol does, and the timeouts follow the options.
+#[test]
+fn reload_and_timeouts_follow_the_target_systemd() {
+    let old = generate(
+        &["examples/reverse-proxy.yaml"],
+        &[
+            "--ready-timeout",
+            "90s",
+            "--drain-timeout",
+            "20s",
+            "--stop-timeout",
+            "30s",
+        ],
+    );
+    assert!(old.contains("Type=notify\n"), "{old}");
+    assert!(
+        old.contains("ExecReload=/usr/bin/mas-sockets reload\n"),
+        "{old}"
+    );
+    assert!(
+        old.contains("TimeoutStartSec=140s\n") && old.contains("TimeoutStopSec=45s\n"),
+        "{old}"
+    );
+    assert!(
+        old.contains("MAS_SOCKETS_READY_TIMEOUT=90s MAS_SOCKETS_DRAIN_TIMEOUT=20s"),
+        "{old}"
+    );
+    let new = generate(
+        &["examples/reverse-proxy.yaml"],
+        &["--systemd-version", "254"],
+    );
+    assert!(
+        new.contains("Type=notify-reload\n") && !new.contains("ExecReload="),
+        "{new}"
+    );
+}

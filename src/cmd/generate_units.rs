@@ -37,6 +37,9 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
         socket_group: args.socket_group,
         config_files,
         stop_timeout: args.stop_timeout,
+        ready_timeout: args.ready_timeout,
+        drain_timeout: args.drain_timeout,
+        systemd_version: args.systemd_version,
     };
     if let Some(p) = opts.config_files.iter().find(|p| !p.is_absolute()) {
         anyhow::bail!(

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod exec_child;
 pub mod generate_units;
+pub mod reload;
 pub mod supervise;
 
 use std::io::{self, Write};
@@ -33,6 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args),
         Command::GenerateUnits(args) => generate_units::run(args),
         Command::Supervise(args) => supervise::run(args),
+        Command::Reload(args) => reload::run_reload(args),
+        Command::Status(args) => reload::run_status(args),
         Command::ExecChild(args) => exec_child::run(args),
     }
 }

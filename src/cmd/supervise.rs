@@ -71,6 +71,12 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     let opts = Options {
         command: args.command,
         stop_timeout: args.stop_timeout,
+        ready_timeout: args.ready_timeout,
+        drain_timeout: args.drain_timeout,
+        crash_limit: args.crash_limit,
+        crash_window: args.crash_window,
+        backoff_initial: args.backoff,
+        backoff_max: args.backoff_max,
         runtime_dir,
         helper: PathBuf::from(crate::child::DEFAULT_HELPER),
         watchdog_usec: watchdog_usec(),
@@ -81,9 +87,18 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the event loop")?;
     let outcome = runtime.block_on(async {
-        let (tx, rx) = mpsc::channel(8);
-        forward_signals(tx)?;
-        let outcome = supervisor::run(&plan, assignment, opts, systemd, rx).await?;
+        let (tx, rx) = mpsc::channel(64);
+        forward_signals(tx.clone())?;
+        let outcome = supervisor::run(
+            &plan,
+            assignment.sockets,
+            assignment.binds,
+            opts,
+            systemd,
+            rx,
+            tx,
+        )
+        .await?;
         anyhow::Ok(outcome)
     })?;
     Ok(exit_code(outcome))
@@ -163,17 +178,17 @@ fn watchdog_usec() -> Option<u64> {
 /// Turns SIGTERM, SIGINT and SIGHUP into [`Request`]s.
 fn forward_signals(tx: mpsc::Sender<Request>) -> anyhow::Result<()> {
     use nix::sys::signal::Signal;
-    let kinds = [
-        (SignalKind::terminate(), Request::Stop(Signal::SIGTERM)),
-        (SignalKind::interrupt(), Request::Stop(Signal::SIGINT)),
-        (SignalKind::hangup(), Request::Reload),
+    let kinds: [(SignalKind, fn() -> Request); 3] = [
+        (SignalKind::terminate(), || Request::Stop(Signal::SIGTERM)),
+        (SignalKind::interrupt(), || Request::Stop(Signal::SIGINT)),
+        (SignalKind::hangup(), || Request::Restart(None)),
     ];
     for (kind, request) in kinds {
         let mut stream = signal(kind).context("cannot install a signal handler")?;
         let tx = tx.clone();
         tokio::spawn(async move {
             while stream.recv().await.is_some() {
-                if tx.send(request).await.is_err() {
+                if tx.send(request()).await.is_err() {
                     break;
                 }
             }

@@ -28,7 +28,8 @@ const WATCHDOG_STOP_AFTER: (&str, &str) = (
     "MAS_STANDIN_WATCHDOG_STOP_AFTER_MS",
     "watchdog_stop_after_ms",
 );
-const ALL: [(&str, &str); 7] = [
+const CRASH_AFTER: (&str, &str) = ("MAS_STANDIN_CRASH_AFTER_MS", "crash_after_ms");
+const ALL: [(&str, &str); 8] = [
     STARTUP_DELAY,
     NEVER_READY,
     EXIT_AT_START,
@@ -36,6 +37,7 @@ const ALL: [(&str, &str); 7] = [
     REQUEST_DELAY,
     GRACE,
     WATCHDOG_STOP_AFTER,
+    CRASH_AFTER,
 ];
 
 /// MAS's hard-shutdown timeout.
@@ -59,6 +61,9 @@ pub(crate) struct Switches {
     pub(crate) grace: Duration,
     /// Stop sending `WATCHDOG=1` this long after `READY=1`, as a hung server would.
     pub(crate) watchdog_stop_after: Option<Duration>,
+    /// Exit with status 1 this long after `READY=1`, as a crash would: no
+    /// `STOPPING=1`, no drain. A stop signal that comes first wins.
+    pub(crate) crash_after: Option<Duration>,
 }
 
 impl Switches {
@@ -103,6 +108,7 @@ impl Switches {
             request_delay: lookup(REQUEST_DELAY).millis()?.unwrap_or_default(),
             grace: lookup(GRACE).millis()?.unwrap_or(DEFAULT_GRACE),
             watchdog_stop_after: lookup(WATCHDOG_STOP_AFTER).millis()?,
+            crash_after: lookup(CRASH_AFTER).millis()?,
         })
     }
 }
@@ -176,6 +182,7 @@ mod tests {
                 request_delay: Duration::ZERO,
                 grace: Duration::from_secs(60),
                 watchdog_stop_after: None,
+                crash_after: None,
             }
         );
     }
@@ -196,6 +203,33 @@ mod tests {
         assert_eq!(switches.grace, Duration::from_millis(7));
         let switches = read("{}", &[("MAS_STANDIN_IGNORE_SIGTERM", "yes")]).unwrap();
         assert!(switches.ignore_sigterm);
+    }
+
+    #[test]
+    fn crash_after_is_read_from_config_or_environment() {
+        let switches = read("standin: {crash_after_ms: 250}", &[]).unwrap();
+        assert_eq!(switches.crash_after, Some(Duration::from_millis(250)));
+        let switches = read(
+            "standin: {crash_after_ms: 250}",
+            &[("MAS_STANDIN_CRASH_AFTER_MS", "0")],
+        )
+        .unwrap();
+        assert_eq!(
+            switches.crash_after,
+            Some(Duration::ZERO),
+            "the environment wins, and 0 means at once"
+        );
+        let err = read("{}", &[("MAS_STANDIN_CRASH_AFTER_MS", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("MAS_STANDIN_CRASH_AFTER_MS=\"soon\" is not a duration"),
+            "{err}"
+        );
+        let err = read("standin: {crash_after_ms: -5}", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("standin.crash_after_ms: "), "{err}");
     }
 
     #[test]

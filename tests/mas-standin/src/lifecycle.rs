@@ -17,6 +17,10 @@
 //!    shutdown. The process exits 0 once drained, on a second signal, or when
 //!    the grace period is over.
 //!
+//! The `crash_after_ms` switch cuts step 5 short: that long after `READY=1`
+//! the process exits 1 at once, with no `STOPPING=1` and no drain, as a crash
+//! of MAS would.
+//!
 //! Failing to notify is logged and otherwise ignored, as MAS does. The
 //! messages go to `NOTIFY_SOCKET` through the sd-notify crate, as MAS's do.
 
@@ -97,8 +101,10 @@ async fn live(config: &Value) -> anyhow::Result<ExitCode> {
 /// Serves until a stop signal that is not ignored; returns its name.
 async fn serve_until_stop(signals: &mut Signals, switches: &Switches) -> &'static str {
     let mut watchdog = Watchdog::start(switches.watchdog_stop_after);
+    let crash_at = switches.crash_after.map(|after| Instant::now() + after);
     loop {
         tokio::select! {
+            () = sleep_until_some(crash_at) => crash(),
             event = signals.next() => match event {
                 Event::Stop(name) if switches.ignore_sigterm => {
                     log!("{name} received: ignored (ignore_sigterm)");
@@ -116,6 +122,22 @@ async fn serve_until_stop(signals: &mut Signals, switches: &Switches) -> &'stati
             }
         }
     }
+}
+
+/// Sleeps until `at`; never, without a time.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Exits 1 at once, as the `crash_after_ms` switch asks.
+fn crash() -> ! {
+    log!("crash_after_ms: exiting with status 1");
+    // Nothing is dropped or drained: the kernel closes the listening sockets
+    // and every connection, in-flight requests unanswered, as after a crash.
+    std::process::exit(1)
 }
 
 /// Waits for a stop signal without ever having been ready.

@@ -8,13 +8,13 @@
 //! resources it serves a few diagnostic routes that name the process and the
 //! listener that answered. Switches (environment or a `standin:` config
 //! section) make it misbehave on purpose: start slowly, never get ready, ignore
-//! SIGTERM, stop its watchdog pings.
+//! SIGTERM, stop its watchdog pings, crash while serving.
 //!
 //! It needs no database and is never packaged. Every event is one line on
 //! stderr, prefixed `mas-standin[<pid>]: `.
 //!
 //! Exit status: 0 after a clean stop (soft or hard), 1 when start-up failed or
-//! `exit_at_start` asked for it.
+//! `exit_at_start` or `crash_after_ms` asked for it.
 
 use std::io;
 use std::os::fd::RawFd;

@@ -479,6 +479,50 @@ fn exit_at_start_exits_1_after_mainpid() {
     assert_eq!(notify.recv(QUIET), None);
 }
 
+/// `crash_after_ms` exits 1 that long after `READY=1`, without `STOPPING=1`
+/// and without answering the request in flight.
+#[test]
+fn crash_after_exits_1_after_ready_without_drain() {
+    const AFTER: Duration = Duration::from_millis(400);
+    let scratch = Scratch::new("crash-after");
+    let notify = NotifySocket::bind(&scratch);
+    let port = free_port();
+    let config = scratch.write(
+        "config.yaml",
+        &config_yaml(&[("web", &format!("[{{host: 127.0.0.1, port: {port}}}]"))]),
+    );
+    let mut standin = launch()
+        .config(&config)
+        .notify(&notify)
+        .env("MAS_STANDIN_CRASH_AFTER_MS", AFTER.as_millis())
+        .spawn(&scratch);
+    notify.expect_mainpid(&standin);
+    notify.expect(&standin, "READY=1\n");
+    let ready_at = Instant::now();
+
+    let mut client = standin.connect(localhost(port));
+    send_get(&mut client, "/slow/60000");
+    standin.wait_for_log("holding /slow/60000");
+    client
+        .set_read_timeout(Some(EVENT_TIMEOUT))
+        .expect("set timeout");
+
+    assert_eq!(standin.wait_exit(), 1);
+    let lived = ready_at.elapsed();
+    assert!(
+        lived >= AFTER,
+        "exited {lived:?} after READY=1, before {AFTER:?}"
+    );
+    standin.wait_for_log("crash_after_ms: exiting with status 1");
+    assert_eq!(notify.recv(QUIET), None, "no STOPPING=1 after a crash");
+    if let Ok(response) = read_response(&mut client) {
+        standin.fail(&format!("the request in flight was answered: {response:?}"));
+    }
+    if standin.stderr().contains("STOPPING") || standin.stderr().contains("drained") {
+        standin.fail("a crash must not stop gracefully");
+    }
+}
+
 /// `never_ready` takes no socket, never sends `READY=1`, and still stops on
 /// SIGTERM; `ignore_sigterm` makes it deaf to SIGTERM.
 #[test]

@@ -1,0 +1,151 @@
+//! The control socket: how `mas-sockets reload` and `mas-sockets status` talk
+//! to a running supervisor.
+//!
+//! A Unix stream socket `control.sock` in the supervisor's private runtime
+//! directory (mode 0700, the socket 0600), so only the service's user (and
+//! root) can reach it; the peer's uid is checked as well. One request per
+//! connection, one line each way, except `status`, which answers with several
+//! `key: value` lines:
+//!
+//! ```text
+//! restart      -> ok <what happened> | error <why>
+//! signal-only  -> ok <what happened> | error <why>
+//! status       -> generation: 3\nchild: 1234\n...
+//! ```
+//!
+//! The connection stays open until the outcome is known, so a restart that
+//! takes MAS's whole start-up is answered only then.
+
+use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The socket's name in the runtime directory.
+pub const SOCKET_NAME: &str = "control.sock";
+
+/// What a client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Replace MAS with a new process, without a gap.
+    Restart,
+    /// Pass SIGHUP to MAS, which reloads its templates.
+    SignalOnly,
+    /// Describe the supervisor's state.
+    Status,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Restart => "restart",
+            Command::SignalOnly => "signal-only",
+            Command::Status => "status",
+        }
+    }
+
+    pub fn parse(line: &str) -> Option<Command> {
+        match line.trim() {
+            "restart" => Some(Command::Restart),
+            "signal-only" => Some(Command::SignalOnly),
+            "status" => Some(Command::Status),
+            _ => None,
+        }
+    }
+}
+
+/// An answer to `restart` or `signal-only`, as it goes over the wire.
+pub fn encode_outcome(outcome: &Result<String, String>) -> String {
+    let (word, text) = match outcome {
+        Ok(text) => ("ok", text),
+        Err(text) => ("error", text),
+    };
+    format!("{word} {}\n", text.replace('\n', " "))
+}
+
+/// Reads an answer written by [`encode_outcome`].
+pub fn decode_outcome(line: &str) -> Result<String, String> {
+    let line = line.trim_end();
+    match line.split_once(' ') {
+        Some(("ok", text)) => Ok(text.to_owned()),
+        Some(("error", text)) => Err(text.to_owned()),
+        _ if line == "ok" => Ok(String::new()),
+        _ => Err(format!("unexpected answer from the supervisor: {line:?}")),
+    }
+}
+
+/// Why a client could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the supervisor at {path}: {error}; is the service running, and is this its runtime directory (--runtime-dir, or --name for /run/mas-sockets/NAME)?", path = path.display())]
+    Connect { path: PathBuf, error: io::Error },
+    #[error("the supervisor at {path} did not answer: {error}", path = path.display())]
+    Exchange { path: PathBuf, error: io::Error },
+}
+
+/// Sends `command` and returns the whole answer.
+///
+/// # Errors
+///
+/// The socket cannot be reached, or the exchange breaks off.
+pub fn request(
+    dir: &Path,
+    command: Command,
+    timeout: Option<Duration>,
+) -> Result<String, ClientError> {
+    let path = dir.join(SOCKET_NAME);
+    let mut stream = UnixStream::connect(&path).map_err(|error| ClientError::Connect {
+        path: path.clone(),
+        error,
+    })?;
+    let exchange = |stream: &mut UnixStream| -> io::Result<String> {
+        stream.set_read_timeout(timeout)?;
+        stream.write_all(format!("{}\n", command.as_str()).as_bytes())?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut answer = String::new();
+        match command {
+            Command::Status => {
+                stream.read_to_string(&mut answer)?;
+            }
+            Command::Restart | Command::SignalOnly => {
+                BufReader::new(stream).read_line(&mut answer)?;
+            }
+        }
+        if answer.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection closed without an answer",
+            ));
+        }
+        Ok(answer)
+    };
+    exchange(&mut stream).map_err(|error| ClientError::Exchange { path, error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_round_trip() {
+        for outcome in [
+            Ok("MAS pid 12 serves".to_owned()),
+            Err("MAS exited: status 1".to_owned()),
+        ] {
+            assert_eq!(decode_outcome(&encode_outcome(&outcome)), outcome);
+        }
+        assert!(decode_outcome("garbage").is_err());
+        assert_eq!(
+            encode_outcome(&Err("two\nlines".into())),
+            "error two lines\n"
+        );
+    }
+
+    #[test]
+    fn commands_parse() {
+        for c in [Command::Restart, Command::SignalOnly, Command::Status] {
+            assert_eq!(Command::parse(&format!("{}\n", c.as_str())), Some(c));
+        }
+        assert_eq!(Command::parse("reboot"), None);
+    }
+}

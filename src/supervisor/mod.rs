@@ -1,0 +1,1048 @@
+//! The supervisor's event loop: MAS on the assigned sockets, its notifications
+//! relayed to systemd, zero-downtime restarts, crash recovery, the watchdog,
+//! and a clean stop.
+//!
+//! Protocols: sd_notify(3) on both sides. Every MAS gets the same private
+//! `NOTIFY_SOCKET`; a datagram counts only when its credentials carry the pid
+//! of one of our MAS processes, and it is attributed to that generation.
+//! Towards systemd the supervisor stays the main process: it never relays
+//! `MAINPID=`, and it says `READY=1` only when a MAS is ready.
+//!
+//! A restart (SIGHUP, or `restart` on the control socket): `RELOADING=1` with
+//! `MONOTONIC_USEC=`; re-read and check the config (a changed set of binds is
+//! refused: the sockets belong to the socket units); start the new MAS on the
+//! same sockets; wait for its `READY=1` (ready timeout); SIGTERM the old one,
+//! let it drain (drain timeout), SIGKILL it if it must; then `READY=1` and a
+//! `STATUS=`. Both serve the same listening sockets meanwhile, so no
+//! connection is refused. Requests that arrive during a restart are coalesced
+//! into one more restart after it. If the new MAS exits, is not ready in time,
+//! or the config is invalid, it is killed and the old one keeps serving.
+//!
+//! A MAS that dies while serving is started again on the same sockets after a
+//! growing delay; connections wait in the backlog meanwhile. Too many crashes
+//! within the window, and the supervisor exits so that systemd's `Restart=`
+//! applies (the socket units keep the sockets).
+//!
+//! Stopping: `STOPPING=1`, SIGTERM to every MAS, up to the stop timeout, then
+//! SIGKILL; wait for all; remove the private files.
+//!
+//! Signals and control requests reach [`run`] as values on a channel.
+
+mod generation;
+pub mod runtime_dir;
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_norway::Value;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use self::generation::{Exit, Generation};
+pub use self::runtime_dir::RuntimeDir;
+use crate::assign::ChildSocket;
+use crate::config::{self, Plan};
+use crate::control::{self, Command};
+use crate::notify::{NotifyReceiver, NotifyState, SystemdNotifier};
+
+/// The answer to a restart or signal-only request: what happened, or why not.
+pub type Reply = oneshot::Sender<Result<String, String>>;
+
+/// A request to the supervisor, from a signal or the control socket.
+#[derive(Debug)]
+pub enum Request {
+    /// SIGTERM or SIGINT: stop (a second one is passed on to MAS, which then
+    /// stops at once).
+    Stop(Signal),
+    /// SIGHUP or `mas-sockets reload`: replace MAS without a gap.
+    Restart(Option<Reply>),
+    /// `mas-sockets reload --signal-only`: SIGHUP to MAS (templates only).
+    SignalOnly(Reply),
+    /// `mas-sockets status`.
+    Status(oneshot::Sender<String>),
+}
+
+/// What the supervisor needs besides the plan and the sockets.
+#[derive(Debug)]
+pub struct Options {
+    pub command: Vec<OsString>,
+    pub stop_timeout: Duration,
+    /// How long a new MAS may take to become ready during a restart.
+    pub ready_timeout: Duration,
+    /// How long an old MAS may drain after a restart before it is killed.
+    pub drain_timeout: Duration,
+    /// This many crashes of a serving MAS within `crash_window` make the
+    /// supervisor give up.
+    pub crash_limit: u32,
+    pub crash_window: Duration,
+    /// The first delay before a crashed MAS is started again; it doubles with
+    /// each crash in the window, up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub runtime_dir: RuntimeDir,
+    /// The binary re-executed as `exec-child` (default `/proc/self/exe`).
+    pub helper: PathBuf,
+    /// systemd's watchdog period for us (`WATCHDOG_USEC`), if it asked for
+    /// pings. MAS gets the same period; we ping systemd while the serving MAS
+    /// pings us, and replace a MAS that stops pinging.
+    pub watchdog_usec: Option<u64>,
+}
+
+impl Options {
+    fn shown_command(&self) -> String {
+        self.command
+            .iter()
+            .map(|w| w.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// How the supervisor ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// The last serving MAS's exit status.
+    pub status: ExitStatus,
+    /// Whether we were asked to stop (else MAS failed in a way we gave up on).
+    pub requested: bool,
+    pub was_ready: bool,
+}
+
+/// Why supervising failed before or around MAS.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error("cannot write the child's config in {dir}: {error}; check that the runtime directory is writable by this user", dir = dir.display())]
+    WriteConfig { dir: PathBuf, error: io::Error },
+    #[error("cannot create the private socket {path}: {error}", path = path.display())]
+    Socket { path: PathBuf, error: io::Error },
+    #[error("cannot start {command}: {error}; check the command after `--`")]
+    Spawn { command: String, error: io::Error },
+    #[error("waiting for MAS failed: {0}")]
+    Wait(io::Error),
+    #[error("cannot write the merged config as YAML: {0}; MAS could not read this config either, so check it with `mas-sockets check`")]
+    Serialize(serde_norway::Error),
+}
+
+/// A restart in progress.
+#[derive(Debug)]
+struct Restart {
+    /// Who asked; all get the outcome.
+    waiters: Vec<Reply>,
+    why: String,
+    began: Instant,
+    /// The new MAS, until it is ready and promoted.
+    candidate: Option<Generation>,
+    /// Its ready deadline.
+    deadline: Instant,
+    /// The old MAS, once the new one serves: draining until it exits.
+    draining: Option<(Generation, Instant)>,
+}
+
+/// The result of the last restart, for `status`.
+#[derive(Debug, Clone)]
+struct LastRestart {
+    at: std::time::SystemTime,
+    result: Result<String, String>,
+}
+
+/// The state of the event loop.
+struct Supervisor<'a> {
+    plan: &'a Plan,
+    sockets: Vec<ChildSocket>,
+    binds: Vec<Vec<Value>>,
+    opts: Options,
+    systemd: SystemdNotifier,
+    notify_path: PathBuf,
+    exits: mpsc::UnboundedSender<Exit>,
+    next_generation: u64,
+    /// The MAS that serves (or, at first, is starting).
+    current: Option<Generation>,
+    restart: Option<Restart>,
+    /// Requests that came during a restart: one more restart after it.
+    queued: Option<Vec<Reply>>,
+    /// Signal-only requests waiting for MAS's next `READY=1`.
+    signal_waiters: Vec<Reply>,
+    crashes: VecDeque<Instant>,
+    /// When a crashed MAS is started again.
+    respawn_at: Option<Instant>,
+    last_restart: Option<LastRestart>,
+    /// Set once a stop began: SIGKILL deadline.
+    stopping: Option<Instant>,
+    stop_requested: bool,
+    was_ready: bool,
+    /// Exit statuses of generations that ended, for the outcome.
+    last_status: Option<ExitStatus>,
+    give_up: bool,
+    started: Instant,
+}
+
+/// Runs MAS until asked to stop, or until it fails beyond recovery.
+///
+/// # Errors
+///
+/// The private sockets cannot be made, or the first MAS cannot be started.
+pub async fn run(
+    plan: &Plan,
+    sockets: Vec<ChildSocket>,
+    binds: Vec<Vec<Value>>,
+    opts: Options,
+    systemd: SystemdNotifier,
+    mut requests: mpsc::Receiver<Request>,
+    requests_tx: mpsc::Sender<Request>,
+) -> Result<Outcome, SuperviseError> {
+    let dir = opts.runtime_dir.path().to_owned();
+    let pid = std::process::id();
+    let notify_path = dir.join(format!("notify.{pid}.sock"));
+    let _ = std::fs::remove_file(&notify_path);
+    let receiver = NotifyReceiver::bind(&notify_path).map_err(|error| SuperviseError::Socket {
+        path: notify_path.clone(),
+        error,
+    })?;
+    let control = bind_control(&dir)?;
+    let (exits_tx, mut exits) = mpsc::unbounded_channel();
+    let mut sv = Supervisor {
+        plan,
+        sockets,
+        binds,
+        opts,
+        systemd,
+        notify_path,
+        exits: exits_tx,
+        next_generation: 1,
+        current: None,
+        restart: None,
+        queued: None,
+        signal_waiters: Vec::new(),
+        crashes: VecDeque::new(),
+        respawn_at: None,
+        last_restart: None,
+        stopping: None,
+        stop_requested: false,
+        was_ready: false,
+        last_status: None,
+        give_up: false,
+        started: Instant::now(),
+    };
+    let config = plan.rewrite(&sv.binds);
+    sv.current = Some(sv.spawn(&config)?);
+    let watchdog_tick = sv
+        .opts
+        .watchdog_usec
+        .map(|usec| Duration::from_micros(usec / 2).max(Duration::from_millis(10)));
+    let mut next_tick = watchdog_tick.map(|t| Instant::now() + t);
+
+    loop {
+        if sv.finished() {
+            break;
+        }
+        let deadline = [sv.next_deadline(), next_tick].into_iter().flatten().min();
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(exit) = exits.recv() => sv.on_exit(exit),
+            datagram = receiver.recv() => match datagram {
+                Ok(d) => sv.on_datagram(d),
+                Err(e) => warn!("reading the private notify socket failed: {e}"),
+            },
+            Some(request) = requests.recv() => sv.on_request(request),
+            accepted = control.accept() => match accepted {
+                Ok((stream, _)) => serve_control(stream, requests_tx.clone()),
+                Err(e) => warn!("accepting on the control socket failed: {e}"),
+            },
+            () = timer => {
+                let now = Instant::now();
+                if let (Some(tick), Some(at)) = (watchdog_tick, next_tick) {
+                    if now >= at {
+                        sv.on_watchdog_tick();
+                        next_tick = Some(now + tick);
+                    }
+                }
+                sv.on_timers(now);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(dir.join(control::SOCKET_NAME));
+    let status = sv.last_status.unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt as _;
+        ExitStatus::from_raw(1 << 8)
+    });
+    Ok(Outcome {
+        status,
+        requested: sv.stop_requested && !sv.give_up,
+        was_ready: sv.was_ready,
+    })
+}
+
+/// Binds the control socket, owner-only, replacing a stale one.
+fn bind_control(dir: &std::path::Path) -> Result<UnixListener, SuperviseError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(control::SOCKET_NAME);
+    let fail = |error| SuperviseError::Socket {
+        path: path.clone(),
+        error,
+    };
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        return Err(fail(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another supervisor answers there; give each service its own runtime directory",
+        )));
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(fail)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    Ok(listener)
+}
+
+/// Answers one control connection on a task of its own.
+fn serve_control(stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>) {
+    tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        // Only our own user (or root) may control us; the directory is
+        // private already, this is the second lock.
+        let allowed = stream.peer_cred().is_ok_and(|c| {
+            let uid = c.uid();
+            uid == 0 || uid == nix::unistd::geteuid().as_raw()
+        });
+        let (read, mut write) = stream.into_split();
+        if !allowed {
+            let _ = write.write_all(b"error permission denied\n").await;
+            return;
+        }
+        let mut line = String::new();
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            BufReader::new(read).read_line(&mut line),
+        )
+        .await;
+        let answer = match (read, Command::parse(&line)) {
+            (Ok(Ok(_)), Some(Command::Status)) => {
+                let (tx, rx) = oneshot::channel();
+                if requests.send(Request::Status(tx)).await.is_err() {
+                    return;
+                }
+                rx.await.unwrap_or_default()
+            }
+            (Ok(Ok(_)), Some(command)) => {
+                let (tx, rx) = oneshot::channel();
+                let request = match command {
+                    Command::SignalOnly => Request::SignalOnly(tx),
+                    _ => Request::Restart(Some(tx)),
+                };
+                if requests.send(request).await.is_err() {
+                    return;
+                }
+                let outcome = rx
+                    .await
+                    .unwrap_or_else(|_| Err("the supervisor is stopping".to_owned()));
+                control::encode_outcome(&outcome)
+            }
+            _ => control::encode_outcome(&Err(format!(
+                "unknown request {:?}; send restart, signal-only or status",
+                line.trim()
+            ))),
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
+    });
+}
+
+impl Supervisor<'_> {
+    fn spawn(&mut self, config: &Value) -> Result<Generation, SuperviseError> {
+        let number = self.next_generation;
+        self.next_generation += 1;
+        let g = Generation::spawn(
+            number,
+            config,
+            &self.sockets,
+            &self.notify_path,
+            &self.opts,
+            self.exits.clone(),
+        )?;
+        info!(
+            generation = number,
+            "started {} (pid {}, generation {number}) on {}",
+            self.opts.shown_command(),
+            g.pid,
+            self.sockets
+                .iter()
+                .map(|s| s.description.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(g)
+    }
+
+    fn notify(&self, states: &[NotifyState]) {
+        if let Err(e) = self.systemd.send(states) {
+            warn!("cannot notify systemd: {e}");
+        }
+    }
+
+    /// Everything has exited after a stop, or the supervisor gave up.
+    fn finished(&self) -> bool {
+        let nothing_runs = self.current.is_none()
+            && self
+                .restart
+                .as_ref()
+                .is_none_or(|r| r.candidate.is_none() && r.draining.is_none());
+        (self.stopping.is_some() || self.give_up) && nothing_runs
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let restart = self.restart.as_ref().map(|r| match &r.draining {
+            Some((_, kill_at)) => *kill_at,
+            None => r.deadline,
+        });
+        [restart, self.respawn_at, self.stopping]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn status_line(&self) -> String {
+        match &self.current {
+            Some(g) if g.is_ready() => format!(
+                "MAS (pid {}) is serving on {} socket(s)",
+                g.pid,
+                self.sockets.len()
+            ),
+            Some(g) => format!("MAS (pid {}) is starting", g.pid),
+            None => "MAS is not running".to_owned(),
+        }
+    }
+
+    /// Which generation sent a datagram, by the sender's pid.
+    fn on_datagram(&mut self, datagram: crate::notify::Datagram) {
+        let Some(pid) = datagram.sender_pid else {
+            warn!("ignored a notification without credentials on the private notify socket");
+            return;
+        };
+        if datagram.closed_fds > 0 {
+            warn!(
+                "closed {} fd(s) sent with a notification from pid {pid}; none are expected",
+                datagram.closed_fds
+            );
+        }
+        let is_current = self.current.as_ref().is_some_and(|g| g.pid == pid);
+        let is_candidate = self
+            .restart
+            .as_ref()
+            .and_then(|r| r.candidate.as_ref())
+            .is_some_and(|g| g.pid == pid);
+        let is_draining = self
+            .restart
+            .as_ref()
+            .and_then(|r| r.draining.as_ref())
+            .is_some_and(|(g, _)| g.pid == pid);
+        if !(is_current || is_candidate || is_draining) {
+            warn!("ignored a notification from pid {pid} on the private notify socket; only MAS processes started here may send");
+            return;
+        }
+        for state in &datagram.states {
+            if is_candidate {
+                self.on_candidate_state(state);
+            } else if is_current {
+                self.on_current_state(state);
+            } else {
+                debug!("draining MAS (pid {pid}) sent {state}; not relayed");
+            }
+        }
+    }
+
+    fn on_current_state(&mut self, state: &NotifyState) {
+        let stopping = self.stopping.is_some();
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        match state {
+            NotifyState::Ready => {
+                let first = !current.is_ready();
+                if first {
+                    current.mark_ready();
+                    self.was_ready = true;
+                    info!("MAS (pid {}) is ready", current.pid);
+                } else {
+                    current.last_ping = Some(Instant::now());
+                }
+                if !stopping {
+                    let status = self.status_line();
+                    self.notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+                }
+                for waiter in self.signal_waiters.drain(..) {
+                    let _ = waiter.send(Ok("MAS reloaded its templates".to_owned()));
+                }
+            }
+            NotifyState::Watchdog => current.last_ping = Some(Instant::now()),
+            NotifyState::WatchdogTrigger => {
+                warn!(
+                    "MAS (pid {}) asked for a watchdog failure; replacing it",
+                    current.pid
+                );
+                self.begin_restart(None, "MAS triggered its watchdog".to_owned());
+            }
+            NotifyState::Reloading | NotifyState::MonotonicUsec(_) if !stopping => {
+                self.notify(std::slice::from_ref(state));
+            }
+            NotifyState::Status(_) | NotifyState::ExtendTimeoutUsec(_) => {
+                self.notify(std::slice::from_ref(state));
+            }
+            // We stay the main process: MAS's pid is never relayed.
+            NotifyState::MainPid(p) => debug!("MAS announced MAINPID={p}; not relayed"),
+            other => debug!("MAS sent {other}; not relayed"),
+        }
+    }
+
+    fn on_candidate_state(&mut self, state: &NotifyState) {
+        match state {
+            NotifyState::Ready => self.promote(),
+            NotifyState::Watchdog => {
+                if let Some(c) = self.restart.as_mut().and_then(|r| r.candidate.as_mut()) {
+                    c.last_ping = Some(Instant::now());
+                }
+            }
+            NotifyState::ExtendTimeoutUsec(_) => self.notify(std::slice::from_ref(state)),
+            other => debug!("starting MAS sent {other}; not relayed"),
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Stop(signal) => self.begin_stop(signal),
+            Request::Restart(reply) => {
+                if self.stopping.is_some() {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err("mas-sockets is stopping".to_owned()));
+                    }
+                    return;
+                }
+                let why = if reply.is_some() {
+                    "reload requested"
+                } else {
+                    "SIGHUP"
+                };
+                self.begin_restart(reply, why.to_owned());
+            }
+            Request::SignalOnly(reply) => match &self.current {
+                Some(g) if g.is_ready() && self.stopping.is_none() => {
+                    info!(
+                        "passing SIGHUP on to MAS (pid {}), which reloads its templates",
+                        g.pid
+                    );
+                    g.signal(Signal::SIGHUP);
+                    self.signal_waiters.push(reply);
+                }
+                _ => {
+                    let _ = reply.send(Err("no MAS is serving to reload its templates".to_owned()));
+                }
+            },
+            Request::Status(reply) => {
+                let _ = reply.send(self.describe());
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        let now = Instant::now();
+        let _ = writeln!(out, "supervisor: {}", std::process::id());
+        let _ = writeln!(
+            out,
+            "uptime: {}s",
+            now.duration_since(self.started).as_secs()
+        );
+        match &self.current {
+            Some(g) => {
+                let _ = writeln!(out, "generation: {}", g.number);
+                let _ = writeln!(out, "child: {}", g.pid);
+                let state = if self.stopping.is_some() {
+                    "stopping"
+                } else if g.is_ready() {
+                    "serving"
+                } else {
+                    "starting"
+                };
+                let _ = writeln!(out, "state: {state}");
+                let _ = writeln!(
+                    out,
+                    "child uptime: {}s",
+                    now.duration_since(g.started).as_secs()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "generation: -");
+                let _ = writeln!(out, "child: -");
+                let state = if self.respawn_at.is_some() {
+                    "waiting to restart after a crash"
+                } else {
+                    "stopped"
+                };
+                let _ = writeln!(out, "state: {state}");
+            }
+        }
+        if let Some(r) = &self.restart {
+            let phase = if r.draining.is_some() {
+                "draining the old MAS"
+            } else {
+                "starting the new MAS"
+            };
+            let _ = writeln!(
+                out,
+                "restart: in progress ({phase}, {}s)",
+                now.duration_since(r.began).as_secs()
+            );
+        }
+        match &self.last_restart {
+            Some(last) => {
+                let ago = last.at.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+                let text = match &last.result {
+                    Ok(t) => format!("ok, {ago}s ago: {t}"),
+                    Err(t) => format!("failed, {ago}s ago: {t}"),
+                };
+                let _ = writeln!(out, "last restart: {text}");
+            }
+            None => {
+                let _ = writeln!(out, "last restart: none");
+            }
+        }
+        let _ = writeln!(out, "crashes in window: {}", self.crashes.len());
+        for (listener, binds) in self.plan.listeners.iter().zip(&self.binds) {
+            let _ = writeln!(
+                out,
+                "listener {}: {} socket(s)",
+                listener.label(),
+                binds.len()
+            );
+        }
+        for s in &self.sockets {
+            let _ = writeln!(out, "socket: {} ({})", s.description, s.name);
+        }
+        out
+    }
+
+    /// Starts a restart, or queues it behind the one in progress.
+    fn begin_restart(&mut self, reply: Option<Reply>, why: String) {
+        if self.restart.is_some() {
+            info!("a restart is in progress; one more will follow it ({why})");
+            let queued = self.queued.get_or_insert_with(Vec::new);
+            queued.extend(reply);
+            return;
+        }
+        let Some(current) = self.current.as_ref().filter(|g| g.is_ready()) else {
+            // Nothing serves (starting, or waiting after a crash): a new MAS
+            // will start on the current config anyway.
+            warn!("{why} ignored: MAS is not serving yet, and the MAS that starts next reads the config anyway");
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(
+                    "MAS is not serving yet; it is starting already, so try again once it is ready"
+                        .to_owned(),
+                ));
+            }
+            return;
+        };
+        info!("restarting MAS (pid {}): {why}", current.pid);
+        // systemd 253+ waits for MONOTONIC_USEC with RELOADING=1.
+        match sd_notify::NotifyState::monotonic_usec_now() {
+            Ok(sd_notify::NotifyState::MonotonicUsec(usec)) => self.notify(&[
+                NotifyState::Reloading,
+                NotifyState::MonotonicUsec(u64::try_from(usec).unwrap_or(0)),
+                NotifyState::Status(format!("restarting MAS: {why}")),
+            ]),
+            Ok(_) => unreachable!("monotonic_usec_now gives MonotonicUsec"),
+            Err(e) => warn!("cannot read CLOCK_MONOTONIC: {e}"),
+        }
+        let waiters: Vec<Reply> = reply.into_iter().collect();
+        let began = Instant::now();
+        let config = match self.reload_config() {
+            Ok(config) => config,
+            Err(e) => {
+                self.finish_restart_failed(waiters, began, e);
+                return;
+            }
+        };
+        // systemd waits for the reload; tell it how long it may take.
+        let extend = self.opts.ready_timeout + self.opts.drain_timeout + Duration::from_secs(10);
+        self.notify(&[NotifyState::ExtendTimeoutUsec(extend.as_micros() as u64)]);
+        match self.spawn(&config) {
+            Ok(candidate) => {
+                self.restart = Some(Restart {
+                    waiters,
+                    why,
+                    began,
+                    candidate: Some(candidate),
+                    deadline: began + self.opts.ready_timeout,
+                    draining: None,
+                });
+            }
+            Err(e) => self.finish_restart_failed(waiters, began, e.to_string()),
+        }
+    }
+
+    /// Reads the config again; refuses a changed set of binds.
+    fn reload_config(&self) -> Result<Value, String> {
+        let new = config::load(&self.plan.files).map_err(|e| {
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or_default().to_owned();
+            format!("the config is invalid: {first}")
+        })?;
+        if let Some(change) = bind_change(self.plan, &new) {
+            return Err(format!("{change}; the sockets belong to the socket units, so regenerate the units and restart them (systemctl restart on the .socket units and the service) to change binds"));
+        }
+        Ok(new.rewrite(&self.binds))
+    }
+
+    fn finish_restart_failed(&mut self, waiters: Vec<Reply>, began: Instant, why: String) {
+        let serving = self.status_line();
+        warn!(
+            "restart failed after {:?}: {why}; {serving}",
+            began.elapsed()
+        );
+        self.notify(&[
+            NotifyState::Ready,
+            NotifyState::Status(format!("restart failed: {why}; {serving}")),
+        ]);
+        self.record(Err(why.clone()));
+        for w in waiters {
+            let _ = w.send(Err(format!("{why}; {serving}")));
+        }
+        self.after_restart();
+    }
+
+    fn record(&mut self, result: Result<String, String>) {
+        self.last_restart = Some(LastRestart {
+            at: std::time::SystemTime::now(),
+            result,
+        });
+    }
+
+    /// Runs the coalesced restart, if one was asked for meanwhile.
+    fn after_restart(&mut self) {
+        self.restart = None;
+        if let Some(waiters) = self.queued.take() {
+            let mut waiters = waiters.into_iter();
+            let first = waiters.next();
+            self.begin_restart(first, "requested during the previous restart".to_owned());
+            // The rest share the outcome of that same restart.
+            if let Some(r) = self.restart.as_mut() {
+                r.waiters.extend(waiters);
+            } else {
+                for w in waiters {
+                    let _ = w.send(Err("the restart could not begin".to_owned()));
+                }
+            }
+        }
+    }
+
+    /// The new MAS is ready: it takes over, and the old one drains.
+    fn promote(&mut self) {
+        let Some(restart) = self.restart.as_mut() else {
+            return;
+        };
+        let Some(mut candidate) = restart.candidate.take() else {
+            return;
+        };
+        candidate.mark_ready();
+        info!("MAS (pid {}) is ready; it takes over", candidate.pid);
+        let old = self.current.replace(candidate);
+        match old {
+            Some(old) => {
+                info!(
+                    "stopping the old MAS (pid {}), allowing {:?} to drain",
+                    old.pid, self.opts.drain_timeout
+                );
+                old.signal(Signal::SIGTERM);
+                restart.draining = Some((old, Instant::now() + self.opts.drain_timeout));
+            }
+            None => self.finish_restart_ok(),
+        }
+    }
+
+    fn finish_restart_ok(&mut self) {
+        let Some(restart) = self.restart.take() else {
+            return;
+        };
+        let pid = self.current.as_ref().map_or(0, |g| g.pid);
+        let text = format!(
+            "MAS (pid {pid}) serves after a restart ({}) that took {:.1}s",
+            restart.why,
+            restart.began.elapsed().as_secs_f64()
+        );
+        info!("{text}");
+        let status = self.status_line();
+        self.notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+        self.record(Ok(text.clone()));
+        for w in restart.waiters {
+            let _ = w.send(Ok(text.clone()));
+        }
+        self.after_restart();
+    }
+
+    fn on_exit(&mut self, exit: Exit) {
+        let status = match exit.status {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("waiting for MAS generation {} failed: {e}", exit.generation);
+                return;
+            }
+        };
+        // The old MAS finished draining: the restart is complete.
+        if let Some(r) = self.restart.as_mut() {
+            if r.draining
+                .as_ref()
+                .is_some_and(|(g, _)| g.number == exit.generation)
+            {
+                let (old, _) = r.draining.take().expect("checked above");
+                info!("the old MAS (pid {}) exited: {status}", old.pid);
+                if self.stopping.is_none() {
+                    self.finish_restart_ok();
+                }
+                return;
+            }
+            if r.candidate
+                .as_ref()
+                .is_some_and(|g| g.number == exit.generation)
+            {
+                let restart = self.restart.take().expect("checked above");
+                let pid = restart.candidate.as_ref().map_or(0, |g| g.pid);
+                let why = format!("the new MAS (pid {pid}) exited before it was ready: {status}");
+                if self.stopping.is_none() {
+                    self.finish_restart_failed(restart.waiters, restart.began, why);
+                } else {
+                    for w in restart.waiters {
+                        let _ = w.send(Err("mas-sockets is stopping".to_owned()));
+                    }
+                }
+                return;
+            }
+        }
+        let Some(current) = self.current.take_if(|g| g.number == exit.generation) else {
+            debug!("generation {} exited: {status}", exit.generation);
+            return;
+        };
+        self.last_status = Some(status);
+        if self.stopping.is_some() {
+            info!("MAS (pid {}) stopped: {status}", current.pid);
+            return;
+        }
+        if !current.is_ready() && !self.was_ready {
+            // The first MAS never became ready: systemd decides what follows.
+            warn!(
+                "MAS (pid {}) exited on its own before it was ready: {status}",
+                current.pid
+            );
+            self.give_up = true;
+            self.notify(&[NotifyState::Status(format!(
+                "MAS exited before it was ready: {status}"
+            ))]);
+            return;
+        }
+        self.on_crash(current.pid, status);
+    }
+
+    /// A serving MAS died: start another after a delay, or give up.
+    fn on_crash(&mut self, pid: u32, status: ExitStatus) {
+        let now = Instant::now();
+        self.crashes.push_back(now);
+        while self
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.opts.crash_window)
+        {
+            self.crashes.pop_front();
+        }
+        let count = self.crashes.len() as u32;
+        if count >= self.opts.crash_limit {
+            warn!(
+                "MAS (pid {pid}) exited on its own: {status}; that is {count} crashes within {:?}, so mas-sockets gives up and leaves the next step to systemd's Restart=",
+                self.opts.crash_window
+            );
+            self.notify(&[NotifyState::Status(format!(
+                "MAS crashed {count} times within {:?}; giving up",
+                self.opts.crash_window
+            ))]);
+            self.give_up = true;
+            return;
+        }
+        let delay = self
+            .opts
+            .backoff_initial
+            .saturating_mul(1 << (count - 1).min(16))
+            .min(self.opts.backoff_max);
+        warn!("MAS (pid {pid}) exited on its own: {status}; starting it again in {delay:?} (crash {count} of {} allowed within {:?})", self.opts.crash_limit, self.opts.crash_window);
+        self.notify(&[NotifyState::Status(format!(
+            "MAS crashed ({status}); starting it again in {delay:?}"
+        ))]);
+        self.respawn_at = Some(now + delay);
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if self.respawn_at.is_some_and(|at| now >= at) {
+            self.respawn_at = None;
+            if self.stopping.is_none() {
+                match self.reload_config().or_else(|e| {
+                    warn!("{e}; starting MAS on the config it had");
+                    Ok::<_, String>(self.plan.rewrite(&self.binds))
+                }) {
+                    Ok(config) => match self.spawn(&config) {
+                        Ok(g) => self.current = Some(g),
+                        Err(e) => {
+                            warn!("{e}; giving up");
+                            self.give_up = true;
+                        }
+                    },
+                    Err(_) => unreachable!("recovered above"),
+                }
+            }
+        }
+        if self.stopping.is_some_and(|at| now >= at) {
+            warn!(
+                "MAS did not stop within {:?}; killing it",
+                self.opts.stop_timeout
+            );
+            self.for_each_generation(|g| g.signal(Signal::SIGKILL));
+            self.stopping = Some(now + Duration::from_secs(3600));
+        }
+        let Some(restart) = self.restart.as_mut() else {
+            return;
+        };
+        if let Some((old, kill_at)) = restart.draining.as_mut() {
+            if now >= *kill_at {
+                warn!(
+                    "the old MAS (pid {}) did not finish within {:?}; killing it",
+                    old.pid, self.opts.drain_timeout
+                );
+                old.signal(Signal::SIGKILL);
+                *kill_at = now + Duration::from_secs(3600);
+            }
+        } else if now >= restart.deadline {
+            let restart = self.restart.take().expect("checked above");
+            let pid = restart.candidate.as_ref().map_or(0, |g| g.pid);
+            // Its exit arrives later and matches no generation any more.
+            if let Some(candidate) = &restart.candidate {
+                candidate.signal(Signal::SIGKILL);
+            }
+            let why = format!(
+                "the new MAS (pid {pid}) was not ready within {:?}",
+                self.opts.ready_timeout
+            );
+            self.finish_restart_failed(restart.waiters, restart.began, why);
+        }
+    }
+
+    /// Pings systemd while the serving MAS is healthy; replaces one that hangs.
+    fn on_watchdog_tick(&mut self) {
+        let Some(usec) = self.opts.watchdog_usec else {
+            return;
+        };
+        let period = Duration::from_micros(usec);
+        let Some(current) = self.current.as_ref() else {
+            return;
+        };
+        let Some(last) = current.last_ping else {
+            return;
+        };
+        if last.elapsed() <= period {
+            self.notify(&[NotifyState::Watchdog]);
+        } else if self.restart.is_none() && self.stopping.is_none() {
+            warn!(
+                "MAS (pid {}) sent no WATCHDOG=1 for {:?}; replacing it",
+                current.pid,
+                last.elapsed()
+            );
+            self.begin_restart(None, "MAS stopped answering its watchdog".to_owned());
+        }
+    }
+
+    fn for_each_generation(&self, f: impl Fn(&Generation)) {
+        if let Some(g) = &self.current {
+            f(g);
+        }
+        if let Some(r) = &self.restart {
+            if let Some(g) = &r.candidate {
+                f(g);
+            }
+            if let Some((g, _)) = &r.draining {
+                f(g);
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, signal: Signal) {
+        if self.stopping.is_some() {
+            info!("second {signal}: passing it on, so MAS stops without draining");
+            self.for_each_generation(|g| g.signal(Signal::SIGTERM));
+            return;
+        }
+        info!(
+            "{signal}: stopping MAS, allowing {:?} to drain",
+            self.opts.stop_timeout
+        );
+        self.stop_requested = true;
+        self.respawn_at = None;
+        self.stopping = Some(
+            Instant::now()
+                .checked_add(self.opts.stop_timeout)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400)),
+        );
+        self.notify(&[NotifyState::Stopping]);
+        self.for_each_generation(|g| g.signal(Signal::SIGTERM));
+        for w in self.signal_waiters.drain(..) {
+            let _ = w.send(Err("mas-sockets is stopping".to_owned()));
+        }
+        if let Some(queued) = self.queued.take() {
+            for w in queued {
+                let _ = w.send(Err("mas-sockets is stopping".to_owned()));
+            }
+        }
+        if let Some(r) = self.restart.as_mut() {
+            for w in r.waiters.drain(..) {
+                let _ = w.send(Err("mas-sockets is stopping".to_owned()));
+            }
+        }
+    }
+}
+
+/// The first difference between the binds of `old` and `new`, if any.
+fn bind_change(old: &Plan, new: &Plan) -> Option<String> {
+    if old.listeners.len() != new.listeners.len() {
+        return Some(format!(
+            "the config now has {} listener(s) instead of {}",
+            new.listeners.len(),
+            old.listeners.len()
+        ));
+    }
+    for (a, b) in old.listeners.iter().zip(&new.listeners) {
+        if a.binds.len() != b.binds.len() {
+            return Some(format!(
+                "listener {} at {} now has {} bind(s) instead of {}",
+                b.label(),
+                b.location,
+                b.binds.len(),
+                a.binds.len()
+            ));
+        }
+        for (x, y) in a.binds.iter().zip(&b.binds) {
+            if x.spec != y.spec || x.endpoints != y.endpoints {
+                return Some(format!(
+                    "bind {} of listener {} at {} changed from {} to {}",
+                    y.index,
+                    b.label(),
+                    y.location,
+                    x.spec,
+                    y.spec
+                ));
+            }
+        }
+    }
+    None
+}
