@@ -15,22 +15,22 @@ use crate::util::{
     free_port, get_tcp, get_unix, mas_sockets, standin, wait_until, NotifyListener, TempDir,
 };
 
-const LONG: Duration = Duration::from_secs(20);
+pub(crate) const LONG: Duration = Duration::from_secs(20);
 
 /// One supervise run: its scratch dir, log, notify socket and report file.
-struct Run {
-    dir: TempDir,
-    child: Child,
-    notify: NotifyListener,
+pub(crate) struct Run {
+    pub(crate) dir: TempDir,
+    pub(crate) child: Child,
+    pub(crate) notify: NotifyListener,
 }
 
 impl Run {
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
     #[track_caller]
-    fn wait_log(&self, needle: &str) {
+    pub(crate) fn wait_log(&self, needle: &str) {
         let deadline = std::time::Instant::now() + LONG;
         while !self.log().contains(needle) {
             assert!(
@@ -43,7 +43,7 @@ impl Run {
     }
 
     /// The stand-in's report lines (one per start).
-    fn reports(&self) -> Vec<String> {
+    pub(crate) fn reports(&self) -> Vec<String> {
         fs::read_to_string(self.dir.join("report"))
             .unwrap_or_default()
             .lines()
@@ -53,7 +53,7 @@ impl Run {
 
     /// A field of the first report line.
     #[track_caller]
-    fn report_field(&self, field: &str) -> String {
+    pub(crate) fn report_field(&self, field: &str) -> String {
         let line = self
             .reports()
             .into_iter()
@@ -70,11 +70,11 @@ impl Run {
         rest.split(' ').next().unwrap_or_default().to_owned()
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
-    fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with a pid we spawned and have not reaped.
         let rc = unsafe { libc::kill(self.pid(), signal) };
         assert_eq!(rc, 0, "kill failed");
@@ -82,7 +82,7 @@ impl Run {
 
     /// Waits for the supervisor to exit.
     #[track_caller]
-    fn wait(&mut self) -> ExitStatus {
+    pub(crate) fn wait(&mut self) -> ExitStatus {
         let deadline = std::time::Instant::now() + LONG;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -100,7 +100,7 @@ impl Run {
     }
 
     /// SIGTERM, then the exit status.
-    fn stop(&mut self) -> ExitStatus {
+    pub(crate) fn stop(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
         self.wait()
     }
@@ -114,18 +114,18 @@ impl Drop for Run {
 }
 
 /// What to start: config text, how the sockets arrive, and extra environment.
-struct Setup<'a> {
-    config: &'a str,
+pub(crate) struct Setup<'a> {
+    pub(crate) config: &'a str,
     /// `-l` arguments for systemd-socket-activate; empty: run supervise directly.
-    listen: Vec<String>,
-    fdnames: Option<&'a str>,
-    datagram: bool,
-    env: Vec<(&'a str, String)>,
-    args: Vec<&'a str>,
+    pub(crate) listen: Vec<String>,
+    pub(crate) fdnames: Option<&'a str>,
+    pub(crate) datagram: bool,
+    pub(crate) env: Vec<(&'a str, String)>,
+    pub(crate) args: Vec<&'a str>,
 }
 
 impl<'a> Setup<'a> {
-    fn new(config: &'a str) -> Self {
+    pub(crate) fn new(config: &'a str) -> Self {
         Setup {
             config,
             listen: Vec::new(),
@@ -136,27 +136,27 @@ impl<'a> Setup<'a> {
         }
     }
 
-    fn listen(mut self, addr: impl ToString) -> Self {
+    pub(crate) fn listen(mut self, addr: impl ToString) -> Self {
         self.listen.push(addr.to_string());
         self
     }
 
-    fn env(mut self, key: &'a str, value: impl ToString) -> Self {
+    pub(crate) fn env(mut self, key: &'a str, value: impl ToString) -> Self {
         self.env.push((key, value.to_string()));
         self
     }
 
-    fn start(self, label: &str) -> Run {
+    pub(crate) fn start(self, label: &str) -> Run {
         self.spawn(label, false)
     }
 
     /// As [`Setup::start`], with the supervisor leading a process group of its
     /// own, as a shell's foreground job does.
-    fn start_in_own_group(self, label: &str) -> Run {
+    pub(crate) fn start_in_own_group(self, label: &str) -> Run {
         self.spawn(label, true)
     }
 
-    fn spawn(self, label: &str, own_group: bool) -> Run {
+    pub(crate) fn spawn(self, label: &str, own_group: bool) -> Run {
         let dir = TempDir::new(label);
         let config = dir.write("config.yaml", self.config);
         let notify = NotifyListener::bind(dir.join("systemd-notify.sock"));
@@ -214,13 +214,13 @@ impl<'a> Setup<'a> {
     }
 }
 
-fn web_listener(binds: &str, extra: &str) -> String {
+pub(crate) fn web_listener(binds: &str, extra: &str) -> String {
     format!(
         "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds:\n{binds}secrets:\n  encryption: s3cr3t-value\n{extra}"
     )
 }
 
-fn localhost(port: u16) -> SocketAddr {
+pub(crate) fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
@@ -230,7 +230,7 @@ fn loopback6(port: u16) -> SocketAddr {
 
 /// Wakes systemd-socket-activate, which starts its command on the first
 /// connection, once it listens.
-fn knock(addr: SocketAddr) {
+pub(crate) fn knock(addr: SocketAddr) {
     wait_until("systemd-socket-activate to listen", LONG, || {
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok()
     });
@@ -337,7 +337,7 @@ fn serve_every_bind(order_reversed: bool) {
     );
 }
 
-fn is_zombie(pid: u32) -> bool {
+pub(crate) fn is_zombie(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             s.rsplit(')')

@@ -1,0 +1,305 @@
+//! Zero-downtime restarts, rollback, crash recovery and the control socket,
+//! with supervise under `systemd-socket-activate` and the MAS stand-in.
+
+use std::fs;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::supervise::{knock, localhost, web_listener, Run, Setup, LONG};
+use crate::util::{get_tcp, mas_sockets, wait_until};
+
+/// `mas-sockets reload` (or `status`) against a run's runtime directory.
+fn control(run: &Run, args: &[&str]) -> Output {
+    Command::new(mas_sockets())
+        .args(args)
+        .arg("--runtime-dir")
+        .arg(run.dir.join("rt"))
+        .output()
+        .expect("run mas-sockets")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A run serving on 127.0.0.1:port, ready, with its first MAS's pid.
+fn serving(label: &str, extra: &str, args: &[&'static str]) -> (Run, u16, u32) {
+    let port = crate::util::free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        extra,
+    );
+    let mut setup = Setup::new(&config).listen(localhost(port));
+    setup.args.extend(args);
+    let run = setup.start(label);
+    knock(localhost(port));
+    run.notify.expect_line("READY=1", LONG);
+    let pid = get_tcp(localhost(port), "/").expect("first request").pid();
+    (run, port, pid)
+}
+
+fn config_path(run: &Run) -> std::path::PathBuf {
+    run.dir.join("config.yaml")
+}
+
+/// Rewrites the `standin:` switches of the run's config (what the next MAS reads).
+fn set_switches(run: &Run, port: u16, extra: &str) {
+    fs::write(
+        config_path(run),
+        web_listener(
+            &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+            extra,
+        ),
+    )
+    .unwrap();
+}
+
+fn pid_alive(pid: u32) -> bool {
+    !crate::supervise::is_zombie(pid)
+}
+
+/// `mas-sockets reload` returns once the new MAS serves; systemd hears
+/// RELOADING=1 with MONOTONIC_USEC first and READY=1 with a STATUS after.
+#[test]
+fn reload_replaces_mas_and_answers_once_the_new_one_serves() {
+    let (run, port, old) = serving("reload", "standin:\n  startup_delay_ms: 300\n", &[]);
+    let out = control(&run, &["reload"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), run.log());
+    let new = get_tcp(localhost(port), "/").unwrap().pid();
+    assert_ne!(new, old, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("MAS (pid {new}) serves after a restart")),
+        "{}",
+        text(&out)
+    );
+    wait_until("the old MAS to exit", LONG, || !pid_alive(old));
+    let seen = run.notify.expect_line("READY=1", LONG);
+    let all = seen.join("");
+    let reloading = all.find("RELOADING=1").expect("RELOADING=1 was sent");
+    assert!(all[reloading..].contains("MONOTONIC_USEC="), "{all}");
+    assert!(
+        all.contains(&format!("STATUS=MAS (pid {new}) is serving")),
+        "{all}"
+    );
+}
+
+/// SIGHUP to the supervisor restarts MAS too.
+#[test]
+fn sighup_restarts_mas() {
+    let (run, port, old) = serving("hup", "", &[]);
+    run.signal(libc::SIGHUP);
+    wait_until("a new MAS to answer", LONG, || {
+        get_tcp(localhost(port), "/").is_ok_and(|r| r.pid() != old)
+    });
+    wait_until("the old MAS to exit", LONG, || !pid_alive(old));
+}
+
+/// `status` shows generation, child, state, last restart and listeners.
+#[test]
+fn status_describes_the_supervisor() {
+    let (run, _port, pid) = serving("status", "", &[]);
+    let out = control(&run, &["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "generation: 1\n".to_owned(),
+        format!("child: {pid}\n"),
+        "state: serving\n".to_owned(),
+        "last restart: none\n".to_owned(),
+        "listener web: 1 socket(s)\n".to_owned(),
+    ] {
+        assert!(s.contains(&want), "no {want:?} in:\n{s}");
+    }
+    assert!(control(&run, &["reload"]).status.success());
+    let s = String::from_utf8_lossy(&control(&run, &["status"]).stdout).into_owned();
+    assert!(
+        s.contains("generation: 2\n") && s.contains("last restart: ok"),
+        "{s}"
+    );
+}
+
+/// Each kind of failed restart leaves the old MAS serving, makes `reload`
+/// exit 1 with the reason, and tells systemd READY=1 with the failure.
+#[test]
+fn failed_restarts_roll_back_to_the_old_mas() {
+    let (run, port, old) = serving("rollback", "", &["--ready-timeout=1s"]);
+    let cases = [
+        ("standin:\n  never_ready: true\n", "was not ready within 1s"),
+        (
+            "standin:\n  exit_at_start: true\n",
+            "exited before it was ready",
+        ),
+        ("standin: [unclosed\n", "the config is invalid"),
+    ];
+    for (extra, why) in cases {
+        set_switches(&run, port, extra);
+        let out = control(&run, &["reload"]);
+        assert_eq!(out.status.code(), Some(1), "{extra}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("reload failed: ") && stderr.contains(why),
+            "{extra}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("MAS (pid {old}) is serving")),
+            "{stderr}"
+        );
+        assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old, "{extra}");
+        let seen = run.notify.expect_line("READY=1", LONG).join("");
+        assert!(seen.contains("STATUS=restart failed: "), "{seen}");
+    }
+    // A changed bind is refused by name, without starting anything.
+    let other = crate::util::free_port();
+    fs::write(
+        config_path(&run),
+        web_listener(
+            &format!("        - host: 127.0.0.1\n          port: {other}\n"),
+            "",
+        ),
+    )
+    .unwrap();
+    let out = control(&run, &["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("bind 0 of listener web at {}:7:11: http.listeners[0].binds[0] changed from host 127.0.0.1 port {port} to host 127.0.0.1 port {other}", config_path(&run).display()))
+            && stderr.contains("restart them"),
+        "{stderr}"
+    );
+    assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
+    assert!(
+        run.log().matches("started ").count() == 3,
+        "exactly three attempts started a MAS:\n{}",
+        run.log()
+    );
+}
+
+/// An old MAS that ignores SIGTERM is killed after the drain timeout.
+#[test]
+fn old_mas_ignoring_sigterm_is_killed_after_the_drain_timeout() {
+    let (run, port, old) = serving(
+        "drain",
+        "standin:\n  ignore_sigterm: true\n",
+        &["--drain-timeout=500ms"],
+    );
+    set_switches(&run, port, "");
+    let begun = Instant::now();
+    let out = control(&run, &["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        begun.elapsed() >= Duration::from_millis(500),
+        "the reload waited for the drain"
+    );
+    assert!(!pid_alive(old));
+    assert!(
+        run.log().contains(&format!(
+            "the old MAS (pid {old}) did not finish within 500ms; killing it"
+        )),
+        "{}",
+        run.log()
+    );
+}
+
+/// Requests during a restart are coalesced into one more restart.
+#[test]
+fn concurrent_reloads_are_coalesced() {
+    let (run, _port, _) = serving("coalesce", "standin:\n  startup_delay_ms: 500\n", &[]);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let dir = run.dir.join("rt");
+            std::thread::spawn(move || {
+                Command::new(mas_sockets())
+                    .args(["reload", "--runtime-dir"])
+                    .arg(dir)
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        let out = h.join().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let generations = run.log().matches("started ").count() - 1;
+    assert!(
+        (1..=2).contains(&generations),
+        "4 requests made {generations} restarts:\n{}",
+        run.log()
+    );
+}
+
+/// A serving MAS killed with SIGKILL is started again on the same sockets;
+/// a request made meanwhile waits in the backlog instead of being refused.
+#[test]
+fn a_crashed_mas_is_started_again() {
+    let (run, port, old) = serving(
+        "crash",
+        "standin:\n  startup_delay_ms: 300\n",
+        &["--backoff=200ms"],
+    );
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
+    let r =
+        get_tcp(localhost(port), "/during-the-gap").expect("the request waits, it is not refused");
+    assert_ne!(r.pid(), old);
+    assert!(
+        run.log().contains("starting it again in 200ms"),
+        "{}",
+        run.log()
+    );
+}
+
+/// Too many crashes within the window, and the supervisor gives up.
+#[test]
+fn a_crash_loop_makes_the_supervisor_give_up() {
+    let (mut run, _port, _) = serving(
+        "crashloop",
+        "standin:\n  crash_after_ms: 100\n",
+        &["--crash-limit=3", "--backoff=50ms"],
+    );
+    let status = run.wait();
+    assert!(!status.success(), "{}", run.log());
+    assert!(
+        run.log().contains("that is 3 crashes within"),
+        "{}",
+        run.log()
+    );
+}
+
+/// Restarts do not leak fds or memory in the supervisor, and leave no zombie.
+#[test]
+fn many_restarts_leak_nothing() {
+    let (run, _port, _) = serving("leak", "", &[]);
+    let sv = run.child.id();
+    let fds = || fs::read_dir(format!("/proc/{sv}/fd")).unwrap().count();
+    let rss = || {
+        let status = fs::read_to_string(format!("/proc/{sv}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap()
+    };
+    // Warm up, then measure across 200 restarts.
+    for _ in 0..10 {
+        assert!(control(&run, &["reload"]).status.success());
+    }
+    let (fds0, rss0) = (fds(), rss());
+    for i in 0..200 {
+        let out = control(&run, &["reload"]);
+        assert!(out.status.success(), "restart {i}: {}", text(&out));
+    }
+    let (fds1, rss1) = (fds(), rss());
+    assert_eq!(fds1, fds0, "open fds grew");
+    assert!(rss1 <= rss0 + 512, "RSS grew from {rss0} kB to {rss1} kB");
+    let children = fs::read_to_string(format!("/proc/{sv}/task/{sv}/children")).unwrap();
+    let kids: Vec<&str> = children.split_whitespace().collect();
+    assert_eq!(kids.len(), 1, "one MAS, no zombies: {kids:?}");
+    assert!(!crate::supervise::is_zombie(kids[0].parse().unwrap()));
+}
