@@ -303,3 +303,104 @@ fn many_restarts_leak_nothing() {
     assert_eq!(kids.len(), 1, "one MAS, no zombies: {kids:?}");
     assert!(!crate::supervise::is_zombie(kids[0].parse().unwrap()));
 }
+
+/// A run with systemd's watchdog on (0.4 s) whose first MAS stops pinging
+/// 300 ms after it is ready; the config then has no switches, so the MAS
+/// that replaces it reads `next` instead.
+fn serving_with_a_hanging_watchdog(
+    label: &str,
+    next: &str,
+    args: &[&'static str],
+) -> (Run, u16, u32) {
+    let port = crate::util::free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "standin:\n  watchdog_stop_after_ms: 300\n",
+    );
+    let mut setup = Setup::new(&config)
+        .listen(localhost(port))
+        .env("WATCHDOG_USEC", "400000");
+    setup.args.extend(args);
+    let run = setup.start(label);
+    knock(localhost(port));
+    run.notify.expect_line("READY=1", LONG);
+    let pid = get_tcp(localhost(port), "/").expect("first request").pid();
+    set_switches(&run, port, next);
+    (run, port, pid)
+}
+
+/// A MAS that stops sending WATCHDOG=1 is replaced by a zero-downtime
+/// restart, and the pings to systemd resume for the new MAS.
+#[test]
+fn a_mas_that_stops_its_watchdog_pings_is_replaced() {
+    let (run, port, old) = serving_with_a_hanging_watchdog("watchdog-hang", "", &[]);
+    run.wait_log(&format!("MAS (pid {old}) sent no WATCHDOG=1"));
+    wait_until("a new MAS to answer", LONG, || {
+        get_tcp(localhost(port), "/").is_ok_and(|r| r.pid() != old)
+    });
+    let new = get_tcp(localhost(port), "/").unwrap().pid();
+    wait_until("the hung MAS to exit", LONG, || !pid_alive(old));
+    let seen = run.notify.expect_line("READY=1", LONG).join("\n");
+    assert!(
+        seen.contains(&format!("STATUS=MAS (pid {new}) is serving")),
+        "{seen}"
+    );
+    run.notify.expect_line("WATCHDOG=1", LONG);
+    assert!(
+        run.log().contains("MAS stopped answering its watchdog"),
+        "{}",
+        run.log()
+    );
+}
+
+/// When the replacement of a hung MAS fails too, the supervisor stops its
+/// own pings, so that systemd's watchdog acts, and does not try again.
+#[test]
+fn a_hung_mas_that_cannot_be_replaced_is_left_to_systemds_watchdog() {
+    let (run, port, old) = serving_with_a_hanging_watchdog(
+        "watchdog-fail",
+        "standin:\n  never_ready: true\n",
+        &["--ready-timeout=500ms"],
+    );
+    run.wait_log(&format!(
+        "MAS (pid {old}) hangs and could not be replaced; no more watchdog pings"
+    ));
+    // Drain what was sent up to now; from here on systemd must hear no ping.
+    while run.notify.recv(Duration::from_millis(1)).is_some() {}
+    // Four watchdog periods of silence.
+    let quiet_until = Instant::now() + Duration::from_millis(1600);
+    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+        if let Some(datagram) = run.notify.recv(left) {
+            assert!(
+                !datagram.lines().any(|l| l == "WATCHDOG=1"),
+                "a ping after the failed replacement: {datagram:?}\n{}",
+                run.log()
+            );
+        }
+    }
+    assert_eq!(
+        run.log().matches("sent no WATCHDOG=1").count(),
+        1,
+        "one replacement only:\n{}",
+        run.log()
+    );
+    assert!(pid_alive(old));
+    let _ = port;
+}
+
+/// `reload --signal-only` passes SIGHUP to MAS (its template reload) and
+/// relays its RELOADING=1 and READY=1; MAS stays the same process.
+#[test]
+fn signal_only_reload_passes_sighup_to_mas() {
+    let (run, port, old) = serving("signal-only", "", &[]);
+    let out = control(&run, &["reload", "--signal-only"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), run.log());
+    assert!(
+        run.log().contains("SIGHUP received: reloaded"),
+        "{}",
+        run.log()
+    );
+    let seen = run.notify.expect_line("READY=1", LONG).join("");
+    assert!(seen.contains("RELOADING=1"), "{seen}");
+    assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
+}

@@ -10,19 +10,19 @@ use std::time::Duration;
 use crate::util::systemd::Systemd;
 use crate::util::{free_port, get_tcp, get_unix, mas_sockets, run_ok, standin};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the test places binaries and config inside the instance: its private
 /// /run, which the unit's ProtectHome= and PrivateTmp= leave visible.
-const STAGE: &str = "/run/mas-e2e";
+pub(crate) const STAGE: &str = "/run/mas-e2e";
 
-fn boot(label: &str) -> Systemd {
+pub(crate) fn boot(label: &str) -> Systemd {
     Systemd::boot(label).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Copies the binaries and the config into the instance, world-readable, so
 /// that the service user (nobody) can run them.
-fn stage(sd: &Systemd, config: &str) {
+pub(crate) fn stage(sd: &Systemd, config: &str) {
     let dir = sd.host_path(STAGE);
     fs::create_dir_all(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
@@ -36,6 +36,11 @@ fn stage(sd: &Systemd, config: &str) {
 
 /// Generates the units for the staged config straight into the instance.
 fn install_units(sd: &Systemd) -> Vec<String> {
+    install_units_with(sd, &[])
+}
+
+/// As [`install_units`], with more generate-units options.
+pub(crate) fn install_units_with(sd: &Systemd, extra: &[&str]) -> Vec<String> {
     let mut cmd = Command::new(mas_sockets());
     cmd.arg("generate-units")
         .arg("--config")
@@ -51,6 +56,7 @@ fn install_units(sd: &Systemd) -> Vec<String> {
             "--stop-timeout",
             "10s",
         ])
+        .args(extra)
         .arg("--output-dir")
         .arg(sd.host_path("/run/systemd/system"));
     let out = run_ok(&mut cmd);
@@ -65,7 +71,7 @@ fn install_units(sd: &Systemd) -> Vec<String> {
 }
 
 /// A Unix socket path of the instance, seen from the host.
-fn sock_path(sd: &Systemd) -> std::path::PathBuf {
+pub(crate) fn sock_path(sd: &Systemd) -> std::path::PathBuf {
     sd.host_path("/run/mas-e2e-sock/web.sock")
 }
 

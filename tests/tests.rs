@@ -10,4 +10,5 @@ mod generate_units;
 mod restart;
 mod supervise;
 mod systemd_e2e;
+mod systemd_restart;
 mod systemd_smoke;

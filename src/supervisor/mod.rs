@@ -181,6 +181,9 @@ struct Supervisor<'a> {
     /// Exit statuses of generations that ended, for the outcome.
     last_status: Option<ExitStatus>,
     give_up: bool,
+    /// The serving MAS whose watchdog replacement failed: it is left to
+    /// systemd's watchdog rather than replaced again and again.
+    hung: Option<u32>,
     started: Instant,
 }
 
@@ -229,6 +232,7 @@ pub async fn run(
         was_ready: false,
         last_status: None,
         give_up: false,
+        hung: None,
         started: Instant::now(),
     };
     let config = plan.rewrite(&sv.binds);
@@ -712,6 +716,12 @@ impl Supervisor<'_> {
             NotifyState::Status(format!("restart failed: {why}; {serving}")),
         ]);
         self.record(Err(why.clone()));
+        if let Some(pid) = self
+            .hung
+            .filter(|&pid| self.current.as_ref().is_some_and(|g| g.pid == pid))
+        {
+            warn!("MAS (pid {pid}) hangs and could not be replaced; no more watchdog pings, so systemd's watchdog takes over");
+        }
         for w in waiters {
             let _ = w.send(Err(format!("{why}; {serving}")));
         }
@@ -940,6 +950,12 @@ impl Supervisor<'_> {
     }
 
     /// Pings systemd while the serving MAS is healthy; replaces one that hangs.
+    ///
+    /// While a restart runs (bounded by the ready and drain timeouts) the
+    /// pings go on even if the old MAS hangs: the replacement is under way,
+    /// and a watchdog kill from systemd would only throw it away. If the
+    /// replacement of a hung MAS fails, the pings stop and systemd's watchdog
+    /// takes over (`WatchdogSignal=`, then `Restart=`).
     fn on_watchdog_tick(&mut self) {
         let Some(usec) = self.opts.watchdog_usec else {
             return;
@@ -951,14 +967,19 @@ impl Supervisor<'_> {
         let Some(last) = current.last_ping else {
             return;
         };
-        if last.elapsed() <= period {
+        if last.elapsed() <= period || self.restart.is_some() {
             self.notify(&[NotifyState::Watchdog]);
-        } else if self.restart.is_none() && self.stopping.is_none() {
+        } else if self.stopping.is_some() {
+            // Stopping is bounded by the stop timeout; nothing to replace.
+        } else if self.hung == Some(current.pid) {
+            // Said once, when the replacement failed (below).
+        } else {
+            let pid = current.pid;
             warn!(
-                "MAS (pid {}) sent no WATCHDOG=1 for {:?}; replacing it",
-                current.pid,
+                "MAS (pid {pid}) sent no WATCHDOG=1 for {:?}; replacing it",
                 last.elapsed()
             );
+            self.hung = Some(pid);
             self.begin_restart(None, "MAS stopped answering its watchdog".to_owned());
         }
     }

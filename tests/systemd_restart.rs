@@ -1,0 +1,280 @@
+//! Zero-downtime restarts under a real systemd, with continuous load on the
+//! TCP and the Unix bind, and the stand-in taking 1 s to become ready.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::systemd_e2e::{boot, install_units_with, sock_path, stage, STAGE, TIMEOUT};
+use crate::util::load::{Load, LoadSpec, Target};
+use crate::util::systemd::Systemd;
+use crate::util::{free_port, get_tcp};
+
+fn config(port: u16, standin: &str) -> String {
+    format!(
+        "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: human}}, {{name: health}}]\n      binds:\n        - host: 127.0.0.1\n          port: {port}\n        - socket: /run/mas-e2e-sock/web.sock\nstandin:\n  startup_delay_ms: 1000\n{standin}"
+    )
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Boots systemd with the generated units running and ready.
+fn deploy(label: &str, port: u16, extra_units: &[&str]) -> Systemd {
+    deploy_with_dropin(label, port, extra_units, None)
+}
+
+/// Like [`deploy`], with a drop-in for mas.service in place before it starts.
+fn deploy_with_dropin(
+    label: &str,
+    port: u16,
+    extra_units: &[&str],
+    dropin: Option<&str>,
+) -> Systemd {
+    deploy_full(label, port, extra_units, dropin, "")
+}
+
+/// Like [`deploy_with_dropin`], with `standin` switches for the first MAS.
+fn deploy_full(
+    label: &str,
+    port: u16,
+    extra_units: &[&str],
+    dropin: Option<&str>,
+    standin: &str,
+) -> Systemd {
+    let sd = boot(label);
+    stage(&sd, &config(port, standin));
+    install_units_with(&sd, extra_units);
+    if let Some(dropin) = dropin {
+        sd.install_unit("mas.service.d/test.conf", dropin);
+        sd.daemon_reload();
+    }
+    sd.exec_ok(&["systemctl", "start", "mas.service"]);
+    assert_eq!(sd.unit_property("mas.service", "ActiveState"), "active");
+    sd
+}
+
+fn restage_config(sd: &Systemd, port: u16, standin: &str) {
+    fs::write(
+        sd.host_path(&format!("{STAGE}/config.yaml")),
+        config(port, standin),
+    )
+    .unwrap();
+}
+
+/// The load the issue asks for: 32 workers, new connections and keep-alive,
+/// responses of 0 and 200 ms, on the TCP and the Unix bind.
+fn start_load(sd: &Systemd, port: u16) -> Load {
+    Load::start(LoadSpec {
+        targets: vec![Target::Tcp(addr(port)), Target::Unix(sock_path(sd))],
+        workers: 32,
+        paths: vec!["/".into(), "/slow/200".into()],
+        keep_alive_share: 0.5,
+        timeout: Duration::from_secs(20),
+    })
+}
+
+fn pid_now(port: u16) -> u32 {
+    get_tcp(addr(port), "/").expect("request").pid()
+}
+
+/// 20 `systemctl reload`s under load: no request fails, and each reload
+/// returns only once the new MAS answers.
+#[test]
+fn twenty_reloads_under_load_lose_no_request() {
+    let port = free_port();
+    let sd = deploy("reload-load", port, &[]);
+    let main_pid = sd.unit_property("mas.service", "MainPID");
+    let load = start_load(&sd, port);
+    let mut pids = vec![pid_now(port)];
+    for i in 1..=20 {
+        load.mark(&format!("reload {i} begins"));
+        sd.exec_ok(&["systemctl", "reload", "mas.service"]);
+        load.mark(&format!("reload {i} returned"));
+        let now = pid_now(port);
+        assert!(
+            !pids.contains(&now),
+            "reload {i} returned before the new MAS answered: pid {now} served already ({pids:?})"
+        );
+        pids.push(now);
+    }
+    let report = load.stop();
+    assert!(
+        report.failures().is_empty(),
+        "{} of {} requests failed:\n{}",
+        report.failures().len(),
+        report.samples.len(),
+        report.describe_failures(20)
+    );
+    assert!(report.ok() > 1000, "too little load: {}", report.ok());
+    assert!(report.targets_served().len() == 2, "both binds served");
+    assert!(report.pids().len() >= 21, "{:?}", report.pids());
+    assert_eq!(
+        sd.unit_property("mas.service", "MainPID"),
+        main_pid,
+        "the supervisor stays"
+    );
+    assert_eq!(sd.unit_property("mas.service", "ActiveState"), "active");
+    sd.stop().unwrap();
+}
+
+/// Failed restarts through `systemctl reload`: it exits non-zero, the old
+/// MAS answers, and the unit stays active.
+#[test]
+fn failed_reloads_keep_the_old_mas_and_the_unit_active() {
+    let port = free_port();
+    let sd = deploy("reload-fail", port, &["--ready-timeout", "3s"]);
+    let old = pid_now(port);
+    for (standin, why) in [
+        ("  never_ready: true\n", "was not ready within 3s"),
+        ("  exit_at_start: true\n", "exited before it was ready"),
+        ("  - not: [a mapping\n", "the config is invalid"),
+    ] {
+        restage_config(&sd, port, standin);
+        let out = sd.systemctl(&["reload", "mas.service"]);
+        assert!(!out.status.success(), "reload with {standin:?} succeeded");
+        assert_eq!(
+            pid_now(port),
+            old,
+            "{standin:?}: the old MAS must still answer"
+        );
+        // systemd takes the supervisor's READY=1 and the end of ExecReload in
+        // either order; after a RELOADING=1 it may pass through "reloading".
+        sd.wait_for("the unit to be active again", TIMEOUT, || {
+            let state = sd.unit_property("mas.service", "ActiveState");
+            assert!(
+                matches!(state.as_str(), "active" | "reloading"),
+                "{standin:?}: the unit is {state}"
+            );
+            state == "active"
+        })
+        .unwrap_or_else(|e| panic!("{standin:?}: {e}\n{}", sd.journal("mas.service")));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let journal = sd.journal("mas.service");
+        assert!(
+            journal.contains(why),
+            "{standin:?}: no `{why}` in the journal:\n{journal}\nsystemctl said: {stderr}"
+        );
+        let status = sd.unit_property("mas.service", "StatusText");
+        assert!(
+            status.starts_with("restart failed: ") && status.contains(why),
+            "{standin:?}: StatusText={status:?}"
+        );
+    }
+    // Fixed, a reload works again.
+    restage_config(&sd, port, "");
+    sd.exec_ok(&["systemctl", "reload", "mas.service"]);
+    assert_ne!(pid_now(port), old);
+    sd.stop().unwrap();
+}
+
+/// `kill -9` of MAS under load: no connection is refused, and a new MAS answers.
+#[test]
+fn killed_mas_is_replaced_without_refusing_connections() {
+    let port = free_port();
+    let sd = deploy("kill9", port, &[]);
+    let old = pid_now(port);
+    let load = start_load(&sd, port);
+    load.mark("kill -9");
+    sd.exec_ok(&["kill", "-9", &old.to_string()]);
+    load.mark("killed");
+    sd.wait_for("a new MAS to answer", TIMEOUT, || {
+        get_tcp(addr(port), "/").is_ok_and(|r| r.pid() != old)
+    })
+    .unwrap();
+    let report = load.stop();
+    // Requests that the killed MAS had accepted die with it; every other one,
+    // in particular each connection made while no MAS ran, must succeed.
+    let killed = report.mark_at("killed").expect("mark");
+    let lost: Vec<_> = report
+        .failures()
+        .into_iter()
+        .filter(|s| {
+            s.at >= killed
+                || s.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("refused") || e.starts_with("connect"))
+        })
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} requests begun after the kill or refused failed:\n{}",
+        lost.len(),
+        report.describe_failures(40)
+    );
+    assert!(report.pids().len() >= 2, "{:?}", report.pids());
+    assert_eq!(sd.unit_property("mas.service", "ActiveState"), "active");
+    sd.stop().unwrap();
+}
+
+/// A crash loop: the supervisor gives up after its limit, systemd restarts
+/// it, and the socket units keep the sockets throughout.
+#[test]
+fn crash_loop_is_left_to_systemd_and_the_sockets_stay() {
+    let port = free_port();
+    let sd = deploy_with_dropin(
+        "crashloop",
+        port,
+        &[],
+        Some("[Service]\nEnvironment=MAS_SOCKETS_CRASH_LIMIT=2 MAS_SOCKETS_BACKOFF=50ms\n"),
+    );
+    restage_config(&sd, port, "  crash_after_ms: 100\n");
+    // The restart reads the crashing config; from then on each MAS crashes.
+    sd.exec_ok(&["systemctl", "reload", "mas.service"]);
+    sd.wait_for("systemd to restart the supervisor", TIMEOUT, || {
+        sd.unit_property("mas.service", "NRestarts")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 1
+    })
+    .unwrap();
+    let journal = sd.journal("mas.service");
+    assert!(journal.contains("that is 2 crashes within"), "{journal}");
+    for socket in ["mas-web-0.socket", "mas-web-1.socket"] {
+        assert_eq!(
+            sd.unit_property(socket, "ActiveState"),
+            "active",
+            "{socket}"
+        );
+    }
+    // Repaired, the next start serves again on the same sockets.
+    restage_config(&sd, port, "");
+    sd.wait_for("MAS to serve again", TIMEOUT, || {
+        get_tcp(addr(port), "/").is_ok()
+    })
+    .unwrap();
+    sd.stop().unwrap();
+}
+
+/// An old MAS that ignores SIGTERM is SIGKILLed after the drain timeout, and
+/// the reload waits for that before it returns.
+#[test]
+fn old_mas_ignoring_sigterm_is_killed_after_the_drain_timeout() {
+    let port = free_port();
+    let sd = deploy_full(
+        "drain-kill",
+        port,
+        &["--drain-timeout", "2s"],
+        None,
+        "  ignore_sigterm: true\n",
+    );
+    let old = pid_now(port);
+    restage_config(&sd, port, "");
+    sd.exec_ok(&["systemctl", "reload", "mas.service"]);
+    assert_ne!(pid_now(port), old);
+    let alive = sd.exec(&["kill", "-0", &old.to_string()]);
+    assert!(
+        !alive.status.success(),
+        "the old MAS (pid {old}) outlived the reload"
+    );
+    let journal = sd.journal("mas.service");
+    assert!(
+        journal.contains("SIGTERM received: ignored (ignore_sigterm)")
+            && journal.contains(&format!(
+                "the old MAS (pid {old}) did not finish within 2s; killing it"
+            )),
+        "{journal}"
+    );
+    sd.stop().unwrap();
+}
