@@ -8,12 +8,14 @@
 //! add listeners no config file shows, so [`listener_env_overrides`] finds
 //! such variables and the commands refuse them.
 
+pub mod net;
 pub mod plan;
 pub mod raw;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+pub use net::IpNet;
 pub use plan::{Bind, BindSpec, ConfigError, Endpoint, FdKind, Listener, Location, Plan};
 pub use raw::{Document, DocumentError, Merged};
 

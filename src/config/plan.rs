@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use serde_norway::{Mapping, Value};
 
+use super::net::{default_trusted_proxies, IpNet};
 use super::raw::{kind_of, Merged, Pos};
 
 /// The longest Unix socket path: `sun_path` holds 108 bytes, one of them the NUL.
@@ -165,6 +166,8 @@ pub enum ErrorKind {
     BadKind { value: String },
     #[error("`kind` without `fd` makes MAS take fd 0 by accident; write `fd:` explicitly")]
     KindWithoutFd,
+    #[error("`{value}` is not an IP network, and MAS would refuse the config; write e.g. `127.0.0.1/8` or `::1/128`")]
+    BadTrustedProxy { value: String },
     #[error(
         "{this} is also bound by {other}; each address may be bound once, so remove one of them"
     )]
@@ -330,6 +333,12 @@ pub struct Listener {
     pub binds: Vec<Bind>,
     pub resources: Vec<String>,
     pub proxy_protocol: bool,
+    /// Where `proxy_protocol` is set, or the listener itself when it is not.
+    pub proxy_protocol_location: Location,
+    /// The path prefix MAS mounts the resources on (`prefix:`), as written.
+    pub prefix: Option<String>,
+    /// Whether the listener terminates TLS itself (`tls:`).
+    pub tls: bool,
     pub location: Location,
 }
 
@@ -353,6 +362,13 @@ pub struct Plan {
     /// Whether the listeners are MAS's built-in defaults (no `http` section).
     pub http_is_default: bool,
     pub listeners: Vec<Listener>,
+    /// `http.public_base`, as written (MAS's default without an `http` section).
+    pub public_base: Option<String>,
+    /// The networks MAS believes `X-Forwarded-For` from: `http.trusted_proxies`,
+    /// or MAS's default list when the key is absent.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Where `http.trusted_proxies` is set; `None` when MAS's default applies.
+    pub trusted_proxies_location: Option<Location>,
     /// Things worth saying that do not stop anything (resolved host names, ...).
     pub warnings: Vec<String>,
 }
@@ -402,6 +418,9 @@ pub fn fd_bind_value(index: usize, kind: FdKind) -> Value {
 fn default_http_value() -> Value {
     serde_norway::from_str(DEFAULT_HTTP).expect("the built-in default http section is valid YAML")
 }
+
+/// MAS's `public_base` when the config has no `http` section.
+const DEFAULT_PUBLIC_BASE: &str = "http://[::]:8080/";
 
 /// MAS's built-in listeners and public base, used when the config has no `http`.
 const DEFAULT_HTTP: &str = r#"
@@ -492,6 +511,7 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
             },
         ),
     }
+    let (public_base, trusted_proxies, trusted_proxies_location) = cx.http_extras(http_is_default);
     cx.check_keys(&merged.value, &mut String::new());
     cx.check_duplicates(&listeners);
     for (i, listener) in listeners.iter().enumerate() {
@@ -512,6 +532,9 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
             merged: merged.value.clone(),
             http_is_default,
             listeners,
+            public_base,
+            trusted_proxies,
+            trusted_proxies_location,
             warnings: cx.warnings,
         })
     } else {
@@ -605,6 +628,28 @@ impl Checker<'_> {
                 false
             }
         };
+        let proxy_protocol_location = if map.contains_key("proxy_protocol") {
+            here(self, ".proxy_protocol")
+        } else {
+            here(self, "")
+        };
+        let prefix = match map.get("prefix") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(other) => {
+                let location = here(self, ".prefix");
+                self.errors.push(ConfigError {
+                    location,
+                    kind: ErrorKind::WrongType {
+                        key: "prefix",
+                        found: kind_of(other),
+                        expected: "a path such as /auth",
+                    },
+                });
+                None
+            }
+        };
+        let tls = !matches!(map.get("tls"), None | Some(Value::Null));
         let resources = self.resources(index, map.get("resources"), default);
         let mut binds = Vec::new();
         match map.get("binds") {
@@ -647,8 +692,53 @@ impl Checker<'_> {
             binds,
             resources,
             proxy_protocol,
+            proxy_protocol_location,
+            prefix,
+            tls,
             location: here(self, ""),
         })
+    }
+
+    /// `public_base` and `trusted_proxies` of the `http` section, as MAS
+    /// would use them.
+    fn http_extras(&mut self, default: bool) -> (Option<String>, Vec<IpNet>, Option<Location>) {
+        let http = self.merged.value.get("http");
+        let public_base = if default {
+            Some(DEFAULT_PUBLIC_BASE.to_owned())
+        } else {
+            http.and_then(|h| h.get("public_base"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let Some(value) = http.and_then(|h| h.get("trusted_proxies")) else {
+            return (public_base, default_trusted_proxies(), None);
+        };
+        let location = self.location("http.trusted_proxies");
+        let mut nets = Vec::new();
+        match value {
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().map(str::parse::<IpNet>) {
+                        Some(Ok(net)) => nets.push(net),
+                        _ => self.error_at(
+                            &format!("http.trusted_proxies[{i}]"),
+                            ErrorKind::BadTrustedProxy {
+                                value: scalar_text(item),
+                            },
+                        ),
+                    }
+                }
+            }
+            other => self.error_at(
+                "http.trusted_proxies",
+                ErrorKind::WrongType {
+                    key: "trusted_proxies",
+                    found: kind_of(other),
+                    expected: "a list of IP networks",
+                },
+            ),
+        }
+        (public_base, nets, Some(location))
     }
 
     fn resources(&mut self, listener: usize, value: Option<&Value>, default: bool) -> Vec<String> {

@@ -544,3 +544,43 @@ fn listener_variables_in_the_environment_are_found() {
         ["MAS_HTTP_LISTENERS", "mas_http"]
     );
 }
+
+#[test]
+fn prefix_tls_public_base_and_trusted_proxies_are_read() {
+    let plan = plan(
+        "http:\n  public_base: https://example.com/auth/\n  trusted_proxies: [127.0.0.1/8, '::1']\n  listeners:\n    - name: web\n      prefix: /auth\n      tls: {certificate_file: a, key_file: b}\n      proxy_protocol: true\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n",
+    );
+    let web = &plan.listeners[0];
+    assert_eq!(web.prefix.as_deref(), Some("/auth"));
+    assert!(web.tls);
+    assert_eq!(
+        web.proxy_protocol_location.key,
+        "http.listeners[0].proxy_protocol"
+    );
+    assert_eq!(
+        plan.public_base.as_deref(),
+        Some("https://example.com/auth/")
+    );
+    let shown: Vec<String> = plan
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["127.0.0.1/8", "::1/128"]);
+    assert!(plan.trusted_proxies_location.is_some());
+}
+
+#[test]
+fn trusted_proxies_default_to_mas_list_and_bad_entries_are_refused() {
+    let plan = plan(&with_binds(&["{port: 8080}"]));
+    assert_eq!(plan.trusted_proxies.len(), 6);
+    assert!(plan.trusted_proxies_location.is_none());
+    assert!(!plan.listeners[0].tls);
+    let e = one_error(
+        "http:\n  trusted_proxies: [localhost]\n  listeners:\n    - resources: [{name: health}]\n      binds: [{port: 8080}]\n",
+    );
+    assert!(
+        e.contains("http.trusted_proxies[0]: `\"localhost\"` is not an IP network"),
+        "{e}"
+    );
+}
