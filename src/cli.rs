@@ -32,6 +32,19 @@ pub enum Command {
     /// One socket unit per bind, named <NAME>-<listener>.socket, and
     /// <NAME>.service running `mas-sockets supervise` with the same config files.
     GenerateUnits(GenerateUnitsArgs),
+    /// Write the nginx site that puts nginx in front of MAS.
+    ///
+    /// The auth host (--server-name) goes to the first listener that serves
+    /// discovery, human, oauth, graphql and (without --assets-dir) assets;
+    /// nginx reaches it on its first Unix socket, else its TCP bind. With
+    /// --matrix-server-name, the Matrix host sends /_matrix/client/*/login,
+    /// /logout and /refresh to MAS and everything else under /_matrix/ and
+    /// /_synapse/client/ to --homeserver. A listener with `proxy_protocol:
+    /// true` is reached from nginx's stream module with `proxy_protocol on`,
+    /// the only part of nginx that can send it. Refuses, with the fix, a
+    /// listener nginx cannot reach or may not connect to. Exit status 0 when
+    /// written, 2 when it cannot be.
+    GenerateNginx(GenerateNginxArgs),
     /// Run MAS on the sockets systemd passes (the service's main process).
     ///
     /// Takes the fds of LISTEN_FDS, matches each to a configured bind by its
@@ -96,6 +109,55 @@ pub struct ConfigArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Also check an nginx file (a site, a stream configuration, or a whole
+    /// nginx.conf) against the config: PROXY protocol on one side only, and
+    /// proxy_pass to a socket or port that no bind has. Repeatable.
+    #[arg(long = "nginx", value_name = "SITE")]
+    pub nginx: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateNginxArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The auth host: the name clients reach MAS by (public_base's host).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: String,
+    /// The Matrix homeserver's host, whose login, logout and refresh
+    /// endpoints MAS answers; needs --homeserver.
+    #[arg(long, value_name = "NAME", requires = "homeserver")]
+    pub matrix_server_name: Option<String>,
+    /// Where nginx reaches the homeserver, e.g. http://localhost:8008.
+    #[arg(long, value_name = "URL", requires = "matrix_server_name")]
+    pub homeserver: Option<String>,
+    /// MAS's assets directory (what the `assets` resource serves, e.g.
+    /// /usr/share/mas/assets): nginx serves /assets/ from it, with the
+    /// pre-compressed .gz files, cached for a year.
+    #[arg(long, value_name = "DIR")]
+    pub assets_dir: Option<PathBuf>,
+    /// TLS certificate (full chain) for nginx; plain HTTP without it.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key for --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// An address nginx listens on: PORT, IPV4:PORT or [IPV6]:PORT; repeatable.
+    /// Default: 443 and [::]:443 with TLS, 80 and [::]:80 without.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// The group of MAS's Unix sockets, as given to generate-units
+    /// (--socket-group, else --group); nginx's user must be in it.
+    #[arg(long, default_value = "mas", value_name = "GROUP")]
+    pub socket_group: String,
+    /// The user nginx's workers run as (nginx.conf's `user`).
+    #[arg(long, default_value = "www-data", value_name = "USER")]
+    pub nginx_user: String,
+    /// Prefix of the file and upstream names (generate-units' --name).
+    #[arg(long, default_value = "mas", value_name = "BASE")]
+    pub name: String,
+    /// Write the file into DIR instead of printing it.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

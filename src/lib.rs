@@ -8,6 +8,7 @@
 //! - [`config`]: MAS's YAML config read as MAS reads it (raw), then checked into a
 //!   [`config::Plan`] that everything else acts on.
 //! - [`units`]: the systemd `.socket` and `.service` units for a plan.
+//! - [`nginx`]: the nginx site in front of MAS, and checks of a hand-written one.
 //! - [`activation`]: taking and inspecting the listening fds systemd passes.
 //! - [`bind`]: binding the configured addresses when nothing was passed.
 //! - [`assign`]: matching sockets to the configured binds.
@@ -25,6 +26,7 @@ pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod logging;
+pub mod nginx;
 pub mod notify;
 pub mod supervisor;
 pub mod sys;

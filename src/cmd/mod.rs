@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod exec_child;
+pub mod generate_nginx;
 pub mod generate_units;
 pub mod reload;
 pub mod supervise;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::GenerateUnits(args) => generate_units::run(args),
+        Command::GenerateNginx(args) => generate_nginx::run(args),
         Command::Supervise(args) => supervise::run(args),
         Command::Reload(args) => reload::run_reload(args),
         Command::Status(args) => reload::run_status(args),
