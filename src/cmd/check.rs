@@ -1,10 +1,14 @@
-//! `mas-sockets check`: validate the config and show what each bind means.
+//! `mas-sockets check`: validate the config and show what each bind means;
+//! with `--nginx`, also hold nginx files against it.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
+use crate::config::plan::SystemResolver;
 use crate::config::Plan;
+use crate::nginx::{compare, syntax};
 
 /// Runs `check`.
 ///
@@ -17,7 +21,68 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     super::print_stdout(&describe(&plan))?;
-    Ok(ExitCode::SUCCESS)
+    let mut problems = false;
+    for site in &args.nginx {
+        match check_site(&plan, site)? {
+            SiteOutcome::Clean => {}
+            SiteOutcome::Problems => problems = true,
+            SiteOutcome::Unreadable => return Ok(ExitCode::from(super::EXIT_CANNOT_RUN)),
+        }
+    }
+    Ok(if problems {
+        ExitCode::from(super::EXIT_PROBLEMS)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+enum SiteOutcome {
+    Clean,
+    Problems,
+    Unreadable,
+}
+
+/// Reads, parses and compares one nginx file, printing what it finds.
+fn check_site(plan: &Plan, site: &Path) -> anyhow::Result<SiteOutcome> {
+    let text = match std::fs::read(site) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => {
+            eprintln!(
+                "mas-sockets: {}: cannot read the nginx file: {e}; check the path given with --nginx",
+                site.display()
+            );
+            return Ok(SiteOutcome::Unreadable);
+        }
+    };
+    let tree = match syntax::parse(&text) {
+        Ok(tree) => tree,
+        Err(e) => {
+            eprintln!(
+                "mas-sockets: {}:{}: not nginx configuration: {}",
+                site.display(),
+                e.line,
+                e.kind
+            );
+            return Ok(SiteOutcome::Unreadable);
+        }
+    };
+    let report = compare::compare(plan, site, &tree, &SystemResolver);
+    let mut out = String::new();
+    for note in &report.notes {
+        let _ = writeln!(out, "nginx {note}");
+    }
+    super::print_stdout(&out)?;
+    for warning in &report.warnings {
+        eprintln!("mas-sockets: warning: {warning}");
+    }
+    for problem in &report.problems {
+        eprintln!("mas-sockets: {problem}");
+    }
+    Ok(if report.problems.is_empty() {
+        SiteOutcome::Clean
+    } else {
+        SiteOutcome::Problems
+    })
 }
 
 /// One line per listener, then one per bind with the sockets it stands for.

@@ -1,1 +1,466 @@
-//! placeholder
+//! A parsed nginx file held against the config, for `check --nginx`.
+//!
+//! Every `proxy_pass` (in http locations and stream servers, through
+//! `upstream` blocks) is resolved to sockets and matched with the binds. A
+//! match is then checked for the PROXY protocol: nginx sends a header exactly
+//! when a stream server (or the stream block) says `proxy_protocol on`, and
+//! the listener must expect it exactly then. `proxy_protocol` in the http
+//! module is no nginx directive at all.
+//!
+//! A `proxy_pass` that reaches no bind is a problem only when it is meant for
+//! MAS: in an http server named after `public_base`'s host, in a location
+//! whose path is one of the compatibility endpoints (`_matrix/client` with
+//! `login`, `logout` or `refresh`), or in a stream server that sends the
+//! PROXY protocol. Others (the homeserver, anything else) are left alone.
+//!
+//! Which module a file is for: a file with `http`, `stream` or `events`
+//! blocks is a whole nginx.conf; otherwise a file whose `server` blocks hold
+//! `proxy_pass` directly is stream configuration, else a site. `include` is
+//! not followed, and `proxy_pass` with variables cannot be resolved: both are
+//! said in a warning. Host names other than `localhost` are resolved with
+//! the resolver the config uses.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use super::syntax::Directive;
+use crate::config::plan::{same_path, Resolver};
+use crate::config::{Bind, Endpoint, Listener, Plan};
+
+/// What the comparison found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Mismatches, one line each naming the site's and the config's lines.
+    pub problems: Vec<String>,
+    /// What each `proxy_pass` reaches, for the summary.
+    pub notes: Vec<String>,
+    /// What could not be checked.
+    pub warnings: Vec<String>,
+}
+
+/// Which nginx module a block belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Module {
+    Http,
+    Stream,
+}
+
+/// A socket nginx is told to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Unix(PathBuf),
+    Tcp { host: String, port: u16 },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(p) => write!(f, "unix:{}", p.display()),
+            Target::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Target::Tcp { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// One `proxy_pass` and what decides whether it must reach MAS.
+struct Pass<'a> {
+    module: Module,
+    line: usize,
+    arg: &'a str,
+    /// Whether nginx sends a PROXY header here, and the line that says so.
+    proxy_protocol: Option<(bool, usize)>,
+    /// Whether it is meant for MAS even when it reaches no bind.
+    for_mas: bool,
+}
+
+/// Compares `tree`, read from `site`, with `plan`.
+pub fn compare(plan: &Plan, site: &Path, tree: &[Directive], resolver: &dyn Resolver) -> Report {
+    let mut report = Report::default();
+    let shown = site.display().to_string();
+    let mut upstreams: Vec<(Module, &str, &Directive)> = Vec::new();
+    let mut passes: Vec<Pass> = Vec::new();
+    let whole = tree
+        .iter()
+        .any(|d| matches!(d.name.as_str(), "http" | "stream" | "events"));
+    let mut walker = Walker {
+        plan,
+        site: &shown,
+        report: &mut report,
+        upstreams: &mut upstreams,
+        passes: &mut passes,
+    };
+    if whole {
+        for d in tree {
+            match d.name.as_str() {
+                "http" => walker.http_block(d.children()),
+                "stream" => walker.stream_block(d.children()),
+                _ => walker.note_include(d),
+            }
+        }
+    } else {
+        let stream_like = tree
+            .iter()
+            .any(|d| d.name == "server" && d.children().iter().any(|c| c.name == "proxy_pass"));
+        if stream_like {
+            walker.stream_block(tree);
+        } else {
+            walker.http_block(tree);
+        }
+    }
+    for pass in &passes {
+        check_pass(plan, &shown, pass, &upstreams, resolver, &mut report);
+    }
+    report
+}
+
+struct Walker<'a, 't> {
+    plan: &'a Plan,
+    site: &'a str,
+    report: &'a mut Report,
+    upstreams: &'a mut Vec<(Module, &'t str, &'t Directive)>,
+    passes: &'a mut Vec<Pass<'t>>,
+}
+
+impl<'t> Walker<'_, 't> {
+    fn note_include(&mut self, d: &Directive) {
+        if d.name == "include" {
+            self.report.warnings.push(format!(
+                "{}:{}: `{d}` is not followed; check those files with another --nginx",
+                self.site, d.line
+            ));
+        }
+    }
+
+    fn http_block(&mut self, items: &'t [Directive]) {
+        let host = public_host(self.plan);
+        for d in items {
+            match d.name.as_str() {
+                "upstream" => {
+                    if let Some(name) = d.args.first() {
+                        self.upstreams.push((Module::Http, name, d));
+                    }
+                }
+                "server" => {
+                    let named_for_mas = d.children().iter().any(|c| {
+                        c.name == "server_name"
+                            && c.args
+                                .iter()
+                                .any(|n| host.as_deref().is_some_and(|h| n.eq_ignore_ascii_case(h)))
+                    });
+                    self.http_items(d.children(), named_for_mas, false);
+                }
+                _ => self.http_other(d),
+            }
+        }
+    }
+
+    /// Directives inside an http server, location, `if` or `limit_except`.
+    fn http_items(&mut self, items: &'t [Directive], named_for_mas: bool, compat: bool) {
+        for d in items {
+            match d.name.as_str() {
+                "location" => {
+                    let path = d.args.join(" ");
+                    let compat_here = compat
+                        || (path.contains("_matrix/client")
+                            && ["login", "logout", "refresh"]
+                                .iter()
+                                .any(|e| path.contains(e)));
+                    self.http_items(d.children(), named_for_mas, compat_here);
+                }
+                "proxy_pass" => {
+                    if let Some(arg) = d.args.first() {
+                        self.passes.push(Pass {
+                            module: Module::Http,
+                            line: d.line,
+                            arg,
+                            proxy_protocol: None,
+                            for_mas: named_for_mas || compat,
+                        });
+                    }
+                }
+                _ if d.block.is_some() => self.http_items(d.children(), named_for_mas, compat),
+                _ => self.http_other(d),
+            }
+        }
+    }
+
+    fn http_other(&mut self, d: &Directive) {
+        if d.name == "proxy_protocol" {
+            self.report.problems.push(format!(
+                "{}:{}: `{d}` is not a directive of nginx's http module, so nginx -t refuses the file; only nginx's stream module sends the PROXY protocol (`proxy_protocol on` in a stream server), so remove it, or reach a listener with `proxy_protocol: true` from a stream server",
+                self.site, d.line
+            ));
+        }
+        self.note_include(d);
+    }
+
+    fn stream_block(&mut self, items: &'t [Directive]) {
+        let default = proxy_protocol_of(items);
+        for d in items {
+            match d.name.as_str() {
+                "upstream" => {
+                    if let Some(name) = d.args.first() {
+                        self.upstreams.push((Module::Stream, name, d));
+                    }
+                }
+                "server" => {
+                    let pp = proxy_protocol_of(d.children()).or(default);
+                    for c in d.children() {
+                        if c.name == "proxy_pass" {
+                            if let Some(arg) = c.args.first() {
+                                self.passes.push(Pass {
+                                    module: Module::Stream,
+                                    line: c.line,
+                                    arg,
+                                    proxy_protocol: pp,
+                                    for_mas: pp.is_some_and(|(on, _)| on),
+                                });
+                            }
+                        } else {
+                            self.note_include(c);
+                        }
+                    }
+                }
+                _ => self.note_include(d),
+            }
+        }
+    }
+}
+
+/// The last `proxy_protocol on|off` among `items`, with its line.
+fn proxy_protocol_of(items: &[Directive]) -> Option<(bool, usize)> {
+    items
+        .iter()
+        .rev()
+        .find(|d| d.name == "proxy_protocol" && d.block.is_none())
+        .map(|d| (d.args.first().is_some_and(|a| a == "on"), d.line))
+}
+
+/// The host of `public_base`, lower-cased, without port or brackets.
+fn public_host(plan: &Plan) -> Option<String> {
+    let base = plan.public_base.as_deref()?;
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// The sockets of a `proxy_pass` argument: through an upstream block, or as
+/// written. `Err` with a reason when it cannot be resolved.
+fn targets_of(
+    pass: &Pass,
+    upstreams: &[(Module, &str, &Directive)],
+) -> Result<Vec<(Target, usize)>, String> {
+    if pass.arg.contains('$') {
+        return Err("it uses variables, which only nginx can resolve at run time".into());
+    }
+    let (rest, default_port) = match pass.module {
+        Module::Http => {
+            if let Some(rest) = pass.arg.strip_prefix("http://") {
+                (rest, Some(80))
+            } else if let Some(rest) = pass.arg.strip_prefix("https://") {
+                (rest, Some(443))
+            } else {
+                return Err("it is not an http:// or https:// URL".into());
+            }
+        }
+        Module::Stream => (pass.arg, None),
+    };
+    if let Some(path) = rest.strip_prefix("unix:") {
+        // http://unix:/path:/uri; in stream the whole rest is the path.
+        let path = match pass.module {
+            Module::Http => path.split(':').next().unwrap_or(path),
+            Module::Stream => path,
+        };
+        return Ok(vec![(Target::Unix(PathBuf::from(path)), pass.line)]);
+    }
+    let authority = match pass.module {
+        Module::Http => rest.split('/').next().unwrap_or(rest),
+        Module::Stream => rest,
+    };
+    if let Some((_, _, up)) = upstreams
+        .iter()
+        .find(|(m, name, _)| *m == pass.module && *name == authority)
+    {
+        let mut found = Vec::new();
+        for server in up.children().iter().filter(|d| d.name == "server") {
+            let Some(addr) = server.args.first() else {
+                continue;
+            };
+            if let Some(path) = addr.strip_prefix("unix:") {
+                found.push((Target::Unix(PathBuf::from(path)), server.line));
+            } else if let Some(t) = parse_host_port(addr, default_port.or(Some(80))) {
+                found.push((t, server.line));
+            }
+        }
+        return Ok(found);
+    }
+    parse_host_port(authority, default_port)
+        .map(|t| vec![(t, pass.line)])
+        .ok_or_else(|| {
+            format!("`{authority}` is neither host:port nor an upstream block of the file")
+        })
+}
+
+/// `host`, `host:port`, `[v6]:port`; `None` without a port and no default.
+fn parse_host_port(text: &str, default_port: Option<u16>) -> Option<Target> {
+    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        (host, rest.strip_prefix(':'))
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port?,
+    };
+    (!host.is_empty()).then(|| Target::Tcp {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// The addresses a TCP target stands for.
+fn addresses(host: &str, port: u16, resolver: &dyn Resolver) -> Vec<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+        ];
+    }
+    resolver.resolve(host, port).unwrap_or_default()
+}
+
+/// Whether connecting to `target` reaches a socket of `bind`.
+fn reaches(target: &Target, bind: &Bind, resolver: &dyn Resolver) -> bool {
+    match target {
+        Target::Unix(path) => bind
+            .endpoints
+            .iter()
+            .any(|e| matches!(e, Endpoint::Unix(p) if same_path(p, path))),
+        Target::Tcp { host, port } => {
+            let addrs = addresses(host, *port, resolver);
+            bind.endpoints.iter().any(|e| match e {
+                Endpoint::Tcp(a) => addrs.contains(a),
+                // A bind on every address holds every local address of its port.
+                Endpoint::AnyTcp(p) => *p == *port && !addrs.is_empty(),
+                Endpoint::Unix(_) => false,
+            })
+        }
+    }
+}
+
+fn check_pass(
+    plan: &Plan,
+    site: &str,
+    pass: &Pass,
+    upstreams: &[(Module, &str, &Directive)],
+    resolver: &dyn Resolver,
+    report: &mut Report,
+) {
+    let targets = match targets_of(pass, upstreams) {
+        Ok(t) => t,
+        Err(why) => {
+            report.warnings.push(format!(
+                "{site}:{}: `proxy_pass {}` is not checked: {why}",
+                pass.line, pass.arg
+            ));
+            return;
+        }
+    };
+    for (target, line) in targets {
+        let at = if line == pass.line {
+            format!("{site}:{line}")
+        } else {
+            format!("{site}:{line} (upstream of {site}:{})", pass.line)
+        };
+        let hit: Option<(&Listener, &Bind)> = plan.listeners.iter().find_map(|l| {
+            l.binds
+                .iter()
+                .find(|b| reaches(&target, b, resolver))
+                .map(|b| (l, b))
+        });
+        let Some((listener, bind)) = hit else {
+            if pass.for_mas {
+                report.problems.push(unmatched(plan, &at, &target));
+            }
+            continue;
+        };
+        let sends = pass.proxy_protocol.is_some_and(|(on, _)| on);
+        let expects = listener.proxy_protocol;
+        let name = listener.label();
+        match (sends, expects) {
+            (true, false) => {
+                let pp_line = pass.proxy_protocol.map_or(pass.line, |(_, l)| l);
+                report.problems.push(format!(
+                    "{site}:{pp_line}: PROXY protocol on nginx's side only: `proxy_protocol on` makes nginx send a PROXY header to {target} ({at}), but listener {name} does not expect one ({}), so MAS reads the header as a broken request line and answers 400; remove `proxy_protocol on`, or set `proxy_protocol: true` on the listener",
+                    listener.proxy_protocol_location
+                ));
+            }
+            (false, true) => {
+                let fix = match pass.module {
+                    Module::Stream => "add `proxy_protocol on;` to this stream server",
+                    Module::Http => "nginx's http proxy cannot send the header: set `proxy_protocol: false` on the listener (nginx passes the client's address in X-Forwarded-For), or reach it from a stream server with `proxy_protocol on`",
+                };
+                report.problems.push(format!(
+                    "{at}: PROXY protocol on MAS's side only: `proxy_pass {}` sends no PROXY header to {target}, but listener {name} expects one ({}: `proxy_protocol: true`), so MAS closes every connection and nginx answers 502; {fix}",
+                    pass.arg, listener.proxy_protocol_location
+                ));
+            }
+            _ => report.notes.push(format!(
+                "{at}: proxy_pass to {target} reaches listener {name} (bind {} at {}), PROXY protocol {}",
+                bind.index,
+                bind.location,
+                if sends { "on both sides" } else { "on neither side" }
+            )),
+        }
+    }
+}
+
+/// The message for a `proxy_pass` meant for MAS that reaches no bind.
+fn unmatched(plan: &Plan, at: &str, target: &Target) -> String {
+    let same_kind = |b: &&Bind| match target {
+        Target::Unix(_) => b.endpoints.iter().any(|e| matches!(e, Endpoint::Unix(_))),
+        Target::Tcp { .. } => b.endpoints.iter().any(|e| !matches!(e, Endpoint::Unix(_))),
+    };
+    let nearest = plan
+        .binds()
+        .find(same_kind)
+        .or_else(|| plan.binds().find(|b| !b.endpoints.is_empty()));
+    let candidates: Vec<String> = plan
+        .binds()
+        .flat_map(|b| b.endpoints.iter())
+        .map(|e| match e {
+            Endpoint::Unix(p) => format!("unix:{}", p.display()),
+            Endpoint::Tcp(a) => a.to_string(),
+            Endpoint::AnyTcp(p) => format!("127.0.0.1:{p}"),
+        })
+        .collect();
+    match nearest {
+        Some(bind) => format!(
+            "{at}: proxy_pass to {target}, which no bind of the config has (the nearest is {} at {}); point it at {}",
+            bind.spec,
+            bind.location,
+            candidates.join(" or ")
+        ),
+        None => format!(
+            "{at}: proxy_pass to {target}, which no bind of the config has, and no bind has an address nginx could use ({} has only `fd:` binds); add a `socket:` or `host:` bind",
+            plan.listeners
+                .first()
+                .map_or_else(|| "the config".to_owned(), |l| l.location.to_string())
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

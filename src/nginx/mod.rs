@@ -14,5 +14,6 @@
 //! assets, the Matrix host's split between MAS and the homeserver) needs a
 //! listener without it.
 
+pub mod compare;
 pub mod site;
 pub mod syntax;

@@ -1,0 +1,126 @@
+//! Specs of `check --nginx`: each mismatch is one line naming the site's
+//! line and the config's position; a matching site gives notes only.
+
+use std::path::Path;
+
+use super::*;
+use crate::config::check_texts;
+use crate::config::plan::SystemResolver;
+use crate::nginx::syntax::parse;
+
+const CONFIG: &str = "http:
+  public_base: https://auth.example.com/
+  listeners:
+    - name: web
+      resources: [{name: human}, {name: compat}]
+      binds:
+        - socket: /run/mas/web.sock
+    - name: proxied
+      proxy_protocol: true
+      resources: [{name: human}]
+      binds:
+        - host: 127.0.0.1
+          port: 8081
+";
+
+fn report(site: &str) -> Report {
+    let plan = check_texts(&[("mas.yaml", CONFIG)], &SystemResolver).expect("valid config");
+    let tree = parse(site).expect("valid nginx syntax");
+    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+}
+
+#[test]
+fn proxy_protocol_on_nginx_side_only_names_both_lines() {
+    let r = report("server {\n    listen 8443;\n    proxy_pass unix:/run/mas/web.sock;\n    proxy_protocol on;\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:4: PROXY protocol on nginx's side only: `proxy_protocol on` makes nginx send a PROXY header to unix:/run/mas/web.sock (site.conf:3), but listener web does not expect one (mas.yaml:4:7: http.listeners[0]), so MAS reads the header as a broken request line and answers 400"),
+        "{}",
+        r.problems[0]
+    );
+}
+
+#[test]
+fn proxy_protocol_on_mas_side_only_from_http_and_stream() {
+    let http = report("upstream p {\n    server 127.0.0.1:8081;\n}\nserver {\n    server_name auth.example.com;\n    location / {\n        proxy_pass http://p;\n    }\n}\n");
+    assert_eq!(http.problems.len(), 1, "{http:?}");
+    assert!(
+        http.problems[0].starts_with("site.conf:2 (upstream of site.conf:7): PROXY protocol on MAS's side only: `proxy_pass http://p` sends no PROXY header to 127.0.0.1:8081, but listener proxied expects one (mas.yaml:9:23: http.listeners[1].proxy_protocol: `proxy_protocol: true`), so MAS closes every connection and nginx answers 502; nginx's http proxy cannot send the header"),
+        "{}",
+        http.problems[0]
+    );
+    let stream =
+        report("stream {\n  server {\n    listen 9000;\n    proxy_pass localhost:8081;\n  }\n}\n");
+    assert_eq!(stream.problems.len(), 1, "{stream:?}");
+    assert!(
+        stream.problems[0].starts_with("site.conf:4: PROXY protocol on MAS's side only"),
+        "{stream:?}"
+    );
+    assert!(
+        stream.problems[0].ends_with("add `proxy_protocol on;` to this stream server"),
+        "{stream:?}"
+    );
+}
+
+#[test]
+fn proxy_protocol_in_http_is_not_an_nginx_directive() {
+    let r = report("server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://127.0.0.1:8081;\n    proxy_protocol on;\n  }\n}\n");
+    assert!(
+        r.problems.iter().any(|p| p.starts_with(
+            "site.conf:5: `proxy_protocol on` is not a directive of nginx's http module"
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.starts_with("site.conf:4: PROXY protocol on MAS's side only")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn proxy_pass_to_a_socket_no_bind_has() {
+    let r = report("server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/wrong.sock:/;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert_eq!(
+        r.problems[0],
+        "site.conf:4: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock or 127.0.0.1:8081"
+    );
+    // The compat endpoints on another host are meant for MAS too.
+    let r = report("server {\n  server_name matrix.example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh) {\n    proxy_pass http://127.0.0.1:9999;\n  }\n  location /_matrix/ {\n    proxy_pass http://127.0.0.1:8008;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:4: proxy_pass to 127.0.0.1:9999, which no bind"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn matching_site_gives_notes_and_leaves_other_backends_alone() {
+    let r = report("upstream w {\n  server unix:/run/mas/web.sock;\n}\nserver {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://w;\n  }\n  include snippets/x.conf;\n}\nserver {\n  server_name matrix.example.com;\n  location /_matrix/ {\n    proxy_pass http://localhost:8008;\n  }\n  location /v {\n    proxy_pass http://$backend;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(r.notes.len(), 1, "{r:?}");
+    assert!(
+        r.notes[0].contains("reaches listener web (bind 0 at mas.yaml:7:11"),
+        "{r:?}"
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("`include snippets/x.conf` is not followed")),
+        "{r:?}"
+    );
+    assert!(
+        r.warnings.iter().any(|w| w.contains("uses variables")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn whole_nginx_conf_with_stream_default() {
+    let r = report("events {}\nstream {\n  proxy_protocol on;\n  server {\n    listen 9000;\n    proxy_pass 127.0.0.1:8081;\n  }\n}\nhttp {\n  server {\n    location / { proxy_pass http://unix:/run/mas/web.sock; }\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(r.notes.len(), 2, "{r:?}");
+    assert!(r.notes[0].contains("PROXY protocol on both sides"), "{r:?}");
+}
