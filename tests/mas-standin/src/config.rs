@@ -92,12 +92,19 @@ pub(crate) fn admerge(earlier: Value, later: Value) -> Value {
     }
 }
 
-/// One HTTP listener: what the responses name it, and what it binds.
+/// One HTTP listener: what the responses name it, what it binds, and what
+/// it serves.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Listener {
     /// The listener's `name`, or its index in `http.listeners` when unnamed.
     pub(crate) label: String,
     pub(crate) binds: Vec<Bind>,
+    /// The `name` of each resource, in order.
+    pub(crate) resources: Vec<String>,
+    /// `prefix` as MAS normalizes it: without the trailing `/`, empty for none.
+    pub(crate) prefix: String,
+    /// Whether every connection starts with a PROXY protocol v1 header.
+    pub(crate) proxy_protocol: bool,
 }
 
 /// One entry of a listener's `binds`.
@@ -148,6 +155,9 @@ struct RawListener {
     name: Option<String>,
     resources: Vec<Value>,
     binds: Vec<Value>,
+    prefix: Option<String>,
+    #[serde(default)]
+    proxy_protocol: bool,
 }
 
 /// The `http` section as MAS deserializes it, less what the stand-in ignores.
@@ -207,9 +217,21 @@ fn read_listener(index: usize, raw: Value) -> anyhow::Result<Listener> {
             Ok(Bind { key, form })
         })
         .collect::<anyhow::Result<_>>()?;
+    let resources = raw
+        .resources
+        .iter()
+        .filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
     Ok(Listener {
         label: raw.name.unwrap_or_else(|| index.to_string()),
         binds,
+        resources,
+        prefix: raw
+            .prefix
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned(),
+        proxy_protocol: raw.proxy_protocol,
     })
 }
 
@@ -220,12 +242,15 @@ pub(crate) fn read_bind(value: &Value) -> Result<BindForm, serde_norway::Error> 
 
 /// MAS's listeners when the config has no `http` section.
 fn default_listeners() -> Vec<Listener> {
-    let listener = |label: &str, form| Listener {
+    let listener = |label: &str, form, resources: &[&str]| Listener {
         label: label.to_owned(),
         binds: vec![Bind {
             key: format!("default listener {label}"),
             form,
         }],
+        resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+        prefix: String::new(),
+        proxy_protocol: false,
     };
     vec![
         listener(
@@ -233,6 +258,7 @@ fn default_listeners() -> Vec<Listener> {
             BindForm::Address {
                 address: "[::]:8080".to_owned(),
             },
+            &["discovery", "human", "oauth", "compat", "graphql", "assets"],
         ),
         listener(
             "internal",
@@ -240,8 +266,71 @@ fn default_listeners() -> Vec<Listener> {
                 host: Some("localhost".to_owned()),
                 port: 8081,
             },
+            &["health"],
         ),
     ]
+}
+
+/// The networks MAS believes `X-Forwarded-For` from: `http.trusted_proxies`
+/// (entries that are not networks are skipped), else MAS's default list.
+pub(crate) fn trusted_proxies(root: &Value) -> Vec<Net> {
+    match root.get("http").and_then(|h| h.get("trusted_proxies")) {
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().and_then(Net::parse))
+            .collect(),
+        _ => [
+            "192.168.0.0/16",
+            "172.16.0.0/12",
+            "10.0.0.0/10",
+            "127.0.0.1/8",
+            "fd00::/8",
+            "::1/128",
+        ]
+        .iter()
+        .filter_map(|n| Net::parse(n))
+        .collect(),
+    }
+}
+
+/// An IP network of `trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Net {
+    addr: std::net::IpAddr,
+    bits: u32,
+}
+
+impl Net {
+    /// `addr` or `addr/bits`.
+    pub(crate) fn parse(text: &str) -> Option<Net> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            Some(b) => b.parse().ok().filter(|b| *b <= max)?,
+            None => max,
+        };
+        Some(Net { addr, bits })
+    }
+
+    /// Whether `ip` (in canonical form) lies in the network.
+    pub(crate) fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.addr, ip.to_canonical()) {
+            (V4(n), V4(i)) => {
+                let mask = u32::MAX.checked_shl(32 - self.bits).unwrap_or(0);
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (V6(n), V6(i)) => {
+                let mask = u128::MAX.checked_shl(128 - self.bits).unwrap_or(0);
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Shows a YAML value on one line, in flow style, for error messages.

@@ -78,7 +78,11 @@ async fn live(config: &Value) -> anyhow::Result<ExitCode> {
     }
 
     let opened = listen::open_all(&listeners)?;
-    let mut server = Server::start(opened, switches.request_delay)?;
+    let mut server = Server::start(
+        opened,
+        switches.request_delay,
+        config::trusted_proxies(config),
+    )?;
     notify(&[NotifyState::Ready]);
     log!("ready (READY=1)");
 

@@ -33,10 +33,13 @@ pub(crate) enum Socket {
     Unix(tokio::net::UnixListener),
 }
 
-/// A socket together with the label of the listener it serves.
+/// A socket together with what its listener serves.
 pub(crate) struct Opened {
     pub(crate) label: String,
     pub(crate) socket: Socket,
+    pub(crate) resources: Vec<String>,
+    pub(crate) prefix: String,
+    pub(crate) proxy_protocol: bool,
 }
 
 /// Takes the inherited fds and binds the other sockets of every listener, in
@@ -60,6 +63,9 @@ pub(crate) fn open_all(listeners: &[Listener]) -> anyhow::Result<Vec<Opened>> {
             opened.push(Opened {
                 label: listener.label.clone(),
                 socket,
+                resources: listener.resources.clone(),
+                prefix: listener.prefix.clone(),
+                proxy_protocol: listener.proxy_protocol,
             });
         }
     }

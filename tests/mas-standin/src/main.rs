@@ -4,9 +4,11 @@
 //! It reads MAS's YAML config files the way MAS reads them, turns the binds of
 //! `http.listeners` into sockets the way MAS does (inherited fds by position,
 //! host + port, socket address, Unix socket), speaks the same `sd_notify(3)`
-//! messages in the same order, and stops on the same signals. Instead of MAS's
-//! resources it serves a few diagnostic routes that name the process and the
-//! listener that answered. Switches (environment or a `standin:` config
+//! messages in the same order, and stops on the same signals. For each of
+//! MAS's resources it answers that resource's paths (under the listener's
+//! `prefix`), speaks the PROXY protocol where MAS would, and works out the
+//! client's address as MAS does; every answer names the process, the
+//! listener and the resource that answered. Switches (environment or a `standin:` config
 //! section) make it misbehave on purpose: start slowly, never get ready, ignore
 //! SIGTERM, stop its watchdog pings, crash while serving.
 //!
@@ -35,6 +37,7 @@ mod behaviour;
 mod config;
 mod lifecycle;
 mod listen;
+mod proxy;
 mod report;
 mod serve;
 

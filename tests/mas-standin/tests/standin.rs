@@ -3,7 +3,7 @@
 
 mod util;
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::os::unix::net::UnixStream;
@@ -419,11 +419,15 @@ fn config_files_are_merged_and_listeners_concatenated() {
     notify.expect_mainpid(&standin);
     notify.expect(&standin, "READY=1\n");
     assert_eq!(
-        standin.get(localhost(a), "/").header("x-standin-listener"),
+        standin
+            .get(localhost(a), "/which")
+            .header("x-standin-listener"),
         Some("a")
     );
     assert_eq!(
-        standin.get(localhost(b), "/").header("x-standin-listener"),
+        standin
+            .get(localhost(b), "/which")
+            .header("x-standin-listener"),
         Some("1")
     );
 }
@@ -567,4 +571,118 @@ fn never_ready_and_ignore_sigterm() {
     assert_eq!(standin.get(localhost(port), "/health").status, 200);
     assert_eq!(notify.recv(QUIET), None, "no STOPPING=1");
     assert!(standin.try_wait_exit(Duration::ZERO).is_none());
+}
+
+/// A listener with `proxy_protocol: true` takes the client's address from
+/// the PROXY v1 header and closes a connection that does not start with one.
+#[test]
+fn proxy_protocol_listener_learns_the_client_address_and_requires_the_header() {
+    let scratch = Scratch::new("proxy");
+    let notify = NotifySocket::bind(&scratch);
+    let port = free_port();
+    let config = scratch.write(
+        "config.yaml",
+        &format!("http:\n  public_base: https://a/\n  listeners:\n    - name: pp\n      proxy_protocol: true\n      resources: [{{name: health}}]\n      binds: [{{host: 127.0.0.1, port: {port}}}]\n"),
+    );
+    let standin = launch().config(&config).notify(&notify).spawn(&scratch);
+    notify.expect_mainpid(&standin);
+    notify.expect(&standin, "READY=1\n");
+
+    let mut client = standin.connect(localhost(port));
+    client
+        .write_all(b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 443\r\n")
+        .unwrap();
+    send_get(&mut client, "/health");
+    let response = read_response(&mut client).unwrap();
+    assert_eq!((response.status, response.body.as_str()), (200, "ok\n"));
+    assert_eq!(response.header("x-standin-client"), Some("203.0.113.7"));
+    assert_eq!(response.header("x-standin-proxy"), Some("203.0.113.7:5555"));
+    assert!(response
+        .header("x-standin-peer")
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+
+    // Without the header: no response, the connection is closed.
+    let mut client = standin.connect(localhost(port));
+    send_get(&mut client, "/health");
+    let mut raw = Vec::new();
+    let _ = client.read_to_end(&mut raw);
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    standin.wait_for_log(
+        "listener pp: PROXY protocol handshake failed, closing the connection: no `PROXY` preamble",
+    );
+}
+
+/// Each resource's paths are answered under the prefix, and only on a
+/// listener that has the resource, as MAS does; `X-Forwarded-For` from a
+/// trusted peer names the client.
+#[test]
+fn resource_paths_follow_the_listener_and_its_prefix() {
+    let scratch = Scratch::new("resources");
+    let notify = NotifySocket::bind(&scratch);
+    let port = free_port();
+    let config = scratch.write(
+        "config.yaml",
+        &format!("http:\n  public_base: https://a/\n  listeners:\n    - name: web\n      prefix: /auth/\n      resources: [{{name: compat}}, {{name: discovery}}]\n      binds: [{{host: 127.0.0.1, port: {port}}}]\n"),
+    );
+    let standin = launch().config(&config).notify(&notify).spawn(&scratch);
+    notify.expect_mainpid(&standin);
+    notify.expect(&standin, "READY=1\n");
+    let login = standin.get(localhost(port), "/auth/_matrix/client/v3/login");
+    assert_eq!(login.status, 200);
+    assert_eq!(login.header("x-standin-resource"), Some("compat"));
+    assert_eq!(login.header("x-standin-name"), Some("mas"));
+    let discovery = standin.get(localhost(port), "/auth/.well-known/openid-configuration");
+    assert_eq!(discovery.header("x-standin-resource"), Some("discovery"));
+    for (path, why) in [
+        ("/_matrix/client/v3/login", "outside the prefix"),
+        ("/auth/login", "human is not served here"),
+    ] {
+        let r = standin.get(localhost(port), path);
+        assert_eq!(
+            (r.status, r.header("x-standin-resource")),
+            (404, None),
+            "{path}: {why}"
+        );
+    }
+    let mut client = standin.connect(localhost(port));
+    client
+        .write_all(b"GET /auth/x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.4\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut client).unwrap();
+    assert_eq!(r.header("x-standin-client"), Some("198.51.100.4"));
+    assert_eq!(r.header("x-standin-proxy"), None);
+}
+
+/// The homeserver stand-in answers the Matrix paths and names itself.
+#[test]
+fn homeserver_standin_answers_matrix_paths() {
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_homeserver-standin"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start homeserver-standin");
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let mut stream = loop {
+        match TcpStream::connect(localhost(port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => {
+                panic!("homeserver-standin does not listen: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    send_get(&mut stream, "/_matrix/client/v3/sync");
+    let r = read_response(&mut stream).unwrap();
+    assert_eq!(
+        (r.status, r.header("x-standin-name")),
+        (200, Some("homeserver"))
+    );
+    assert_eq!(r.body, "homeserver path=/_matrix/client/v3/sync\n");
+    let mut stream = TcpStream::connect(localhost(port)).unwrap();
+    send_get(&mut stream, "/login");
+    assert_eq!(read_response(&mut stream).unwrap().status, 404);
+    let _ = child.kill();
+    let _ = child.wait();
 }
