@@ -7,6 +7,7 @@ mod util;
 
 mod check;
 mod generate_units;
+mod nginx;
 mod restart;
 mod supervise;
 mod systemd_e2e;

@@ -6,6 +6,7 @@
 
 pub mod deploy;
 pub mod load;
+pub mod nginx;
 pub mod systemd;
 
 use std::fs;
@@ -32,6 +33,42 @@ pub fn standin() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A running homeserver stand-in on 127.0.0.1; killed on drop.
+pub struct Homeserver {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Homeserver {
+    /// Starts `homeserver-standin` (built next to the MAS stand-in) on a free
+    /// port and waits until it accepts connections.
+    pub fn start() -> Homeserver {
+        let binary = standin().with_file_name("homeserver-standin");
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+        let hs = Homeserver { child, port };
+        wait_until(
+            "the homeserver stand-in to listen",
+            Duration::from_secs(20),
+            || TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok(),
+        );
+        hs
+    }
+}
+
+impl Drop for Homeserver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The repository root.

@@ -1,0 +1,244 @@
+//! `mas-sockets generate-nginx` and `check --nginx` without a running nginx:
+//! golden sites, byte stability, `nginx -t` on every generated site, the
+//! refusals, and a hand-written site's mismatches named on both sides.
+//!
+//! Set `MAS_SOCKETS_BLESS=1` to rewrite the golden files after a deliberate change.
+
+use std::fs;
+use std::process::Command;
+
+use crate::util::nginx::{Certs, NginxDir};
+use crate::util::{explain, mas_sockets, repo, run, TempDir};
+
+/// The cases: config, extra options, golden file.
+const CASES: &[(&str, &[&str], &str)] = &[
+    (
+        "tests/configs/nginx-unix.yaml",
+        &[
+            "--matrix-server-name",
+            "matrix.example.com",
+            "--homeserver",
+            "http://localhost:8008",
+            "--assets-dir",
+            "/usr/share/mas/assets",
+            "--tls",
+        ],
+        "nginx-unix.conf",
+    ),
+    (
+        "tests/configs/nginx-tcp.yaml",
+        &["--server-name-example.com"],
+        "nginx-tcp.conf",
+    ),
+    (
+        "tests/configs/nginx-proxy.yaml",
+        &["--tls"],
+        "nginx-proxy-stream.conf",
+    ),
+];
+
+/// generate-nginx for a case, run from the repository so the header names
+/// the config by its relative path. `--tls` stands for the certificate pair
+/// in `certs`; `--server-name-X` for `--server-name X`.
+fn generate(config: &str, extra: &[&str], certs: &Certs) -> (String, Vec<String>) {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo())
+        .args(["generate-nginx", "--config", config])
+        .args(["--socket-group", "www-data"]);
+    let mut server_name = "auth.example.com".to_owned();
+    for arg in extra {
+        if *arg == "--tls" {
+            cmd.arg("--tls-cert")
+                .arg(&certs.cert)
+                .arg("--tls-key")
+                .arg(&certs.key);
+        } else if let Some(name) = arg.strip_prefix("--server-name-") {
+            server_name = name.to_owned();
+        } else {
+            cmd.arg(arg);
+        }
+    }
+    cmd.args(["--server-name", &server_name]);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr.lines().map(str::to_owned).collect(),
+    )
+}
+
+#[track_caller]
+fn assert_golden(name: &str, actual: &str) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var_os("MAS_SOCKETS_BLESS").is_some() {
+        fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with MAS_SOCKETS_BLESS=1", path.display()));
+    assert!(
+        expected == actual,
+        "generate-nginx output differs from {}\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+/// Each case: the golden text (certificate paths shown as `CERTS`), the
+/// same bytes a second time, and `nginx -t` on the site in a real nginx.
+#[test]
+fn generated_sites_match_golden_files_and_pass_nginx_t() {
+    let certs_dir = TempDir::new("nginx-certs");
+    let certs = Certs::make(
+        certs_dir.path(),
+        &["auth.example.com", "matrix.example.com"],
+    );
+    for (config, extra, golden) in CASES {
+        let (first, warnings) = generate(config, extra, &certs);
+        let (second, _) = generate(config, extra, &certs);
+        assert_eq!(first, second, "{config}: not byte-stable");
+        let (name, body) = first
+            .split_once('\n')
+            .and_then(|(h, b)| Some((h.strip_prefix("### ")?, b)))
+            .unwrap_or_else(|| panic!("{config}: no ### header in {first}"));
+        assert_golden(
+            golden,
+            &body.replace(&certs_dir.path().display().to_string(), "CERTS"),
+        );
+        let dir = NginxDir::new("t");
+        let site = dir.dir.write(name, body);
+        let conf = if name.ends_with("-stream.conf") {
+            dir.main_conf(&[], &[&site])
+        } else {
+            dir.main_conf(&[&site], &[])
+        };
+        let said = dir.test(&conf, None);
+        eprintln!(
+            "{config}: {} warning(s) {warnings:?}\n{said}",
+            warnings.len()
+        );
+    }
+}
+
+/// A generated site passes `check --nginx`, and every proxy_pass is noted.
+#[test]
+fn generated_site_passes_check_nginx() {
+    let certs_dir = TempDir::new("nginx-certs");
+    let certs = Certs::make(certs_dir.path(), &["auth.example.com"]);
+    for (config, extra, _) in CASES {
+        let (text, _) = generate(config, extra, &certs);
+        let dir = TempDir::new("check-site");
+        let body = text.split_once('\n').unwrap().1;
+        let site = dir.write("site.conf", body);
+        let mut cmd = Command::new(mas_sockets());
+        cmd.current_dir(repo())
+            .args(["check", "--config", config, "--nginx"])
+            .arg(&site);
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{}", explain(&cmd, &out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("reaches listener web"),
+            "{}",
+            explain(&cmd, &out)
+        );
+    }
+}
+
+/// PROXY protocol on one side only, made deliberately: check names the
+/// site's line and the config's line and column, and exits 1.
+#[test]
+fn check_nginx_names_both_lines_of_a_proxy_protocol_mismatch() {
+    let dir = TempDir::new("check-mismatch");
+    let config = dir.write(
+        "mas.yaml",
+        "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds:\n        - host: 127.0.0.1\n          port: 8080\n    - name: proxied\n      proxy_protocol: true\n      resources: [{name: human}]\n      binds:\n        - socket: /run/mas/proxied.sock\n",
+    );
+    let site = dir.write(
+        "site.conf",
+        "# stream configuration written by hand\nserver {\n    listen 8443;\n    proxy_pass 127.0.0.1:8080;\n    proxy_protocol on;\n}\nserver {\n    listen 8444;\n    proxy_pass unix:/run/mas/proxied.sock;\n}\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("check")
+        .arg("--config")
+        .arg(&config)
+        .arg("--nginx")
+        .arg(&site);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&cmd, &out));
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("mas-sockets: DIR/site.conf:5: PROXY protocol on nginx's side only: `proxy_protocol on` makes nginx send a PROXY header to 127.0.0.1:8080 (DIR/site.conf:4), but listener web does not expect one (DIR/mas.yaml:4:7: http.listeners[0])"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("mas-sockets: DIR/site.conf:9: PROXY protocol on MAS's side only: `proxy_pass unix:/run/mas/proxied.sock` sends no PROXY header to unix:/run/mas/proxied.sock, but listener proxied expects one (DIR/mas.yaml:10:23: http.listeners[1].proxy_protocol: `proxy_protocol: true`)"),
+        "{stderr}"
+    );
+    // A file that is not nginx syntax: one line, exit 2.
+    let broken = dir.write("broken.conf", "server {\n    listen 80;\n");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("check")
+        .arg("--config")
+        .arg(&config)
+        .arg("--nginx")
+        .arg(&broken);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    assert_eq!(
+        stderr,
+        "mas-sockets: DIR/broken.conf:2: not nginx configuration: unexpected end of file in the block opened on line 1; add the missing `}`\n"
+    );
+}
+
+/// Refusals through the command line: one line, exit 2, the fix named.
+#[test]
+fn generate_nginx_refuses_with_one_line_and_exit_2() {
+    let dir = TempDir::new("nginx-refuse");
+    let fd_only = dir.write(
+        "fd.yaml",
+        "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: graphql}, {name: assets}]\n      binds: [{fd: 0}]\n",
+    );
+    let unix = repo().join("tests/configs/nginx-unix.yaml");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--config".into(), fd_only.display().to_string()],
+            "listener web has only `fd:` binds, and an fd names no address nginx could connect to",
+        ),
+        (
+            vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "nogroup".into(), "--assets-dir".into(), "/srv/assets".into()],
+            "the Unix socket /run/mas/web.sock is owned by group `nogroup` with mode 0660, and nginx's user `www-data` is not allowed to connect, so nginx would answer 502 (permission denied); give the sockets a group of nginx's (generate-units --socket-group www-data",
+        ),
+        (
+            vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into()],
+            "no listener serves all of `discovery`, `human`, `oauth`, `graphql`, `assets`",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg("generate-nginx")
+            .args(&args)
+            .args(["--server-name", "auth.example.com"]);
+        let out = run(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+        assert_eq!(stderr.lines().count(), 1, "{}", explain(&cmd, &out));
+        assert!(stderr.contains(want), "{}", explain(&cmd, &out));
+    }
+    // --matrix-server-name needs --homeserver: a usage error from the parser.
+    let mut cmd = Command::new(mas_sockets());
+    cmd.args([
+        "generate-nginx",
+        "--server-name",
+        "a.example",
+        "--matrix-server-name",
+        "m.example",
+    ]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+}
