@@ -11,5 +11,6 @@ mod nginx;
 mod restart;
 mod supervise;
 mod systemd_e2e;
+mod systemd_nginx;
 mod systemd_restart;
 mod systemd_smoke;
