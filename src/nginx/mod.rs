@@ -2,7 +2,8 @@
 //! `check --nginx` makes of a site written by hand.
 //!
 //! - [`syntax`]: nginx's configuration syntax, tokenized and parsed into a tree.
-//! - [`site`]: which listener nginx reaches for each host, and the site text.
+//! - [`site`]: which listener nginx reaches for each host, and the refusals;
+//!   `render` writes the text.
 //! - [`compare`]: a parsed site held against the config: PROXY protocol on
 //!   one side only, `proxy_pass` to a socket or port that no bind has.
 //!
@@ -15,5 +16,7 @@
 //! listener without it.
 
 pub mod compare;
+mod options;
+mod render;
 pub mod site;
 pub mod syntax;

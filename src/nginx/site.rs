@@ -31,10 +31,12 @@
 //! the same bytes. Only listener names, paths, addresses and the options are
 //! written: no secret of the config reaches the site.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::options::{plain, validate_options};
+pub use super::options::{MatrixHost, SiteOptions};
+use super::render;
 use crate::config::{Bind, BindSpec, Endpoint, Listener, Location, Plan};
 
 /// The resources the auth host's pages need from one listener.
@@ -44,35 +46,6 @@ pub const AUTH_RESOURCES: &[&str] = &["discovery", "human", "oauth", "graphql"];
 /// Matrix host: `/_matrix/client/<version>/login`, `/logout` and `/refresh`,
 /// and what lies under them (`login/sso/redirect`, `logout/all`).
 pub const COMPAT_LOCATION: &str = "^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)";
-
-/// What `generate-nginx` was asked for.
-#[derive(Debug, Clone)]
-pub struct SiteOptions {
-    /// Prefix of the file and upstream names (generate-units' `--name`).
-    pub name: String,
-    /// The auth host: MAS's public name.
-    pub server_name: String,
-    /// The Matrix host, when nginx should also split it between MAS and the homeserver.
-    pub matrix: Option<MatrixHost>,
-    /// A directory of MAS's assets that nginx serves itself.
-    pub assets_dir: Option<PathBuf>,
-    /// Certificate and key for TLS; plain HTTP without.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// nginx's listen addresses; empty means 443 and [::]:443 (80 without TLS).
-    pub listen: Vec<String>,
-    /// Group of MAS's Unix sockets (generate-units' `--socket-group`).
-    pub socket_group: String,
-    /// The user nginx's workers run as.
-    pub nginx_user: String,
-}
-
-/// The Matrix host and its homeserver.
-#[derive(Debug, Clone)]
-pub struct MatrixHost {
-    pub server_name: String,
-    /// `http://host:port` or `https://host:port`, without a path.
-    pub homeserver: String,
-}
 
 /// Which module of nginx a file is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +187,7 @@ pub fn generate(
             plan.public_base.as_deref().unwrap_or_default()
         ));
     }
-    let header = header(plan);
+    let header = render::header(plan);
     if auth.proxy_protocol {
         if opts.assets_dir.is_some() {
             return Err(SiteError::AssetsBehindProxyProtocol {
@@ -228,7 +201,7 @@ pub fn generate(
                 location: auth.proxy_protocol_location.clone(),
             });
         }
-        let contents = stream_file(&header, &auth_up, opts);
+        let contents = render::stream_file(&header, &auth_up, opts);
         return Ok(Generated {
             files: vec![SiteFile {
                 name: format!("{}-stream.conf", opts.name),
@@ -249,7 +222,7 @@ pub fn generate(
             }
         }
     };
-    let contents = http_file(&header, &auth_up, compat_up.as_ref(), opts);
+    let contents = render::http_file(&header, &auth_up, compat_up.as_ref(), opts);
     Ok(Generated {
         files: vec![SiteFile {
             name: format!("{}.conf", opts.name),
@@ -319,15 +292,15 @@ fn pick_compat_listener<'p>(plan: &'p Plan, auth: &'p Listener) -> Result<&'p Li
 
 /// How nginx reaches one listener.
 #[derive(Debug, Clone)]
-struct Upstream {
+pub(super) struct Upstream {
     /// The upstream block's name.
-    name: String,
+    pub(super) name: String,
     /// The listener's prefix, normalized: empty or `/auth` (no trailing `/`).
-    prefix: String,
+    pub(super) prefix: String,
     /// The listener and bind, for the comment.
-    about: String,
+    pub(super) about: String,
     /// `server` lines: the address, and whether it is a backup.
-    servers: Vec<(String, bool)>,
+    pub(super) servers: Vec<(String, bool)>,
 }
 
 impl Upstream {
@@ -547,288 +520,6 @@ fn upstream_name(base: &str, listener: &Listener) -> String {
     format!("{base}_{label}")
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
-}
-
-/// Whether a text can be written as one nginx word without quotes, escapes
-/// or variables.
-fn plain(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_graphic() && !"\"'\\;{}#$".contains(c))
-}
-
-fn validate_options(opts: &SiteOptions) -> Result<(), SiteError> {
-    let bad = |option, value: &str, why| {
-        Err(SiteError::BadOption {
-            option,
-            value: value.to_owned(),
-            why,
-        })
-    };
-    let name_ok = |n: &str| {
-        !n.is_empty()
-            && !n.starts_with('-')
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
-    };
-    if !name_ok(&opts.server_name) {
-        return bad(
-            "--server-name",
-            &opts.server_name,
-            "is not a host name; give the name clients use, e.g. auth.example.com",
-        );
-    }
-    if let Some(m) = &opts.matrix {
-        if !name_ok(&m.server_name) {
-            return bad(
-                "--matrix-server-name",
-                &m.server_name,
-                "is not a host name; give e.g. matrix.example.com",
-            );
-        }
-        if m.server_name.eq_ignore_ascii_case(&opts.server_name) {
-            return bad(
-                "--matrix-server-name",
-                &m.server_name,
-                "is the auth host's name too; MAS and the Matrix host need a name each",
-            );
-        }
-        homeserver_target(&m.homeserver)?;
-    }
-    if !opts
-        .name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        || opts.name.is_empty()
-        || opts.name.starts_with('.')
-    {
-        return bad(
-            "--name",
-            &opts.name,
-            "is not usable in file and upstream names; use letters, digits, `-`, `_` or `.`",
-        );
-    }
-    for (option, path) in [
-        ("--assets-dir", opts.assets_dir.as_ref()),
-        ("--tls-cert", opts.tls.as_ref().map(|t| &t.0)),
-        ("--tls-key", opts.tls.as_ref().map(|t| &t.1)),
-    ] {
-        let Some(path) = path else { continue };
-        let text = path.display().to_string();
-        if !path.is_absolute() {
-            return bad(option, &text, "is not an absolute path; nginx would read it relative to its prefix: give the full path");
-        }
-        if !plain(&text) {
-            return bad(option, &text, "holds blanks, quotes, `;`, `{`, `}`, `#` or `$`, which nginx would split or expand; use a plain path");
-        }
-    }
-    for listen in &opts.listen {
-        if parse_listen(listen).is_none() {
-            return bad("--listen", listen, "is not PORT, IPV4:PORT or [IPV6]:PORT");
-        }
-    }
-    Ok(())
-}
-
-/// `PORT`, `IPV4:PORT` or `[IPV6]:PORT`, as nginx's `listen` writes them.
-fn parse_listen(text: &str) -> Option<String> {
-    let port_ok =
-        |p: &str| p.parse::<u16>().is_ok_and(|p| p > 0) && p.bytes().all(|b| b.is_ascii_digit());
-    if port_ok(text) {
-        return Some(text.to_owned());
-    }
-    let addr: SocketAddr = text.parse().ok()?;
-    (addr.port() > 0).then(|| addr.to_string())
-}
-
-/// The homeserver as a `proxy_pass` target: `scheme://host[:port]`.
-fn homeserver_target(url: &str) -> Result<String, SiteError> {
-    let bad = || {
-        SiteError::BadOption {
-        option: "--homeserver",
-        value: url.to_owned(),
-        why: "is not http://HOST:PORT or https://HOST:PORT (no path: nginx passes the request's own path on)",
-    }
-    };
-    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
-    if scheme != "http" && scheme != "https" {
-        return Err(bad());
-    }
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty()
-        || !authority
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
-    {
-        return Err(bad());
-    }
-    Ok(format!("{scheme}://{authority}"))
-}
-
-fn header(plan: &Plan) -> String {
-    let files: Vec<String> = plan
-        .files
-        .iter()
-        .map(|p| {
-            p.display()
-                .to_string()
-                .replace(|c: char| c.is_control(), " ")
-        })
-        .collect();
-    let from = if files.is_empty() {
-        "MAS's built-in listeners".to_owned()
-    } else {
-        files.join(", ")
-    };
-    format!("# Generated by `mas-sockets generate-nginx` from {from}.\n# Regenerate it after changing the listeners.\n")
-}
-
-fn listen_lines(opts: &SiteOptions, params: &str) -> String {
-    let defaults: &[&str] = if opts.tls.is_some() {
-        &["443", "[::]:443"]
-    } else {
-        &["80", "[::]:80"]
-    };
-    let addrs: Vec<String> = if opts.listen.is_empty() {
-        defaults.iter().map(|s| (*s).to_owned()).collect()
-    } else {
-        opts.listen.iter().filter_map(|l| parse_listen(l)).collect()
-    };
-    addrs
-        .iter()
-        .map(|a| format!("    listen {a}{params};\n"))
-        .collect()
-}
-
-fn tls_lines(opts: &SiteOptions) -> String {
-    match &opts.tls {
-        None => String::new(),
-        Some((cert, key)) => format!(
-            "\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.2 TLSv1.3;\n",
-            cert.display(),
-            key.display()
-        ),
-    }
-}
-
-fn upstream_block(up: &Upstream) -> String {
-    let mut out = format!("upstream {} {{\n    # {}\n", up.name, one_line(&up.about));
-    for (server, backup) in &up.servers {
-        let server = if plain(server) {
-            server.clone()
-        } else {
-            format!("\"{}\"", server.replace('\\', "\\\\").replace('"', "\\\""))
-        };
-        let _ = writeln!(
-            out,
-            "    server {server}{};",
-            if *backup { " backup" } else { "" }
-        );
-    }
-    out.push_str("}\n");
-    out
-}
-
-/// The directives every proxied location shares, at server level so that
-/// locations inherit them.
-const PROXY_HEADERS: &str = "    proxy_http_version 1.1;
-    proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $remote_addr;
-    proxy_set_header X-Forwarded-Proto $scheme;
-";
-
-fn http_file(
-    header: &str,
-    auth: &Upstream,
-    compat: Option<&Upstream>,
-    opts: &SiteOptions,
-) -> String {
-    let mut out = String::from(header);
-    out.push_str("# A site for nginx's http module: include it in `http { }`, e.g. as\n# /etc/nginx/sites-enabled/");
-    let _ = writeln!(out, "{}.conf.\n", opts.name);
-    out.push_str(&upstream_block(auth));
-    if let Some(c) = compat.filter(|c| c.name != auth.name) {
-        out.push('\n');
-        out.push_str(&upstream_block(c));
-    }
-    let params = if opts.tls.is_some() { " ssl http2" } else { "" };
-    let listen = listen_lines(opts, params);
-    let tls = tls_lines(opts);
-    let p = &auth.prefix;
-
-    let _ = write!(
-        out,
-        "\n# The authentication service.\nserver {{\n{listen}    server_name {};\n{tls}\n{PROXY_HEADERS}",
-        opts.server_name
-    );
-    if let Some(dir) = &opts.assets_dir {
-        let dir = dir.display().to_string();
-        let dir = format!("{}/", dir.trim_end_matches('/'));
-        let _ = write!(
-            out,
-            "\n    # MAS's assets, from nginx itself: the pre-compressed .gz files when\n    # the client takes gzip, cached for a year.\n    location ^~ {p}/assets/ {{\n        alias {dir};\n        gzip_static on;\n        gzip_vary on;\n        add_header Cache-Control \"public, max-age=31536000, immutable\";\n    }}\n"
-        );
-    }
-    let _ = write!(
-        out,
-        "\n    location {p}/ {{\n        proxy_pass http://{};\n    }}\n",
-        auth.name
-    );
-    if !p.is_empty() {
-        out.push_str("\n    # MAS serves nothing outside its prefix.\n    location / {\n        return 404;\n    }\n");
-    }
-    out.push_str("}\n");
-
-    if let (Some(m), Some(c)) = (&opts.matrix, compat) {
-        let hs = homeserver_target(&m.homeserver).expect("validated with the options");
-        let compat_pass = if c.prefix.is_empty() {
-            format!("http://{}", c.name)
-        } else {
-            // A regex location takes a URI in proxy_pass only with variables.
-            format!("http://{}{}$request_uri", c.name, c.prefix)
-        };
-        let _ = write!(
-            out,
-            "\n# The Matrix homeserver's host: MAS answers the login, logout and refresh\n# endpoints, the homeserver everything else under /_matrix/ and /_synapse/client/.\nserver {{\n{listen}    server_name {};\n{tls}\n{PROXY_HEADERS}\n    location ~ {COMPAT_LOCATION} {{\n        proxy_pass {compat_pass};\n    }}\n",
-            m.server_name
-        );
-        for path in ["/_matrix/", "/_synapse/client/"] {
-            let _ = write!(
-                out,
-                "\n    location {path} {{\n        proxy_pass {hs};\n        client_max_body_size 50M;\n    }}\n"
-            );
-        }
-        out.push_str("\n    location / {\n        return 404;\n    }\n}\n");
-    }
-    out
-}
-
-fn stream_file(header: &str, auth: &Upstream, opts: &SiteOptions) -> String {
-    let mut out = String::from(header);
-    let _ = write!(
-        out,
-        "# For nginx's stream module (Debian: libnginx-mod-stream): include it in\n# `stream {{ }}` in the main context of nginx.conf, e.g. as /etc/nginx/streams-enabled/{}-stream.conf.\n\n",
-        opts.name
-    );
-    out.push_str(&upstream_block(auth));
-    let params = if opts.tls.is_some() { " ssl" } else { "" };
-    let _ = write!(
-        out,
-        "\n# The authentication service, {}: MAS learns each client's address from\n# the PROXY protocol header, which only nginx's stream module sends.\nserver {{\n{}{}\n    proxy_pass {};\n    proxy_protocol on;\n}}\n",
-        opts.server_name,
-        listen_lines(opts, params),
-        tls_lines(opts),
-        auth.name
-    );
-    out
-}
-
-/// Collapses control characters, so a value cannot start a new line.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }
 
