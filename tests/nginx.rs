@@ -8,7 +8,7 @@ use std::fs;
 use std::process::Command;
 
 use crate::util::nginx::{Certs, NginxDir};
-use crate::util::{explain, mas_sockets, repo, run, TempDir};
+use crate::util::{explain, free_port, mas_sockets, repo, run, TempDir};
 
 /// The cases: config, extra options, golden file.
 const CASES: &[(&str, &[&str], &str)] = &[
@@ -35,19 +35,50 @@ const CASES: &[(&str, &[&str], &str)] = &[
         &["--tls"],
         "nginx-proxy-stream.conf",
     ),
+    (
+        "tests/configs/nginx-split.yaml",
+        &[
+            "--matrix-server-name",
+            "matrix.example.com",
+            "--homeserver",
+            "https://[::1]:8448/",
+            "--assets-dir",
+            "/usr/share/mas/assets/",
+            "--tls",
+            "--listen",
+            "192.0.2.10:443",
+        ],
+        "nginx-split.conf",
+    ),
 ];
 
 /// generate-nginx for a case, run from the repository so the header names
 /// the config by its relative path. `--tls` stands for the certificate pair
-/// in `certs`; `--server-name-X` for `--server-name X`.
-fn generate(config: &str, extra: &[&str], certs: &Certs) -> (String, Vec<String>) {
+/// in `certs`; `--server-name-X` for `--server-name X`. With `port`, nginx
+/// listens on 127.0.0.1:`port` instead (`nginx -t` binds what it is given,
+/// and 80 or 443 may be taken on this host).
+fn generate(
+    config: &str,
+    extra: &[&str],
+    certs: &Certs,
+    port: Option<u16>,
+) -> (String, Vec<String>) {
     let mut cmd = Command::new(mas_sockets());
     cmd.current_dir(repo())
         .args(["generate-nginx", "--config", config])
         .args(["--socket-group", "www-data"]);
     let mut server_name = "auth.example.com".to_owned();
+    let mut skip = false;
+    if let Some(port) = port {
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")]);
+    }
     for arg in extra {
-        if *arg == "--tls" {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if *arg == "--listen" && port.is_some() {
+            skip = true;
+        } else if *arg == "--tls" {
             cmd.arg("--tls-cert")
                 .arg(&certs.cert)
                 .arg("--tls-key")
@@ -94,8 +125,8 @@ fn generated_sites_match_golden_files_and_pass_nginx_t() {
         &["auth.example.com", "matrix.example.com"],
     );
     for (config, extra, golden) in CASES {
-        let (first, warnings) = generate(config, extra, &certs);
-        let (second, _) = generate(config, extra, &certs);
+        let (first, _) = generate(config, extra, &certs, None);
+        let (second, _) = generate(config, extra, &certs, None);
         assert_eq!(first, second, "{config}: not byte-stable");
         let (name, body) = first
             .split_once('\n')
@@ -105,6 +136,8 @@ fn generated_sites_match_golden_files_and_pass_nginx_t() {
             golden,
             &body.replace(&certs_dir.path().display().to_string(), "CERTS"),
         );
+        let (local, warnings) = generate(config, extra, &certs, Some(free_port()));
+        let body = local.split_once('\n').unwrap().1;
         let dir = NginxDir::new("t");
         let site = dir.dir.write(name, body);
         let conf = if name.ends_with("-stream.conf") {
@@ -126,7 +159,7 @@ fn generated_site_passes_check_nginx() {
     let certs_dir = TempDir::new("nginx-certs");
     let certs = Certs::make(certs_dir.path(), &["auth.example.com"]);
     for (config, extra, _) in CASES {
-        let (text, _) = generate(config, extra, &certs);
+        let (text, _) = generate(config, extra, &certs, None);
         let dir = TempDir::new("check-site");
         let body = text.split_once('\n').unwrap().1;
         let site = dir.write("site.conf", body);
