@@ -129,8 +129,10 @@ fn without_hidden_subcommands(cmd: &clap::Command) -> clap::Command {
         let subs: Vec<clap::Command> = visible.map(without_hidden_subcommands).collect();
         let mut copy = cmd.clone();
         for sub in subs {
-            // Replaces the subcommand of the same name.
-            copy = copy.mut_subcommand(sub.get_name().to_owned(), |_| sub);
+            // Replaces the subcommand of the same name; the name is copied
+            // because `sub` moves into the closure.
+            let name = String::from(sub.get_name());
+            copy = copy.mut_subcommand(name, |_| sub);
         }
         return copy;
     }
