@@ -7,6 +7,7 @@ mod util;
 
 mod check;
 mod generate_units;
+mod packages;
 mod restart;
 mod supervise;
 mod systemd_e2e;

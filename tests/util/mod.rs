@@ -4,8 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod container;
 pub mod deploy;
 pub mod load;
+pub mod packages;
 pub mod systemd;
 
 use std::fs;
