@@ -72,6 +72,7 @@ pub fn debian_root() -> PathBuf {
         return root;
     }
     let mirror = debian_mirror();
+    let mirror_text = mirror.as_deref().unwrap_or("debootstrap's default mirror");
     let partial = dir.join(format!("{SUITE}.partial"));
     let _ = fs::remove_file(&stamp);
     for old in [&root, &partial] {
@@ -84,8 +85,10 @@ pub fn debian_root() -> PathBuf {
     let started = Instant::now();
     let mut cmd = Command::new("debootstrap");
     cmd.args(["--variant=minbase", &format!("--include={INCLUDE}"), SUITE])
-        .arg(&partial)
-        .arg(&mirror);
+        .arg(&partial);
+    if let Some(mirror) = &mirror {
+        cmd.arg(mirror);
+    }
     let out = super::run(&mut cmd);
     assert!(
         out.status.success(),
@@ -95,7 +98,7 @@ pub fn debian_root() -> PathBuf {
     fs::rename(&partial, &root).expect("move the finished root into place");
     fs::write(&stamp, recipe).expect("write the root's stamp");
     eprintln!(
-        "made a clean {SUITE} root in {} from {mirror} in {} s",
+        "made a clean {SUITE} root in {} from {mirror_text} in {} s",
         root.display(),
         started.elapsed().as_secs()
     );
@@ -103,8 +106,9 @@ pub fn debian_root() -> PathBuf {
 }
 
 /// The Debian mirror apt uses for the release itself (not -updates or
-/// -security), as apt reports it after `apt-get update`.
-fn debian_mirror() -> String {
+/// -security), as apt reports it after `apt-get update`; `None` when apt
+/// names none, and debootstrap then uses its own default.
+fn debian_mirror() -> Option<String> {
     let mut cmd = Command::new("apt-get");
     cmd.args([
         "indextargets",
@@ -122,11 +126,6 @@ fn debian_mirror() -> String {
             }
         })
         .next()
-        .unwrap_or_else(|| {
-            panic!(
-                "apt knows no Debian {SUITE} mirror (run apt-get update; scripts/setup does):\n{out}"
-            )
-        })
 }
 
 /// One booted container. Dropping it halts it and removes its cgroups.
