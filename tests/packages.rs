@@ -181,6 +181,21 @@ fn rpm_contents_match_the_expected_list() {
     }
 }
 
+/// `sh -n`: the script parses (a broken here-document or quote would not).
+#[track_caller]
+fn assert_shell_syntax(name: &str, script: &str) {
+    let dir = TempDir::new("script-syntax");
+    let path = dir.write(name, script);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-n").arg(&path);
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{name} does not parse:\n{script}\n{}",
+        explain(&cmd, &out)
+    );
+}
+
 /// The deb's maintainer scripts, as dh_installsystemd, dh_installsysusers
 /// and our own prerm/postrm made them.
 #[test]
@@ -297,6 +312,9 @@ fn rpm_scriptlets_enable_nothing_restart_the_service_and_clean_up() {
         ["postinstall", "postuninstall", "preinstall", "preuninstall"],
         "{text}"
     );
+    for (name, body) in &scripts {
+        assert_shell_syntax(name, body);
+    }
     let units = unit_names();
     let all: Vec<&str> = ["mas.service", "mas-web.socket", "mas-internal.socket"].to_vec();
     assert_eq!(
