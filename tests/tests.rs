@@ -8,6 +8,7 @@ mod util;
 mod check;
 mod generate_units;
 mod nginx;
+mod packages;
 mod restart;
 mod supervise;
 mod systemd_e2e;

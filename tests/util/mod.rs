@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod container;
 pub mod deploy;
 pub mod load;
 pub mod nginx;
+pub mod packages;
 pub mod systemd;
 
 use std::fs;

@@ -1,0 +1,264 @@
+//! `mas-sockets-docgen OUT_DIR`: writes mas-sockets' man pages and its bash,
+//! zsh and fish completions from the clap definition in `src/cli.rs`.
+//!
+//! The pages and completions are generated when the packages are built
+//! (packaging/build), never committed, so they describe exactly the binary
+//! they ship with. Every visible subcommand gets a page of its own
+//! (`mas-sockets-<subcommand>(1)`, nested ones `mas-sockets-<a>-<b>(1)`),
+//! found by walking the command tree: a new subcommand gets its page without
+//! a change here. Hidden subcommands (internal helpers) get neither a page
+//! nor a mention.
+//!
+//! Output, relative to OUT_DIR:
+//!
+//! - `man/man1/mas-sockets.1` and `man/man1/mas-sockets-<subcommand>.1`;
+//! - `completions/bash/mas-sockets`, `completions/zsh/_mas-sockets`,
+//!   `completions/fish/mas-sockets.fish`, named as each shell's completion
+//!   directory expects them.
+//!
+//! The output is byte-stable (no date, no paths), so two builds of the same
+//! source give the same files. Exit status 0, or 2 with a one-line error.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::CommandFactory as _;
+use clap_complete::Shell;
+
+/// The installed command's name, as users type it.
+const BIN: &str = "mas-sockets";
+
+fn main() -> ExitCode {
+    match run(std::env::args_os().skip(1).collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("mas-sockets-docgen: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Parses the one argument and writes everything under it.
+fn run(args: Vec<std::ffi::OsString>) -> anyhow::Result<()> {
+    let [out] = args.as_slice() else {
+        bail!(
+            "usage: mas-sockets-docgen OUT_DIR (got {} arguments)",
+            args.len()
+        );
+    };
+    let out = PathBuf::from(out);
+    for page in man_pages()? {
+        write_file(&out.join("man/man1").join(&page.file), &page.text)?;
+    }
+    for (shell, path) in COMPLETIONS {
+        write_file(&out.join(path), &completion(*shell))?;
+    }
+    Ok(())
+}
+
+/// Where each shell's completion script goes, relative to OUT_DIR.
+const COMPLETIONS: &[(Shell, &str)] = &[
+    (Shell::Bash, "completions/bash/mas-sockets"),
+    (Shell::Zsh, "completions/zsh/_mas-sockets"),
+    (Shell::Fish, "completions/fish/mas-sockets.fish"),
+];
+
+/// One rendered man page.
+#[derive(Debug)]
+struct ManPage {
+    /// File name, e.g. `mas-sockets-check.1`.
+    file: String,
+    /// The roff source.
+    text: Vec<u8>,
+}
+
+/// The command tree as the man pages and completions see it: the binary's
+/// own definition, without clap's `help` subcommand (its own page would say
+/// nothing that `--help` does not).
+fn command() -> clap::Command {
+    let mut cmd = mas_sockets::cli::Cli::command()
+        .name(BIN)
+        .disable_help_subcommand(true);
+    // Fills in display and bin names (`mas-sockets-check`, `mas-sockets check`)
+    // of every subcommand, which the pages are titled and named after.
+    cmd.build();
+    cmd
+}
+
+/// Renders the page of the top-level command and of every visible
+/// subcommand, depth first.
+fn man_pages() -> anyhow::Result<Vec<ManPage>> {
+    fn walk(cmd: &clap::Command, pages: &mut Vec<ManPage>) -> anyhow::Result<()> {
+        let man = clap_mangen::Man::new(cmd.clone()).manual("mas-sockets manual");
+        let mut text = Vec::new();
+        man.render(&mut text)
+            .with_context(|| format!("rendering the man page of {}", cmd.get_name()))?;
+        pages.push(ManPage {
+            file: man.get_filename(),
+            text,
+        });
+        for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+            walk(sub, pages)?;
+        }
+        Ok(())
+    }
+    let mut pages = Vec::new();
+    walk(&command(), &mut pages)?;
+    Ok(pages)
+}
+
+/// The completion script for one shell.
+fn completion(shell: Shell) -> Vec<u8> {
+    let mut cmd = without_hidden_subcommands(&command());
+    let mut text = Vec::new();
+    clap_complete::generate(shell, &mut cmd, BIN, &mut text);
+    text
+}
+
+/// `cmd` without its hidden subcommands, at every level.
+///
+/// clap_complete offers hidden subcommands too, and clap cannot remove a
+/// subcommand, so a level that has hidden ones is rebuilt from its parts:
+/// name, texts, version, arguments, groups and the settings the derive sets.
+fn without_hidden_subcommands(cmd: &clap::Command) -> clap::Command {
+    let visible = cmd.get_subcommands().filter(|sub| !sub.is_hide_set());
+    if cmd.get_subcommands().all(|sub| !sub.is_hide_set()) {
+        let subs: Vec<clap::Command> = visible.map(without_hidden_subcommands).collect();
+        let mut copy = cmd.clone();
+        for sub in subs {
+            // Replaces the subcommand of the same name; the name is copied
+            // because `sub` moves into the closure.
+            let name = String::from(sub.get_name());
+            copy = copy.mut_subcommand(name, |_| sub);
+        }
+        return copy;
+    }
+    // clap keeps names and versions as `&'static str`; this runs once per
+    // level in a short-lived build tool, so leaking them is the simple way.
+    let leak = |text: &str| -> &'static str { Box::leak(text.to_owned().into_boxed_str()) };
+    let mut level = clap::Command::new(leak(cmd.get_name()))
+        .args(
+            cmd.get_arguments()
+                .filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version"))
+                .cloned(),
+        )
+        .groups(cmd.get_groups().cloned())
+        .subcommands(visible.map(without_hidden_subcommands))
+        .propagate_version(cmd.is_propagate_version_set())
+        .subcommand_required(cmd.is_subcommand_required_set())
+        .arg_required_else_help(cmd.is_arg_required_else_help_set())
+        .disable_help_subcommand(cmd.is_disable_help_subcommand_set());
+    if let Some(about) = cmd.get_about() {
+        level = level.about(about.clone());
+    }
+    if let Some(about) = cmd.get_long_about() {
+        level = level.long_about(about.clone());
+    }
+    if let Some(version) = cmd.get_version() {
+        level = level.version(leak(version));
+    }
+    if let Some(bin) = cmd.get_bin_name() {
+        level = level.bin_name(leak(bin));
+    }
+    level
+}
+
+/// Writes a file (mode 0644 under the usual umask), creating its directory.
+fn write_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut file =
+        fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.flush())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of the visible subcommands, read from the definition itself.
+    fn visible_subcommands() -> Vec<String> {
+        command()
+            .get_subcommands()
+            .filter(|sub| !sub.is_hide_set())
+            .map(|sub| sub.get_name().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_visible_subcommand_gets_a_page_and_hidden_ones_none() {
+        let files: Vec<String> = man_pages().unwrap().into_iter().map(|p| p.file).collect();
+        let mut expected = vec!["mas-sockets.1".to_owned()];
+        expected.extend(
+            visible_subcommands()
+                .iter()
+                .map(|sub| format!("mas-sockets-{sub}.1")),
+        );
+        assert_eq!(files, expected);
+        assert!(
+            !files.iter().any(|f| f.contains("exec-child")),
+            "hidden subcommand documented: {files:?}"
+        );
+        assert!(
+            !files.iter().any(|f| f.contains("help")),
+            "clap's help subcommand documented: {files:?}"
+        );
+    }
+
+    #[test]
+    fn the_main_page_names_each_subcommand_page_and_hides_internal_ones() {
+        let pages = man_pages().unwrap();
+        let main = String::from_utf8(pages[0].text.clone()).unwrap();
+        assert!(main.starts_with(".ie \\n(.g .ds Aq \\(aq"), "{main}");
+        assert!(main.contains(".TH mas-sockets 1"), "{main}");
+        for sub in visible_subcommands() {
+            let roff_name = format!("mas-sockets-{sub}(1)").replace('-', "\\-");
+            assert!(
+                main.contains(&roff_name),
+                "{sub} missing from the main page:\n{main}"
+            );
+        }
+        assert!(!main.contains("exec\\-child"), "{main}");
+    }
+
+    #[test]
+    fn subcommand_pages_carry_their_options_from_the_definition() {
+        let pages = man_pages().unwrap();
+        let supervise = pages
+            .iter()
+            .find(|p| p.file == "mas-sockets-supervise.1")
+            .expect("a supervise page");
+        let text = String::from_utf8_lossy(&supervise.text);
+        assert!(text.contains("\\-\\-stop\\-timeout"), "{text}");
+        assert!(text.contains("MAS_SOCKETS_STOP_TIMEOUT"), "{text}");
+        assert!(text.contains(".TH mas-sockets-supervise 1"), "{text}");
+    }
+
+    #[test]
+    fn completions_know_the_subcommands_and_not_the_hidden_one() {
+        for (shell, _) in COMPLETIONS {
+            let text = String::from_utf8(completion(*shell)).unwrap();
+            for sub in visible_subcommands() {
+                assert!(text.contains(&sub), "{shell}: no {sub}");
+            }
+            assert!(!text.contains("exec-child"), "{shell}:\n{text}");
+        }
+        let bash = String::from_utf8(completion(Shell::Bash)).unwrap();
+        assert!(bash.contains("--drain-timeout"), "{bash}");
+        assert!(bash.contains("--version"), "{bash}");
+    }
+
+    #[test]
+    fn output_is_byte_stable() {
+        let first: Vec<Vec<u8>> = man_pages().unwrap().into_iter().map(|p| p.text).collect();
+        let second: Vec<Vec<u8>> = man_pages().unwrap().into_iter().map(|p| p.text).collect();
+        assert_eq!(first, second);
+        assert_eq!(completion(Shell::Zsh), completion(Shell::Zsh));
+    }
+}

@@ -1,0 +1,734 @@
+//! The distro packages, built by `packaging/build`: their file lists and
+//! maintainer scripts against what is expected, lintian and rpmlint, and the
+//! .deb installed, run, upgraded under load, removed and purged in a clean
+//! Debian 12 root booted with its own systemd.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::container::{debian_root, diff, snapshot, Container};
+use crate::util::load::{Load, LoadSpec, Target};
+use crate::util::packages::packages;
+use crate::util::{explain, get_tcp, repo, run, run_ok, standin, wait_until, TempDir};
+
+/// The visible subcommands: each gets a man page `mas-sockets-<name>.1`.
+/// packaging/docgen finds them by itself; add a new one here and the
+/// expected file lists below follow.
+const SUBCOMMANDS: &[&str] = &[
+    "check",
+    "generate-units",
+    "generate-nginx",
+    "supervise",
+    "reload",
+    "status",
+];
+
+/// The man pages, as each package installs them (gzip-compressed).
+fn man_pages() -> Vec<String> {
+    let mut pages = vec!["/usr/share/man/man1/mas-sockets.1.gz".to_owned()];
+    pages.extend(
+        SUBCOMMANDS
+            .iter()
+            .map(|sub| format!("/usr/share/man/man1/mas-sockets-{sub}.1.gz")),
+    );
+    pages
+}
+
+/// Every file (not directory) of the .deb besides the man pages.
+const DEB_FILES: &[&str] = &[
+    "/lib/systemd/system/mas-internal.socket",
+    "/lib/systemd/system/mas-web.socket",
+    "/lib/systemd/system/mas.service",
+    "/usr/bin/mas-sockets",
+    "/usr/lib/sysusers.d/mas-sockets.conf",
+    "/usr/share/bash-completion/completions/mas-sockets",
+    "/usr/share/doc/mas-sockets/README.md.gz",
+    "/usr/share/doc/mas-sockets/changelog.Debian.gz",
+    "/usr/share/doc/mas-sockets/copyright",
+    "/usr/share/fish/vendor_completions.d/mas-sockets.fish",
+    "/usr/share/lintian/overrides/mas-sockets",
+    "/usr/share/zsh/vendor-completions/_mas-sockets",
+];
+
+/// Everything `rpm -qlp` lists besides the man pages; `*` stands for the
+/// build id's parts, which change with every build.
+const RPM_PATHS: &[&str] = &[
+    "/usr/bin/mas-sockets",
+    "/usr/lib/.build-id",
+    "/usr/lib/.build-id/*",
+    "/usr/lib/.build-id/*/*",
+    "/usr/lib/systemd/system/mas-internal.socket",
+    "/usr/lib/systemd/system/mas-web.socket",
+    "/usr/lib/systemd/system/mas.service",
+    "/usr/lib/sysusers.d/mas-sockets.conf",
+    "/usr/share/bash-completion",
+    "/usr/share/bash-completion/completions",
+    "/usr/share/bash-completion/completions/mas-sockets",
+    "/usr/share/doc/mas-sockets",
+    "/usr/share/doc/mas-sockets/README.md",
+    "/usr/share/fish",
+    "/usr/share/fish/vendor_completions.d",
+    "/usr/share/fish/vendor_completions.d/mas-sockets.fish",
+    "/usr/share/licenses/mas-sockets",
+    "/usr/share/licenses/mas-sockets/LICENSE",
+    "/usr/share/zsh",
+    "/usr/share/zsh/site-functions",
+    "/usr/share/zsh/site-functions/_mas-sockets",
+];
+
+/// The unit files of units/, which both packages install.
+fn unit_names() -> BTreeSet<String> {
+    fs::read_dir(repo().join("units"))
+        .expect("read units/")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut items: Vec<String> = items.into_iter().collect();
+    items.sort();
+    items
+}
+
+/// Nothing test-only or build-only may be packaged.
+fn assert_nothing_test_only(paths: &[String]) {
+    for path in paths {
+        for word in ["standin", "mas-cli", "docgen", "test"] {
+            assert!(!path.contains(word), "{path} looks test-only or build-only");
+        }
+    }
+}
+
+/// `dpkg-deb -c` of the .deb: every file with its mode and owner, the
+/// binary executable, the rest plain 0644, all root's, and exactly the
+/// expected files.
+#[test]
+fn deb_contents_match_the_expected_list() {
+    let deb = &packages().deb;
+    let listing = run_ok(Command::new("dpkg-deb").arg("-c").arg(deb));
+    let mut files = Vec::new();
+    for line in listing.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (mode, owner, path) = (fields[0], fields[1], fields[5]);
+        assert_eq!(owner, "root/root", "{line}");
+        let path = path.trim_start_matches('.');
+        if mode.starts_with('d') {
+            assert_eq!(mode, "drwxr-xr-x", "{line}");
+            continue;
+        }
+        let want = if path == "/usr/bin/mas-sockets" {
+            "-rwxr-xr-x"
+        } else {
+            "-rw-r--r--"
+        };
+        assert_eq!(mode, want, "{line}");
+        files.push(path.to_owned());
+    }
+    let mut expected: Vec<String> = DEB_FILES.iter().map(|s| (*s).to_owned()).collect();
+    expected.extend(man_pages());
+    assert_eq!(sorted(files.clone()), sorted(expected), "\n{listing}");
+    assert_nothing_test_only(&files);
+    // No file under /etc, so no conffiles: the admin's files are MAS's config
+    // and their own drop-ins, which no package owns.
+    let control = TempDir::new("deb-control");
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-e")
+            .arg(deb)
+            .arg(control.join("DEBIAN")),
+    );
+    assert!(!control.join("DEBIAN/conffiles").exists());
+}
+
+/// `rpm -qlp` of the .rpm, and every file's mode and owner.
+#[test]
+fn rpm_contents_match_the_expected_list() {
+    let rpm = &packages().rpm;
+    let listing = run_ok(Command::new("rpm").arg("-qlp").arg(rpm));
+    let paths: Vec<String> = listing
+        .lines()
+        .map(|path| match path.strip_prefix("/usr/lib/.build-id/") {
+            Some(rest) => format!(
+                "/usr/lib/.build-id/{}",
+                rest.split('/').map(|_| "*").collect::<Vec<_>>().join("/")
+            ),
+            None => path.to_owned(),
+        })
+        .collect();
+    let mut expected: Vec<String> = RPM_PATHS.iter().map(|s| (*s).to_owned()).collect();
+    expected.extend(man_pages());
+    assert_eq!(sorted(paths.clone()), sorted(expected), "\n{listing}");
+    assert_nothing_test_only(&paths);
+
+    let modes = run_ok(Command::new("rpm").arg("-qp").arg(rpm).args([
+        "--qf",
+        "[%{FILEMODES:perms}|%{FILEUSERNAME}:%{FILEGROUPNAME}|%{FILEFLAGS:fflags}|%{FILENAMES}\n]",
+    ]));
+    for line in modes.lines() {
+        let fields: Vec<&str> = line.split('|').collect();
+        let (mode, owner, path) = (fields[0], fields[1], fields[3]);
+        assert_eq!(owner, "root:root", "{line}");
+        let want = match path {
+            "/usr/bin/mas-sockets" => "-rwxr-xr-x",
+            p if p.starts_with("/usr/lib/.build-id/") && mode.starts_with('l') => "lrwxrwxrwx",
+            _ if mode.starts_with('d') => "drwxr-xr-x",
+            _ => "-rw-r--r--",
+        };
+        assert_eq!(mode, want, "{line}");
+        // %config marks files the admin edits; this package has none.
+        assert!(
+            !fields[2].contains('c'),
+            "{path} is marked %config:\n{line}"
+        );
+    }
+}
+
+/// `sh -n`: the script parses (a broken here-document or quote would not).
+#[track_caller]
+fn assert_shell_syntax(name: &str, script: &str) {
+    let dir = TempDir::new("script-syntax");
+    let path = dir.write(name, script);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-n").arg(&path);
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{name} does not parse:\n{script}\n{}",
+        explain(&cmd, &out)
+    );
+}
+
+/// The deb's maintainer scripts, as dh_installsystemd, dh_installsysusers
+/// and our own prerm/postrm made them.
+#[test]
+fn deb_maintainer_scripts_enable_nothing_restart_the_service_and_clean_up() {
+    let control = TempDir::new("deb-scripts");
+    let dir = control.join("DEBIAN");
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-e")
+            .arg(&packages().deb)
+            .arg(&dir),
+    );
+    let read = |name: &str| {
+        fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("DEBIAN/{name}: {e}"))
+    };
+    assert!(
+        !dir.join("preinst").exists(),
+        "nothing to do before unpacking"
+    );
+    let units = unit_names();
+
+    let postinst = read("postinst");
+    assert!(
+        postinst.contains(r#"systemd-sysusers ${DPKG_ROOT:+--root="$DPKG_ROOT"} mas-sockets.conf"#),
+        "{postinst}"
+    );
+    for unit in &units {
+        assert!(
+            postinst.contains(&format!("deb-systemd-helper update-state '{unit}'")),
+            "{unit}:\n{postinst}"
+        );
+    }
+    // Links are made only for units an admin had enabled before (was-enabled).
+    let lines: Vec<&str> = postinst.lines().map(str::trim).collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("deb-systemd-helper enable") {
+            let guard = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| !l.starts_with('#'))
+                .expect("a line before");
+            assert!(guard.contains("was-enabled"), "{postinst}");
+        }
+    }
+    // The only start-like action: try-restart of the service on upgrade.
+    let invokes: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("deb-systemd-invoke"))
+        .collect();
+    assert_eq!(
+        invokes,
+        [&"deb-systemd-invoke try-restart 'mas.service' >/dev/null || true"],
+        "{postinst}"
+    );
+    let at = lines
+        .iter()
+        .position(|l| l.contains("try-restart"))
+        .unwrap();
+    assert_eq!(lines[at - 1], r#"if [ -n "$2" ]; then"#, "only on upgrade");
+
+    let prerm = read("prerm");
+    let listed: BTreeSet<String> = prerm
+        .lines()
+        .find_map(|l| l.strip_prefix("units=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("units= in prerm")
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(listed, units, "prerm must name every unit of units/");
+    for action in [
+        "deb-systemd-invoke stop $units",
+        "deb-systemd-helper disable $units",
+    ] {
+        assert!(prerm.contains(action), "{action}:\n{prerm}");
+    }
+    assert!(prerm.contains(r#"if [ "$1" = remove ]; then"#), "{prerm}");
+
+    let postrm = read("postrm");
+    let purged: BTreeSet<String> = postrm
+        .lines()
+        .filter(|l| l.contains("deb-systemd-helper purge"))
+        .flat_map(|l| l.split('\'').skip(1).step_by(2).map(str::to_owned))
+        .collect();
+    assert_eq!(purged, units, "{postrm}");
+    assert!(postrm.contains("userdel mas"), "{postrm}");
+    assert!(postrm.contains("groupdel mas"), "{postrm}");
+}
+
+/// The rpm's scriptlets: users before the files, presets (which enable
+/// nothing unlisted) on install, disable and stop on erase, try-restart of
+/// the service only, never of the sockets, on upgrade.
+#[test]
+fn rpm_scriptlets_enable_nothing_restart_the_service_and_clean_up() {
+    let text = run_ok(
+        Command::new("rpm")
+            .args(["-qp", "--scripts"])
+            .arg(&packages().rpm),
+    );
+    let mut scripts = std::collections::BTreeMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_suffix(" scriptlet (using /bin/sh):") {
+            current = Some(name.to_owned());
+            scripts.insert(name.to_owned(), String::new());
+        } else if let Some(name) = &current {
+            let body = scripts.get_mut(name).unwrap();
+            body.push_str(line.trim_end());
+            body.push('\n');
+        }
+    }
+    assert_eq!(
+        scripts.keys().collect::<Vec<_>>(),
+        ["postinstall", "postuninstall", "preinstall", "preuninstall"],
+        "{text}"
+    );
+    for (name, body) in &scripts {
+        assert_shell_syntax(name, body);
+    }
+    let units = unit_names();
+    let all: Vec<&str> = ["mas.service", "mas-web.socket", "mas-internal.socket"].to_vec();
+    assert_eq!(
+        all.iter().map(|u| (*u).to_owned()).collect::<BTreeSet<_>>(),
+        units,
+        "the spec's unit lists must name every unit of units/"
+    );
+    let all = all.join(" ");
+
+    let pre = &scripts["preinstall"];
+    assert!(
+        pre.contains("systemd-sysusers --replace=/usr/lib/sysusers.d/mas-sockets.conf -"),
+        "{pre}"
+    );
+    assert!(
+        pre.contains(r#"u mas - "Matrix Authentication Service (mas-sockets)""#),
+        "{pre}"
+    );
+
+    let post = &scripts["postinstall"];
+    assert!(
+        post.contains("if [ $1 -eq 1 ]"),
+        "first install only:\n{post}"
+    );
+    assert!(
+        post.contains(&format!("systemctl --no-reload preset {all}")),
+        "{post}"
+    );
+    assert!(!post.contains("start"), "{post}");
+    assert!(!post.contains("enable"), "{post}");
+
+    let preun = &scripts["preuninstall"];
+    assert!(preun.contains("if [ $1 -eq 0 ]"), "erase only:\n{preun}");
+    assert!(
+        preun.contains(&format!("systemctl --no-reload disable --now {all}")),
+        "{preun}"
+    );
+
+    let postun = &scripts["postuninstall"];
+    assert!(postun.contains("systemctl daemon-reload"), "{postun}");
+    let restarts: Vec<&str> = postun
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("restart"))
+        .collect();
+    assert_eq!(
+        restarts,
+        ["systemctl try-restart mas.service >/dev/null 2>&1 || :"],
+        "{postun}"
+    );
+    assert!(
+        postun.contains("if [ $1 -ge 1 ]"),
+        "upgrade only:\n{postun}"
+    );
+}
+
+/// lintian (every tag, pedantic and informational included) and rpmlint
+/// report nothing but what packaging/deb's overrides and packaging/rpm's
+/// rpmlint.toml explain.
+#[test]
+fn lintian_and_rpmlint_are_clean() {
+    let pkgs = packages();
+    let mut cmd = Command::new("lintian");
+    cmd.args(["--info", "--pedantic", "--display-experimental"])
+        .arg(&pkgs.deb);
+    let out = run(&mut cmd);
+    let tags: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.len() > 1 && l.as_bytes()[1] == b':')
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        out.status.success() && tags.is_empty(),
+        "lintian found problems\n{}",
+        explain(&cmd, &out)
+    );
+
+    let mut cmd = Command::new("rpmlint");
+    cmd.arg("-c")
+        .arg(repo().join("packaging/rpm/rpmlint.toml"))
+        .arg(&pkgs.rpm);
+    let out = run(&mut cmd);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" 0 errors, 0 warnings"),
+        "rpmlint found problems\n{}",
+        explain(&cmd, &out)
+    );
+}
+
+/// The config the test gives MAS: no `http` section, so MAS's built-in
+/// listeners apply (web on [::]:8080, internal with health on
+/// localhost:8081), which the packaged units are made for.
+const CONFIG: &str = "\
+# MAS's built-in listeners; the stand-in takes half a second to start.
+standin:
+  startup_delay_ms: 500
+";
+
+/// Paths that change without the package having anything to do with them,
+/// and that the before/after comparison therefore leaves out:
+fn not_the_systems_files(path: &str) -> bool {
+    let volatile = [
+        // kernel and runtime file systems;
+        "/proc",
+        "/sys",
+        "/dev",
+        "/run",
+        "/tmp",
+        // logs: dpkg's and apt's, the journal, wtmp;
+        "/var/log",
+        // man-db's cache of formatted pages and its index, which `man`
+        // and the man-db trigger write and mandb rebuilds at will;
+        "/var/cache/man",
+    ];
+    let backups = [
+        // dpkg's copy of its database from before the last change (the
+        // database itself, /var/lib/dpkg/status, is compared);
+        "/var/lib/dpkg/status-old",
+        // the copies of the account databases that systemd-sysusers and
+        // userdel keep from before each change (the databases are compared).
+        "/etc/passwd-",
+        "/etc/group-",
+        "/etc/shadow-",
+        "/etc/gshadow-",
+    ];
+    volatile
+        .iter()
+        .any(|dir| path == *dir || path.starts_with(&format!("{dir}/")))
+        || backups.contains(&path)
+}
+
+/// Waits until a unit reaches `state`.
+#[track_caller]
+fn wait_state(ct: &Container, unit: &str, state: &str) {
+    wait_until(
+        &format!("{unit} to be {state}"),
+        Duration::from_secs(60),
+        || ct.unit_property(unit, "ActiveState") == state,
+    );
+}
+
+fn units_of(ct: &Container, prop: &str) -> Vec<String> {
+    ["mas.service", "mas-web.socket", "mas-internal.socket"]
+        .iter()
+        .map(|unit| format!("{unit}={}", ct.unit_property(unit, prop)))
+        .collect()
+}
+
+/// The whole life of the .deb on a clean Debian 12 with its own systemd:
+///
+/// 1. install: the mas user exists, no unit is enabled or started, the
+///    units verify, `mas-sockets --version` and `man mas-sockets` work;
+/// 2. with the stand-in as /usr/bin/mas-cli and a config at
+///    /etc/mas/config.yaml, the packaged units start and answer on both
+///    listeners, under the mas user;
+/// 3. an upgrade to a newer build under continuous load: no request fails,
+///    the service runs the new binary, the socket units were never
+///    restarted, the admin's enablement stays;
+/// 4. an upgrade while the service is stopped leaves it stopped;
+/// 5. removal stops and disables everything; purge deletes the user, and
+///    the file system is as it was before the install.
+#[test]
+fn deb_installs_upgrades_under_load_and_purges_in_a_clean_debian_root() {
+    let pkgs = packages();
+    let root = debian_root();
+    let ct = Container::boot(&root, "deb");
+    let before = snapshot(&ct.path("/"), &not_the_systems_files);
+    let stage = "/run/mas-package-test";
+    ct.put(&pkgs.deb, &format!("{stage}/old.deb"), 0o644);
+    ct.put(&pkgs.deb_upgrade, &format!("{stage}/new.deb"), 0o644);
+
+    // 1. Install.
+    ct.exec_ok(&["dpkg", "-i", &format!("{stage}/old.deb")]);
+    let user = ct.exec_ok(&["getent", "passwd", "mas"]);
+    let fields: Vec<&str> = user.trim().split(':').collect();
+    assert_eq!(fields[4], "Matrix Authentication Service (mas-sockets)");
+    let uid: u32 = fields[2].parse().unwrap();
+    assert!((1..1000).contains(&uid), "a system uid: {user}");
+    assert_eq!(ct.exec_ok(&["id", "-gn", "mas"]).trim(), "mas");
+    assert_eq!(
+        units_of(&ct, "UnitFileState"),
+        [
+            "mas.service=disabled",
+            "mas-web.socket=disabled",
+            "mas-internal.socket=disabled"
+        ],
+        "installing enables nothing"
+    );
+    assert_eq!(
+        units_of(&ct, "ActiveState"),
+        [
+            "mas.service=inactive",
+            "mas-web.socket=inactive",
+            "mas-internal.socket=inactive"
+        ],
+        "installing starts nothing"
+    );
+    assert_eq!(
+        ct.unit_property("mas.service", "FragmentPath"),
+        "/lib/systemd/system/mas.service"
+    );
+    assert!(
+        ct.path("/usr/lib/systemd/system/mas.service").exists(),
+        "merged /usr: /lib is /usr/lib"
+    );
+    assert_eq!(
+        ct.exec_ok(&["mas-sockets", "--version"]).trim(),
+        format!("mas-sockets {}", pkgs.version)
+    );
+    // LC_ALL=C: plain ASCII hyphens; blanks are evened out, as man
+    // justifies the text.
+    let man = |page: &str| {
+        let text = ct.exec_ok(&["env", "LC_ALL=C", "man", page]);
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let page = man("mas-sockets");
+    assert!(
+        page.contains("mas-sockets - Run the Matrix Authentication Service"),
+        "{page}"
+    );
+    for sub in SUBCOMMANDS {
+        let page = man(&format!("mas-sockets-{sub}"));
+        assert!(
+            page.contains(&format!("SYNOPSIS mas-sockets {sub}")),
+            "{page}"
+        );
+    }
+
+    // 2. The packaged units, with the stand-in as MAS.
+    ct.put(&standin(), "/usr/bin/mas-cli", 0o755);
+    let config = TempDir::new("package-config");
+    ct.put(
+        &config.write("config.yaml", CONFIG),
+        "/etc/mas/config.yaml",
+        0o640,
+    );
+    ct.exec_ok(&["chgrp", "mas", "/etc/mas/config.yaml"]);
+    let verify = ct.exec(&[
+        "systemd-analyze",
+        "verify",
+        "/lib/systemd/system/mas.service",
+        "/lib/systemd/system/mas-web.socket",
+        "/lib/systemd/system/mas-internal.socket",
+    ]);
+    assert!(
+        verify.status.success() && verify.stderr.is_empty() && verify.stdout.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    ct.exec_ok(&["systemctl", "start", "mas.service"]);
+    assert_eq!(
+        units_of(&ct, "ActiveState"),
+        [
+            "mas.service=active",
+            "mas-web.socket=active",
+            "mas-internal.socket=active"
+        ]
+    );
+    let web = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let internal = SocketAddr::from(([127, 0, 0, 1], 8081));
+    let (health, home) = ct.in_netns(|| (get_tcp(internal, "/health"), get_tcp(web, "/")));
+    let health = health.expect("GET /health on the internal listener");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let home = home.expect("GET / on the web listener");
+    assert_eq!(home.status, 200);
+    assert_eq!(home.header("x-standin-listener"), Some("web"));
+    let first_pid = health.pid();
+    let status = fs::read_to_string(ct.path(&format!("/proc/{first_pid}/status"))).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains(&format!("\t{uid}\t"))),
+        "MAS runs as mas:\n{status}"
+    );
+    let main_pid = ct.unit_property("mas.service", "MainPID");
+    assert_eq!(
+        fs::read_to_string(ct.path(&format!("/proc/{main_pid}/comm")))
+            .unwrap()
+            .trim(),
+        "mas-sockets"
+    );
+    // An admin enables it; removal must undo that.
+    ct.exec_ok(&["systemctl", "enable", "mas.service"]);
+
+    // 3. Upgrade under load.
+    let sockets_since = |ct: &Container| {
+        ["mas-web.socket", "mas-internal.socket"]
+            .map(|unit| ct.unit_property(unit, "ActiveEnterTimestampMonotonic"))
+    };
+    let sockets_before = sockets_since(&ct);
+    let load = ct.in_netns(|| {
+        Load::start(LoadSpec {
+            targets: vec![Target::Tcp(web), Target::Tcp(internal)],
+            workers: 16,
+            // Paths every listener answers, the internal one (health only) too.
+            paths: vec!["/slow/0".into(), "/slow/200".into()],
+            keep_alive_share: 0.5,
+            timeout: Duration::from_secs(20),
+        })
+    });
+    wait_until("load before the upgrade", Duration::from_secs(30), || {
+        load.completed() >= 200
+    });
+    load.mark("upgrade begins");
+    let upgrade = ct.exec(&["dpkg", "-i", &format!("{stage}/new.deb")]);
+    load.mark("upgrade done");
+    let done = load.completed();
+    wait_until("load after the upgrade", Duration::from_secs(30), || {
+        load.completed() >= done + 200
+    });
+    let report = load.stop();
+    assert!(
+        upgrade.status.success(),
+        "the upgrade failed: {}{}",
+        String::from_utf8_lossy(&upgrade.stdout),
+        String::from_utf8_lossy(&upgrade.stderr)
+    );
+    assert!(
+        report.failures().is_empty(),
+        "requests failed during the upgrade: {}",
+        report.describe_failures(20)
+    );
+    let (from, to) = (
+        report.mark_at("upgrade begins").unwrap(),
+        report.mark_at("upgrade done").unwrap(),
+    );
+    let during = report
+        .samples
+        .iter()
+        .filter(|s| s.ok && s.at >= from && s.at < to)
+        .count();
+    eprintln!(
+        "upgrade under load: {} requests ({during} while dpkg ran for {:.1?}), {} retried, pids {:?}",
+        report.samples.len(),
+        to - from,
+        report.retried,
+        report.pids()
+    );
+    assert!(during > 0, "no request was sent while the upgrade ran");
+    assert_eq!(report.targets_served().len(), 2, "both listeners served");
+    assert!(
+        report.pids().len() >= 2,
+        "the old and the new MAS both served: {:?}",
+        report.pids()
+    );
+    assert_eq!(
+        ct.exec_ok(&["dpkg-query", "-W", "-f", "${Version}", "mas-sockets"]),
+        format!("{}-1", pkgs.upgrade_version)
+    );
+    let new_main = ct.unit_property("mas.service", "MainPID");
+    assert_ne!(new_main, main_pid, "the upgrade restarted the service");
+    let exe = fs::read_link(ct.path(&format!("/proc/{new_main}/exe"))).unwrap();
+    assert_eq!(
+        exe,
+        Path::new("/usr/bin/mas-sockets"),
+        "the new binary, not a deleted one"
+    );
+    assert_eq!(
+        sockets_since(&ct),
+        sockets_before,
+        "the socket units kept their sockets"
+    );
+    assert_eq!(ct.unit_property("mas.service", "UnitFileState"), "enabled");
+
+    // 4. An upgrade (here: the same package again) leaves a stopped service stopped.
+    ct.exec_ok(&["systemctl", "stop", "mas.service"]);
+    ct.exec_ok(&["dpkg", "-i", &format!("{stage}/new.deb")]);
+    assert_eq!(ct.unit_property("mas.service", "ActiveState"), "inactive");
+    ct.exec_ok(&["systemctl", "start", "mas.service"]);
+
+    // 5. Removal, then purge.
+    ct.exec_ok(&["dpkg", "--remove", "mas-sockets"]);
+    for unit in ["mas.service", "mas-web.socket", "mas-internal.socket"] {
+        wait_state(&ct, unit, "inactive");
+        assert_eq!(ct.unit_property(unit, "LoadState"), "not-found", "{unit}");
+    }
+    let refused = ct.in_netns(|| get_tcp(internal, "/health"));
+    assert!(
+        refused.is_err(),
+        "nothing listens after removal: {refused:?}"
+    );
+    let links = ct.exec_ok(&["find", "/etc/systemd/system", "-name", "mas*"]);
+    assert!(links.trim().is_empty(), "removal disables: {links}");
+    assert!(
+        ct.exec(&["getent", "passwd", "mas"]).status.success(),
+        "remove keeps the user"
+    );
+    // What the test itself placed, as an admin would take it away.
+    fs::remove_file(ct.path("/usr/bin/mas-cli")).unwrap();
+    fs::remove_dir_all(ct.path("/etc/mas")).unwrap();
+    ct.exec_ok(&["dpkg", "--purge", "mas-sockets"]);
+    assert!(
+        !ct.exec(&["getent", "passwd", "mas"]).status.success(),
+        "purge deletes the user"
+    );
+    assert!(
+        !ct.exec(&["getent", "group", "mas"]).status.success(),
+        "and the group"
+    );
+    let after = snapshot(&ct.path("/"), &not_the_systems_files);
+    let changes = diff(&before, &after);
+    assert!(
+        changes.is_empty(),
+        "purge left {} change(s) behind:\n{}",
+        changes.len(),
+        changes.join("\n")
+    );
+}
