@@ -404,3 +404,64 @@ fn signal_only_reload_passes_sighup_to_mas() {
     assert!(seen.contains("RELOADING=1"), "{seen}");
     assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
 }
+
+/// The pids of the supervisor's children that are still running.
+fn live_children(run: &Run) -> Vec<u32> {
+    let sv = run.child.id();
+    fs::read_to_string(format!("/proc/{sv}/task/{sv}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| pid_alive(p))
+        .collect()
+}
+
+/// A serving MAS that crashes while its replacement starts: the replacement
+/// takes over, and the restart planned after the crash is dropped, so that
+/// exactly one MAS serves and no second one starts beside it, untracked.
+#[test]
+fn a_crash_during_a_restart_leaves_exactly_one_mas() {
+    let (run, port, old) = serving("crash-mid-restart", "", &["--backoff=3s"]);
+    set_switches(&run, port, "standin:\n  startup_delay_ms: 2000\n");
+    let dir = run.dir.join("rt");
+    let reload = std::thread::spawn(move || {
+        Command::new(mas_sockets())
+            .args(["reload", "--runtime-dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    });
+    run.wait_log("generation 2)");
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
+    run.wait_log(&format!("MAS (pid {old}) exited on its own"));
+    let out = reload.join().unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out), run.log());
+    let log = run.log();
+    let crashed = log.find(&format!("MAS (pid {old}) exited on its own"));
+    let promoted = log.find("is ready; it takes over");
+    assert!(
+        crashed < promoted,
+        "the crash must come before the new MAS is ready:\n{log}"
+    );
+    let new = get_tcp(localhost(port), "/").unwrap().pid();
+    assert_ne!(new, old);
+    // The crash's restart was due 3 s after it; watch past that moment.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let kids = live_children(&run);
+        assert!(
+            kids.len() <= 1,
+            "more than one MAS runs: {kids:?}\n{}",
+            run.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!run.log().contains("generation 3)"), "{}", run.log());
+    assert_eq!(live_children(&run), vec![new], "{}", run.log());
+    let status = String::from_utf8_lossy(&control(&run, &["status"]).stdout).into_owned();
+    assert!(
+        status.contains(&format!("child: {new}\n")) && status.contains("state: serving\n"),
+        "{status}"
+    );
+}

@@ -773,7 +773,14 @@ impl Supervisor<'_> {
                 old.signal(Signal::SIGTERM);
                 restart.draining = Some((old, Instant::now() + self.opts.drain_timeout));
             }
-            None => self.finish_restart_ok(),
+            None => {
+                // The old MAS crashed while this one started: this one
+                // replaces it, so the start planned after the crash is void.
+                if self.respawn_at.take().is_some() {
+                    info!("the new MAS replaces the one that crashed; no other is started");
+                }
+                self.finish_restart_ok();
+            }
         }
     }
 
@@ -898,7 +905,9 @@ impl Supervisor<'_> {
     fn on_timers(&mut self, now: Instant) {
         if self.respawn_at.is_some_and(|at| now >= at) {
             self.respawn_at = None;
-            if self.stopping.is_none() {
+            // A MAS that runs already (one that was starting as a restart
+            // when the other crashed) must never be replaced untracked.
+            if self.stopping.is_none() && self.current.is_none() {
                 match self.reload_config().or_else(|e| {
                     warn!("{e}; starting MAS on the config it had");
                     Ok::<_, String>(self.plan.rewrite(&self.binds))
