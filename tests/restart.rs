@@ -465,3 +465,40 @@ fn a_crash_during_a_restart_leaves_exactly_one_mas() {
         "{status}"
     );
 }
+
+/// A stop that comes while a new MAS starts: the new MAS may still report
+/// ready (MAS acts on signals only once it serves), but the old one, which
+/// is draining, must not get a second SIGTERM, which would make it drop its
+/// in-flight requests.
+#[test]
+fn a_stop_during_a_restart_lets_the_old_mas_drain() {
+    let (mut run, port, _old) = serving("stop-mid-restart", "", &["--stop-timeout=30s"]);
+    set_switches(&run, port, "standin:\n  startup_delay_ms: 1500\n");
+    let slow = std::thread::spawn(move || get_tcp(localhost(port), "/slow/5000"));
+    run.wait_log("holding /slow/5000");
+    let dir = run.dir.join("rt");
+    let reload = std::thread::spawn(move || {
+        Command::new(mas_sockets())
+            .args(["reload", "--runtime-dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    });
+    run.wait_log("generation 2)");
+    run.signal(libc::SIGTERM);
+    let response = slow
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the in-flight request was cut: {e}\n{}", run.log()));
+    assert_eq!(response.status, 200);
+    let status = run.wait();
+    assert!(status.success(), "{status}\n{}", run.log());
+    let out = reload.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopping"),
+        "{}",
+        text(&out)
+    );
+    assert!(!run.log().contains("hard shutdown"), "{}", run.log());
+}

@@ -754,7 +754,17 @@ impl Supervisor<'_> {
     }
 
     /// The new MAS is ready: it takes over, and the old one drains.
+    ///
+    /// Not once a stop began: every MAS has had its SIGTERM then, and MAS
+    /// reports ready even after one that came during its start-up, because it
+    /// acts on signals only once it serves. Promoting it would send the old
+    /// MAS, which is draining already, a second SIGTERM, and MAS takes a
+    /// second signal as "drop every connection now".
     fn promote(&mut self) {
+        if self.stopping.is_some() {
+            debug!("the new MAS is ready, but mas-sockets is stopping; it stops too");
+            return;
+        }
         let Some(restart) = self.restart.as_mut() else {
             return;
         };
