@@ -502,3 +502,29 @@ fn a_stop_during_a_restart_lets_the_old_mas_drain() {
     );
     assert!(!run.log().contains("hard shutdown"), "{}", run.log());
 }
+
+/// `status` counts only the crashes inside the crash window.
+#[test]
+fn status_counts_only_crashes_inside_the_window() {
+    let (run, port, old) = serving(
+        "crash-window",
+        "",
+        &["--backoff=100ms", "--crash-window=5s"],
+    );
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
+    wait_until("a new MAS to answer", LONG, || {
+        get_tcp(localhost(port), "/").is_ok_and(|r| r.pid() != old)
+    });
+    let crashes = || {
+        let out = control(&run, &["status"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("crashes in window: ").map(str::to_owned))
+            .unwrap_or_else(|| panic!("no crash count in {}", text(&out)))
+    };
+    assert_eq!(crashes(), "1");
+    wait_until("the crash to leave the 5 s window", LONG, || {
+        crashes() == "0"
+    });
+}

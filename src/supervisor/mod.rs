@@ -619,7 +619,7 @@ impl Supervisor<'_> {
                 let _ = writeln!(out, "last restart: none");
             }
         }
-        let _ = writeln!(out, "crashes in window: {}", self.crashes.len());
+        let _ = writeln!(out, "crashes in window: {}", self.crashes_in_window(now));
         for (listener, binds) in self.plan.listeners.iter().zip(&self.binds) {
             let _ = writeln!(
                 out,
@@ -876,17 +876,23 @@ impl Supervisor<'_> {
         self.on_crash(current.pid, status);
     }
 
+    /// How many of the recorded crashes lie within the crash window before
+    /// `now`; the list is trimmed only when a crash comes, so `status` must
+    /// not take its length as the count.
+    fn crashes_in_window(&self, now: Instant) -> usize {
+        self.crashes
+            .iter()
+            .filter(|t| now.duration_since(**t) <= self.opts.crash_window)
+            .count()
+    }
+
     /// A serving MAS died: start another after a delay, or give up.
     fn on_crash(&mut self, pid: u32, status: ExitStatus) {
         let now = Instant::now();
         self.crashes.push_back(now);
-        while self
-            .crashes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.opts.crash_window)
-        {
-            self.crashes.pop_front();
-        }
+        // Older crashes no longer count; dropping them keeps the list short.
+        let window = self.opts.crash_window;
+        self.crashes.retain(|t| now.duration_since(*t) <= window);
         let count = self.crashes.len() as u32;
         if count >= self.opts.crash_limit {
             warn!(
