@@ -984,3 +984,37 @@ fn ipv6_only_socket_for_a_dual_stack_bind_is_refused() {
         &["it is IPv6-only (IPV6_V6ONLY)", "BindIPv6Only=both"],
     );
 }
+
+/// A notification longer than systemd reads is ignored whole, as systemd
+/// ignores it: the part that fits must not count, or a `READY=1` at its start
+/// would report a MAS ready that is not, and a value cut off at the end would
+/// be relayed as another.
+#[test]
+fn an_oversized_notification_is_ignored_whole() {
+    let port = free_port();
+    let padding = "x".repeat(5000);
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        &format!(
+            "standin:\n  never_ready: true\n  notify_at_start: \"READY=1\\nSTATUS={padding}\"\n"
+        ),
+    );
+    let mut run = Setup::new(&config)
+        .listen(localhost(port))
+        .start("oversized");
+    knock(localhost(port));
+    run.wait_log("never_ready is set");
+    let child = run.report_field("pid");
+    run.wait_log(&format!(
+        "ignored a notification of more than 4096 bytes from MAS (pid {child})"
+    ));
+    // A relay would have happened in the same step that logged the warning.
+    while let Some(d) = run.notify.recv(Duration::from_millis(50)) {
+        assert!(
+            !d.lines()
+                .any(|l| l == "READY=1" || l.starts_with("STATUS=xxx")),
+            "relayed part of an oversized datagram: {d}"
+        );
+    }
+    run.stop();
+}

@@ -453,6 +453,15 @@ impl Supervisor<'_> {
             warn!("ignored a notification from pid {pid} on the private notify socket; only MAS processes started here may send");
             return;
         }
+        // systemd drops such a datagram whole; reading the part that fits
+        // would take its last line cut short for a value of its own.
+        if datagram.truncated {
+            warn!(
+                "ignored a notification of more than {} bytes from MAS (pid {pid}); systemd would ignore it too",
+                crate::notify::MAX_DATAGRAM
+            );
+            return;
+        }
         for state in &datagram.states {
             if is_candidate {
                 self.on_candidate_state(state);
