@@ -265,10 +265,10 @@ impl Endpoint {
             (AnyTcp(a), AnyTcp(b)) => a == b,
             (AnyTcp(p), Tcp(addr)) | (Tcp(addr), AnyTcp(p)) => addr.port() == *p,
             (Tcp(a), Tcp(b)) => {
-                a.port() == b.port()
-                    && (a.ip() == b.ip()
-                        || is_wildcard_for(a.ip(), b.ip())
-                        || is_wildcard_for(b.ip(), a.ip()))
+                // An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) takes the
+                // port of the IPv4 address itself.
+                let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+                a.port() == b.port() && (x == y || is_wildcard_for(x, y) || is_wildcard_for(y, x))
             }
             _ => false,
         }

@@ -282,11 +282,32 @@ fn same_address_twice_is_refused_even_across_forms_and_files() {
         .len(),
         1
     );
+    // An IPv4-mapped IPv6 address takes the IPv4 address's port.
+    assert_eq!(
+        errors(&with_binds(&[
+            "{host: 127.0.0.1, port: 8080}",
+            "{host: '::ffff:127.0.0.1', port: 8080}"
+        ]))
+        .len(),
+        1
+    );
+    assert_eq!(
+        errors(&with_binds(&[
+            "{address: '[::ffff:127.0.0.1]:8080'}",
+            "{address: '0.0.0.0:8080'}"
+        ]))
+        .len(),
+        1
+    );
     // Different ports, or v4 wildcard against v6 loopback, are fine.
     plan(&with_binds(&[
         "{address: '0.0.0.0:8080'}",
         "{address: '[::1]:8080'}",
         "{port: 8081}",
+    ]));
+    plan(&with_binds(&[
+        "{address: '[::ffff:0.0.0.0]:8082'}",
+        "{address: '[::1]:8082'}",
     ]));
     // Across files: the second file's listener is located in the second file.
     let first = "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n";
