@@ -219,9 +219,27 @@ fn misspelt_key_is_refused_with_a_suggestion() {
     );
     let e = one_error(&with_binds(&["{host: localhost, prot: 8080}"]));
     assert!(
-        e.contains("unknown key `prot` in a bind (did you mean `port`?)"),
+        e.contains("unknown key `prot` in a bind (did you mean `port`?); MAS would ignore it and read the bind as `fd: 0`"),
         "{e}"
     );
+}
+
+#[test]
+fn an_unknown_key_beside_a_whole_bind_is_said_to_be_ignored_only() {
+    // MAS reads the rest as the bind it is; only the stray key is lost.
+    for bind in [
+        "{host: localhost, port: 8080, tls: true}",
+        "{address: '127.0.0.1:8080', name: x}",
+        "{socket: /run/mas/web.sock, owner: mas}",
+        "{fd: 1, label: web}",
+    ] {
+        let e = one_error(&with_binds(&[bind]));
+        assert!(
+            e.contains("; MAS would ignore it. Use only "),
+            "{bind}: {e}"
+        );
+        assert!(!e.contains("fd: 0"), "{bind}: {e}");
+    }
 }
 
 #[test]
