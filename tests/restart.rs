@@ -529,3 +529,37 @@ fn status_counts_only_crashes_inside_the_window() {
         crashes() == "0"
     });
 }
+
+/// A crash that reaches the limit while a new MAS starts still makes the
+/// supervisor give up: the new MAS is stopped instead of taking over from a
+/// supervisor that has decided to leave the next step to systemd.
+#[test]
+fn the_crash_limit_reached_during_a_restart_still_gives_up() {
+    let (mut run, port, old) = serving("limit-mid-restart", "", &["--crash-limit=1"]);
+    set_switches(&run, port, "standin:\n  startup_delay_ms: 1500\n");
+    let dir = run.dir.join("rt");
+    let reload = std::thread::spawn(move || {
+        Command::new(mas_sockets())
+            .args(["reload", "--runtime-dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    });
+    run.wait_log("generation 2)");
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
+    let status = run.wait();
+    assert_eq!(status.code(), Some(128 + 9), "{}", run.log());
+    assert!(
+        run.log().contains("that is 1 crashes within"),
+        "{}",
+        run.log()
+    );
+    assert!(
+        !run.log().contains("it takes over"),
+        "the new MAS took over:\n{}",
+        run.log()
+    );
+    let out = reload.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}

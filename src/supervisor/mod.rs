@@ -768,9 +768,10 @@ impl Supervisor<'_> {
     /// reports ready even after one that came during its start-up, because it
     /// acts on signals only once it serves. Promoting it would send the old
     /// MAS, which is draining already, a second SIGTERM, and MAS takes a
-    /// second signal as "drop every connection now".
+    /// second signal as "drop every connection now". Nor once the supervisor
+    /// gave up: it leaves, and the new MAS is being killed.
     fn promote(&mut self) {
-        if self.stopping.is_some() {
+        if self.stopping.is_some() || self.give_up {
             debug!("the new MAS is ready, but mas-sockets is stopping; it stops too");
             return;
         }
@@ -851,7 +852,7 @@ impl Supervisor<'_> {
                 let restart = self.restart.take().expect("checked above");
                 let pid = restart.candidate.as_ref().map_or(0, |g| g.pid);
                 let why = format!("the new MAS (pid {pid}) exited before it was ready: {status}");
-                if self.stopping.is_none() {
+                if self.stopping.is_none() && !self.give_up {
                     self.finish_restart_failed(restart.waiters, restart.began, why);
                 } else {
                     for w in restart.waiters {
@@ -885,6 +886,28 @@ impl Supervisor<'_> {
         self.on_crash(current.pid, status);
     }
 
+    /// Ends a restart that is under way because the supervisor gives up: the
+    /// new MAS must not take over, so it is killed (the supervisor waits for
+    /// it), and whoever waits for the restart, or queued one, hears `why`.
+    fn abandon_restart(&mut self, why: &str) {
+        for w in self.queued.take().into_iter().flatten() {
+            let _ = w.send(Err(why.to_owned()));
+        }
+        let Some(restart) = self.restart.as_mut() else {
+            return;
+        };
+        if let Some(candidate) = &restart.candidate {
+            warn!(
+                "{why}: killing the new MAS (pid {}) that was starting",
+                candidate.pid
+            );
+            candidate.signal(Signal::SIGKILL);
+        }
+        for w in restart.waiters.drain(..) {
+            let _ = w.send(Err(why.to_owned()));
+        }
+    }
+
     /// How many of the recorded crashes lie within the crash window before
     /// `now`; the list is trimmed only when a crash comes, so `status` must
     /// not take its length as the count.
@@ -913,6 +936,7 @@ impl Supervisor<'_> {
                 self.opts.crash_window
             ))]);
             self.give_up = true;
+            self.abandon_restart(&format!("mas-sockets gave up after {count} crashes"));
             return;
         }
         let delay = self
