@@ -563,3 +563,35 @@ fn the_crash_limit_reached_during_a_restart_still_gives_up() {
     let out = reload.join().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
+
+/// When a MAS crashes and the config files no longer check, the MAS that
+/// replaces it runs on the config the crashed one had, not on the one the
+/// supervisor started with: a reload since then may have changed it.
+#[test]
+fn a_crash_restart_falls_back_to_the_config_of_the_crashed_mas() {
+    let (run, port, _) = serving(
+        "crash-fallback",
+        "standin:\n  startup_delay_ms: 111\n",
+        &["--backoff=100ms"],
+    );
+    set_switches(&run, port, "standin:\n  startup_delay_ms: 222\n");
+    let out = control(&run, &["reload"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), run.log());
+    let reloaded = get_tcp(localhost(port), "/").unwrap().pid();
+    fs::write(config_path(&run), "http: [unclosed\n").unwrap();
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(reloaded as i32, libc::SIGKILL) }, 0);
+    wait_until("a new MAS to answer", LONG, || {
+        get_tcp(localhost(port), "/").is_ok_and(|r| r.pid() != reloaded)
+    });
+    let log = run.log();
+    assert!(log.contains("starting MAS on the config it had"), "{log}");
+    assert_eq!(
+        (
+            log.matches("start-up delay of 111 ms").count(),
+            log.matches("start-up delay of 222 ms").count()
+        ),
+        (1, 2),
+        "the MAS after the crash must read the reloaded config:\n{log}"
+    );
+}

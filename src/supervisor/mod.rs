@@ -173,6 +173,9 @@ struct Supervisor<'a> {
     crashes: VecDeque<Instant>,
     /// When a crashed MAS is started again.
     respawn_at: Option<Instant>,
+    /// The config the crashed MAS ran with, for the next one when the files
+    /// no longer check.
+    crashed_config: Option<Value>,
     last_restart: Option<LastRestart>,
     /// Set once a stop began: SIGKILL deadline.
     stopping: Option<Instant>,
@@ -226,6 +229,7 @@ pub async fn run(
         signal_waiters: Vec::new(),
         crashes: VecDeque::new(),
         respawn_at: None,
+        crashed_config: None,
         last_restart: None,
         stopping: None,
         stop_requested: false,
@@ -884,6 +888,7 @@ impl Supervisor<'_> {
             return;
         }
         self.on_crash(current.pid, status);
+        self.crashed_config = Some(current.config);
     }
 
     /// Ends a restart that is under way because the supervisor gives up: the
@@ -957,18 +962,18 @@ impl Supervisor<'_> {
             // A MAS that runs already (one that was starting as a restart
             // when the other crashed) must never be replaced untracked.
             if self.stopping.is_none() && self.current.is_none() {
-                match self.reload_config().or_else(|e| {
+                let crashed = self.crashed_config.take();
+                let config = self.reload_config().unwrap_or_else(|e| {
                     warn!("{e}; starting MAS on the config it had");
-                    Ok::<_, String>(self.plan.rewrite(&self.binds))
-                }) {
-                    Ok(config) => match self.spawn(&config) {
-                        Ok(g) => self.current = Some(g),
-                        Err(e) => {
-                            warn!("{e}; giving up");
-                            self.give_up = true;
-                        }
-                    },
-                    Err(_) => unreachable!("recovered above"),
+                    // A reload since the start may have changed the config.
+                    crashed.unwrap_or_else(|| self.plan.rewrite(&self.binds))
+                });
+                match self.spawn(&config) {
+                    Ok(g) => self.current = Some(g),
+                    Err(e) => {
+                        warn!("{e}; giving up");
+                        self.give_up = true;
+                    }
                 }
             }
         }
