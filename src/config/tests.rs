@@ -423,13 +423,38 @@ fn structure_errors_name_the_key() {
 fn config_paths_follow_mas_precedence() {
     use std::ffi::OsStr;
     let given = vec![PathBuf::from("a.yaml")];
-    assert_eq!(config_paths(&given, Some(OsStr::new("b:c"))), given);
     assert_eq!(
-        config_paths(&[], Some(OsStr::new("b.yaml::c.yaml"))),
+        config_paths(&given, Some(OsStr::new("b:c"))).unwrap(),
+        given
+    );
+    assert_eq!(
+        config_paths(&[], Some(OsStr::new("b.yaml::c.yaml"))).unwrap(),
         vec![PathBuf::from("b.yaml"), PathBuf::from("c.yaml")]
     );
-    assert_eq!(config_paths(&[], None), vec![PathBuf::from("config.yaml")]);
-    assert!(config_paths(&[], Some(OsStr::new(":"))).is_empty());
+    assert_eq!(
+        config_paths(&[], None).unwrap(),
+        vec![PathBuf::from("config.yaml")]
+    );
+    assert!(config_paths(&[], Some(OsStr::new(":"))).unwrap().is_empty());
+}
+
+#[test]
+fn mas_config_that_is_not_utf8_is_refused() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let value = std::ffi::OsStr::from_bytes(b"/etc/mas/\xff.yaml:/etc/mas/b.yaml");
+    // MAS cannot read such a MAS_CONFIG and would read config.yaml instead.
+    let err = config_paths(&[], Some(value)).unwrap_err();
+    assert!(
+        err.starts_with("MAS_CONFIG=\"/etc/mas/\\xff.yaml:/etc/mas/b.yaml\" is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(
+        err.contains("config.yaml") && err.contains("--config"),
+        "{err}"
+    );
+    // --config wins, and is not subject to MAS_CONFIG's rules.
+    let given = vec![PathBuf::from("a.yaml")];
+    assert_eq!(config_paths(&given, Some(value)).unwrap(), given);
 }
 
 #[test]
