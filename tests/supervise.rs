@@ -1018,3 +1018,45 @@ fn an_oversized_notification_is_ignored_whole() {
     }
     run.stop();
 }
+
+/// A runtime directory whose path leaves no room for the socket names in it
+/// (a socket address holds 107 bytes) is refused up front, once, with the fix.
+#[test]
+fn a_runtime_directory_too_long_for_its_sockets_is_refused() {
+    let dir = TempDir::new("long-rt");
+    let config = dir.write(
+        "c.yaml",
+        &web_listener("        - host: 127.0.0.1\n          port: 18998\n", ""),
+    );
+    let long = dir.join(&"d".repeat(120 - dir.path().as_os_str().len().min(100)));
+    fs::create_dir(&long).unwrap();
+    let out = Command::new(mas_sockets())
+        .arg("supervise")
+        .arg("--config")
+        .arg(&config)
+        .arg("--runtime-dir")
+        .arg(&long)
+        .arg("--")
+        .arg(standin())
+        .arg("server")
+        .env("MAS_SOCKETS_LOG_TARGET", "stderr")
+        .env("MAS_STANDIN_REPORT", dir.join("report"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "mas-sockets: the runtime directory {} is ",
+            long.display()
+        )) && stderr.contains("give a shorter one with --runtime-dir"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches(&*long.to_string_lossy()).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!dir.join("report").exists(), "MAS was started");
+}

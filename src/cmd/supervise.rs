@@ -138,6 +138,7 @@ fn runtime_dir(given: Option<PathBuf>) -> anyhow::Result<RuntimeDir> {
     let dir = match given.or_else(from_systemd) {
         Some(dir) => {
             check_dir_name(&dir)?;
+            check_dir_len(&dir)?;
             RuntimeDir::given(dir)
         }
         None => {
@@ -145,6 +146,7 @@ fn runtime_dir(given: Option<PathBuf>) -> anyhow::Result<RuntimeDir> {
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir);
             check_dir_name(&parent)?;
+            check_dir_len(&parent.join(RuntimeDir::created_name()))?;
             RuntimeDir::create_in(&parent).with_context(|| {
                 format!(
                     "cannot create a private directory in {}; give one with --runtime-dir",
@@ -162,6 +164,22 @@ fn check_dir_name(dir: &std::path::Path) -> anyhow::Result<()> {
         anyhow::bail!(
             "the runtime directory {} contains `:`, which MAS would take as a separator between config files; give another with --runtime-dir",
             dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The sockets in the runtime directory need their whole path in a socket
+/// address, which holds 107 bytes.
+fn check_dir_len(dir: &std::path::Path) -> anyhow::Result<()> {
+    let longest = supervisor::notify_socket_name(std::process::id());
+    let room = crate::config::plan::MAX_UNIX_PATH - 1 - longest.len();
+    let len = dir.as_os_str().len();
+    if len > room {
+        anyhow::bail!(
+            "the runtime directory {} is {len} bytes long, but the sockets in it (such as {longest}) need a path of at most {} bytes, so the directory may have at most {room}; give a shorter one with --runtime-dir",
+            dir.display(),
+            crate::config::plan::MAX_UNIX_PATH
         );
     }
     Ok(())

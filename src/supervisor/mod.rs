@@ -121,8 +121,12 @@ pub struct Outcome {
 pub enum SuperviseError {
     #[error("cannot write the child's config in {dir}: {error}; check that the runtime directory is writable by this user", dir = dir.display())]
     WriteConfig { dir: PathBuf, error: io::Error },
-    #[error("cannot create the private socket {path}: {error}", path = path.display())]
-    Socket { path: PathBuf, error: io::Error },
+    #[error("cannot create the private socket {path}: {error}; {fix}", path = path.display())]
+    Socket {
+        path: PathBuf,
+        error: io::Error,
+        fix: &'static str,
+    },
     #[error("cannot start {command}: {error}; check the command after `--`")]
     Spawn { command: String, error: io::Error },
     #[error("waiting for MAS failed: {0}")]
@@ -206,11 +210,12 @@ pub async fn run(
 ) -> Result<Outcome, SuperviseError> {
     let dir = opts.runtime_dir.path().to_owned();
     let pid = std::process::id();
-    let notify_path = dir.join(format!("notify.{pid}.sock"));
+    let notify_path = dir.join(notify_socket_name(pid));
     let _ = std::fs::remove_file(&notify_path);
     let receiver = NotifyReceiver::bind(&notify_path).map_err(|error| SuperviseError::Socket {
         path: notify_path.clone(),
         error,
+        fix: WRITABLE_DIR,
     })?;
     let control = bind_control(&dir)?;
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
@@ -293,6 +298,16 @@ pub async fn run(
     })
 }
 
+/// The name of the private notify socket of the supervisor with `pid`, in
+/// its runtime directory; the longest name of a socket there.
+pub fn notify_socket_name(pid: u32) -> String {
+    format!("notify.{pid}.sock")
+}
+
+/// The fix for a private socket that cannot be made.
+const WRITABLE_DIR: &str =
+    "check that the runtime directory is writable by this user, or give another with --runtime-dir";
+
 /// Binds the control socket, owner-only, replacing a stale one.
 fn bind_control(dir: &std::path::Path) -> Result<UnixListener, SuperviseError> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -300,12 +315,14 @@ fn bind_control(dir: &std::path::Path) -> Result<UnixListener, SuperviseError> {
     let fail = |error| SuperviseError::Socket {
         path: path.clone(),
         error,
+        fix: WRITABLE_DIR,
     };
     if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-        return Err(fail(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another supervisor answers there; give each service its own runtime directory",
-        )));
+        return Err(SuperviseError::Socket {
+            path: path.clone(),
+            error: io::Error::new(io::ErrorKind::AddrInUse, "another supervisor answers there"),
+            fix: "give each service its own runtime directory",
+        });
     }
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(fail)?;

@@ -43,9 +43,14 @@ impl RuntimeDir {
     /// The directory cannot be created (it must not exist).
     pub fn create_in(parent: &Path) -> io::Result<RuntimeDir> {
         sweep(parent, |name| name.strip_prefix("mas-sockets."));
-        let path = parent.join(format!("mas-sockets.{}", std::process::id()));
+        let path = parent.join(Self::created_name());
         fs::DirBuilder::new().mode(0o700).create(&path)?;
         Ok(RuntimeDir { path, owned: true })
+    }
+
+    /// The name [`RuntimeDir::create_in`] gives the directory it makes.
+    pub fn created_name() -> String {
+        format!("mas-sockets.{}", std::process::id())
     }
 
     pub fn path(&self) -> &Path {
