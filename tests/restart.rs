@@ -595,3 +595,33 @@ fn a_crash_restart_falls_back_to_the_config_of_the_crashed_mas() {
         "the MAS after the crash must read the reloaded config:\n{log}"
     );
 }
+
+/// A control connection that sends a huge line of garbage gets a short
+/// refusal: the supervisor reads a request line of bounded length only.
+#[test]
+fn garbage_on_the_control_socket_gets_a_short_refusal() {
+    use std::io::{Read as _, Write as _};
+    let (run, _port, pid) = serving("control-garbage", "", &[]);
+    let mut stream = std::os::unix::net::UnixStream::connect(run.dir.join("rt/control.sock"))
+        .expect("connect to the control socket");
+    stream.set_read_timeout(Some(LONG)).unwrap();
+    // The supervisor may stop reading and answer before all of it is sent.
+    let _ = stream.write_all(&vec![b'x'; 1 << 20]);
+    let _ = stream.write_all(b"\n");
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    assert!(
+        answer.starts_with("error unknown request"),
+        "{:.200}",
+        answer
+    );
+    assert!(
+        answer.len() < 300,
+        "{} bytes: {:.200}",
+        answer.len(),
+        answer
+    );
+    let status = String::from_utf8_lossy(&control(&run, &["status"]).stdout).into_owned();
+    assert!(status.contains(&format!("child: {pid}\n")), "{status}");
+}

@@ -330,6 +330,9 @@ fn bind_control(dir: &std::path::Path) -> Result<UnixListener, SuperviseError> {
     Ok(listener)
 }
 
+/// The longest request line read from a control connection.
+const MAX_REQUEST: u64 = 64;
+
 /// Answers one control connection on a task of its own.
 fn serve_control(stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>) {
     tokio::spawn(async move {
@@ -345,10 +348,13 @@ fn serve_control(stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>
             let _ = write.write_all(b"error permission denied\n").await;
             return;
         }
+        use tokio::io::AsyncReadExt as _;
         let mut line = String::new();
+        // A request is one short word; a client that sends more gets no
+        // say over how much the supervisor reads and keeps.
         let read = tokio::time::timeout(
             Duration::from_secs(10),
-            BufReader::new(read).read_line(&mut line),
+            BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line),
         )
         .await;
         let answer = match (read, Command::parse(&line)) {
@@ -375,7 +381,7 @@ fn serve_control(stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>
             }
             _ => control::encode_outcome(&Err(format!(
                 "unknown request {:?}; send restart, signal-only or status",
-                line.trim()
+                line.trim().chars().take(32).collect::<String>()
             ))),
         };
         let _ = write.write_all(answer.as_bytes()).await;
