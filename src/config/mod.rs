@@ -58,8 +58,9 @@ pub fn config_paths(given: &[PathBuf], mas_config: Option<&OsStr>) -> Result<Vec
 }
 
 /// Environment variables through which MAS would take listeners that no config
-/// file shows (`MAS_HTTP`, `MAS_HTTP_LISTENERS...`; figment matches the prefix
-/// without regard to case).
+/// file shows (`MAS_HTTP`, `MAS_HTTP_LISTENERS...`). figment matches the prefix
+/// without regard to case, trims the name and the key after the prefix, and
+/// skips a key with an empty part (`MAS_HTTP__LISTENERS`).
 pub fn listener_env_overrides<I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>>(
     vars: I,
 ) -> Vec<String> {
@@ -67,8 +68,14 @@ pub fn listener_env_overrides<I: IntoIterator<Item = (std::ffi::OsString, std::f
         .into_iter()
         .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| {
-            let k = k.to_ascii_uppercase();
-            k == "MAS_HTTP" || k.starts_with("MAS_HTTP_LISTENERS")
+            let k = k.trim().to_ascii_uppercase();
+            let Some(key) = k.strip_prefix("MAS_").map(str::trim) else {
+                return false;
+            };
+            if key.split('_').any(str::is_empty) {
+                return false;
+            }
+            key == "HTTP" || key.starts_with("HTTP_LISTENERS")
         })
         .collect();
     names.sort();

@@ -608,3 +608,15 @@ fn listener_variables_in_the_environment_are_found() {
         ["MAS_HTTP_LISTENERS", "mas_http"]
     );
 }
+
+#[test]
+fn listener_variables_are_found_as_figment_trims_them() {
+    use std::ffi::OsString;
+    // figment trims the name, and the key after the prefix, before it splits.
+    let vars = [" MAS_HTTP", "MAS_ HTTP_LISTENERS", "MAS_HTTP_LISTENERS\t"]
+        .map(|k| (OsString::from(k), OsString::from("[]")));
+    assert_eq!(listener_env_overrides(vars).len(), 3);
+    // An empty part makes figment skip the variable.
+    let vars = [("MAS_HTTP__LISTENERS", "[]")].map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    assert!(listener_env_overrides(vars).is_empty());
+}
