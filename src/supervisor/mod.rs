@@ -1139,7 +1139,25 @@ fn bind_change(old: &Plan, new: &Plan) -> Option<String> {
             ));
         }
         for (x, y) in a.binds.iter().zip(&b.binds) {
-            if x.spec != y.spec || x.endpoints != y.endpoints {
+            if x.spec == y.spec && x.endpoints != y.endpoints {
+                // A host name that resolves to other addresses now.
+                let show = |e: &[config::Endpoint]| {
+                    e.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                };
+                return Some(format!(
+                    "bind {} of listener {} at {}: {} now stands for {} instead of {}",
+                    y.index,
+                    b.label(),
+                    y.location,
+                    y.spec,
+                    show(&y.endpoints),
+                    show(&x.endpoints)
+                ));
+            }
+            if x.spec != y.spec {
                 return Some(format!(
                     "bind {} of listener {} at {} changed from {} to {}",
                     y.index,
@@ -1152,4 +1170,43 @@ fn bind_change(old: &Plan, new: &Plan) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::config::plan::Resolver;
+
+    /// Resolves every name to the addresses it was made with.
+    struct Resolves(Vec<&'static str>);
+
+    impl Resolver for Resolves {
+        fn resolve(&self, _host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+            Ok(self
+                .0
+                .iter()
+                .map(|ip| SocketAddr::new(ip.parse().unwrap(), port))
+                .collect())
+        }
+    }
+
+    fn plan(text: &str, resolver: &dyn Resolver) -> Plan {
+        config::check_texts(&[("c.yaml", text)], resolver).expect("valid config")
+    }
+
+    const NAMED: &str = "http:\n  public_base: https://a/\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{host: mas.internal, port: 8080}]\n";
+
+    #[test]
+    fn a_bind_whose_name_resolves_elsewhere_now_says_so() {
+        let old = plan(NAMED, &Resolves(vec!["192.0.2.1"]));
+        let new = plan(NAMED, &Resolves(vec!["192.0.2.2"]));
+        let change = bind_change(&old, &new).expect("a change");
+        assert!(
+            change.contains("host mas.internal port 8080 now stands for tcp 192.0.2.2:8080 instead of tcp 192.0.2.1:8080"),
+            "{change}"
+        );
+        assert!(bind_change(&old, &old).is_none());
+    }
 }
