@@ -508,7 +508,7 @@ fn status_counts_only_crashes_inside_the_window() {
     let (run, port, old) = serving(
         "crash-window",
         "",
-        &["--backoff=100ms", "--crash-window=5s"],
+        &["--backoff=100ms", "--crash-window=8s"],
     );
     // SAFETY: kill(2) on the stand-in's pid, read from its own response.
     assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
@@ -523,7 +523,7 @@ fn status_counts_only_crashes_inside_the_window() {
             .unwrap_or_else(|| panic!("no crash count in {}", text(&out)))
     };
     assert_eq!(crashes(), "1");
-    wait_until("the crash to leave the 5 s window", LONG, || {
+    wait_until("the crash to leave the 8 s window", LONG, || {
         crashes() == "0"
     });
 }
