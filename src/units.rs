@@ -203,9 +203,13 @@ fn header(opts: &UnitOptions) -> String {
         .iter()
         .map(|p| one_line(&p.display().to_string()))
         .collect();
-    format!(
-        "{HEADER_START} from {}.\n# Regenerate it after changing the listeners; put local changes in a drop-in.\n",
+    let from = if files.is_empty() {
+        "no config file (MAS's defaults)".to_owned()
+    } else {
         files.join(", ")
+    };
+    format!(
+        "{HEADER_START} from {from}.\n# Regenerate it after changing the listeners; put local changes in a drop-in.\n"
     )
 }
 
@@ -361,6 +365,13 @@ fn service_unit(header: &str, sockets: &[String], opts: &UnitOptions) -> String 
     // systemd's own limit leaves supervise time to kill MAS and exit.
     let stop_timeout = whole_secs(opts.stop_timeout) + 15;
     let exec = exec.join(" ");
+    // Without --config and MAS_CONFIG, supervise reads config.yaml; the
+    // units were generated from no file, so the service must read none.
+    let no_config = if opts.config_files.is_empty() {
+        "# No config file: MAS's built-in defaults, as when the units were generated.\nEnvironment=MAS_CONFIG=\n"
+    } else {
+        ""
+    };
     let user = &opts.user;
     let name = &opts.name;
     let group = &opts.group;
@@ -386,7 +397,7 @@ RuntimeDirectory={runtime_dir}
 RuntimeDirectoryMode=0700
 UMask=0077
 Environment=MAS_SOCKETS_STOP_TIMEOUT={stop} MAS_SOCKETS_READY_TIMEOUT={ready} MAS_SOCKETS_DRAIN_TIMEOUT={drain}
-# supervise forwards SIGTERM to MAS; a second SIGTERM from systemd would make
+{no_config}# supervise forwards SIGTERM to MAS; a second SIGTERM from systemd would make
 # MAS skip its graceful shutdown, so only the main process is signalled.
 KillMode=mixed
 TimeoutStartSec={start_timeout}s

@@ -320,3 +320,25 @@ fn config_in_unit_must_name_every_config_file() {
     );
     assert!(out.stdout.is_empty(), "{}", explain(&cmd, &out));
 }
+
+/// With no config file at all (`MAS_CONFIG` set but empty: MAS's defaults),
+/// the service must read no file either, not `config.yaml` in its working
+/// directory, which is what supervise reads without `--config` and
+/// `MAS_CONFIG`.
+#[test]
+fn no_config_file_makes_a_service_that_reads_none() {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-units").env("MAS_CONFIG", "");
+    let out = run_ok(&mut cmd);
+    let units = split_units(&out);
+    let (_, service) = units
+        .iter()
+        .find(|(name, _)| name == "mas.service")
+        .expect("a service unit");
+    assert!(
+        service.contains("\nExecStart=/usr/bin/mas-sockets supervise -- /usr/bin/mas-cli server\n")
+            && service.contains("\nEnvironment=MAS_CONFIG=\n"),
+        "{service}"
+    );
+    assert_verifies(&units);
+}

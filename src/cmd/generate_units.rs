@@ -25,11 +25,15 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
             "--config-in-unit is given {} time(s) for {} config file(s) ({}); give one per config file, in the same order, or the service would read other files than these",
             args.config_in_unit.len(),
             plan.files.len(),
-            plan.files
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            if plan.files.is_empty() {
+                "none".to_owned()
+            } else {
+                plan.files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         );
     }
     let config_files = if args.config_in_unit.is_empty() {
