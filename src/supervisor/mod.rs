@@ -334,27 +334,30 @@ fn bind_control(dir: &std::path::Path) -> Result<UnixListener, SuperviseError> {
 const MAX_REQUEST: u64 = 64;
 
 /// Answers one control connection on a task of its own.
-fn serve_control(stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>) {
+///
+/// The stream is closed only by being dropped once the answer is written, and
+/// clients read up to that close: so a `reload` that returned has left no
+/// connection open here (a shutdown of the write side first would let the
+/// client go while the supervisor still holds the socket).
+fn serve_control(mut stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>) {
     tokio::spawn(async move {
-        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
         // Only our own user (or root) may control us; the directory is
         // private already, this is the second lock.
         let allowed = stream.peer_cred().is_ok_and(|c| {
             let uid = c.uid();
             uid == 0 || uid == nix::unistd::geteuid().as_raw()
         });
-        let (read, mut write) = stream.into_split();
         if !allowed {
-            let _ = write.write_all(b"error permission denied\n").await;
+            let _ = stream.write_all(b"error permission denied\n").await;
             return;
         }
-        use tokio::io::AsyncReadExt as _;
         let mut line = String::new();
         // A request is one short word; a client that sends more gets no
         // say over how much the supervisor reads and keeps.
         let read = tokio::time::timeout(
             Duration::from_secs(10),
-            BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line),
+            BufReader::new((&mut stream).take(MAX_REQUEST)).read_line(&mut line),
         )
         .await;
         let answer = match (read, Command::parse(&line)) {
@@ -384,7 +387,7 @@ fn serve_control(stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>
                 line.trim().chars().take(32).collect::<String>()
             ))),
         };
-        let _ = write.write_all(answer.as_bytes()).await;
+        let _ = stream.write_all(answer.as_bytes()).await;
     });
 }
 
