@@ -361,6 +361,16 @@ pub struct InheritedFd {
     pub socket: FdKind,
 }
 
+/// What [`take_inherited`] took.
+#[derive(Debug)]
+pub struct Inherited {
+    /// The passed fds, in order; empty when nothing was passed.
+    pub fds: Vec<InheritedFd>,
+    /// Set when `LISTEN_FDNAMES` does not line up with the fds: a warning for
+    /// the caller to log once it has a logger.
+    pub names_warning: Option<String>,
+}
+
 /// Takes the fds systemd passed to this process.
 ///
 /// Reads `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` once and removes them
@@ -368,20 +378,24 @@ pub struct InheritedFd {
 /// Removing variables is only sound while the process has one thread: call this
 /// at start-up, before the tokio runtime or any other thread exists.
 ///
+/// Call it before anything opens a file, the logger included: the journal's
+/// socket, say, would take the lowest free number, which is that of a passed
+/// fd that something closed, and be taken for that fd. So nothing here logs;
+/// a names mismatch comes back in [`Inherited::names_warning`].
+///
 /// For each fd in `3..3 + LISTEN_FDS` it sets `FD_CLOEXEC`, wraps it in an
 /// `OwnedFd` at once, and inspects it; an fd that is not a socket is still
-/// returned (and closed when dropped), described in `socket`. A names mismatch
-/// is logged as a warning.
+/// returned (and closed when dropped), described in `socket`.
 ///
 /// # Errors
 ///
-/// Returns `Ok(vec![])` when nothing was passed. On these errors no fd is taken
+/// Returns no fds when nothing was passed. On these errors no fd is taken
 /// and every fd stays open as it was: [`ActivationError::PidMismatch`],
 /// [`ActivationError::BadVar`], [`ActivationError::FdNotOpen`] (the first fd of
 /// the range that is not open), [`ActivationError::AlreadyTaken`]. If querying
 /// a taken fd fails ([`ActivationError::Inspect`], not expected for an open fd),
 /// all taken fds are closed.
-pub fn take_inherited() -> Result<Vec<InheritedFd>, ActivationError> {
+pub fn take_inherited() -> Result<Inherited, ActivationError> {
     let read = |var: &'static str| -> Result<Option<String>, ActivationError> {
         match std::env::var_os(var) {
             None => Ok(None),
@@ -408,11 +422,12 @@ pub fn take_inherited() -> Result<Vec<InheritedFd>, ActivationError> {
         names?.as_deref(),
         std::process::id(),
     )?;
-    if let Some(warning) = &env.names_warning {
-        tracing::warn!("{warning}");
-    }
+    let names_warning = env.names_warning;
     if env.count == 0 {
-        return Ok(Vec::new());
+        return Ok(Inherited {
+            fds: Vec::new(),
+            names_warning,
+        });
     }
 
     let owned =
@@ -423,7 +438,7 @@ pub fn take_inherited() -> Result<Vec<InheritedFd>, ActivationError> {
             }
             sys::ClaimError::Fd { fd, source } => ActivationError::Inspect { fd, error: source },
         })?;
-    owned
+    let fds = owned
         .into_iter()
         .zip(env.names)
         .map(|(fd, name)| {
@@ -439,7 +454,8 @@ pub fn take_inherited() -> Result<Vec<InheritedFd>, ActivationError> {
                 socket,
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Inherited { fds, names_warning })
 }
 
 #[cfg(test)]
@@ -695,7 +711,7 @@ pub(crate) mod tests {
         }
         let mut report = String::new();
         match take_inherited() {
-            Ok(fds) => {
+            Ok(Inherited { fds, .. }) => {
                 writeln!(report, "TAKEN_COUNT {}", fds.len()).unwrap();
                 for fd in &fds {
                     let what = match &fd.socket {

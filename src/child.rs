@@ -331,7 +331,9 @@ pub(crate) mod tests {
     }
 
     /// Shell code for the final program: writes its pid, `LISTEN_*` and every fd
-    /// it holds (`N -> target`) to `$MAS_SOCKETS_TEST_OUT`.
+    /// it holds (`ls -l` lines, `N -> target`) to `$MAS_SOCKETS_TEST_OUT`. `ls`
+    /// writes straight to the report: in a pipeline the shell would hold a pipe
+    /// of its own while `ls` lists its fds, now and then.
     const REPORT_SCRIPT: &str = "exec > \"$MAS_SOCKETS_TEST_OUT.tmp\"\n\
         echo \"PID=$$\"\n\
         echo \"LISTEN_PID=${LISTEN_PID-unset}\"\n\
@@ -339,7 +341,7 @@ pub(crate) mod tests {
         echo \"LISTEN_FDNAMES=${LISTEN_FDNAMES-unset}\"\n\
         echo \"MARK=${MAS_SOCKETS_TEST_MARK-unset}\"\n\
         echo \"REMOVE_ME=${MAS_SOCKETS_TEST_REMOVE_ME-unset}\"\n\
-        ls -l /proc/$$/fd | sed -n 's/.* \\([0-9]*\\) -> /FD \\1 /p'\n\
+        ls -l /proc/$$/fd\n\
         mv \"$MAS_SOCKETS_TEST_OUT.tmp\" \"$MAS_SOCKETS_TEST_OUT\"\n";
 
     /// What [`REPORT_SCRIPT`] wrote.
@@ -359,8 +361,9 @@ pub(crate) mod tests {
                 fds: BTreeMap::new(),
             };
             for line in text.lines() {
-                if let Some(rest) = line.strip_prefix("FD ") {
-                    let (fd, target) = rest.split_once(' ').expect("FD n target");
+                // `ls -l` lines: `lrwx------ 1 root root 64 ... 3 -> socket:[123]`.
+                if let Some((left, target)) = line.split_once(" -> ") {
+                    let fd = left.rsplit(' ').next().expect("a last word");
                     report
                         .fds
                         .insert(fd.parse().expect("fd number"), target.to_owned());

@@ -14,9 +14,10 @@
 //! ```
 //!
 //! The connection stays open until the outcome is known, so a restart that
-//! takes MAS's whole start-up is answered only then.
+//! takes MAS's whole start-up is answered only then. The supervisor closes
+//! it after answering, and clients read up to that close.
 
-use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -102,15 +103,10 @@ pub fn request(
         stream.set_read_timeout(timeout)?;
         stream.write_all(format!("{}\n", command.as_str()).as_bytes())?;
         stream.shutdown(std::net::Shutdown::Write)?;
+        // Up to the supervisor's close, which comes once it is done with
+        // the connection.
         let mut answer = String::new();
-        match command {
-            Command::Status => {
-                stream.read_to_string(&mut answer)?;
-            }
-            Command::Restart | Command::SignalOnly => {
-                BufReader::new(stream).read_line(&mut answer)?;
-            }
-        }
+        stream.read_to_string(&mut answer)?;
         if answer.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

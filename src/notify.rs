@@ -166,20 +166,15 @@ impl NotifyReceiver {
     /// # Errors
     ///
     /// `AddrInUse` when `path` exists (it is never replaced); other errors of
-    /// `socket(2)`, `bind(2)` and `setsockopt(2)`.
+    /// `socket(2)`, `bind(2)` and `setsockopt(2)`, without the path, which the
+    /// caller names.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
     pub fn bind(path: &Path) -> io::Result<Self> {
-        let context = |err: io::Error| {
-            io::Error::new(
-                err.kind(),
-                format!("cannot bind the notify socket {}: {err}", path.display()),
-            )
-        };
         // std creates the socket with SOCK_CLOEXEC.
-        let socket = UnixDatagram::bind(path).map_err(context)?;
+        let socket = UnixDatagram::bind(path)?;
         let receiver = (|| {
             socket2::SockRef::from(&socket).set_passcred(true)?;
             socket.set_nonblocking(true)?;
@@ -192,7 +187,7 @@ impl NotifyReceiver {
             }),
             Err(err) => {
                 let _ = std::fs::remove_file(path);
-                Err(context(err))
+                Err(err)
             }
         }
     }

@@ -74,6 +74,12 @@ pub enum UnitsError {
         "{what} `{value}` contains a character systemd cannot take in this position; rename it"
     )]
     BadValue { what: &'static str, value: String },
+    #[error("{what} `{value}` {why}, which a unit cannot hold as it is; rename the file or give another path")]
+    UnwritableOption {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
 }
 
 /// Writes the socket units and the service unit for `plan`.
@@ -145,6 +151,28 @@ fn validate_options(opts: &UnitOptions) -> Result<(), UnitsError> {
             });
         }
     }
+    // ExecStart= would get another path than the one given: units are UTF-8
+    // text, and a control character would end or garble the line.
+    let paths = [
+        ("--mas-cli", &opts.mas_cli),
+        ("--mas-sockets", &opts.mas_sockets),
+    ]
+    .into_iter()
+    .chain(opts.config_files.iter().map(|p| ("the config path", p)));
+    for (what, path) in paths {
+        let why = match path.to_str() {
+            None => Some("is not valid UTF-8"),
+            Some(text) if text.chars().any(char::is_control) => Some("holds control characters"),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(UnitsError::UnwritableOption {
+                what,
+                value: crate::config::plan::escape_controls(&path.to_string_lossy()),
+                why,
+            });
+        }
+    }
     for (what, value) in [
         ("--user", Some(&opts.user)),
         ("--group", Some(&opts.group)),
@@ -175,9 +203,13 @@ fn header(opts: &UnitOptions) -> String {
         .iter()
         .map(|p| one_line(&p.display().to_string()))
         .collect();
-    format!(
-        "{HEADER_START} from {}.\n# Regenerate it after changing the listeners; put local changes in a drop-in.\n",
+    let from = if files.is_empty() {
+        "no config file (MAS's defaults)".to_owned()
+    } else {
         files.join(", ")
+    };
+    format!(
+        "{HEADER_START} from {from}.\n# Regenerate it after changing the listeners; put local changes in a drop-in.\n"
     )
 }
 
@@ -333,6 +365,13 @@ fn service_unit(header: &str, sockets: &[String], opts: &UnitOptions) -> String 
     // systemd's own limit leaves supervise time to kill MAS and exit.
     let stop_timeout = whole_secs(opts.stop_timeout) + 15;
     let exec = exec.join(" ");
+    // Without --config and MAS_CONFIG, supervise reads config.yaml; the
+    // units were generated from no file, so the service must read none.
+    let no_config = if opts.config_files.is_empty() {
+        "# No config file: MAS's built-in defaults, as when the units were generated.\nEnvironment=MAS_CONFIG=\n"
+    } else {
+        ""
+    };
     let user = &opts.user;
     let name = &opts.name;
     let group = &opts.group;
@@ -358,7 +397,7 @@ RuntimeDirectory={runtime_dir}
 RuntimeDirectoryMode=0700
 UMask=0077
 Environment=MAS_SOCKETS_STOP_TIMEOUT={stop} MAS_SOCKETS_READY_TIMEOUT={ready} MAS_SOCKETS_DRAIN_TIMEOUT={drain}
-# supervise forwards SIGTERM to MAS; a second SIGTERM from systemd would make
+{no_config}# supervise forwards SIGTERM to MAS; a second SIGTERM from systemd would make
 # MAS skip its graceful shutdown, so only the main process is signalled.
 KillMode=mixed
 TimeoutStartSec={start_timeout}s
@@ -542,6 +581,37 @@ mod tests {
             "\"/etc/my mas/100%%.yaml\""
         );
         assert_eq!(quote_arg("/etc/$HOME"), "/etc/$$HOME");
+    }
+
+    #[test]
+    fn paths_a_unit_cannot_hold_as_they_are_are_refused() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let config = "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n";
+        let not_utf8 = PathBuf::from(std::ffi::OsStr::from_bytes(b"/etc/mas/\xff.yaml"));
+        for (field, path, why) in [
+            ("config", not_utf8.clone(), "is not valid UTF-8"),
+            (
+                "config",
+                PathBuf::from("/etc/mas/a\nb.yaml"),
+                "holds control characters",
+            ),
+            ("mas-cli", not_utf8.clone(), "is not valid UTF-8"),
+            (
+                "mas-sockets",
+                PathBuf::from("/usr/bin/mas\tsockets"),
+                "holds control characters",
+            ),
+        ] {
+            let mut o = opts();
+            match field {
+                "config" => o.config_files = vec![path],
+                "mas-cli" => o.mas_cli = path,
+                _ => o.mas_sockets = path,
+            }
+            let err = units(config, &o).unwrap_err().to_string();
+            assert!(err.contains(why), "{field}: {err}");
+            assert!(!err.contains('\n'), "{field}: one line: {err:?}");
+        }
     }
 
     #[test]

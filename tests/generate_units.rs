@@ -298,3 +298,47 @@ fn reload_and_timeouts_follow_the_target_systemd() {
         "{new}"
     );
 }
+
+/// `--config-in-unit` stands for the files read, one for one: a count that
+/// differs would make the service read other files than those checked.
+#[test]
+fn config_in_unit_must_name_every_config_file() {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-units")
+        .arg("--config")
+        .arg(repo().join("tests/configs/split-a.yaml"))
+        .arg("--config")
+        .arg(repo().join("tests/configs/split-b.yaml"))
+        .args(["--config-in-unit", "/etc/mas/a.yaml"]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("mas-sockets: --config-in-unit is given 1 time(s) for 2 config file(s)")
+            && stderr.contains("give one per config file, in the same order"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", explain(&cmd, &out));
+}
+
+/// With no config file at all (`MAS_CONFIG` set but empty: MAS's defaults),
+/// the service must read no file either, not `config.yaml` in its working
+/// directory, which is what supervise reads without `--config` and
+/// `MAS_CONFIG`.
+#[test]
+fn no_config_file_makes_a_service_that_reads_none() {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-units").env("MAS_CONFIG", "");
+    let out = run_ok(&mut cmd);
+    let units = split_units(&out);
+    let (_, service) = units
+        .iter()
+        .find(|(name, _)| name == "mas.service")
+        .expect("a service unit");
+    assert!(
+        service.contains("\nExecStart=/usr/bin/mas-sockets supervise -- /usr/bin/mas-cli server\n")
+            && service.contains("\nEnvironment=MAS_CONFIG=\n"),
+        "{service}"
+    );
+    assert_verifies(&units);
+}

@@ -984,3 +984,79 @@ fn ipv6_only_socket_for_a_dual_stack_bind_is_refused() {
         &["it is IPv6-only (IPV6_V6ONLY)", "BindIPv6Only=both"],
     );
 }
+
+/// A notification longer than systemd reads is ignored whole, as systemd
+/// ignores it: the part that fits must not count, or a `READY=1` at its start
+/// would report a MAS ready that is not, and a value cut off at the end would
+/// be relayed as another.
+#[test]
+fn an_oversized_notification_is_ignored_whole() {
+    let port = free_port();
+    let padding = "x".repeat(5000);
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        &format!(
+            "standin:\n  never_ready: true\n  notify_at_start: \"READY=1\\nSTATUS={padding}\"\n"
+        ),
+    );
+    let mut run = Setup::new(&config)
+        .listen(localhost(port))
+        .start("oversized");
+    knock(localhost(port));
+    run.wait_log("never_ready is set");
+    let child = run.report_field("pid");
+    run.wait_log(&format!(
+        "ignored a notification of more than 4096 bytes from MAS (pid {child})"
+    ));
+    // A relay would have happened in the same step that logged the warning.
+    while let Some(d) = run.notify.recv(Duration::from_millis(50)) {
+        assert!(
+            !d.lines()
+                .any(|l| l == "READY=1" || l.starts_with("STATUS=xxx")),
+            "relayed part of an oversized datagram: {d}"
+        );
+    }
+    run.stop();
+}
+
+/// A runtime directory whose path leaves no room for the socket names in it
+/// (a socket address holds 107 bytes) is refused up front, once, with the fix.
+#[test]
+fn a_runtime_directory_too_long_for_its_sockets_is_refused() {
+    let dir = TempDir::new("long-rt");
+    let config = dir.write(
+        "c.yaml",
+        &web_listener("        - host: 127.0.0.1\n          port: 18998\n", ""),
+    );
+    let long = dir.join(&"d".repeat(120 - dir.path().as_os_str().len().min(100)));
+    fs::create_dir(&long).unwrap();
+    let out = Command::new(mas_sockets())
+        .arg("supervise")
+        .arg("--config")
+        .arg(&config)
+        .arg("--runtime-dir")
+        .arg(&long)
+        .arg("--")
+        .arg(standin())
+        .arg("server")
+        .env("MAS_SOCKETS_LOG_TARGET", "stderr")
+        .env("MAS_STANDIN_REPORT", dir.join("report"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "mas-sockets: the runtime directory {} is ",
+            long.display()
+        )) && stderr.contains("give a shorter one with --runtime-dir"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches(&*long.to_string_lossy()).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!dir.join("report").exists(), "MAS was started");
+}

@@ -101,3 +101,42 @@ fn generated_units_serve_tcp_and_unix_under_real_systemd() {
     assert_ne!(again.pid(), tcp.pid());
     sd.stop().unwrap();
 }
+
+/// A passed fd that something closed before supervise started is reported
+/// as such, also when supervise logs to the journal: the journal's socket
+/// must not take that fd's number and pass for one of the sockets.
+#[test]
+fn a_passed_fd_closed_before_supervise_starts_is_reported_as_not_open() {
+    let (first, second) = (free_port(), free_port());
+    let sd = boot("closed-fd");
+    stage(
+        &sd,
+        &format!(
+            "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds:\n        - host: 127.0.0.1\n          port: {first}\n        - host: 127.0.0.1\n          port: {second}\n"
+        ),
+    );
+    sd.install_unit(
+        "closed.socket",
+        &format!("[Socket]\nListenStream=127.0.0.1:{first}\nListenStream=127.0.0.1:{second}\n"),
+    );
+    // The shell closes fd 4 and execs supervise, which keeps its pid, so
+    // LISTEN_PID and LISTEN_FDS=2 still hold for it.
+    sd.install_unit(
+        "closed.service",
+        &format!(
+            "[Service]\nType=notify\nExecStart=/bin/sh -c 'exec 4<&-; exec {STAGE}/mas-sockets supervise --config {STAGE}/config.yaml -- {STAGE}/mas-cli server'\n"
+        ),
+    );
+    sd.daemon_reload();
+    sd.exec_ok(&["systemctl", "start", "closed.socket"]);
+    let out = sd.systemctl(&["start", "closed.service"]);
+    assert!(!out.status.success(), "the service started");
+    let want = "LISTEN_FDS covers fd 4 but it is not open";
+    sd.wait_for("the error in the journal", TIMEOUT, || {
+        sd.journal("closed.service").contains(want)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", sd.journal("closed.service")));
+    let journal = sd.journal("closed.service");
+    assert!(!journal.contains("matches no configured bind"), "{journal}");
+    sd.stop().unwrap();
+}

@@ -20,6 +20,22 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
+    if !args.config_in_unit.is_empty() && args.config_in_unit.len() != plan.files.len() {
+        anyhow::bail!(
+            "--config-in-unit is given {} time(s) for {} config file(s) ({}); give one per config file, in the same order, or the service would read other files than these",
+            args.config_in_unit.len(),
+            plan.files.len(),
+            if plan.files.is_empty() {
+                "none".to_owned()
+            } else {
+                plan.files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    }
     let config_files = if args.config_in_unit.is_empty() {
         plan.files
             .iter()

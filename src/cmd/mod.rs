@@ -56,7 +56,13 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
         return Err(ExitCode::from(invalid_status));
     }
     let mas_config = std::env::var_os(config::MAS_CONFIG);
-    let paths = config::config_paths(&args.config, mas_config.as_deref());
+    let paths = match config::config_paths(&args.config, mas_config.as_deref()) {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("mas-sockets: {e}");
+            return Err(ExitCode::from(EXIT_CANNOT_RUN));
+        }
+    };
     match config::load(&paths) {
         Ok(plan) => {
             for warning in &plan.warnings {

@@ -1,9 +1,10 @@
 //! `mas-sockets supervise -- COMMAND...`: the service's main process.
 //!
 //! Order matters: the inherited fds are taken (and the `LISTEN_*` variables
-//! removed) before any thread exists; the config is checked and every socket
-//! matched before the child is started, so a mismatch never starts MAS; only
-//! then does the single-threaded runtime start. Single-threaded on purpose:
+//! removed) before any thread exists or any file is opened, the logger's
+//! included; the config is checked and every socket matched before the child
+//! is started, so a mismatch never starts MAS; only then does the
+//! single-threaded runtime start. Single-threaded on purpose:
 //! the child's parent-death signal is tied to the thread that forked it.
 //!
 //! Exit status: 0 when MAS stopped cleanly after we asked it to; MAS's own
@@ -30,17 +31,24 @@ use crate::{activation, assign, bind, logging, notify};
 ///
 /// Anything that keeps MAS from being started.
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
-    if let Some(warning) = logging::init(args.log_target, &args.log).map_err(anyhow::Error::msg)? {
-        warn!("{warning}");
-    }
     if let Some(word) = own_config_flag(&args.command) {
         anyhow::bail!(
             "the MAS command has its own `{}`; give the config files to mas-sockets instead (`supervise --config FILE -- mas-cli server`), which passes MAS a rewritten config",
             word.to_string_lossy()
         );
     }
-    // Before any thread exists: this edits our environment.
-    let inherited = activation::take_inherited()?;
+    // Before any thread exists, as this edits our environment, and before
+    // the logger opens the journal's socket, which would take the number of
+    // a passed fd that is missing.
+    let inherited = activation::take_inherited();
+    if let Some(warning) = logging::init(args.log_target, &args.log).map_err(anyhow::Error::msg)? {
+        warn!("{warning}");
+    }
+    let inherited = inherited?;
+    if let Some(warning) = &inherited.names_warning {
+        warn!("{warning}");
+    }
+    let inherited = inherited.fds;
     let plan = match super::load_plan(&args.config, super::EXIT_CANNOT_RUN) {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
@@ -130,6 +138,7 @@ fn runtime_dir(given: Option<PathBuf>) -> anyhow::Result<RuntimeDir> {
     let dir = match given.or_else(from_systemd) {
         Some(dir) => {
             check_dir_name(&dir)?;
+            check_dir_len(&dir)?;
             RuntimeDir::given(dir)
         }
         None => {
@@ -137,6 +146,7 @@ fn runtime_dir(given: Option<PathBuf>) -> anyhow::Result<RuntimeDir> {
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir);
             check_dir_name(&parent)?;
+            check_dir_len(&parent.join(RuntimeDir::created_name()))?;
             RuntimeDir::create_in(&parent).with_context(|| {
                 format!(
                     "cannot create a private directory in {}; give one with --runtime-dir",
@@ -154,6 +164,22 @@ fn check_dir_name(dir: &std::path::Path) -> anyhow::Result<()> {
         anyhow::bail!(
             "the runtime directory {} contains `:`, which MAS would take as a separator between config files; give another with --runtime-dir",
             dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The sockets in the runtime directory need their whole path in a socket
+/// address, which holds 107 bytes.
+fn check_dir_len(dir: &std::path::Path) -> anyhow::Result<()> {
+    let longest = supervisor::notify_socket_name(std::process::id());
+    let room = crate::config::plan::MAX_UNIX_PATH - 1 - longest.len();
+    let len = dir.as_os_str().len();
+    if len > room {
+        anyhow::bail!(
+            "the runtime directory {} is {len} bytes long, but the sockets in it (such as {longest}) need a path of at most {} bytes, so the directory may have at most {room}; give a shorter one with --runtime-dir",
+            dir.display(),
+            crate::config::plan::MAX_UNIX_PATH
         );
     }
     Ok(())

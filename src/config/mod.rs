@@ -34,24 +34,35 @@ pub enum LoadError {
 /// The config files MAS would read: `given` if any, else `MAS_CONFIG` split on
 /// `:` (empty parts skipped, so an empty `MAS_CONFIG` means no file and MAS's
 /// defaults), else `config.yaml`.
-pub fn config_paths(given: &[PathBuf], mas_config: Option<&OsStr>) -> Vec<PathBuf> {
+///
+/// # Errors
+///
+/// A `MAS_CONFIG` that is not UTF-8: MAS cannot read it and silently reads
+/// `config.yaml` instead, so no file list would be the one meant.
+pub fn config_paths(given: &[PathBuf], mas_config: Option<&OsStr>) -> Result<Vec<PathBuf>, String> {
     if !given.is_empty() {
-        return given.to_vec();
+        return Ok(given.to_vec());
     }
-    match mas_config {
-        Some(value) => value
-            .to_string_lossy()
-            .split(':')
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .collect(),
-        None => vec![PathBuf::from("config.yaml")],
-    }
+    let Some(value) = mas_config else {
+        return Ok(vec![PathBuf::from("config.yaml")]);
+    };
+    let Some(value) = value.to_str() else {
+        return Err(format!(
+            "{MAS_CONFIG}=\"{}\" is not valid UTF-8, so MAS would ignore it and read config.yaml instead; rename the files, or give them with --config",
+            value.as_encoded_bytes().escape_ascii()
+        ));
+    };
+    Ok(value
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect())
 }
 
 /// Environment variables through which MAS would take listeners that no config
-/// file shows (`MAS_HTTP`, `MAS_HTTP_LISTENERS...`; figment matches the prefix
-/// without regard to case).
+/// file shows (`MAS_HTTP`, `MAS_HTTP_LISTENERS...`). figment matches the prefix
+/// without regard to case, trims the name and the key after the prefix, and
+/// skips a key with an empty part (`MAS_HTTP__LISTENERS`).
 pub fn listener_env_overrides<I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>>(
     vars: I,
 ) -> Vec<String> {
@@ -59,8 +70,14 @@ pub fn listener_env_overrides<I: IntoIterator<Item = (std::ffi::OsString, std::f
         .into_iter()
         .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| {
-            let k = k.to_ascii_uppercase();
-            k == "MAS_HTTP" || k.starts_with("MAS_HTTP_LISTENERS")
+            let k = k.trim().to_ascii_uppercase();
+            let Some(key) = k.strip_prefix("MAS_").map(str::trim) else {
+                return false;
+            };
+            if key.split('_').any(str::is_empty) {
+                return false;
+            }
+            key == "HTTP" || key.starts_with("HTTP_LISTENERS")
         })
         .collect();
     names.sort();

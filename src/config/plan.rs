@@ -127,8 +127,13 @@ pub enum ErrorKind {
     BindNotMapping { found: &'static str },
     #[error("the bind is empty, and MAS would read it as `fd: 0`; write `host`+`port`, `address`, `socket` or an explicit `fd`")]
     EmptyBind,
-    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it and read the bind as `fd: 0`. Use only {allowed}", hint = did_you_mean(key), allowed = BIND_KEYS.join(", "))]
-    UnknownBindKey { key: String },
+    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it{misread}. Use only {allowed}", hint = did_you_mean(key), misread = if *rest_is_a_bind { "" } else { " and read the bind as `fd: 0`" }, allowed = BIND_KEYS.join(", "))]
+    UnknownBindKey {
+        key: String,
+        /// Whether the other keys make a bind of their own, which MAS then
+        /// reads as written; otherwise it falls back to `fd: 0`.
+        rest_is_a_bind: bool,
+    },
     #[error("`host: {host}` has no `port`, and MAS would read the bind as `fd: 0`; add `port:`")]
     HostWithoutPort { host: String },
     #[error("`port: {value}` is {found}, and MAS would read the bind as `fd: 0`; write a number from 1 to 65535 without quotes")]
@@ -268,10 +273,10 @@ impl Endpoint {
             (AnyTcp(a), AnyTcp(b)) => a == b,
             (AnyTcp(p), Tcp(addr)) | (Tcp(addr), AnyTcp(p)) => addr.port() == *p,
             (Tcp(a), Tcp(b)) => {
-                a.port() == b.port()
-                    && (a.ip() == b.ip()
-                        || is_wildcard_for(a.ip(), b.ip())
-                        || is_wildcard_for(b.ip(), a.ip()))
+                // An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) takes the
+                // port of the IPv4 address itself.
+                let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+                a.port() == b.port() && (x == y || is_wildcard_for(x, y) || is_wildcard_for(y, x))
             }
             _ => false,
         }
@@ -821,7 +826,15 @@ impl Checker<'_> {
                 Some(k) => keys.push(*k),
                 None => {
                     let at = format!(".{name}#key");
-                    return fail(self, &at, ErrorKind::UnknownBindKey { key: name });
+                    let rest_is_a_bind = rest_is_a_bind(map);
+                    return fail(
+                        self,
+                        &at,
+                        ErrorKind::UnknownBindKey {
+                            key: name,
+                            rest_is_a_bind,
+                        },
+                    );
                 }
             }
         }
@@ -1153,6 +1166,23 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// Whether MAS reads a bind's known keys as one of its forms, as it does when
+/// it ignores an unknown key: `port` as a number, `address` or `socket` as a
+/// string (with `mode`, if any, as a string), or an explicit `fd`. Any other
+/// bind falls through to MAS's last form, whose defaults make it `fd: 0`.
+fn rest_is_a_bind(map: &Mapping) -> bool {
+    let port = map
+        .get("port")
+        .and_then(Value::as_u64)
+        .is_some_and(|p| u16::try_from(p).is_ok());
+    let host = matches!(map.get("host"), None | Some(Value::Null | Value::String(_)));
+    let mode = matches!(map.get("mode"), None | Some(Value::Null | Value::String(_)));
+    (port && host)
+        || matches!(map.get("address"), Some(Value::String(_)))
+        || (matches!(map.get("socket"), Some(Value::String(_))) && mode)
+        || map.contains_key("fd")
 }
 
 /// Parses a permission string as MAS does (`u32::from_str_radix(text, 8)`:

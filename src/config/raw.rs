@@ -49,6 +49,16 @@ pub enum DocumentError {
         column: usize,
         message: String,
     },
+    #[error("{path}:{line}:{column}: invalid YAML: {at}`{key}` is given twice in one mapping (first at line {first_line}); MAS would take the last one without a word, so remove one of them", path = path.display())]
+    RepeatedKey {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        /// The mapping's key path and `: `, or nothing at the top level.
+        at: String,
+        key: String,
+        first_line: usize,
+    },
     #[error("{path}:1:1: the config is {found}, not a mapping of sections such as `http:`; MAS cannot read it either", path = path.display())]
     NotAMapping { path: PathBuf, found: &'static str },
 }
@@ -90,6 +100,24 @@ impl Document {
             message,
         };
         let value: Value = serde_norway::from_str(text).map_err(|e| {
+            // serde_norway points at the mapping, or at the document, and
+            // quotes no line; the event walk finds the key where it repeats.
+            if e.to_string().contains("duplicate entry") {
+                if let Some(r) = walk_events(text).and_then(|w| w.repeated) {
+                    return DocumentError::RepeatedKey {
+                        path: path.to_owned(),
+                        line: r.again.line,
+                        column: r.again.column,
+                        at: if r.mapping.as_str().is_empty() {
+                            String::new()
+                        } else {
+                            format!("{}: ", r.mapping)
+                        },
+                        key: super::plan::escape_controls(&r.key),
+                        first_line: r.first.line,
+                    };
+                }
+            }
             let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
             // The message repeats the position ("at line 3 column 5"): keep only the reason.
             let message = e.to_string();
@@ -170,15 +198,46 @@ impl fmt::Display for KeyPath {
     }
 }
 
+/// A key given twice in one mapping, which YAML forbids; MAS's loader lets the
+/// last one win.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RepeatedKey {
+    /// The mapping's path.
+    mapping: KeyPath,
+    key: String,
+    first: Pos,
+    again: Pos,
+}
+
+/// What a walk over the YAML events of a text found.
+struct Walked {
+    positions: HashMap<String, Pos>,
+    /// The first key given twice in one mapping, if any.
+    repeated: Option<RepeatedKey>,
+}
+
 /// Walks the YAML events of `text` and records where every node (and every
 /// mapping key, under `<path>#key`) starts.
 fn index_positions(text: &str) -> Option<HashMap<String, Pos>> {
+    walk_events(text).map(|w| w.positions)
+}
+
+/// See [`index_positions`]; also finds the first key given twice.
+fn walk_events(text: &str) -> Option<Walked> {
     enum Frame {
-        Mapping { path: KeyPath, key: Option<String> },
-        Sequence { path: KeyPath, next: usize },
+        Mapping {
+            path: KeyPath,
+            key: Option<String>,
+            seen: HashMap<String, Pos>,
+        },
+        Sequence {
+            path: KeyPath,
+            next: usize,
+        },
     }
 
     let mut positions = HashMap::new();
+    let mut repeated = None;
     let mut stack: Vec<Frame> = Vec::new();
     let mut parser = Parser::new_from_str(text);
     while let Some(event) = parser.next_event() {
@@ -203,7 +262,7 @@ fn index_positions(text: &str) -> Option<HashMap<String, Pos>> {
                     *next += 1;
                     Some(p)
                 }
-                Some(Frame::Mapping { path, key }) => match key.take() {
+                Some(Frame::Mapping { path, key, seen }) => match key.take() {
                     Some(k) => Some(path.key(&k)),
                     None => {
                         // A key. Only scalar keys matter for MAS's config.
@@ -211,6 +270,18 @@ fn index_positions(text: &str) -> Option<HashMap<String, Pos>> {
                             Event::Scalar(value, ..) => value.to_string(),
                             _ => String::from("?"),
                         };
+                        if let Event::Scalar(..) = &event {
+                            if let Some(&first) = seen.get(&name) {
+                                repeated.get_or_insert_with(|| RepeatedKey {
+                                    mapping: path.clone(),
+                                    key: name.clone(),
+                                    first,
+                                    again: pos,
+                                });
+                            } else {
+                                seen.insert(name.clone(), pos);
+                            }
+                        }
                         positions.insert(format!("{}#key", path.key(&name)), pos);
                         *key = Some(name);
                         None
@@ -220,7 +291,11 @@ fn index_positions(text: &str) -> Option<HashMap<String, Pos>> {
             if let Some(path) = path {
                 positions.entry(path.0.clone()).or_insert(pos);
                 match event {
-                    Event::MappingStart(..) => stack.push(Frame::Mapping { path, key: None }),
+                    Event::MappingStart(..) => stack.push(Frame::Mapping {
+                        path,
+                        key: None,
+                        seen: HashMap::new(),
+                    }),
                     Event::SequenceStart(..) => stack.push(Frame::Sequence { path, next: 0 }),
                     _ => {}
                 }
@@ -228,7 +303,11 @@ fn index_positions(text: &str) -> Option<HashMap<String, Pos>> {
                 // A complex key: track nesting so the stack stays balanced.
                 let path = KeyPath("?".into());
                 match event {
-                    Event::MappingStart(..) => stack.push(Frame::Mapping { path, key: None }),
+                    Event::MappingStart(..) => stack.push(Frame::Mapping {
+                        path,
+                        key: None,
+                        seen: HashMap::new(),
+                    }),
                     _ => stack.push(Frame::Sequence { path, next: 0 }),
                 }
             }
@@ -236,7 +315,10 @@ fn index_positions(text: &str) -> Option<HashMap<String, Pos>> {
             stack.pop();
         }
     }
-    Some(positions)
+    Some(Walked {
+        positions,
+        repeated,
+    })
 }
 
 /// Merges `incoming` into `base` as figment's admerge does: mappings merge key by
@@ -422,6 +504,30 @@ mod tests {
             "unexpected error: {err}"
         );
         assert!(err.contains("invalid YAML"), "{err}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_located_where_it_repeats() {
+        let err = Document::parse(
+            Path::new("c.yaml"),
+            "database:\n  uri: a\nsecrets: {}\ndatabase:\n  uri: b\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "c.yaml:4:1: invalid YAML: `database` is given twice in one mapping (first at line 1); MAS would take the last one without a word, so remove one of them"
+        );
+        let err = Document::parse(
+            Path::new("c.yaml"),
+            "http:\n  listeners:\n    - binds:\n        - host: 127.0.0.1\n          port: 8080\n          port: 8081\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("c.yaml:6:11: invalid YAML: http.listeners[0].binds[0]: `port` is given twice in one mapping (first at line 5)"),
+            "{err}"
+        );
     }
 
     #[test]

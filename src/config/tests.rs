@@ -219,9 +219,27 @@ fn misspelt_key_is_refused_with_a_suggestion() {
     );
     let e = one_error(&with_binds(&["{host: localhost, prot: 8080}"]));
     assert!(
-        e.contains("unknown key `prot` in a bind (did you mean `port`?)"),
+        e.contains("unknown key `prot` in a bind (did you mean `port`?); MAS would ignore it and read the bind as `fd: 0`"),
         "{e}"
     );
+}
+
+#[test]
+fn an_unknown_key_beside_a_whole_bind_is_said_to_be_ignored_only() {
+    // MAS reads the rest as the bind it is; only the stray key is lost.
+    for bind in [
+        "{host: localhost, port: 8080, tls: true}",
+        "{address: '127.0.0.1:8080', name: x}",
+        "{socket: /run/mas/web.sock, owner: mas}",
+        "{fd: 1, label: web}",
+    ] {
+        let e = one_error(&with_binds(&[bind]));
+        assert!(
+            e.contains("; MAS would ignore it. Use only "),
+            "{bind}: {e}"
+        );
+        assert!(!e.contains("fd: 0"), "{bind}: {e}");
+    }
 }
 
 #[test]
@@ -282,11 +300,32 @@ fn same_address_twice_is_refused_even_across_forms_and_files() {
         .len(),
         1
     );
+    // An IPv4-mapped IPv6 address takes the IPv4 address's port.
+    assert_eq!(
+        errors(&with_binds(&[
+            "{host: 127.0.0.1, port: 8080}",
+            "{host: '::ffff:127.0.0.1', port: 8080}"
+        ]))
+        .len(),
+        1
+    );
+    assert_eq!(
+        errors(&with_binds(&[
+            "{address: '[::ffff:127.0.0.1]:8080'}",
+            "{address: '0.0.0.0:8080'}"
+        ]))
+        .len(),
+        1
+    );
     // Different ports, or v4 wildcard against v6 loopback, are fine.
     plan(&with_binds(&[
         "{address: '0.0.0.0:8080'}",
         "{address: '[::1]:8080'}",
         "{port: 8081}",
+    ]));
+    plan(&with_binds(&[
+        "{address: '[::ffff:0.0.0.0]:8082'}",
+        "{address: '[::1]:8082'}",
     ]));
     // Across files: the second file's listener is located in the second file.
     let first = "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n";
@@ -384,13 +423,38 @@ fn structure_errors_name_the_key() {
 fn config_paths_follow_mas_precedence() {
     use std::ffi::OsStr;
     let given = vec![PathBuf::from("a.yaml")];
-    assert_eq!(config_paths(&given, Some(OsStr::new("b:c"))), given);
     assert_eq!(
-        config_paths(&[], Some(OsStr::new("b.yaml::c.yaml"))),
+        config_paths(&given, Some(OsStr::new("b:c"))).unwrap(),
+        given
+    );
+    assert_eq!(
+        config_paths(&[], Some(OsStr::new("b.yaml::c.yaml"))).unwrap(),
         vec![PathBuf::from("b.yaml"), PathBuf::from("c.yaml")]
     );
-    assert_eq!(config_paths(&[], None), vec![PathBuf::from("config.yaml")]);
-    assert!(config_paths(&[], Some(OsStr::new(":"))).is_empty());
+    assert_eq!(
+        config_paths(&[], None).unwrap(),
+        vec![PathBuf::from("config.yaml")]
+    );
+    assert!(config_paths(&[], Some(OsStr::new(":"))).unwrap().is_empty());
+}
+
+#[test]
+fn mas_config_that_is_not_utf8_is_refused() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let value = std::ffi::OsStr::from_bytes(b"/etc/mas/\xff.yaml:/etc/mas/b.yaml");
+    // MAS cannot read such a MAS_CONFIG and would read config.yaml instead.
+    let err = config_paths(&[], Some(value)).unwrap_err();
+    assert!(
+        err.starts_with("MAS_CONFIG=\"/etc/mas/\\xff.yaml:/etc/mas/b.yaml\" is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(
+        err.contains("config.yaml") && err.contains("--config"),
+        "{err}"
+    );
+    // --config wins, and is not subject to MAS_CONFIG's rules.
+    let given = vec![PathBuf::from("a.yaml")];
+    assert_eq!(config_paths(&given, Some(value)).unwrap(), given);
 }
 
 #[test]
@@ -583,4 +647,16 @@ fn trusted_proxies_default_to_mas_list_and_bad_entries_are_refused() {
         e.contains("http.trusted_proxies[0]: `\"localhost\"` is not an IP network"),
         "{e}"
     );
+}
+
+#[test]
+fn listener_variables_are_found_as_figment_trims_them() {
+    use std::ffi::OsString;
+    // figment trims the name, and the key after the prefix, before it splits.
+    let vars = [" MAS_HTTP", "MAS_ HTTP_LISTENERS", "MAS_HTTP_LISTENERS\t"]
+        .map(|k| (OsString::from(k), OsString::from("[]")));
+    assert_eq!(listener_env_overrides(vars).len(), 3);
+    // An empty part makes figment skip the variable.
+    let vars = [("MAS_HTTP__LISTENERS", "[]")].map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    assert!(listener_env_overrides(vars).is_empty());
 }

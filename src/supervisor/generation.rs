@@ -39,6 +39,9 @@ pub struct Generation {
     pub ready_at: Option<Instant>,
     /// The last `WATCHDOG=1` (or readiness, which starts the clock).
     pub last_ping: Option<Instant>,
+    /// The rewritten config it was started with, for a MAS that replaces it
+    /// after a crash when the files no longer check.
+    pub config: Value,
     config_file: TempFile,
 }
 
@@ -116,6 +119,7 @@ impl Generation {
             started: Instant::now(),
             ready_at: None,
             last_ping: None,
+            config: config.clone(),
             config_file,
         })
     }

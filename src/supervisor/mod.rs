@@ -121,8 +121,12 @@ pub struct Outcome {
 pub enum SuperviseError {
     #[error("cannot write the child's config in {dir}: {error}; check that the runtime directory is writable by this user", dir = dir.display())]
     WriteConfig { dir: PathBuf, error: io::Error },
-    #[error("cannot create the private socket {path}: {error}", path = path.display())]
-    Socket { path: PathBuf, error: io::Error },
+    #[error("cannot create the private socket {path}: {error}; {fix}", path = path.display())]
+    Socket {
+        path: PathBuf,
+        error: io::Error,
+        fix: &'static str,
+    },
     #[error("cannot start {command}: {error}; check the command after `--`")]
     Spawn { command: String, error: io::Error },
     #[error("waiting for MAS failed: {0}")]
@@ -173,6 +177,9 @@ struct Supervisor<'a> {
     crashes: VecDeque<Instant>,
     /// When a crashed MAS is started again.
     respawn_at: Option<Instant>,
+    /// The config the crashed MAS ran with, for the next one when the files
+    /// no longer check.
+    crashed_config: Option<Value>,
     last_restart: Option<LastRestart>,
     /// Set once a stop began: SIGKILL deadline.
     stopping: Option<Instant>,
@@ -203,11 +210,12 @@ pub async fn run(
 ) -> Result<Outcome, SuperviseError> {
     let dir = opts.runtime_dir.path().to_owned();
     let pid = std::process::id();
-    let notify_path = dir.join(format!("notify.{pid}.sock"));
+    let notify_path = dir.join(notify_socket_name(pid));
     let _ = std::fs::remove_file(&notify_path);
     let receiver = NotifyReceiver::bind(&notify_path).map_err(|error| SuperviseError::Socket {
         path: notify_path.clone(),
         error,
+        fix: WRITABLE_DIR,
     })?;
     let control = bind_control(&dir)?;
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
@@ -226,6 +234,7 @@ pub async fn run(
         signal_waiters: Vec::new(),
         crashes: VecDeque::new(),
         respawn_at: None,
+        crashed_config: None,
         last_restart: None,
         stopping: None,
         stop_requested: false,
@@ -289,6 +298,16 @@ pub async fn run(
     })
 }
 
+/// The name of the private notify socket of the supervisor with `pid`, in
+/// its runtime directory; the longest name of a socket there.
+pub fn notify_socket_name(pid: u32) -> String {
+    format!("notify.{pid}.sock")
+}
+
+/// The fix for a private socket that cannot be made.
+const WRITABLE_DIR: &str =
+    "check that the runtime directory is writable by this user, or give another with --runtime-dir";
+
 /// Binds the control socket, owner-only, replacing a stale one.
 fn bind_control(dir: &std::path::Path) -> Result<UnixListener, SuperviseError> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -296,12 +315,14 @@ fn bind_control(dir: &std::path::Path) -> Result<UnixListener, SuperviseError> {
     let fail = |error| SuperviseError::Socket {
         path: path.clone(),
         error,
+        fix: WRITABLE_DIR,
     };
     if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-        return Err(fail(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another supervisor answers there; give each service its own runtime directory",
-        )));
+        return Err(SuperviseError::Socket {
+            path: path.clone(),
+            error: io::Error::new(io::ErrorKind::AddrInUse, "another supervisor answers there"),
+            fix: "give each service its own runtime directory",
+        });
     }
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(fail)?;
@@ -309,25 +330,34 @@ fn bind_control(dir: &std::path::Path) -> Result<UnixListener, SuperviseError> {
     Ok(listener)
 }
 
+/// The longest request line read from a control connection.
+const MAX_REQUEST: u64 = 64;
+
 /// Answers one control connection on a task of its own.
-fn serve_control(stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>) {
+///
+/// The stream is closed only by being dropped once the answer is written, and
+/// clients read up to that close: so a `reload` that returned has left no
+/// connection open here (a shutdown of the write side first would let the
+/// client go while the supervisor still holds the socket).
+fn serve_control(mut stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>) {
     tokio::spawn(async move {
-        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
         // Only our own user (or root) may control us; the directory is
         // private already, this is the second lock.
         let allowed = stream.peer_cred().is_ok_and(|c| {
             let uid = c.uid();
             uid == 0 || uid == nix::unistd::geteuid().as_raw()
         });
-        let (read, mut write) = stream.into_split();
         if !allowed {
-            let _ = write.write_all(b"error permission denied\n").await;
+            let _ = stream.write_all(b"error permission denied\n").await;
             return;
         }
         let mut line = String::new();
+        // A request is one short word; a client that sends more gets no
+        // say over how much the supervisor reads and keeps.
         let read = tokio::time::timeout(
             Duration::from_secs(10),
-            BufReader::new(read).read_line(&mut line),
+            BufReader::new((&mut stream).take(MAX_REQUEST)).read_line(&mut line),
         )
         .await;
         let answer = match (read, Command::parse(&line)) {
@@ -354,10 +384,10 @@ fn serve_control(stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>
             }
             _ => control::encode_outcome(&Err(format!(
                 "unknown request {:?}; send restart, signal-only or status",
-                line.trim()
+                line.trim().chars().take(32).collect::<String>()
             ))),
         };
-        let _ = write.write_all(answer.as_bytes()).await;
+        let _ = stream.write_all(answer.as_bytes()).await;
     });
 }
 
@@ -451,6 +481,15 @@ impl Supervisor<'_> {
             .is_some_and(|(g, _)| g.pid == pid);
         if !(is_current || is_candidate || is_draining) {
             warn!("ignored a notification from pid {pid} on the private notify socket; only MAS processes started here may send");
+            return;
+        }
+        // systemd drops such a datagram whole; reading the part that fits
+        // would take its last line cut short for a value of its own.
+        if datagram.truncated {
+            warn!(
+                "ignored a notification of more than {} bytes from MAS (pid {pid}); systemd would ignore it too",
+                crate::notify::MAX_DATAGRAM
+            );
             return;
         }
         for state in &datagram.states {
@@ -619,7 +658,7 @@ impl Supervisor<'_> {
                 let _ = writeln!(out, "last restart: none");
             }
         }
-        let _ = writeln!(out, "crashes in window: {}", self.crashes.len());
+        let _ = writeln!(out, "crashes in window: {}", self.crashes_in_window(now));
         for (listener, binds) in self.plan.listeners.iter().zip(&self.binds) {
             let _ = writeln!(
                 out,
@@ -754,7 +793,18 @@ impl Supervisor<'_> {
     }
 
     /// The new MAS is ready: it takes over, and the old one drains.
+    ///
+    /// Not once a stop began: every MAS has had its SIGTERM then, and MAS
+    /// reports ready even after one that came during its start-up, because it
+    /// acts on signals only once it serves. Promoting it would send the old
+    /// MAS, which is draining already, a second SIGTERM, and MAS takes a
+    /// second signal as "drop every connection now". Nor once the supervisor
+    /// gave up: it leaves, and the new MAS is being killed.
     fn promote(&mut self) {
+        if self.stopping.is_some() || self.give_up {
+            debug!("the new MAS is ready, but mas-sockets is stopping; it stops too");
+            return;
+        }
         let Some(restart) = self.restart.as_mut() else {
             return;
         };
@@ -773,7 +823,14 @@ impl Supervisor<'_> {
                 old.signal(Signal::SIGTERM);
                 restart.draining = Some((old, Instant::now() + self.opts.drain_timeout));
             }
-            None => self.finish_restart_ok(),
+            None => {
+                // The old MAS crashed while this one started: this one
+                // replaces it, so the start planned after the crash is void.
+                if self.respawn_at.take().is_some() {
+                    info!("the new MAS replaces the one that crashed; no other is started");
+                }
+                self.finish_restart_ok();
+            }
         }
     }
 
@@ -825,7 +882,7 @@ impl Supervisor<'_> {
                 let restart = self.restart.take().expect("checked above");
                 let pid = restart.candidate.as_ref().map_or(0, |g| g.pid);
                 let why = format!("the new MAS (pid {pid}) exited before it was ready: {status}");
-                if self.stopping.is_none() {
+                if self.stopping.is_none() && !self.give_up {
                     self.finish_restart_failed(restart.waiters, restart.began, why);
                 } else {
                     for w in restart.waiters {
@@ -857,19 +914,48 @@ impl Supervisor<'_> {
             return;
         }
         self.on_crash(current.pid, status);
+        self.crashed_config = Some(current.config);
+    }
+
+    /// Ends a restart that is under way because the supervisor gives up: the
+    /// new MAS must not take over, so it is killed (the supervisor waits for
+    /// it), and whoever waits for the restart, or queued one, hears `why`.
+    fn abandon_restart(&mut self, why: &str) {
+        for w in self.queued.take().into_iter().flatten() {
+            let _ = w.send(Err(why.to_owned()));
+        }
+        let Some(restart) = self.restart.as_mut() else {
+            return;
+        };
+        if let Some(candidate) = &restart.candidate {
+            warn!(
+                "{why}: killing the new MAS (pid {}) that was starting",
+                candidate.pid
+            );
+            candidate.signal(Signal::SIGKILL);
+        }
+        for w in restart.waiters.drain(..) {
+            let _ = w.send(Err(why.to_owned()));
+        }
+    }
+
+    /// How many of the recorded crashes lie within the crash window before
+    /// `now`; the list is trimmed only when a crash comes, so `status` must
+    /// not take its length as the count.
+    fn crashes_in_window(&self, now: Instant) -> usize {
+        self.crashes
+            .iter()
+            .filter(|t| now.duration_since(**t) <= self.opts.crash_window)
+            .count()
     }
 
     /// A serving MAS died: start another after a delay, or give up.
     fn on_crash(&mut self, pid: u32, status: ExitStatus) {
         let now = Instant::now();
         self.crashes.push_back(now);
-        while self
-            .crashes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.opts.crash_window)
-        {
-            self.crashes.pop_front();
-        }
+        // Older crashes no longer count; dropping them keeps the list short.
+        let window = self.opts.crash_window;
+        self.crashes.retain(|t| now.duration_since(*t) <= window);
         let count = self.crashes.len() as u32;
         if count >= self.opts.crash_limit {
             warn!(
@@ -881,6 +967,7 @@ impl Supervisor<'_> {
                 self.opts.crash_window
             ))]);
             self.give_up = true;
+            self.abandon_restart(&format!("mas-sockets gave up after {count} crashes"));
             return;
         }
         let delay = self
@@ -898,19 +985,21 @@ impl Supervisor<'_> {
     fn on_timers(&mut self, now: Instant) {
         if self.respawn_at.is_some_and(|at| now >= at) {
             self.respawn_at = None;
-            if self.stopping.is_none() {
-                match self.reload_config().or_else(|e| {
+            // A MAS that runs already (one that was starting as a restart
+            // when the other crashed) must never be replaced untracked.
+            if self.stopping.is_none() && self.current.is_none() {
+                let crashed = self.crashed_config.take();
+                let config = self.reload_config().unwrap_or_else(|e| {
                     warn!("{e}; starting MAS on the config it had");
-                    Ok::<_, String>(self.plan.rewrite(&self.binds))
-                }) {
-                    Ok(config) => match self.spawn(&config) {
-                        Ok(g) => self.current = Some(g),
-                        Err(e) => {
-                            warn!("{e}; giving up");
-                            self.give_up = true;
-                        }
-                    },
-                    Err(_) => unreachable!("recovered above"),
+                    // A reload since the start may have changed the config.
+                    crashed.unwrap_or_else(|| self.plan.rewrite(&self.binds))
+                });
+                match self.spawn(&config) {
+                    Ok(g) => self.current = Some(g),
+                    Err(e) => {
+                        warn!("{e}; giving up");
+                        self.give_up = true;
+                    }
                 }
             }
         }
@@ -1053,7 +1142,25 @@ fn bind_change(old: &Plan, new: &Plan) -> Option<String> {
             ));
         }
         for (x, y) in a.binds.iter().zip(&b.binds) {
-            if x.spec != y.spec || x.endpoints != y.endpoints {
+            if x.spec == y.spec && x.endpoints != y.endpoints {
+                // A host name that resolves to other addresses now.
+                let show = |e: &[config::Endpoint]| {
+                    e.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                };
+                return Some(format!(
+                    "bind {} of listener {} at {}: {} now stands for {} instead of {}",
+                    y.index,
+                    b.label(),
+                    y.location,
+                    y.spec,
+                    show(&y.endpoints),
+                    show(&x.endpoints)
+                ));
+            }
+            if x.spec != y.spec {
                 return Some(format!(
                     "bind {} of listener {} at {} changed from {} to {}",
                     y.index,
@@ -1066,4 +1173,43 @@ fn bind_change(old: &Plan, new: &Plan) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::config::plan::Resolver;
+
+    /// Resolves every name to the addresses it was made with.
+    struct Resolves(Vec<&'static str>);
+
+    impl Resolver for Resolves {
+        fn resolve(&self, _host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+            Ok(self
+                .0
+                .iter()
+                .map(|ip| SocketAddr::new(ip.parse().unwrap(), port))
+                .collect())
+        }
+    }
+
+    fn plan(text: &str, resolver: &dyn Resolver) -> Plan {
+        config::check_texts(&[("c.yaml", text)], resolver).expect("valid config")
+    }
+
+    const NAMED: &str = "http:\n  public_base: https://a/\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{host: mas.internal, port: 8080}]\n";
+
+    #[test]
+    fn a_bind_whose_name_resolves_elsewhere_now_says_so() {
+        let old = plan(NAMED, &Resolves(vec!["192.0.2.1"]));
+        let new = plan(NAMED, &Resolves(vec!["192.0.2.2"]));
+        let change = bind_change(&old, &new).expect("a change");
+        assert!(
+            change.contains("host mas.internal port 8080 now stands for tcp 192.0.2.2:8080 instead of tcp 192.0.2.1:8080"),
+            "{change}"
+        );
+        assert!(bind_change(&old, &old).is_none());
+    }
 }

@@ -29,7 +29,8 @@ const WATCHDOG_STOP_AFTER: (&str, &str) = (
     "watchdog_stop_after_ms",
 );
 const CRASH_AFTER: (&str, &str) = ("MAS_STANDIN_CRASH_AFTER_MS", "crash_after_ms");
-const ALL: [(&str, &str); 8] = [
+const NOTIFY_AT_START: (&str, &str) = ("MAS_STANDIN_NOTIFY_AT_START", "notify_at_start");
+const ALL: [(&str, &str); 9] = [
     STARTUP_DELAY,
     NEVER_READY,
     EXIT_AT_START,
@@ -38,6 +39,7 @@ const ALL: [(&str, &str); 8] = [
     GRACE,
     WATCHDOG_STOP_AFTER,
     CRASH_AFTER,
+    NOTIFY_AT_START,
 ];
 
 /// MAS's hard-shutdown timeout.
@@ -64,6 +66,9 @@ pub(crate) struct Switches {
     /// Exit with status 1 this long after `READY=1`, as a crash would: no
     /// `STOPPING=1`, no drain. A stop signal that comes first wins.
     pub(crate) crash_after: Option<Duration>,
+    /// Send this text as one extra datagram right after `MAINPID=`, before
+    /// the start-up delay, as a misbehaving server might.
+    pub(crate) notify_at_start: Option<String>,
 }
 
 impl Switches {
@@ -109,6 +114,7 @@ impl Switches {
             grace: lookup(GRACE).millis()?.unwrap_or(DEFAULT_GRACE),
             watchdog_stop_after: lookup(WATCHDOG_STOP_AFTER).millis()?,
             crash_after: lookup(CRASH_AFTER).millis()?,
+            notify_at_start: lookup(NOTIFY_AT_START).text()?,
         })
     }
 }
@@ -135,6 +141,18 @@ impl Source {
                 .with_context(|| format!("{key}: {} is not a duration; {fix}", inline(&value)))?,
         };
         Ok(Some(Duration::from_millis(ms)))
+    }
+
+    /// A string, as given.
+    fn text(self) -> anyhow::Result<Option<String>> {
+        match self {
+            Source::Unset => Ok(None),
+            Source::Env(_, value) => Ok(Some(value)),
+            Source::Config(key, value) => value
+                .as_str()
+                .map(|text| Some(text.to_owned()))
+                .with_context(|| format!("{key}: {} is not a string; quote it", inline(&value))),
+        }
     }
 
     /// A boolean; unset is false.
@@ -183,8 +201,22 @@ mod tests {
                 grace: Duration::from_secs(60),
                 watchdog_stop_after: None,
                 crash_after: None,
+                notify_at_start: None,
             }
         );
+    }
+
+    #[test]
+    fn notify_at_start_is_a_string() {
+        let switches = read("standin: {notify_at_start: \"READY=1\\nSTATUS=x\"}", &[]).unwrap();
+        assert_eq!(
+            switches.notify_at_start.as_deref(),
+            Some("READY=1\nSTATUS=x")
+        );
+        let err = read("standin: {notify_at_start: 5}", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("standin.notify_at_start: "), "{err}");
     }
 
     #[test]

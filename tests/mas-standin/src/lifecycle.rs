@@ -3,7 +3,8 @@
 //! 1. Handlers for SIGTERM, SIGINT and SIGHUP are installed, then
 //!    `MAINPID=<pid>` is sent.
 //! 2. The listeners and the switches are read from the merged config; an
-//!    error here exits with status 1, as MAS's config extraction does.
+//!    error here exits with status 1, as MAS's config extraction does. The
+//!    `notify_at_start` switch sends its datagram now.
 //! 3. The start-up delay stands for MAS's database, migration and template
 //!    work: nothing is taken, bound or accepted meanwhile, so connections to
 //!    inherited sockets wait in the backlog. Signals that arrive now are acted
@@ -59,6 +60,10 @@ async fn live(config: &Value) -> anyhow::Result<ExitCode> {
 
     let listeners = config::listeners(config)?;
     let switches = Switches::read(config, |var| std::env::var(var).ok())?;
+    if let Some(text) = &switches.notify_at_start {
+        log!("notify_at_start: sending {} bytes", text.len());
+        notify(&[NotifyState::Custom(text)]);
+    }
     if switches.exit_at_start {
         log!("exit_at_start is set: exiting with status 1");
         return Ok(ExitCode::FAILURE);
