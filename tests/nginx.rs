@@ -35,6 +35,13 @@ const CASES: &[(&str, &[&str], &str)] = &[
         &["--tls"],
         "nginx-proxy-stream.conf",
     ),
+    // MAS's built-in listeners: `web` binds `[::]:8080`, which nginx
+    // reaches on loopback.
+    (
+        "examples/default.yaml",
+        &["--server-name-localhost"],
+        "nginx-default.conf",
+    ),
     (
         "tests/configs/nginx-split.yaml",
         &[

@@ -351,6 +351,11 @@ fn reaches(target: &Target, bind: &Bind, resolver: &dyn Resolver) -> bool {
         Target::Tcp { host, port } => {
             let addrs = addresses(host, *port, resolver);
             bind.endpoints.iter().any(|e| match e {
+                // `[::]` is dual stack (the kernel's default); `0.0.0.0`
+                // holds the IPv4 addresses of its port.
+                Endpoint::Tcp(a) if a.ip().is_unspecified() => {
+                    a.port() == *port && addrs.iter().any(|t| a.is_ipv6() || t.is_ipv4())
+                }
                 Endpoint::Tcp(a) => addrs.contains(a),
                 // A bind on every address holds every local address of its port.
                 Endpoint::AnyTcp(p) => *p == *port && !addrs.is_empty(),
@@ -442,6 +447,7 @@ fn unmatched(plan: &Plan, at: &str, target: &Target) -> String {
         .flat_map(|b| b.endpoints.iter())
         .map(|e| match e {
             Endpoint::Unix(p) => format!("unix:{}", p.display()),
+            Endpoint::Tcp(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
             Endpoint::Tcp(a) => a.to_string(),
             Endpoint::AnyTcp(p) => format!("127.0.0.1:{p}"),
         })

@@ -344,7 +344,8 @@ impl Upstream {
             }
             _ => tcp_servers(bind),
         };
-        if let BindSpec::HostPort { host: None, port } = &bind.spec {
+        let every_address = bind.endpoints.iter().find_map(every_address_port);
+        if let Some(port) = every_address {
             warnings.push(format!(
                 "{}: listener {} binds port {port} on every address, so clients can reach MAS without nginx; bind it to `host: localhost` or a Unix socket",
                 bind.location, listener.label()
@@ -355,7 +356,7 @@ impl Upstream {
             let loopback_only = servers
                 .iter()
                 .all(|(s, _)| s.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback()));
-            if !loopback_only || matches!(bind.spec, BindSpec::HostPort { host: None, .. }) {
+            if !loopback_only || every_address.is_some() {
                 warnings.push(format!(
                     "{}: MAS believes the PROXY header of anyone who connects to listener {}, and it listens beyond loopback: anyone who reaches it can claim any client address; bind it to localhost or a Unix socket",
                     bind.location, listener.label()
@@ -394,15 +395,26 @@ impl Upstream {
     }
 }
 
+/// The port of a TCP socket on every address: a bind without `host`, or
+/// one on `0.0.0.0` or `[::]` (MAS's own default is `address: "[::]:8080"`).
+fn every_address_port(endpoint: &Endpoint) -> Option<u16> {
+    match endpoint {
+        Endpoint::AnyTcp(port) => Some(*port),
+        Endpoint::Tcp(addr) if addr.ip().is_unspecified() => Some(addr.port()),
+        _ => None,
+    }
+}
+
 /// The bind nginx connects to: the first Unix socket, else the first TCP
-/// bind on loopback, else the first TCP bind.
+/// bind on loopback (a bind on every address is on loopback too), else the
+/// first TCP bind.
 fn choose_bind(listener: &Listener) -> Option<&Bind> {
     let is_unix = |b: &&Bind| matches!(b.spec, BindSpec::Unix { .. });
     let is_tcp = |b: &&Bind| matches!(b.spec, BindSpec::HostPort { .. } | BindSpec::Address(_));
     let loopback = |b: &&Bind| {
-        b.endpoints
-            .iter()
-            .any(|e| matches!(e, Endpoint::Tcp(a) if a.ip().is_loopback()))
+        b.endpoints.iter().any(|e| {
+            every_address_port(e).is_some() || matches!(e, Endpoint::Tcp(a) if a.ip().is_loopback())
+        })
     };
     listener
         .binds
@@ -415,15 +427,25 @@ fn choose_bind(listener: &Listener) -> Option<&Bind> {
 /// `server` addresses for a TCP bind: its literal addresses; for `localhost`
 /// the IPv4 loopback with the IPv6 one as backup (MAS binds whichever
 /// resolves first, the socket units both); for a bind on every address the
-/// loopback address of its port.
+/// loopback address of its port: `127.0.0.1` for `0.0.0.0`, and for a dual
+/// stack `[::]` (or no host) `127.0.0.1` with `[::1]` as backup, which also
+/// reaches it where the host made `[::]` IPv6-only.
 fn tcp_servers(bind: &Bind) -> Vec<(String, bool)> {
+    let v4 = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let v6 = |port| SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for endpoint in &bind.endpoints {
         match endpoint {
+            Endpoint::Tcp(addr) if addr.ip().is_unspecified() => {
+                addrs.push(v4(addr.port()));
+                if addr.is_ipv6() {
+                    addrs.push(v6(addr.port()));
+                }
+            }
             Endpoint::Tcp(addr) => addrs.push(*addr),
             Endpoint::AnyTcp(port) => {
-                addrs.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), *port));
-                addrs.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), *port));
+                addrs.push(v4(*port));
+                addrs.push(v6(*port));
             }
             Endpoint::Unix(_) => {}
         }

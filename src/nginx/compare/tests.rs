@@ -124,3 +124,38 @@ fn whole_nginx_conf_with_stream_default() {
     assert_eq!(r.notes.len(), 2, "{r:?}");
     assert!(r.notes[0].contains("PROXY protocol on both sides"), "{r:?}");
 }
+
+#[test]
+fn bind_on_every_address_is_reached_on_loopback() {
+    for (bind, reached, missed) in [
+        (
+            "address: '[::]:8080'",
+            &["127.0.0.1:8080", "[::1]:8080", "localhost:8080"][..],
+            "127.0.0.1:8081",
+        ),
+        (
+            "host: 0.0.0.0\n          port: 8080",
+            &["127.0.0.1:8080", "localhost:8080"][..],
+            "[::1]:8080",
+        ),
+    ] {
+        let config = format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds:\n        - {bind}\n");
+        let plan = check_texts(&[("mas.yaml", &config)], &SystemResolver).expect("valid config");
+        let check = |target: &str| {
+            let site = format!("server {{\n  server_name auth.example.com;\n  location / {{\n    proxy_pass http://{target};\n  }}\n}}\n");
+            let tree = parse(&site).expect("valid nginx syntax");
+            compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+        };
+        for target in reached {
+            let r = check(target);
+            assert!(r.problems.is_empty(), "{bind} from {target}: {r:?}");
+            assert_eq!(r.notes.len(), 1, "{bind} from {target}: {r:?}");
+        }
+        let r = check(missed);
+        assert_eq!(r.problems.len(), 1, "{bind} from {missed}: {r:?}");
+        assert!(
+            r.problems[0].ends_with("point it at 127.0.0.1:8080"),
+            "{r:?}"
+        );
+    }
+}

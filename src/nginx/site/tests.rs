@@ -357,3 +357,51 @@ fn warnings_for_exposed_binds_and_mismatched_public_base() {
         .contents
         .contains("    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n"));
 }
+
+#[test]
+fn bind_on_every_address_is_reached_on_loopback() {
+    let dual = "    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n}";
+    let v4 = "    server 127.0.0.1:8080;\n}";
+    for (binds, servers) in [
+        ("[{address: '[::]:8080'}]", dual),
+        ("[{host: '::', port: 8080}]", dual),
+        ("[{port: 8080}]", dual),
+        ("[{address: '0.0.0.0:8080'}]", v4),
+        ("[{host: 0.0.0.0, port: 8080}]", v4),
+    ] {
+        let g = generate_for(&config(ALL, binds, ""), &opts())
+            .unwrap_or_else(|e| panic!("{binds}: {e}"));
+        let text = &g.files[0].contents;
+        assert!(text.contains(servers), "{binds}:\n{text}");
+        assert!(
+            g.warnings
+                .iter()
+                .any(|w| w.contains("binds port 8080 on every address")),
+            "{binds}: {:?}",
+            g.warnings
+        );
+    }
+    // Such a bind is on loopback too, so it is chosen over one elsewhere,
+    // which trusted_proxies would not hold.
+    let text = site(
+        &config(
+            ALL,
+            "[{host: 192.0.2.1, port: 8080}, {address: '[::]:8081'}]",
+            "",
+        ),
+        &opts(),
+    );
+    assert!(text.contains("    server 127.0.0.1:8081;\n"), "{text}");
+}
+
+#[test]
+fn mas_built_in_listeners_get_a_site() {
+    // No `http` section: MAS's `web` listener binds `[::]:8080`.
+    let plan = check_texts(&[("c.yaml", "database: {}\n")], &SystemResolver).unwrap();
+    let g = generate(&plan, &opts(), &FakeAccounts).unwrap_or_else(|e| panic!("{e}"));
+    let text = &g.files[0].contents;
+    assert!(
+        text.contains("upstream mas_web {\n    # listener web, bind 0: address [::]:8080\n    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n}"),
+        "{text}"
+    );
+}
