@@ -94,7 +94,7 @@ pub(super) fn http_file(
     out.push_str("# A site for nginx's http module: include it in `http { }`, e.g. as\n# /etc/nginx/sites-enabled/");
     let _ = writeln!(out, "{}.conf.\n", opts.name);
     out.push_str(&upstream_block(auth));
-    if let Some(c) = compat.filter(|c| c.name != auth.name) {
+    if let Some(c) = compat.filter(|c| c.listener != auth.listener) {
         out.push('\n');
         out.push_str(&upstream_block(c));
     }

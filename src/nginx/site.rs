@@ -218,7 +218,14 @@ pub fn generate(
             if compat.index == auth.index {
                 Some(auth_up.clone())
             } else {
-                Some(Upstream::of(compat, opts, plan, accounts, &mut warnings)?)
+                let mut up = Upstream::of(compat, opts, plan, accounts, &mut warnings)?;
+                // Names that differ only in characters nginx's names cannot
+                // hold (`web-1`, `web_1`), or a name used twice, would give
+                // both listeners one upstream block.
+                if up.name == auth_up.name {
+                    up.name = format!("{}_{}", up.name, compat.index);
+                }
+                Some(up)
             }
         }
     };
@@ -293,7 +300,9 @@ fn pick_compat_listener<'p>(plan: &'p Plan, auth: &'p Listener) -> Result<&'p Li
 /// How nginx reaches one listener.
 #[derive(Debug, Clone)]
 pub(super) struct Upstream {
-    /// The upstream block's name.
+    /// The index of the listener it reaches.
+    pub(super) listener: usize,
+    /// The upstream block's name, unique within a file.
     pub(super) name: String,
     /// The listener's prefix, normalized: empty or `/auth` (no trailing `/`).
     pub(super) prefix: String,
@@ -382,6 +391,7 @@ impl Upstream {
             }
         }
         Ok(Upstream {
+            listener: listener.index,
             name: upstream_name(&opts.name, listener),
             prefix,
             about: format!(

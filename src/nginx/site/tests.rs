@@ -405,3 +405,33 @@ fn mas_built_in_listeners_get_a_site() {
         "{text}"
     );
 }
+
+#[test]
+fn listeners_whose_names_look_alike_get_an_upstream_each() {
+    // `web-1` and `web_1` make the same upstream name, and so does a name
+    // used twice (check warns about that, MAS accepts it).
+    for (auth, compat, upstream) in [("web-1", "web_1", "mas_web_1"), ("web", "web", "mas_web")] {
+        let text = format!(
+            "{}    - name: {compat}\n      resources: [{{name: compat}}]\n      binds: [{{socket: /run/mas/compat.sock}}]\n",
+            config("[{name: discovery}, {name: human}, {name: oauth}, {name: graphql}, {name: assets}]", "[{socket: /run/mas/web.sock}]", "")
+                .replace("name: web\n", &format!("name: {auth}\n"))
+        );
+        let site = site(&text, &with_matrix(opts()));
+        assert!(
+            site.contains(&format!(
+                "upstream {upstream} {{\n    # listener {auth}, bind 0: socket /run/mas/web.sock\n"
+            )),
+            "{site}"
+        );
+        assert!(
+            site.contains(&format!("upstream {upstream}_1 {{\n    # listener {compat}, bind 0: socket /run/mas/compat.sock\n")),
+            "{site}"
+        );
+        assert!(
+            site.contains(&format!(
+                "(/|$) {{\n        proxy_pass http://{upstream}_1;\n"
+            )),
+            "{site}"
+        );
+    }
+}
