@@ -5,7 +5,7 @@
 //! `src/core/ngx_conf_file.c`): a directive is words ended by `;`, or by a
 //! `{ ... }` block; words are separated by blanks; `#` starts a comment only
 //! where a word could start; `"..."` and `'...'` quote, and a quoted word must
-//! be followed by a blank, `;` or `{`; a
+//! be followed by a blank, `;`, `{` or `)` (which starts the next word); a
 //! backslash escapes the next character (`\"`, `\'`, `\\`, `\t`, `\r`, `\n`
 //! are unescaped, any other keeps its backslash); `${name}` inside a word is
 //! a variable, not a block. Lines are counted from 1. Blocks nest at most
@@ -142,7 +142,8 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, SyntaxError> {
                     return err(start, SyntaxErrorKind::UnclosedQuote(start));
                 }
                 match chars.peek() {
-                    None | Some(' ' | '\t' | '\r' | '\n' | ';' | '{') => {}
+                    // `)` is allowed for `if ($x = "y")`, and starts a word.
+                    None | Some(' ' | '\t' | '\r' | '\n' | ';' | '{' | ')') => {}
                     Some(&other) => return err(line, SyntaxErrorKind::AfterQuote(other)),
                 }
                 tokens.push((Token::Word(unescape(&raw)), start));
@@ -381,6 +382,15 @@ mod tests {
         for (text, line, kind) in cases {
             assert_eq!(parse(text), Err(SyntaxError { line, kind }), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_quoted_word_may_be_followed_by_a_parenthesis() {
+        // nginx lets `)` follow a quoted word, for `if ($x = "y")`; the `)`
+        // starts a word of its own.
+        let parsed = parse("if ($request_method = \"POST\") {\n  return 405;\n}\n").unwrap();
+        assert_eq!(parsed[0].args, ["($request_method", "=", "POST", ")"]);
+        assert_eq!(parsed[0].children(), [d("return", &["405"], 2)]);
     }
 
     #[test]
