@@ -435,3 +435,51 @@ fn listeners_whose_names_look_alike_get_an_upstream_each() {
         );
     }
 }
+
+#[test]
+fn homeserver_is_a_host_and_port_that_nginx_takes() {
+    let text = config(ALL, "[{socket: /run/mas/web.sock}]", "");
+    let with = |homeserver: &str| {
+        let mut o = with_matrix(opts());
+        if let Some(m) = &mut o.matrix {
+            m.homeserver = homeserver.into();
+        }
+        o
+    };
+    // Each of these would make `nginx -t` fail.
+    for bad in [
+        "http://:8008",
+        "http://[",
+        "http://[::1",
+        "http://[localhost]:8008",
+        "http://::1:8008",
+        "http://localhost:",
+        "http://localhost:0",
+        "http://localhost:99999",
+        "http://localhost:+80",
+        "http://a:b:c",
+        "http://[::1]x",
+    ] {
+        let got = refusal(&text, &with(bad));
+        assert!(
+            got.starts_with(&format!("--homeserver `{bad}` is not http://HOST:PORT")),
+            "{bad}: {got}"
+        );
+    }
+    for (good, pass) in [
+        ("http://localhost:8008", "http://localhost:8008"),
+        ("http://localhost", "http://localhost"),
+        ("https://[::1]:8448/", "https://[::1]:8448"),
+        ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
+        (
+            "http://synapse.internal:8008",
+            "http://synapse.internal:8008",
+        ),
+    ] {
+        let site = site(&text, &with(good));
+        assert!(
+            site.contains(&format!("        proxy_pass {pass};\n")),
+            "{good}: {site}"
+        );
+    }
+}
