@@ -81,7 +81,7 @@ pub trait Accounts {
     fn is_member(&self, user: &str, group: &str) -> Result<bool, String>;
 }
 
-/// This host's users and groups (getpwnam, getgrnam).
+/// This host's users and groups (getpwnam, getgrnam, getgrgid).
 pub struct SystemAccounts;
 
 impl Accounts for SystemAccounts {
@@ -90,9 +90,15 @@ impl Accounts for SystemAccounts {
         let u = User::from_name(user)
             .map_err(|e| format!("cannot look up user `{user}`: {e}"))?
             .ok_or_else(|| format!("there is no user `{user}` on this machine"))?;
-        let g = Group::from_name(group)
-            .map_err(|e| format!("cannot look up group `{group}`: {e}"))?
-            .ok_or_else(|| format!("there is no group `{group}` on this machine"))?;
+        // A number is a gid, as systemd reads `SocketGroup=`.
+        let g = match group.parse::<u32>() {
+            Ok(gid) if group.bytes().all(|b| b.is_ascii_digit()) => {
+                Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            }
+            _ => Group::from_name(group),
+        }
+        .map_err(|e| format!("cannot look up group `{group}`: {e}"))?
+        .ok_or_else(|| format!("there is no group `{group}` on this machine"))?;
         Ok(u.gid == g.gid || g.mem.iter().any(|m| m == user))
     }
 }

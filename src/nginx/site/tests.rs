@@ -483,3 +483,15 @@ fn homeserver_is_a_host_and_port_that_nginx_takes() {
         );
     }
 }
+
+#[test]
+fn socket_group_may_be_a_number_as_systemd_takes_it() {
+    // generate-units writes `SocketGroup=0`, which systemd reads as gid 0.
+    assert_eq!(SystemAccounts.is_member("root", "0"), Ok(true));
+    assert_eq!(SystemAccounts.is_member("root", "root"), Ok(true));
+    let missing = SystemAccounts.is_member("root", "4000000000");
+    assert_eq!(
+        missing,
+        Err("there is no group `4000000000` on this machine".to_owned())
+    );
+}
