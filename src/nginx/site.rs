@@ -3,7 +3,9 @@
 //!
 //! The auth host (`--server-name`) goes to the first listener that serves
 //! every resource MAS's pages need (`discovery`, `human`, `oauth`, `graphql`,
-//! and `assets` unless nginx serves them from `--assets-dir`). The Matrix host
+//! and `assets` unless nginx serves them from `--assets-dir`); with
+//! `--assets-dir` or a Matrix host, which need nginx's http module, the first
+//! such listener without `proxy_protocol`, if there is one. The Matrix host
 //! (`--matrix-server-name`) sends the compatibility endpoints to a listener
 //! serving `compat` and everything else under `/_matrix/` and
 //! `/_synapse/client/` to the homeserver. nginx reaches a listener through its
@@ -258,7 +260,16 @@ fn needed_resources(opts: &SiteOptions) -> Vec<&'static str> {
 fn pick_auth_listener<'p>(plan: &'p Plan, opts: &SiteOptions) -> Result<&'p Listener, SiteError> {
     let needed = needed_resources(opts);
     let serves_all = |l: &Listener| needed.iter().all(|r| l.resources.iter().any(|x| x == r));
-    if let Some(listener) = plan.listeners.iter().find(|l| serves_all(l)) {
+    // The assets and the Matrix host need nginx's http module, which cannot
+    // send the PROXY protocol: a listener without it serves them, if any.
+    let needs_http = opts.assets_dir.is_some() || opts.matrix.is_some();
+    let mut candidates = plan.listeners.iter().filter(|l| serves_all(l));
+    let first = candidates.next();
+    if let Some(listener) = first
+        .filter(|l| needs_http && l.proxy_protocol)
+        .and_then(|_| candidates.find(|l| !l.proxy_protocol))
+        .or(first)
+    {
         return Ok(listener);
     }
     let found = plan

@@ -495,3 +495,31 @@ fn socket_group_may_be_a_number_as_systemd_takes_it() {
         Err("there is no group `4000000000` on this machine".to_owned())
     );
 }
+
+#[test]
+fn a_listener_without_proxy_protocol_serves_what_a_stream_server_cannot() {
+    let text = format!(
+        "{}    - name: plain\n      resources: {ALL}\n      binds: [{{socket: /run/mas/plain.sock}}]\n",
+        config(ALL, "[{socket: /run/mas/web.sock}]", "      proxy_protocol: true\n")
+    );
+    // Alone, the first listener: a stream server with the PROXY protocol.
+    let g = generate_for(&text, &opts()).unwrap();
+    assert_eq!(g.files[0].context, Context::Stream);
+    assert!(g.files[0]
+        .contents
+        .contains("server unix:/run/mas/web.sock;"));
+    // The assets and the Matrix host need nginx's http module: the listener
+    // that nginx's http proxy can reach serves them.
+    let mut assets = opts();
+    assets.assets_dir = Some("/srv/assets".into());
+    for o in [assets, with_matrix(opts())] {
+        let site = site(&text, &o);
+        assert!(
+            site.contains(
+                "upstream mas_plain {\n    # listener plain, bind 0: socket /run/mas/plain.sock\n"
+            ),
+            "{site}"
+        );
+        assert!(!site.contains("web.sock"), "{site}");
+    }
+}
