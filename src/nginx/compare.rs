@@ -254,6 +254,7 @@ fn public_host(plan: &Plan) -> Option<String> {
 fn targets_of(
     pass: &Pass,
     upstreams: &[(Module, &str, &Directive)],
+    resolver: &dyn Resolver,
 ) -> Result<Vec<(Target, usize)>, String> {
     if pass.arg.contains('$') {
         return Err("it uses variables, which only nginx can resolve at run time".into());
@@ -282,9 +283,10 @@ fn targets_of(
         Module::Http => rest.split('/').next().unwrap_or(rest),
         Module::Stream => rest,
     };
+    // nginx finds upstream blocks by name whatever its case.
     if let Some((_, _, up)) = upstreams
         .iter()
-        .find(|(m, name, _)| *m == pass.module && *name == authority)
+        .find(|(m, name, _)| *m == pass.module && name.eq_ignore_ascii_case(authority))
     {
         let mut found = Vec::new();
         for server in up.children().iter().filter(|d| d.name == "server") {
@@ -299,11 +301,19 @@ fn targets_of(
         }
         return Ok(found);
     }
-    parse_host_port(authority, default_port)
-        .map(|t| vec![(t, pass.line)])
-        .ok_or_else(|| {
-            format!("`{authority}` is neither host:port nor an upstream block of the file")
-        })
+    let target = parse_host_port(authority, default_port).ok_or_else(|| {
+        format!("`{authority}` is neither host:port nor an upstream block of the file")
+    })?;
+    if let Target::Tcp { host, port } = &target {
+        // Most likely the name of an upstream block in another file (say,
+        // conf.d/): its servers are not known here.
+        if addresses(host, *port, resolver).is_empty() {
+            return Err(format!(
+                "`{host}` is no upstream block of this file and no host name this machine resolves (upstream blocks of other files are not read)"
+            ));
+        }
+    }
+    Ok(vec![(target, pass.line)])
 }
 
 /// `host`, `host:port`, `[v6]:port`; `None` without a port and no default.
@@ -373,7 +383,7 @@ fn check_pass(
     resolver: &dyn Resolver,
     report: &mut Report,
 ) {
-    let targets = match targets_of(pass, upstreams) {
+    let targets = match targets_of(pass, upstreams, resolver) {
         Ok(t) => t,
         Err(why) => {
             report.warnings.push(format!(

@@ -159,3 +159,31 @@ fn bind_on_every_address_is_reached_on_loopback() {
         );
     }
 }
+
+#[test]
+fn upstream_names_match_as_nginx_matches_them() {
+    // nginx finds upstream blocks whatever the case of the name.
+    let r = report("upstream Mas_Web {\n  server unix:/run/mas/web.sock;\n}\nserver {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://mas_web;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(r.notes.len(), 1, "{r:?}");
+}
+
+#[test]
+fn upstream_block_of_another_file_is_not_a_mismatch() {
+    // An upstream defined elsewhere (conf.d/) is not a host nginx resolves:
+    // it cannot be checked here, which is not a mismatch.
+    struct NoNames;
+    impl Resolver for NoNames {
+        fn resolve(&self, host: &str, _: u16) -> Result<Vec<SocketAddr>, String> {
+            Err(format!("{host}: not known"))
+        }
+    }
+    let plan = check_texts(&[("mas.yaml", CONFIG)], &SystemResolver).expect("valid config");
+    let tree = parse("server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://mas_elsewhere;\n  }\n}\n").unwrap();
+    let r = compare(&plan, Path::new("site.conf"), &tree, &NoNames);
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("site.conf:4: `proxy_pass http://mas_elsewhere` is not checked: `mas_elsewhere` is no upstream block of this file and no host name this machine resolves")),
+        "{r:?}"
+    );
+}
