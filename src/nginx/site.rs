@@ -126,6 +126,8 @@ pub enum SiteError {
     },
     #[error("{location}: `prefix: {prefix}` does not start with `/`, so no URL path can reach it; write e.g. `prefix: /auth`")]
     BadPrefix { prefix: String, location: Location },
+    #[error("{location}: the Unix socket path `{path}` is relative: MAS binds it in its working directory and nginx would look for it in its own; give the absolute path")]
+    RelativeSocket { path: String, location: Location },
     /// `message` says which socket, its group and mode, nginx's user, and the fix.
     #[error("{location}: {message}")]
     SocketPermission { location: Location, message: String },
@@ -364,6 +366,12 @@ impl Upstream {
             location: listener.location.clone(),
         })?;
         let servers = match &bind.spec {
+            BindSpec::Unix { path, .. } if !path.is_absolute() => {
+                return Err(SiteError::RelativeSocket {
+                    path: path.display().to_string(),
+                    location: bind.location.clone(),
+                })
+            }
             BindSpec::Unix { path, mode } => {
                 check_socket_access(bind, path, mode.unwrap_or(0o660), opts, accounts)?;
                 vec![(format!("unix:{}", path.display()), false)]

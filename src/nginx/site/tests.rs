@@ -282,6 +282,8 @@ fn refusals_name_the_input_and_the_fix() {
          "no listener serves `compat`"),
         ("relative prefix", config(ALL, unix, "      prefix: auth\n"), opts(),
          "`prefix: auth` does not start with `/`"),
+        ("relative socket", config(ALL, "[{socket: web.sock}]", ""), opts(),
+         "c.yaml:6:15: http.listeners[0].binds[0]: the Unix socket path `web.sock` is relative: MAS binds it in its working directory and nginx would look for it in its own; give the absolute path"),
     ];
     let mut failures = Vec::new();
     for (name, text, o, want) in &cases {
