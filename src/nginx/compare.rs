@@ -8,16 +8,19 @@
 //! module is no nginx directive at all.
 //!
 //! A `proxy_pass` that reaches no bind is a problem only when it is meant for
-//! MAS: in an http server named after `public_base`'s host, in a location
-//! whose path is one of the compatibility endpoints (`_matrix/client` with
-//! `login`, `logout` or `refresh`), or in a stream server that sends the
-//! PROXY protocol. Others (the homeserver, anything else) are left alone.
+//! MAS: in an http server named after `public_base`'s host (when
+//! `public_base` has a path, as for MAS under a prefix on the homeserver's
+//! host, only in the locations under that path), in a location whose path is
+//! one of the compatibility endpoints (`_matrix/client` with `login`,
+//! `logout` or `refresh`), or in a stream server that sends the PROXY
+//! protocol. Others (the homeserver, anything else) are left alone.
 //!
 //! Which module a file is for: a file with `http`, `stream` or `events`
 //! blocks is a whole nginx.conf; otherwise a file whose `server` blocks hold
 //! `proxy_pass` directly is stream configuration, else a site. `include` is
-//! not followed, and `proxy_pass` with variables cannot be resolved: both are
-//! said in a warning. Host names other than `localhost` are resolved with
+//! not followed, and a `proxy_pass` whose socket is written with variables
+//! cannot be resolved (variables in its URI do not matter): both are said in
+//! a warning. Host names other than `localhost` are resolved with
 //! the resolver the config uses.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -147,7 +150,8 @@ impl<'t> Walker<'_, 't> {
                                 .iter()
                                 .any(|n| host.as_deref().is_some_and(|h| n.eq_ignore_ascii_case(h)))
                     });
-                    self.http_items(d.children(), named_for_mas, false);
+                    let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
+                    self.http_items(d.children(), mas.as_ref(), false, false);
                 }
                 _ => self.http_other(d),
             }
@@ -155,7 +159,15 @@ impl<'t> Walker<'_, 't> {
     }
 
     /// Directives inside an http server, location, `if` or `limit_except`.
-    fn http_items(&mut self, items: &'t [Directive], named_for_mas: bool, compat: bool) {
+    /// `mas` is set in a server named after public_base's host; `for_mas`
+    /// says whether the enclosing location is one of MAS's there.
+    fn http_items(
+        &mut self,
+        items: &'t [Directive],
+        mas: Option<&MasPaths>,
+        compat: bool,
+        for_mas: bool,
+    ) {
         for d in items {
             match d.name.as_str() {
                 "location" => {
@@ -165,7 +177,8 @@ impl<'t> Walker<'_, 't> {
                             && ["login", "logout", "refresh"]
                                 .iter()
                                 .any(|e| path.contains(e)));
-                    self.http_items(d.children(), named_for_mas, compat_here);
+                    let for_mas_here = mas.is_some_and(|m| m.holds(&d.args));
+                    self.http_items(d.children(), mas, compat_here, for_mas_here);
                 }
                 "proxy_pass" => {
                     if let Some(arg) = d.args.first() {
@@ -174,11 +187,11 @@ impl<'t> Walker<'_, 't> {
                             line: d.line,
                             arg,
                             proxy_protocol: None,
-                            for_mas: named_for_mas || compat,
+                            for_mas: for_mas || compat,
                         });
                     }
                 }
-                _ if d.block.is_some() => self.http_items(d.children(), named_for_mas, compat),
+                _ if d.block.is_some() => self.http_items(d.children(), mas, compat, for_mas),
                 _ => self.http_other(d),
             }
         }
@@ -227,6 +240,98 @@ impl<'t> Walker<'_, 't> {
     }
 }
 
+/// Which locations of a server named after public_base's host are MAS's:
+/// every one when public_base has no path; under a path (MAS under a prefix,
+/// say on the homeserver's own host), those under it, and one that holds it
+/// (`location /`) unless another location is under the path.
+struct MasPaths {
+    /// public_base's path with a trailing `/`: `/` or `/auth/`.
+    base: String,
+    /// Whether a location of the server lies under `base`.
+    has_base_location: bool,
+}
+
+impl MasPaths {
+    fn of(plan: &Plan, server: &[Directive]) -> MasPaths {
+        let path = public_path(plan);
+        let base = format!("{}/", path.trim_end_matches('/'));
+        let has_base_location = server.iter().any(|d| {
+            d.name == "location"
+                && matches!(location_path(&d.args), LocationPath::Literal(p) if p.starts_with(&base))
+        });
+        MasPaths {
+            base,
+            has_base_location,
+        }
+    }
+
+    /// Whether a location with these arguments is MAS's.
+    fn holds(&self, args: &[String]) -> bool {
+        if self.base == "/" {
+            return true;
+        }
+        match location_path(args) {
+            LocationPath::Literal(p) => {
+                p.starts_with(&self.base) || (self.base.starts_with(p) && !self.has_base_location)
+            }
+            LocationPath::Regex(r) => r.contains(self.base.trim_matches('/')),
+            LocationPath::Named => !self.has_base_location,
+        }
+    }
+}
+
+/// What a `location` matches.
+enum LocationPath<'a> {
+    /// A prefix or an exact path (`/auth/`, `^~ /auth/`, `= /auth`).
+    Literal(&'a str),
+    /// A regular expression (`~`, `~*`).
+    Regex(&'a str),
+    /// `@name`, reached only from within nginx.
+    Named,
+}
+
+/// The path of a `location`, as nginx reads its modifiers, which may be
+/// separate words or written onto the path (`=/x`).
+fn location_path(args: &[String]) -> LocationPath<'_> {
+    let (modifier, path) = match args {
+        [m, path, ..] if matches!(m.as_str(), "=" | "^~" | "~" | "~*") => {
+            (m.as_str(), path.as_str())
+        }
+        [one, ..] => {
+            let one = one.as_str();
+            if let Some(p) = one.strip_prefix("^~") {
+                ("^~", p)
+            } else if let Some(p) = one.strip_prefix("~*") {
+                ("~*", p)
+            } else if let Some(p) = one.strip_prefix('~') {
+                ("~", p)
+            } else if let Some(p) = one.strip_prefix('=') {
+                ("=", p)
+            } else {
+                ("", one)
+            }
+        }
+        [] => ("", ""),
+    };
+    match modifier {
+        "~" | "~*" => LocationPath::Regex(path),
+        _ if path.starts_with('@') => LocationPath::Named,
+        _ => LocationPath::Literal(path),
+    }
+}
+
+/// The path of `public_base`, `/` without one.
+fn public_path(plan: &Plan) -> String {
+    let Some(base) = plan.public_base.as_deref() else {
+        return "/".to_owned();
+    };
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    match rest.find('/') {
+        Some(i) => rest[i..].to_owned(),
+        None => "/".to_owned(),
+    }
+}
+
 /// The last `proxy_protocol on|off` among `items`, with its line.
 fn proxy_protocol_of(items: &[Directive]) -> Option<(bool, usize)> {
     items
@@ -256,9 +361,7 @@ fn targets_of(
     upstreams: &[(Module, &str, &Directive)],
     resolver: &dyn Resolver,
 ) -> Result<Vec<(Target, usize)>, String> {
-    if pass.arg.contains('$') {
-        return Err("it uses variables, which only nginx can resolve at run time".into());
-    }
+    let variables = || Err("it uses variables, which only nginx can resolve at run time".into());
     let (rest, default_port) = match pass.module {
         Module::Http => {
             if let Some(rest) = pass.arg.strip_prefix("http://") {
@@ -271,18 +374,26 @@ fn targets_of(
         }
         Module::Stream => (pass.arg, None),
     };
+    // Variables in the URI (`http://up/auth$request_uri`) leave the socket
+    // known; in the socket itself, only nginx can resolve them.
     if let Some(path) = rest.strip_prefix("unix:") {
         // http://unix:/path:/uri; in stream the whole rest is the path.
         let path = match pass.module {
             Module::Http => path.split(':').next().unwrap_or(path),
             Module::Stream => path,
         };
+        if path.contains('$') {
+            return variables();
+        }
         return Ok(vec![(Target::Unix(PathBuf::from(path)), pass.line)]);
     }
     let authority = match pass.module {
         Module::Http => rest.split('/').next().unwrap_or(rest),
         Module::Stream => rest,
     };
+    if authority.contains('$') {
+        return variables();
+    }
     // nginx finds upstream blocks by name whatever its case.
     if let Some((_, _, up)) = upstreams
         .iter()

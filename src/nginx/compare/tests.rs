@@ -187,3 +187,50 @@ fn upstream_block_of_another_file_is_not_a_mismatch() {
         "{r:?}"
     );
 }
+
+/// MAS under a prefix on the homeserver's own host (`public_base:
+/// https://example.com/auth/`): only what lies under the prefix, and the
+/// compat endpoints, are meant for MAS there.
+const SAME_HOST: &str = "http:
+  public_base: https://example.com/auth/
+  listeners:
+    - name: web
+      prefix: /auth
+      resources: [{name: human}, {name: compat}]
+      binds:
+        - host: 127.0.0.1
+          port: 8080
+";
+
+fn report_same_host(site: &str) -> Report {
+    let plan = check_texts(&[("mas.yaml", SAME_HOST)], &SystemResolver).expect("valid config");
+    let tree = parse(site).expect("valid nginx syntax");
+    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+}
+
+#[test]
+fn on_a_shared_host_only_the_prefix_and_compat_are_meant_for_mas() {
+    let r = report_same_host("server {\n  server_name example.com;\n  location ^~ /auth/ {\n    proxy_pass http://127.0.0.1:8080;\n  }\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {\n    proxy_pass http://127.0.0.1:8080/auth$request_uri;\n  }\n  location /_matrix/ {\n    proxy_pass http://127.0.0.1:8008;\n  }\n  location / {\n    proxy_pass http://127.0.0.1:8008;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    // Variables only in the URI: the socket is still known.
+    assert_eq!(r.notes.len(), 2, "{r:?}");
+    assert!(
+        r.notes[1].starts_with("site.conf:7: proxy_pass to 127.0.0.1:8080 reaches listener web"),
+        "{r:?}"
+    );
+    assert!(r.warnings.is_empty(), "{r:?}");
+    // Under the prefix, a wrong port is a mismatch...
+    let r = report_same_host("server {\n  server_name example.com;\n  location /auth/ {\n    proxy_pass http://127.0.0.1:9999;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:4: proxy_pass to 127.0.0.1:9999, which no bind"),
+        "{r:?}"
+    );
+    // ... and so is one in `location /` when no location holds the prefix.
+    let r = report_same_host("server {\n  server_name example.com;\n  location / {\n    proxy_pass http://127.0.0.1:9999;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    // A host in the proxy_pass that is a variable is still not checked.
+    let r = report_same_host("server {\n  server_name example.com;\n  location /auth/ {\n    proxy_pass http://$mas/auth/;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert!(r.warnings[0].contains("uses variables"), "{r:?}");
+}
