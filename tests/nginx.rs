@@ -6,9 +6,10 @@
 
 use std::fs;
 use std::process::Command;
+use std::time::Duration;
 
-use crate::util::nginx::{Certs, NginxDir};
-use crate::util::{explain, free_port, mas_sockets, repo, run, TempDir};
+use crate::util::nginx::{Certs, Nginx, NginxDir};
+use crate::util::{explain, free_port, mas_sockets, repo, run, wait_until, Homeserver, TempDir};
 
 /// The cases: config, extra options, golden file.
 const CASES: &[(&str, &[&str], &str)] = &[
@@ -281,4 +282,63 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
     ]);
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+}
+
+/// Whether process `pid`, a child of this test process, has exited; reaps it.
+fn has_exited(pid: u32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid(2) on a child of ours, without blocking.
+    let reaped = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+    reaped == pid as i32
+}
+
+/// A test that cannot stop its nginx (its process killed, say by a CI
+/// timeout) leaves none running: the kernel sends the master SIGTERM when
+/// the thread that started it ends, and the master stops its workers.
+#[test]
+fn nginx_stops_when_the_thread_that_started_it_ends() {
+    let dir = NginxDir::new("orphan");
+    let port = free_port();
+    let site = dir.dir.write(
+        "site.conf",
+        &format!("server {{\n    listen 127.0.0.1:{port};\n    return 204;\n}}\n"),
+    );
+    let conf = dir.main_conf(&[&site], &[]);
+    let (master, workers) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let nginx = Nginx::start(&dir, &conf, None, &[port]);
+            let pids = (nginx.master_pid(), nginx.workers());
+            // As if the test process were killed: nothing stops it.
+            std::mem::forget(nginx);
+            pids
+        })
+        .join()
+        .expect("the starting thread")
+    });
+    wait_until("nginx's master to exit", Duration::from_secs(20), || {
+        has_exited(master)
+    });
+    for worker in workers {
+        wait_until("nginx's workers to exit", Duration::from_secs(20), || {
+            fs::metadata(format!("/proc/{worker}")).is_err()
+        });
+    }
+}
+
+/// The same for the homeserver stand-in.
+#[test]
+fn homeserver_stops_when_the_thread_that_started_it_ends() {
+    let pid = std::thread::spawn(|| {
+        let hs = Homeserver::start();
+        let pid = hs.pid();
+        std::mem::forget(hs);
+        pid
+    })
+    .join()
+    .expect("the starting thread");
+    wait_until(
+        "the homeserver stand-in to exit",
+        Duration::from_secs(20),
+        || has_exited(pid),
+    );
 }
