@@ -342,3 +342,54 @@ fn homeserver_stops_when_the_thread_that_started_it_ends() {
         || has_exited(pid),
     );
 }
+
+/// A value with a newline (a socket path, a word of the site) cannot break
+/// a message into two lines: it is shown escaped.
+#[test]
+fn messages_stay_one_line_whatever_the_inputs_hold() {
+    let dir = TempDir::new("nginx-one-line");
+    let config = dir.write(
+        "mas.yaml",
+        "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: graphql}, {name: assets}]\n      binds: [{socket: \"/run/mas/a\\nb.sock\"}]\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-nginx")
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--server-name",
+            "auth.example.com",
+            "--socket-group",
+            "nogroup",
+        ]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let refusal: Vec<&str> = stderr.lines().filter(|l| !l.contains("warning:")).collect();
+    assert_eq!(refusal.len(), 1, "{}", explain(&cmd, &out));
+    assert!(
+        refusal[0].contains("/run/mas/a\\nb.sock"),
+        "{}",
+        explain(&cmd, &out)
+    );
+
+    for (site, want) in [
+        (
+            "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass \"http://unix:/run/x\ny.sock\";\n  }\n}\n",
+            "proxy_pass to unix:/run/x\\ny.sock, which no bind",
+        ),
+        ("server {\n  return \"a\nb\"\n}\n", "after `return`"),
+    ] {
+        let site = dir.write("site.conf", site);
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg("check")
+            .arg("--config")
+            .arg(&config)
+            .arg("--nginx")
+            .arg(&site);
+        let out = run(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{}", explain(&cmd, &out));
+        assert!(stderr.contains(want), "{}", explain(&cmd, &out));
+    }
+}
