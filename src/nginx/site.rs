@@ -500,8 +500,11 @@ fn check_socket_access(
     opts: &SiteOptions,
     accounts: &dyn Accounts,
 ) -> Result<(), SiteError> {
-    // connect(2) on a Unix socket needs write permission on it.
-    if mode & 0o002 != 0 {
+    // connect(2) on a Unix socket needs write permission on it, and the
+    // kernel takes the group's bits for a member of the socket's group and
+    // the others' bits for anyone else (nginx's user does not own it).
+    let (group_may, others_may) = (mode & 0o020 != 0, mode & 0o002 != 0);
+    if group_may && others_may {
         return Ok(());
     }
     let (user, group) = (&opts.nginx_user, &opts.socket_group);
@@ -514,7 +517,7 @@ fn check_socket_access(
         ),
     }
     };
-    if mode & 0o020 == 0 {
+    if !group_may && !others_may {
         return Err(refuse(format!(
             "give the bind `mode: \"660\"` and the sockets a group that `{user}` is in (generate-units and generate-nginx --socket-group, e.g. www-data)"
         )));
@@ -526,12 +529,15 @@ fn check_socket_access(
             path: path.display().to_string(),
             reason,
         })?;
-    if member {
-        return Ok(());
+    match (member, group_may) {
+        (true, true) | (false, false) => Ok(()),
+        (false, true) => Err(refuse(format!(
+            "give the sockets a group of nginx's (generate-units --socket-group www-data, and the same --socket-group here), or add the user to the group (usermod -aG {group} {user}, then restart nginx)"
+        ))),
+        (true, false) => Err(refuse(
+            "as a member of the group it gets the group's permissions, not the others'; give the bind `mode: \"660\"`".to_owned(),
+        )),
     }
-    Err(refuse(format!(
-        "give the sockets a group of nginx's (generate-units --socket-group www-data, and the same --socket-group here), or add the user to the group (usermod -aG {group} {user}, then restart nginx)"
-    )))
 }
 
 fn check_public_base(plan: &Plan, auth: &Listener, opts: &SiteOptions, warnings: &mut Vec<String>) {

@@ -525,3 +525,19 @@ fn a_listener_without_proxy_protocol_serves_what_a_stream_server_cannot() {
         assert!(!site.contains("web.sock"), "{site}");
     }
 }
+
+#[test]
+fn group_bits_apply_to_the_group_even_when_others_may_connect() {
+    // The kernel checks a member of the socket's group against the group's
+    // bits only: mode 602 lets others in, but not www-data in www-data.
+    let text = config(ALL, "[{socket: /run/mas/web.sock, mode: '602'}]", "");
+    let got = refusal(&text, &opts());
+    assert!(
+        got.contains("the Unix socket /run/mas/web.sock is owned by group `www-data` with mode 0602, and nginx's user `www-data` is not allowed to connect")
+            && got.ends_with("as a member of the group it gets the group's permissions, not the others'; give the bind `mode: \"660\"`"),
+        "{got}"
+    );
+    let mut o = opts();
+    o.socket_group = "nogroup".into();
+    site(&text, &o);
+}
