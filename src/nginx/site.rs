@@ -36,7 +36,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use super::options::{plain, validate_options};
+use super::options::{homeserver_target, plain, validate_options};
 pub use super::options::{MatrixHost, SiteOptions};
 use super::render;
 use crate::config::{Bind, BindSpec, Endpoint, Listener, Location, Plan};
@@ -223,7 +223,8 @@ pub fn generate(
     }
     let compat_up = match &opts.matrix {
         None => None,
-        Some(_) => {
+        Some(m) => {
+            check_matrix_endpoint(plan, m, &mut warnings);
             let compat = pick_compat_listener(plan, auth)?;
             if compat.index == auth.index {
                 Some(auth_up.clone())
@@ -540,11 +541,9 @@ fn check_socket_access(
     }
 }
 
-fn check_public_base(plan: &Plan, auth: &Listener, opts: &SiteOptions, warnings: &mut Vec<String>) {
-    let Some(base) = plan.public_base.as_deref() else {
-        return;
-    };
-    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+/// The host and the path of a URL, without user, port or brackets.
+fn url_host_and_path(url: &str) -> (&str, &str) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
     let host = authority
         .rsplit_once('@')
@@ -555,6 +554,32 @@ fn check_public_base(plan: &Plan, auth: &Listener, opts: &SiteOptions, warnings:
         _ => host,
     }
     .trim_end_matches(']');
+    (host, path)
+}
+
+/// MAS calls the homeserver's `/_synapse/mas/` endpoints at
+/// `matrix.endpoint`; through the Matrix host's site, which publishes only
+/// what clients need, they are not found.
+fn check_matrix_endpoint(plan: &Plan, matrix: &MatrixHost, warnings: &mut Vec<String>) {
+    let Some((endpoint, location)) = &plan.matrix_endpoint else {
+        return;
+    };
+    if url_host_and_path(endpoint)
+        .0
+        .eq_ignore_ascii_case(&matrix.server_name)
+    {
+        let homeserver = homeserver_target(&matrix.homeserver).unwrap_or_default();
+        warnings.push(format!(
+            "{location}: MAS reaches the homeserver at {endpoint}, through the Matrix host's site, which does not publish the /_synapse/mas/ endpoints MAS calls there, so MAS cannot provision users; set matrix.endpoint to where nginx reaches the homeserver, {homeserver}/"
+        ));
+    }
+}
+
+fn check_public_base(plan: &Plan, auth: &Listener, opts: &SiteOptions, warnings: &mut Vec<String>) {
+    let Some(base) = plan.public_base.as_deref() else {
+        return;
+    };
+    let (host, path) = url_host_and_path(base);
     if !host.eq_ignore_ascii_case(&opts.server_name) {
         warnings.push(format!(
             "public_base {base} names host `{host}`, not --server-name `{}`; MAS's links would lead elsewhere",

@@ -541,3 +541,30 @@ fn group_bits_apply_to_the_group_even_when_others_may_connect() {
     o.socket_group = "nogroup".into();
     site(&text, &o);
 }
+
+#[test]
+fn mas_reaching_the_homeserver_through_the_matrix_host_is_warned_about() {
+    // MAS calls the homeserver's /_synapse/mas/ at matrix.endpoint; the
+    // Matrix host's site does not publish it.
+    let text = format!(
+        "{}matrix:\n  homeserver: example.com\n  endpoint: https://Matrix.example.com/\n",
+        config(ALL, "[{socket: /run/mas/web.sock}]", "")
+    );
+    let g = generate_for(&text, &with_matrix(opts())).unwrap();
+    assert!(
+        g.warnings.iter().any(|w| w == "c.yaml:9:13: matrix.endpoint: MAS reaches the homeserver at https://Matrix.example.com/, through the Matrix host's site, which does not publish the /_synapse/mas/ endpoints MAS calls there, so MAS cannot provision users; set matrix.endpoint to where nginx reaches the homeserver, http://localhost:8008/"),
+        "{:?}",
+        g.warnings
+    );
+    // MAS's default endpoint, http://localhost:8008/, is the homeserver itself.
+    let g = generate_for(
+        &config(ALL, "[{socket: /run/mas/web.sock}]", ""),
+        &with_matrix(opts()),
+    )
+    .unwrap();
+    assert!(
+        !g.warnings.iter().any(|w| w.contains("matrix.endpoint")),
+        "{:?}",
+        g.warnings
+    );
+}
