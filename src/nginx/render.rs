@@ -171,7 +171,6 @@ pub(super) fn stream_file(header: &str, auth: &Upstream, opts: &SiteOptions) -> 
 }
 
 /// Collapses control characters, so a value cannot start a new line.
-/// Collapses control characters, so a value cannot start a new line.
 pub(super) fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
