@@ -6,9 +6,10 @@
 
 use std::fs;
 use std::process::Command;
+use std::time::Duration;
 
-use crate::util::nginx::{Certs, NginxDir};
-use crate::util::{explain, free_port, mas_sockets, repo, run, TempDir};
+use crate::util::nginx::{Certs, Nginx, NginxDir};
+use crate::util::{explain, free_port, mas_sockets, repo, run, wait_until, Homeserver, TempDir};
 
 /// The cases: config, extra options, golden file.
 const CASES: &[(&str, &[&str], &str)] = &[
@@ -34,6 +35,13 @@ const CASES: &[(&str, &[&str], &str)] = &[
         "tests/configs/nginx-proxy.yaml",
         &["--tls"],
         "nginx-proxy-stream.conf",
+    ),
+    // MAS's built-in listeners: `web` binds `[::]:8080`, which nginx
+    // reaches on loopback.
+    (
+        "examples/default.yaml",
+        &["--server-name-localhost"],
+        "nginx-default.conf",
     ),
     (
         "tests/configs/nginx-split.yaml",
@@ -274,4 +282,114 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
     ]);
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+}
+
+/// Whether process `pid`, a child of this test process, has exited; reaps it.
+fn has_exited(pid: u32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid(2) on a child of ours, without blocking.
+    let reaped = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+    reaped == pid as i32
+}
+
+/// A test that cannot stop its nginx (its process killed, say by a CI
+/// timeout) leaves none running: the kernel sends the master SIGTERM when
+/// the thread that started it ends, and the master stops its workers.
+#[test]
+fn nginx_stops_when_the_thread_that_started_it_ends() {
+    let dir = NginxDir::new("orphan");
+    let port = free_port();
+    let site = dir.dir.write(
+        "site.conf",
+        &format!("server {{\n    listen 127.0.0.1:{port};\n    return 204;\n}}\n"),
+    );
+    let conf = dir.main_conf(&[&site], &[]);
+    let (master, workers) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let nginx = Nginx::start(&dir, &conf, None, &[port]);
+            let pids = (nginx.master_pid(), nginx.workers());
+            // As if the test process were killed: nothing stops it.
+            std::mem::forget(nginx);
+            pids
+        })
+        .join()
+        .expect("the starting thread")
+    });
+    wait_until("nginx's master to exit", Duration::from_secs(20), || {
+        has_exited(master)
+    });
+    for worker in workers {
+        wait_until("nginx's workers to exit", Duration::from_secs(20), || {
+            fs::metadata(format!("/proc/{worker}")).is_err()
+        });
+    }
+}
+
+/// The same for the homeserver stand-in.
+#[test]
+fn homeserver_stops_when_the_thread_that_started_it_ends() {
+    let pid = std::thread::spawn(|| {
+        let hs = Homeserver::start();
+        let pid = hs.pid();
+        std::mem::forget(hs);
+        pid
+    })
+    .join()
+    .expect("the starting thread");
+    wait_until(
+        "the homeserver stand-in to exit",
+        Duration::from_secs(20),
+        || has_exited(pid),
+    );
+}
+
+/// A value with a newline (a socket path, a word of the site) cannot break
+/// a message into two lines: it is shown escaped.
+#[test]
+fn messages_stay_one_line_whatever_the_inputs_hold() {
+    let dir = TempDir::new("nginx-one-line");
+    let config = dir.write(
+        "mas.yaml",
+        "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: graphql}, {name: assets}]\n      binds: [{socket: \"/run/mas/a\\nb.sock\"}]\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-nginx")
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--server-name",
+            "auth.example.com",
+            "--socket-group",
+            "nogroup",
+        ]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let refusal: Vec<&str> = stderr.lines().filter(|l| !l.contains("warning:")).collect();
+    assert_eq!(refusal.len(), 1, "{}", explain(&cmd, &out));
+    assert!(
+        refusal[0].contains("/run/mas/a\\nb.sock"),
+        "{}",
+        explain(&cmd, &out)
+    );
+
+    for (site, want) in [
+        (
+            "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass \"http://unix:/run/x\ny.sock\";\n  }\n}\n",
+            "proxy_pass to unix:/run/x\\ny.sock, which no bind",
+        ),
+        ("server {\n  return \"a\nb\"\n}\n", "after `return`"),
+    ] {
+        let site = dir.write("site.conf", site);
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg("check")
+            .arg("--config")
+            .arg(&config)
+            .arg("--nginx")
+            .arg(&site);
+        let out = run(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{}", explain(&cmd, &out));
+        assert!(stderr.contains(want), "{}", explain(&cmd, &out));
+    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
-use crate::config::plan::SystemResolver;
+use crate::config::plan::{escape_controls, SystemResolver};
 use crate::config::Plan;
 use crate::nginx::{compare, syntax};
 
@@ -48,8 +48,11 @@ fn check_site(plan: &Plan, site: &Path) -> anyhow::Result<SiteOutcome> {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) => {
             eprintln!(
-                "mas-sockets: {}: cannot read the nginx file: {e}; check the path given with --nginx",
-                site.display()
+                "mas-sockets: {}",
+                escape_controls(&format!(
+                    "{}: cannot read the nginx file: {e}; check the path given with --nginx",
+                    site.display()
+                ))
             );
             return Ok(SiteOutcome::Unreadable);
         }
@@ -58,25 +61,30 @@ fn check_site(plan: &Plan, site: &Path) -> anyhow::Result<SiteOutcome> {
         Ok(tree) => tree,
         Err(e) => {
             eprintln!(
-                "mas-sockets: {}:{}: not nginx configuration: {}",
-                site.display(),
-                e.line,
-                e.kind
+                "mas-sockets: {}",
+                escape_controls(&format!(
+                    "{}:{}: not nginx configuration: {}",
+                    site.display(),
+                    e.line,
+                    e.kind
+                ))
             );
             return Ok(SiteOutcome::Unreadable);
         }
     };
     let report = compare::compare(plan, site, &tree, &SystemResolver);
+    // The lines quote the site's and the config's values: shown escaped,
+    // each stays one line.
     let mut out = String::new();
     for note in &report.notes {
-        let _ = writeln!(out, "nginx {note}");
+        let _ = writeln!(out, "nginx {}", escape_controls(note));
     }
     super::print_stdout(&out)?;
     for warning in &report.warnings {
-        eprintln!("mas-sockets: warning: {warning}");
+        eprintln!("mas-sockets: warning: {}", escape_controls(warning));
     }
     for problem in &report.problems {
-        eprintln!("mas-sockets: {problem}");
+        eprintln!("mas-sockets: {}", escape_controls(problem));
     }
     Ok(if report.problems.is_empty() {
         SiteOutcome::Clean

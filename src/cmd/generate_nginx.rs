@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::GenerateNginxArgs;
+use crate::config::plan::escape_controls;
 use crate::nginx::site::{self, Context, MatrixHost, SiteOptions, SystemAccounts};
 
 /// Runs `generate-nginx`.
@@ -38,9 +39,11 @@ pub fn run(args: GenerateNginxArgs) -> anyhow::Result<ExitCode> {
         socket_group: args.socket_group,
         nginx_user: args.nginx_user,
     };
-    let generated = site::generate(&plan, &opts, &SystemAccounts)?;
+    // Messages quote the config's values: shown escaped, each stays one line.
+    let generated = site::generate(&plan, &opts, &SystemAccounts)
+        .map_err(|e| anyhow::anyhow!(escape_controls(&e.to_string())))?;
     for warning in &generated.warnings {
-        eprintln!("mas-sockets: warning: {warning}");
+        eprintln!("mas-sockets: warning: {}", escape_controls(warning));
     }
     match &args.output_dir {
         None => {

@@ -374,6 +374,9 @@ pub struct Plan {
     pub trusted_proxies: Vec<IpNet>,
     /// Where `http.trusted_proxies` is set; `None` when MAS's default applies.
     pub trusted_proxies_location: Option<Location>,
+    /// `matrix.endpoint`, where MAS reaches the homeserver, when the config
+    /// sets it (MAS's default is `http://localhost:8008/`), and where.
+    pub matrix_endpoint: Option<(String, Location)>,
     /// Things worth saying that do not stop anything (resolved host names, ...).
     pub warnings: Vec<String>,
 }
@@ -517,6 +520,12 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
         ),
     }
     let (public_base, trusted_proxies, trusted_proxies_location) = cx.http_extras(http_is_default);
+    let matrix_endpoint = merged
+        .value
+        .get("matrix")
+        .and_then(|m| m.get("endpoint"))
+        .and_then(Value::as_str)
+        .map(|e| (e.to_owned(), cx.location("matrix.endpoint")));
     cx.check_keys(&merged.value, &mut String::new());
     cx.check_duplicates(&listeners);
     for (i, listener) in listeners.iter().enumerate() {
@@ -540,6 +549,7 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
             public_base,
             trusted_proxies,
             trusted_proxies_location,
+            matrix_endpoint,
             warnings: cx.warnings,
         })
     } else {

@@ -8,16 +8,19 @@
 //! module is no nginx directive at all.
 //!
 //! A `proxy_pass` that reaches no bind is a problem only when it is meant for
-//! MAS: in an http server named after `public_base`'s host, in a location
-//! whose path is one of the compatibility endpoints (`_matrix/client` with
-//! `login`, `logout` or `refresh`), or in a stream server that sends the
-//! PROXY protocol. Others (the homeserver, anything else) are left alone.
+//! MAS: in an http server named after `public_base`'s host (when
+//! `public_base` has a path, as for MAS under a prefix on the homeserver's
+//! host, only in the locations under that path), in a location whose path is
+//! one of the compatibility endpoints (`_matrix/client` with `login`,
+//! `logout` or `refresh`), or in a stream server that sends the PROXY
+//! protocol. Others (the homeserver, anything else) are left alone.
 //!
 //! Which module a file is for: a file with `http`, `stream` or `events`
 //! blocks is a whole nginx.conf; otherwise a file whose `server` blocks hold
 //! `proxy_pass` directly is stream configuration, else a site. `include` is
-//! not followed, and `proxy_pass` with variables cannot be resolved: both are
-//! said in a warning. Host names other than `localhost` are resolved with
+//! not followed, and a `proxy_pass` whose socket is written with variables
+//! cannot be resolved (variables in its URI do not matter): both are said in
+//! a warning. Host names other than `localhost` are resolved with
 //! the resolver the config uses.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -147,7 +150,8 @@ impl<'t> Walker<'_, 't> {
                                 .iter()
                                 .any(|n| host.as_deref().is_some_and(|h| n.eq_ignore_ascii_case(h)))
                     });
-                    self.http_items(d.children(), named_for_mas, false);
+                    let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
+                    self.http_items(d.children(), mas.as_ref(), false, false);
                 }
                 _ => self.http_other(d),
             }
@@ -155,7 +159,15 @@ impl<'t> Walker<'_, 't> {
     }
 
     /// Directives inside an http server, location, `if` or `limit_except`.
-    fn http_items(&mut self, items: &'t [Directive], named_for_mas: bool, compat: bool) {
+    /// `mas` is set in a server named after public_base's host; `for_mas`
+    /// says whether the enclosing location is one of MAS's there.
+    fn http_items(
+        &mut self,
+        items: &'t [Directive],
+        mas: Option<&MasPaths>,
+        compat: bool,
+        for_mas: bool,
+    ) {
         for d in items {
             match d.name.as_str() {
                 "location" => {
@@ -165,7 +177,8 @@ impl<'t> Walker<'_, 't> {
                             && ["login", "logout", "refresh"]
                                 .iter()
                                 .any(|e| path.contains(e)));
-                    self.http_items(d.children(), named_for_mas, compat_here);
+                    let for_mas_here = mas.is_some_and(|m| m.holds(&d.args));
+                    self.http_items(d.children(), mas, compat_here, for_mas_here);
                 }
                 "proxy_pass" => {
                     if let Some(arg) = d.args.first() {
@@ -174,11 +187,11 @@ impl<'t> Walker<'_, 't> {
                             line: d.line,
                             arg,
                             proxy_protocol: None,
-                            for_mas: named_for_mas || compat,
+                            for_mas: for_mas || compat,
                         });
                     }
                 }
-                _ if d.block.is_some() => self.http_items(d.children(), named_for_mas, compat),
+                _ if d.block.is_some() => self.http_items(d.children(), mas, compat, for_mas),
                 _ => self.http_other(d),
             }
         }
@@ -227,6 +240,98 @@ impl<'t> Walker<'_, 't> {
     }
 }
 
+/// Which locations of a server named after public_base's host are MAS's:
+/// every one when public_base has no path; under a path (MAS under a prefix,
+/// say on the homeserver's own host), those under it, and one that holds it
+/// (`location /`) unless another location is under the path.
+struct MasPaths {
+    /// public_base's path with a trailing `/`: `/` or `/auth/`.
+    base: String,
+    /// Whether a location of the server lies under `base`.
+    has_base_location: bool,
+}
+
+impl MasPaths {
+    fn of(plan: &Plan, server: &[Directive]) -> MasPaths {
+        let path = public_path(plan);
+        let base = format!("{}/", path.trim_end_matches('/'));
+        let has_base_location = server.iter().any(|d| {
+            d.name == "location"
+                && matches!(location_path(&d.args), LocationPath::Literal(p) if p.starts_with(&base))
+        });
+        MasPaths {
+            base,
+            has_base_location,
+        }
+    }
+
+    /// Whether a location with these arguments is MAS's.
+    fn holds(&self, args: &[String]) -> bool {
+        if self.base == "/" {
+            return true;
+        }
+        match location_path(args) {
+            LocationPath::Literal(p) => {
+                p.starts_with(&self.base) || (self.base.starts_with(p) && !self.has_base_location)
+            }
+            LocationPath::Regex(r) => r.contains(self.base.trim_matches('/')),
+            LocationPath::Named => !self.has_base_location,
+        }
+    }
+}
+
+/// What a `location` matches.
+enum LocationPath<'a> {
+    /// A prefix or an exact path (`/auth/`, `^~ /auth/`, `= /auth`).
+    Literal(&'a str),
+    /// A regular expression (`~`, `~*`).
+    Regex(&'a str),
+    /// `@name`, reached only from within nginx.
+    Named,
+}
+
+/// The path of a `location`, as nginx reads its modifiers, which may be
+/// separate words or written onto the path (`=/x`).
+fn location_path(args: &[String]) -> LocationPath<'_> {
+    let (modifier, path) = match args {
+        [m, path, ..] if matches!(m.as_str(), "=" | "^~" | "~" | "~*") => {
+            (m.as_str(), path.as_str())
+        }
+        [one, ..] => {
+            let one = one.as_str();
+            if let Some(p) = one.strip_prefix("^~") {
+                ("^~", p)
+            } else if let Some(p) = one.strip_prefix("~*") {
+                ("~*", p)
+            } else if let Some(p) = one.strip_prefix('~') {
+                ("~", p)
+            } else if let Some(p) = one.strip_prefix('=') {
+                ("=", p)
+            } else {
+                ("", one)
+            }
+        }
+        [] => ("", ""),
+    };
+    match modifier {
+        "~" | "~*" => LocationPath::Regex(path),
+        _ if path.starts_with('@') => LocationPath::Named,
+        _ => LocationPath::Literal(path),
+    }
+}
+
+/// The path of `public_base`, `/` without one.
+fn public_path(plan: &Plan) -> String {
+    let Some(base) = plan.public_base.as_deref() else {
+        return "/".to_owned();
+    };
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    match rest.find('/') {
+        Some(i) => rest[i..].to_owned(),
+        None => "/".to_owned(),
+    }
+}
+
 /// The last `proxy_protocol on|off` among `items`, with its line.
 fn proxy_protocol_of(items: &[Directive]) -> Option<(bool, usize)> {
     items
@@ -254,10 +359,9 @@ fn public_host(plan: &Plan) -> Option<String> {
 fn targets_of(
     pass: &Pass,
     upstreams: &[(Module, &str, &Directive)],
+    resolver: &dyn Resolver,
 ) -> Result<Vec<(Target, usize)>, String> {
-    if pass.arg.contains('$') {
-        return Err("it uses variables, which only nginx can resolve at run time".into());
-    }
+    let variables = || Err("it uses variables, which only nginx can resolve at run time".into());
     let (rest, default_port) = match pass.module {
         Module::Http => {
             if let Some(rest) = pass.arg.strip_prefix("http://") {
@@ -270,21 +374,30 @@ fn targets_of(
         }
         Module::Stream => (pass.arg, None),
     };
+    // Variables in the URI (`http://up/auth$request_uri`) leave the socket
+    // known; in the socket itself, only nginx can resolve them.
     if let Some(path) = rest.strip_prefix("unix:") {
         // http://unix:/path:/uri; in stream the whole rest is the path.
         let path = match pass.module {
             Module::Http => path.split(':').next().unwrap_or(path),
             Module::Stream => path,
         };
+        if path.contains('$') {
+            return variables();
+        }
         return Ok(vec![(Target::Unix(PathBuf::from(path)), pass.line)]);
     }
     let authority = match pass.module {
         Module::Http => rest.split('/').next().unwrap_or(rest),
         Module::Stream => rest,
     };
+    if authority.contains('$') {
+        return variables();
+    }
+    // nginx finds upstream blocks by name whatever its case.
     if let Some((_, _, up)) = upstreams
         .iter()
-        .find(|(m, name, _)| *m == pass.module && *name == authority)
+        .find(|(m, name, _)| *m == pass.module && name.eq_ignore_ascii_case(authority))
     {
         let mut found = Vec::new();
         for server in up.children().iter().filter(|d| d.name == "server") {
@@ -299,11 +412,19 @@ fn targets_of(
         }
         return Ok(found);
     }
-    parse_host_port(authority, default_port)
-        .map(|t| vec![(t, pass.line)])
-        .ok_or_else(|| {
-            format!("`{authority}` is neither host:port nor an upstream block of the file")
-        })
+    let target = parse_host_port(authority, default_port).ok_or_else(|| {
+        format!("`{authority}` is neither host:port nor an upstream block of the file")
+    })?;
+    if let Target::Tcp { host, port } = &target {
+        // Most likely the name of an upstream block in another file (say,
+        // conf.d/): its servers are not known here.
+        if addresses(host, *port, resolver).is_empty() {
+            return Err(format!(
+                "`{host}` is no upstream block of this file and no host name this machine resolves (upstream blocks of other files are not read)"
+            ));
+        }
+    }
+    Ok(vec![(target, pass.line)])
 }
 
 /// `host`, `host:port`, `[v6]:port`; `None` without a port and no default.
@@ -351,6 +472,11 @@ fn reaches(target: &Target, bind: &Bind, resolver: &dyn Resolver) -> bool {
         Target::Tcp { host, port } => {
             let addrs = addresses(host, *port, resolver);
             bind.endpoints.iter().any(|e| match e {
+                // `[::]` is dual stack (the kernel's default); `0.0.0.0`
+                // holds the IPv4 addresses of its port.
+                Endpoint::Tcp(a) if a.ip().is_unspecified() => {
+                    a.port() == *port && addrs.iter().any(|t| a.is_ipv6() || t.is_ipv4())
+                }
                 Endpoint::Tcp(a) => addrs.contains(a),
                 // A bind on every address holds every local address of its port.
                 Endpoint::AnyTcp(p) => *p == *port && !addrs.is_empty(),
@@ -368,7 +494,7 @@ fn check_pass(
     resolver: &dyn Resolver,
     report: &mut Report,
 ) {
-    let targets = match targets_of(pass, upstreams) {
+    let targets = match targets_of(pass, upstreams, resolver) {
         Ok(t) => t,
         Err(why) => {
             report.warnings.push(format!(
@@ -442,6 +568,7 @@ fn unmatched(plan: &Plan, at: &str, target: &Target) -> String {
         .flat_map(|b| b.endpoints.iter())
         .map(|e| match e {
             Endpoint::Unix(p) => format!("unix:{}", p.display()),
+            Endpoint::Tcp(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
             Endpoint::Tcp(a) => a.to_string(),
             Endpoint::AnyTcp(p) => format!("127.0.0.1:{p}"),
         })

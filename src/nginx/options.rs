@@ -2,7 +2,7 @@
 //! names, paths and addresses that nginx's configuration can hold as one
 //! plain word, and the homeserver as a `proxy_pass` target.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use super::site::SiteError;
@@ -143,11 +143,29 @@ pub(crate) fn homeserver_target(url: &str) -> Result<String, SiteError> {
         return Err(bad());
     }
     let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty()
-        || !authority
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
-    {
+    // A bracketed IPv6 address, or a name or IPv4 address; then the port, if any.
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, port)) => (ip.parse::<Ipv6Addr>().is_ok(), port),
+            None => (false, ""),
+        },
+        None => {
+            let (host, port) = match authority.find(':') {
+                Some(i) => authority.split_at(i),
+                None => (authority, ""),
+            };
+            let name_ok = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c));
+            (name_ok, port)
+        }
+    };
+    let port_ok = match port.strip_prefix(':') {
+        None => port.is_empty(),
+        Some(p) => p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p > 0),
+    };
+    if !host_ok || !port_ok {
         return Err(bad());
     }
     Ok(format!("{scheme}://{authority}"))

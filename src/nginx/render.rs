@@ -94,7 +94,7 @@ pub(super) fn http_file(
     out.push_str("# A site for nginx's http module: include it in `http { }`, e.g. as\n# /etc/nginx/sites-enabled/");
     let _ = writeln!(out, "{}.conf.\n", opts.name);
     out.push_str(&upstream_block(auth));
-    if let Some(c) = compat.filter(|c| c.name != auth.name) {
+    if let Some(c) = compat.filter(|c| c.listener != auth.listener) {
         out.push('\n');
         out.push_str(&upstream_block(c));
     }
@@ -170,7 +170,6 @@ pub(super) fn stream_file(header: &str, auth: &Upstream, opts: &SiteOptions) -> 
     out
 }
 
-/// Collapses control characters, so a value cannot start a new line.
 /// Collapses control characters, so a value cannot start a new line.
 pub(super) fn one_line(text: &str) -> String {
     text.chars()

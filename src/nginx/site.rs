@@ -3,7 +3,9 @@
 //!
 //! The auth host (`--server-name`) goes to the first listener that serves
 //! every resource MAS's pages need (`discovery`, `human`, `oauth`, `graphql`,
-//! and `assets` unless nginx serves them from `--assets-dir`). The Matrix host
+//! and `assets` unless nginx serves them from `--assets-dir`); with
+//! `--assets-dir` or a Matrix host, which need nginx's http module, the first
+//! such listener without `proxy_protocol`, if there is one. The Matrix host
 //! (`--matrix-server-name`) sends the compatibility endpoints to a listener
 //! serving `compat` and everything else under `/_matrix/` and
 //! `/_synapse/client/` to the homeserver. nginx reaches a listener through its
@@ -34,7 +36,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use super::options::{plain, validate_options};
+use super::options::{homeserver_target, plain, validate_options};
 pub use super::options::{MatrixHost, SiteOptions};
 use super::render;
 use crate::config::{Bind, BindSpec, Endpoint, Listener, Location, Plan};
@@ -81,7 +83,7 @@ pub trait Accounts {
     fn is_member(&self, user: &str, group: &str) -> Result<bool, String>;
 }
 
-/// This host's users and groups (getpwnam, getgrnam).
+/// This host's users and groups (getpwnam, getgrnam, getgrgid).
 pub struct SystemAccounts;
 
 impl Accounts for SystemAccounts {
@@ -90,9 +92,15 @@ impl Accounts for SystemAccounts {
         let u = User::from_name(user)
             .map_err(|e| format!("cannot look up user `{user}`: {e}"))?
             .ok_or_else(|| format!("there is no user `{user}` on this machine"))?;
-        let g = Group::from_name(group)
-            .map_err(|e| format!("cannot look up group `{group}`: {e}"))?
-            .ok_or_else(|| format!("there is no group `{group}` on this machine"))?;
+        // A number is a gid, as systemd reads `SocketGroup=`.
+        let g = match group.parse::<u32>() {
+            Ok(gid) if group.bytes().all(|b| b.is_ascii_digit()) => {
+                Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            }
+            _ => Group::from_name(group),
+        }
+        .map_err(|e| format!("cannot look up group `{group}`: {e}"))?
+        .ok_or_else(|| format!("there is no group `{group}` on this machine"))?;
         Ok(u.gid == g.gid || g.mem.iter().any(|m| m == user))
     }
 }
@@ -118,6 +126,8 @@ pub enum SiteError {
     },
     #[error("{location}: `prefix: {prefix}` does not start with `/`, so no URL path can reach it; write e.g. `prefix: /auth`")]
     BadPrefix { prefix: String, location: Location },
+    #[error("{location}: the Unix socket path `{path}` is relative: MAS binds it in its working directory and nginx would look for it in its own; give the absolute path")]
+    RelativeSocket { path: String, location: Location },
     /// `message` says which socket, its group and mode, nginx's user, and the fix.
     #[error("{location}: {message}")]
     SocketPermission { location: Location, message: String },
@@ -213,12 +223,20 @@ pub fn generate(
     }
     let compat_up = match &opts.matrix {
         None => None,
-        Some(_) => {
+        Some(m) => {
+            check_matrix_endpoint(plan, m, &mut warnings);
             let compat = pick_compat_listener(plan, auth)?;
             if compat.index == auth.index {
                 Some(auth_up.clone())
             } else {
-                Some(Upstream::of(compat, opts, plan, accounts, &mut warnings)?)
+                let mut up = Upstream::of(compat, opts, plan, accounts, &mut warnings)?;
+                // Names that differ only in characters nginx's names cannot
+                // hold (`web-1`, `web_1`), or a name used twice, would give
+                // both listeners one upstream block.
+                if up.name == auth_up.name {
+                    up.name = format!("{}_{}", up.name, compat.index);
+                }
+                Some(up)
             }
         }
     };
@@ -245,7 +263,16 @@ fn needed_resources(opts: &SiteOptions) -> Vec<&'static str> {
 fn pick_auth_listener<'p>(plan: &'p Plan, opts: &SiteOptions) -> Result<&'p Listener, SiteError> {
     let needed = needed_resources(opts);
     let serves_all = |l: &Listener| needed.iter().all(|r| l.resources.iter().any(|x| x == r));
-    if let Some(listener) = plan.listeners.iter().find(|l| serves_all(l)) {
+    // The assets and the Matrix host need nginx's http module, which cannot
+    // send the PROXY protocol: a listener without it serves them, if any.
+    let needs_http = opts.assets_dir.is_some() || opts.matrix.is_some();
+    let mut candidates = plan.listeners.iter().filter(|l| serves_all(l));
+    let first = candidates.next();
+    if let Some(listener) = first
+        .filter(|l| needs_http && l.proxy_protocol)
+        .and_then(|_| candidates.find(|l| !l.proxy_protocol))
+        .or(first)
+    {
         return Ok(listener);
     }
     let found = plan
@@ -293,7 +320,9 @@ fn pick_compat_listener<'p>(plan: &'p Plan, auth: &'p Listener) -> Result<&'p Li
 /// How nginx reaches one listener.
 #[derive(Debug, Clone)]
 pub(super) struct Upstream {
-    /// The upstream block's name.
+    /// The index of the listener it reaches.
+    pub(super) listener: usize,
+    /// The upstream block's name, unique within a file.
     pub(super) name: String,
     /// The listener's prefix, normalized: empty or `/auth` (no trailing `/`).
     pub(super) prefix: String,
@@ -338,13 +367,20 @@ impl Upstream {
             location: listener.location.clone(),
         })?;
         let servers = match &bind.spec {
+            BindSpec::Unix { path, .. } if !path.is_absolute() => {
+                return Err(SiteError::RelativeSocket {
+                    path: path.display().to_string(),
+                    location: bind.location.clone(),
+                })
+            }
             BindSpec::Unix { path, mode } => {
                 check_socket_access(bind, path, mode.unwrap_or(0o660), opts, accounts)?;
                 vec![(format!("unix:{}", path.display()), false)]
             }
             _ => tcp_servers(bind),
         };
-        if let BindSpec::HostPort { host: None, port } = &bind.spec {
+        let every_address = bind.endpoints.iter().find_map(every_address_port);
+        if let Some(port) = every_address {
             warnings.push(format!(
                 "{}: listener {} binds port {port} on every address, so clients can reach MAS without nginx; bind it to `host: localhost` or a Unix socket",
                 bind.location, listener.label()
@@ -355,7 +391,7 @@ impl Upstream {
             let loopback_only = servers
                 .iter()
                 .all(|(s, _)| s.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback()));
-            if !loopback_only || matches!(bind.spec, BindSpec::HostPort { host: None, .. }) {
+            if !loopback_only || every_address.is_some() {
                 warnings.push(format!(
                     "{}: MAS believes the PROXY header of anyone who connects to listener {}, and it listens beyond loopback: anyone who reaches it can claim any client address; bind it to localhost or a Unix socket",
                     bind.location, listener.label()
@@ -381,6 +417,7 @@ impl Upstream {
             }
         }
         Ok(Upstream {
+            listener: listener.index,
             name: upstream_name(&opts.name, listener),
             prefix,
             about: format!(
@@ -394,15 +431,26 @@ impl Upstream {
     }
 }
 
+/// The port of a TCP socket on every address: a bind without `host`, or
+/// one on `0.0.0.0` or `[::]` (MAS's own default is `address: "[::]:8080"`).
+fn every_address_port(endpoint: &Endpoint) -> Option<u16> {
+    match endpoint {
+        Endpoint::AnyTcp(port) => Some(*port),
+        Endpoint::Tcp(addr) if addr.ip().is_unspecified() => Some(addr.port()),
+        _ => None,
+    }
+}
+
 /// The bind nginx connects to: the first Unix socket, else the first TCP
-/// bind on loopback, else the first TCP bind.
+/// bind on loopback (a bind on every address is on loopback too), else the
+/// first TCP bind.
 fn choose_bind(listener: &Listener) -> Option<&Bind> {
     let is_unix = |b: &&Bind| matches!(b.spec, BindSpec::Unix { .. });
     let is_tcp = |b: &&Bind| matches!(b.spec, BindSpec::HostPort { .. } | BindSpec::Address(_));
     let loopback = |b: &&Bind| {
-        b.endpoints
-            .iter()
-            .any(|e| matches!(e, Endpoint::Tcp(a) if a.ip().is_loopback()))
+        b.endpoints.iter().any(|e| {
+            every_address_port(e).is_some() || matches!(e, Endpoint::Tcp(a) if a.ip().is_loopback())
+        })
     };
     listener
         .binds
@@ -415,15 +463,25 @@ fn choose_bind(listener: &Listener) -> Option<&Bind> {
 /// `server` addresses for a TCP bind: its literal addresses; for `localhost`
 /// the IPv4 loopback with the IPv6 one as backup (MAS binds whichever
 /// resolves first, the socket units both); for a bind on every address the
-/// loopback address of its port.
+/// loopback address of its port: `127.0.0.1` for `0.0.0.0`, and for a dual
+/// stack `[::]` (or no host) `127.0.0.1` with `[::1]` as backup, which also
+/// reaches it where the host made `[::]` IPv6-only.
 fn tcp_servers(bind: &Bind) -> Vec<(String, bool)> {
+    let v4 = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let v6 = |port| SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for endpoint in &bind.endpoints {
         match endpoint {
+            Endpoint::Tcp(addr) if addr.ip().is_unspecified() => {
+                addrs.push(v4(addr.port()));
+                if addr.is_ipv6() {
+                    addrs.push(v6(addr.port()));
+                }
+            }
             Endpoint::Tcp(addr) => addrs.push(*addr),
             Endpoint::AnyTcp(port) => {
-                addrs.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), *port));
-                addrs.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), *port));
+                addrs.push(v4(*port));
+                addrs.push(v6(*port));
             }
             Endpoint::Unix(_) => {}
         }
@@ -443,8 +501,11 @@ fn check_socket_access(
     opts: &SiteOptions,
     accounts: &dyn Accounts,
 ) -> Result<(), SiteError> {
-    // connect(2) on a Unix socket needs write permission on it.
-    if mode & 0o002 != 0 {
+    // connect(2) on a Unix socket needs write permission on it, and the
+    // kernel takes the group's bits for a member of the socket's group and
+    // the others' bits for anyone else (nginx's user does not own it).
+    let (group_may, others_may) = (mode & 0o020 != 0, mode & 0o002 != 0);
+    if group_may && others_may {
         return Ok(());
     }
     let (user, group) = (&opts.nginx_user, &opts.socket_group);
@@ -457,7 +518,7 @@ fn check_socket_access(
         ),
     }
     };
-    if mode & 0o020 == 0 {
+    if !group_may && !others_may {
         return Err(refuse(format!(
             "give the bind `mode: \"660\"` and the sockets a group that `{user}` is in (generate-units and generate-nginx --socket-group, e.g. www-data)"
         )));
@@ -469,19 +530,20 @@ fn check_socket_access(
             path: path.display().to_string(),
             reason,
         })?;
-    if member {
-        return Ok(());
+    match (member, group_may) {
+        (true, true) | (false, false) => Ok(()),
+        (false, true) => Err(refuse(format!(
+            "give the sockets a group of nginx's (generate-units --socket-group www-data, and the same --socket-group here), or add the user to the group (usermod -aG {group} {user}, then restart nginx)"
+        ))),
+        (true, false) => Err(refuse(
+            "as a member of the group it gets the group's permissions, not the others'; give the bind `mode: \"660\"`".to_owned(),
+        )),
     }
-    Err(refuse(format!(
-        "give the sockets a group of nginx's (generate-units --socket-group www-data, and the same --socket-group here), or add the user to the group (usermod -aG {group} {user}, then restart nginx)"
-    )))
 }
 
-fn check_public_base(plan: &Plan, auth: &Listener, opts: &SiteOptions, warnings: &mut Vec<String>) {
-    let Some(base) = plan.public_base.as_deref() else {
-        return;
-    };
-    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+/// The host and the path of a URL, without user, port or brackets.
+fn url_host_and_path(url: &str) -> (&str, &str) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
     let host = authority
         .rsplit_once('@')
@@ -492,6 +554,32 @@ fn check_public_base(plan: &Plan, auth: &Listener, opts: &SiteOptions, warnings:
         _ => host,
     }
     .trim_end_matches(']');
+    (host, path)
+}
+
+/// MAS calls the homeserver's `/_synapse/mas/` endpoints at
+/// `matrix.endpoint`; through the Matrix host's site, which publishes only
+/// what clients need, they are not found.
+fn check_matrix_endpoint(plan: &Plan, matrix: &MatrixHost, warnings: &mut Vec<String>) {
+    let Some((endpoint, location)) = &plan.matrix_endpoint else {
+        return;
+    };
+    if url_host_and_path(endpoint)
+        .0
+        .eq_ignore_ascii_case(&matrix.server_name)
+    {
+        let homeserver = homeserver_target(&matrix.homeserver).unwrap_or_default();
+        warnings.push(format!(
+            "{location}: MAS reaches the homeserver at {endpoint}, through the Matrix host's site, which does not publish the /_synapse/mas/ endpoints MAS calls there, so MAS cannot provision users; set matrix.endpoint to where nginx reaches the homeserver, {homeserver}/"
+        ));
+    }
+}
+
+fn check_public_base(plan: &Plan, auth: &Listener, opts: &SiteOptions, warnings: &mut Vec<String>) {
+    let Some(base) = plan.public_base.as_deref() else {
+        return;
+    };
+    let (host, path) = url_host_and_path(base);
     if !host.eq_ignore_ascii_case(&opts.server_name) {
         warnings.push(format!(
             "public_base {base} names host `{host}`, not --server-name `{}`; MAS's links would lead elsewhere",

@@ -5,16 +5,22 @@
 //! `src/core/ngx_conf_file.c`): a directive is words ended by `;`, or by a
 //! `{ ... }` block; words are separated by blanks; `#` starts a comment only
 //! where a word could start; `"..."` and `'...'` quote, and a quoted word must
-//! be followed by a blank, `;` or `{`; a backslash escapes the next character
-//! (`\"`, `\'`, `\\`, `\t`, `\r`, `\n` are unescaped, any other keeps its
-//! backslash); `${name}` inside a word is a variable, not a block. Lines are
-//! counted from 1.
+//! be followed by a blank, `;`, `{` or `)` (which starts the next word); a
+//! backslash escapes the next character (`\"`, `\'`, `\\`, `\t`, `\r`, `\n`
+//! are unescaped, any other keeps its backslash); `${name}` inside a word is
+//! a variable, not a block. Lines are counted from 1. Blocks nest at most
+//! [`MAX_DEPTH`] deep.
 //!
 //! Not done here: `include` is not followed (the directive is kept like any
 //! other), no directive is known or checked, and the bodies of Lua blocks
 //! (`*_by_lua_block`) are read as nginx syntax, which they are not.
 
 use std::fmt;
+
+/// How deep blocks may nest. nginx's own contexts nest a few levels (http,
+/// server, location, a nested location, `if`); the limit keeps a crafted
+/// file from exhausting the stack of whatever walks the tree.
+pub const MAX_DEPTH: usize = 100;
 
 /// One directive: its name, its arguments, and its block if it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +64,8 @@ pub enum SyntaxErrorKind {
     UnclosedQuote(usize),
     #[error("unexpected `{0}` right after a quoted word; put a blank between them")]
     AfterQuote(char),
+    #[error("blocks nest more than {0} deep here, which no nginx configuration needs; close the blocks that are open")]
+    TooDeep(usize),
 }
 
 /// A token of nginx's syntax.
@@ -134,7 +142,8 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, SyntaxError> {
                     return err(start, SyntaxErrorKind::UnclosedQuote(start));
                 }
                 match chars.peek() {
-                    None | Some(' ' | '\t' | '\r' | '\n' | ';' | '{') => {}
+                    // `)` is allowed for `if ($x = "y")`, and starts a word.
+                    None | Some(' ' | '\t' | '\r' | '\n' | ';' | '{' | ')') => {}
                     Some(&other) => return err(line, SyntaxErrorKind::AfterQuote(other)),
                 }
                 tokens.push((Token::Word(unescape(&raw)), start));
@@ -227,6 +236,12 @@ pub fn parse(text: &str) -> Result<Vec<Directive>, SyntaxError> {
                     block: None,
                 };
                 if opens {
+                    if stack.len() == MAX_DEPTH {
+                        return Err(SyntaxError {
+                            line,
+                            kind: SyntaxErrorKind::TooDeep(MAX_DEPTH),
+                        });
+                    }
                     stack.push((directive, Vec::new()));
                 } else {
                     match stack.last_mut() {
@@ -367,6 +382,30 @@ mod tests {
         for (text, line, kind) in cases {
             assert_eq!(parse(text), Err(SyntaxError { line, kind }), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_quoted_word_may_be_followed_by_a_parenthesis() {
+        // nginx lets `)` follow a quoted word, for `if ($x = "y")`; the `)`
+        // starts a word of its own.
+        let parsed = parse("if ($request_method = \"POST\") {\n  return 405;\n}\n").unwrap();
+        assert_eq!(parsed[0].args, ["($request_method", "=", "POST", ")"]);
+        assert_eq!(parsed[0].children(), [d("return", &["405"], 2)]);
+    }
+
+    #[test]
+    fn blocks_nested_too_deep_are_refused_without_overflowing_the_stack() {
+        let depth = 100_000;
+        let text = format!("{}{}", "a {\n".repeat(depth), "}\n".repeat(depth));
+        assert_eq!(
+            parse(&text),
+            Err(SyntaxError {
+                line: MAX_DEPTH + 1,
+                kind: SyntaxErrorKind::TooDeep(MAX_DEPTH)
+            })
+        );
+        let text = format!("{}{}", "a {\n".repeat(MAX_DEPTH), "}\n".repeat(MAX_DEPTH));
+        assert!(parse(&text).is_ok());
     }
 
     #[test]

@@ -49,7 +49,11 @@ impl Homeserver {
     pub fn start() -> Homeserver {
         let binary = standin().with_file_name("homeserver-standin");
         let port = free_port();
-        let child = Command::new(&binary)
+        // SIGTERM when the thread that starts it ends, also when the test
+        // process is killed and no Drop runs (setpriv execs it).
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "TERM", "--"])
+            .arg(&binary)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -63,6 +67,12 @@ impl Homeserver {
             || TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok(),
         );
         hs
+    }
+}
+
+impl Homeserver {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

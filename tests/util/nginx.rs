@@ -7,7 +7,9 @@
 //! child of the test, optionally inside the mount namespace of a booted
 //! systemd so that it sees that instance's /run (its Unix sockets). Dropping
 //! the [`Nginx`] stops it (SIGTERM, then SIGKILL of the master and its
-//! workers), so nothing is left running, also when a test panics.
+//! workers), so nothing is left running, also when a test panics; and the
+//! master gets SIGTERM from the kernel when the thread that started it ends,
+//! so a killed test process leaves none running either.
 //!
 //! The packaged nginx service is never used: scripts/setup installs nginx
 //! without starting it, and nothing here touches port 80 or /etc/nginx.
@@ -76,14 +78,15 @@ impl NginxDir {
     }
 
     fn command(&self, conf: &Path, mount_ns_of: Option<u32>) -> Command {
-        let mut cmd = match mount_ns_of {
-            Some(pid) => {
-                let mut c = Command::new("nsenter");
-                c.args(["-t", &pid.to_string(), "-m", "--", NGINX]);
-                c
-            }
-            None => Command::new(NGINX),
-        };
+        // SIGTERM to the master (which stops its workers) when the thread
+        // that runs the test ends, also when the test process is killed and
+        // no Drop runs. setpriv and nsenter exec, so the setting reaches nginx.
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--pdeathsig", "TERM", "--"]);
+        if let Some(pid) = mount_ns_of {
+            cmd.args(["nsenter", "-t", &pid.to_string(), "-m", "--"]);
+        }
+        cmd.arg(NGINX);
         cmd.arg("-p")
             .arg(self.dir.path())
             .arg("-c")

@@ -124,3 +124,113 @@ fn whole_nginx_conf_with_stream_default() {
     assert_eq!(r.notes.len(), 2, "{r:?}");
     assert!(r.notes[0].contains("PROXY protocol on both sides"), "{r:?}");
 }
+
+#[test]
+fn bind_on_every_address_is_reached_on_loopback() {
+    for (bind, reached, missed) in [
+        (
+            "address: '[::]:8080'",
+            &["127.0.0.1:8080", "[::1]:8080", "localhost:8080"][..],
+            "127.0.0.1:8081",
+        ),
+        (
+            "host: 0.0.0.0\n          port: 8080",
+            &["127.0.0.1:8080", "localhost:8080"][..],
+            "[::1]:8080",
+        ),
+    ] {
+        let config = format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds:\n        - {bind}\n");
+        let plan = check_texts(&[("mas.yaml", &config)], &SystemResolver).expect("valid config");
+        let check = |target: &str| {
+            let site = format!("server {{\n  server_name auth.example.com;\n  location / {{\n    proxy_pass http://{target};\n  }}\n}}\n");
+            let tree = parse(&site).expect("valid nginx syntax");
+            compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+        };
+        for target in reached {
+            let r = check(target);
+            assert!(r.problems.is_empty(), "{bind} from {target}: {r:?}");
+            assert_eq!(r.notes.len(), 1, "{bind} from {target}: {r:?}");
+        }
+        let r = check(missed);
+        assert_eq!(r.problems.len(), 1, "{bind} from {missed}: {r:?}");
+        assert!(
+            r.problems[0].ends_with("point it at 127.0.0.1:8080"),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn upstream_names_match_as_nginx_matches_them() {
+    // nginx finds upstream blocks whatever the case of the name.
+    let r = report("upstream Mas_Web {\n  server unix:/run/mas/web.sock;\n}\nserver {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://mas_web;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(r.notes.len(), 1, "{r:?}");
+}
+
+#[test]
+fn upstream_block_of_another_file_is_not_a_mismatch() {
+    // An upstream defined elsewhere (conf.d/) is not a host nginx resolves:
+    // it cannot be checked here, which is not a mismatch.
+    struct NoNames;
+    impl Resolver for NoNames {
+        fn resolve(&self, host: &str, _: u16) -> Result<Vec<SocketAddr>, String> {
+            Err(format!("{host}: not known"))
+        }
+    }
+    let plan = check_texts(&[("mas.yaml", CONFIG)], &SystemResolver).expect("valid config");
+    let tree = parse("server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://mas_elsewhere;\n  }\n}\n").unwrap();
+    let r = compare(&plan, Path::new("site.conf"), &tree, &NoNames);
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("site.conf:4: `proxy_pass http://mas_elsewhere` is not checked: `mas_elsewhere` is no upstream block of this file and no host name this machine resolves")),
+        "{r:?}"
+    );
+}
+
+/// MAS under a prefix on the homeserver's own host (`public_base:
+/// https://example.com/auth/`): only what lies under the prefix, and the
+/// compat endpoints, are meant for MAS there.
+const SAME_HOST: &str = "http:
+  public_base: https://example.com/auth/
+  listeners:
+    - name: web
+      prefix: /auth
+      resources: [{name: human}, {name: compat}]
+      binds:
+        - host: 127.0.0.1
+          port: 8080
+";
+
+fn report_same_host(site: &str) -> Report {
+    let plan = check_texts(&[("mas.yaml", SAME_HOST)], &SystemResolver).expect("valid config");
+    let tree = parse(site).expect("valid nginx syntax");
+    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+}
+
+#[test]
+fn on_a_shared_host_only_the_prefix_and_compat_are_meant_for_mas() {
+    let r = report_same_host("server {\n  server_name example.com;\n  location ^~ /auth/ {\n    proxy_pass http://127.0.0.1:8080;\n  }\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {\n    proxy_pass http://127.0.0.1:8080/auth$request_uri;\n  }\n  location /_matrix/ {\n    proxy_pass http://127.0.0.1:8008;\n  }\n  location / {\n    proxy_pass http://127.0.0.1:8008;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    // Variables only in the URI: the socket is still known.
+    assert_eq!(r.notes.len(), 2, "{r:?}");
+    assert!(
+        r.notes[1].starts_with("site.conf:7: proxy_pass to 127.0.0.1:8080 reaches listener web"),
+        "{r:?}"
+    );
+    assert!(r.warnings.is_empty(), "{r:?}");
+    // Under the prefix, a wrong port is a mismatch...
+    let r = report_same_host("server {\n  server_name example.com;\n  location /auth/ {\n    proxy_pass http://127.0.0.1:9999;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:4: proxy_pass to 127.0.0.1:9999, which no bind"),
+        "{r:?}"
+    );
+    // ... and so is one in `location /` when no location holds the prefix.
+    let r = report_same_host("server {\n  server_name example.com;\n  location / {\n    proxy_pass http://127.0.0.1:9999;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    // A host in the proxy_pass that is a variable is still not checked.
+    let r = report_same_host("server {\n  server_name example.com;\n  location /auth/ {\n    proxy_pass http://$mas/auth/;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert!(r.warnings[0].contains("uses variables"), "{r:?}");
+}

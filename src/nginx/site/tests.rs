@@ -282,6 +282,8 @@ fn refusals_name_the_input_and_the_fix() {
          "no listener serves `compat`"),
         ("relative prefix", config(ALL, unix, "      prefix: auth\n"), opts(),
          "`prefix: auth` does not start with `/`"),
+        ("relative socket", config(ALL, "[{socket: web.sock}]", ""), opts(),
+         "c.yaml:6:15: http.listeners[0].binds[0]: the Unix socket path `web.sock` is relative: MAS binds it in its working directory and nginx would look for it in its own; give the absolute path"),
     ];
     let mut failures = Vec::new();
     for (name, text, o, want) in &cases {
@@ -356,4 +358,213 @@ fn warnings_for_exposed_binds_and_mismatched_public_base() {
     assert!(g.files[0]
         .contents
         .contains("    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n"));
+}
+
+#[test]
+fn bind_on_every_address_is_reached_on_loopback() {
+    let dual = "    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n}";
+    let v4 = "    server 127.0.0.1:8080;\n}";
+    for (binds, servers) in [
+        ("[{address: '[::]:8080'}]", dual),
+        ("[{host: '::', port: 8080}]", dual),
+        ("[{port: 8080}]", dual),
+        ("[{address: '0.0.0.0:8080'}]", v4),
+        ("[{host: 0.0.0.0, port: 8080}]", v4),
+    ] {
+        let g = generate_for(&config(ALL, binds, ""), &opts())
+            .unwrap_or_else(|e| panic!("{binds}: {e}"));
+        let text = &g.files[0].contents;
+        assert!(text.contains(servers), "{binds}:\n{text}");
+        assert!(
+            g.warnings
+                .iter()
+                .any(|w| w.contains("binds port 8080 on every address")),
+            "{binds}: {:?}",
+            g.warnings
+        );
+    }
+    // Such a bind is on loopback too, so it is chosen over one elsewhere,
+    // which trusted_proxies would not hold.
+    let text = site(
+        &config(
+            ALL,
+            "[{host: 192.0.2.1, port: 8080}, {address: '[::]:8081'}]",
+            "",
+        ),
+        &opts(),
+    );
+    assert!(text.contains("    server 127.0.0.1:8081;\n"), "{text}");
+}
+
+#[test]
+fn mas_built_in_listeners_get_a_site() {
+    // No `http` section: MAS's `web` listener binds `[::]:8080`.
+    let plan = check_texts(&[("c.yaml", "database: {}\n")], &SystemResolver).unwrap();
+    let g = generate(&plan, &opts(), &FakeAccounts).unwrap_or_else(|e| panic!("{e}"));
+    let text = &g.files[0].contents;
+    assert!(
+        text.contains("upstream mas_web {\n    # listener web, bind 0: address [::]:8080\n    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n}"),
+        "{text}"
+    );
+}
+
+#[test]
+fn listeners_whose_names_look_alike_get_an_upstream_each() {
+    // `web-1` and `web_1` make the same upstream name, and so does a name
+    // used twice (check warns about that, MAS accepts it).
+    for (auth, compat, upstream) in [("web-1", "web_1", "mas_web_1"), ("web", "web", "mas_web")] {
+        let text = format!(
+            "{}    - name: {compat}\n      resources: [{{name: compat}}]\n      binds: [{{socket: /run/mas/compat.sock}}]\n",
+            config("[{name: discovery}, {name: human}, {name: oauth}, {name: graphql}, {name: assets}]", "[{socket: /run/mas/web.sock}]", "")
+                .replace("name: web\n", &format!("name: {auth}\n"))
+        );
+        let site = site(&text, &with_matrix(opts()));
+        assert!(
+            site.contains(&format!(
+                "upstream {upstream} {{\n    # listener {auth}, bind 0: socket /run/mas/web.sock\n"
+            )),
+            "{site}"
+        );
+        assert!(
+            site.contains(&format!("upstream {upstream}_1 {{\n    # listener {compat}, bind 0: socket /run/mas/compat.sock\n")),
+            "{site}"
+        );
+        assert!(
+            site.contains(&format!(
+                "(/|$) {{\n        proxy_pass http://{upstream}_1;\n"
+            )),
+            "{site}"
+        );
+    }
+}
+
+#[test]
+fn homeserver_is_a_host_and_port_that_nginx_takes() {
+    let text = config(ALL, "[{socket: /run/mas/web.sock}]", "");
+    let with = |homeserver: &str| {
+        let mut o = with_matrix(opts());
+        if let Some(m) = &mut o.matrix {
+            m.homeserver = homeserver.into();
+        }
+        o
+    };
+    // Each of these would make `nginx -t` fail.
+    for bad in [
+        "http://:8008",
+        "http://[",
+        "http://[::1",
+        "http://[localhost]:8008",
+        "http://::1:8008",
+        "http://localhost:",
+        "http://localhost:0",
+        "http://localhost:99999",
+        "http://localhost:+80",
+        "http://a:b:c",
+        "http://[::1]x",
+    ] {
+        let got = refusal(&text, &with(bad));
+        assert!(
+            got.starts_with(&format!("--homeserver `{bad}` is not http://HOST:PORT")),
+            "{bad}: {got}"
+        );
+    }
+    for (good, pass) in [
+        ("http://localhost:8008", "http://localhost:8008"),
+        ("http://localhost", "http://localhost"),
+        ("https://[::1]:8448/", "https://[::1]:8448"),
+        ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
+        (
+            "http://synapse.internal:8008",
+            "http://synapse.internal:8008",
+        ),
+    ] {
+        let site = site(&text, &with(good));
+        assert!(
+            site.contains(&format!("        proxy_pass {pass};\n")),
+            "{good}: {site}"
+        );
+    }
+}
+
+#[test]
+fn socket_group_may_be_a_number_as_systemd_takes_it() {
+    // generate-units writes `SocketGroup=0`, which systemd reads as gid 0.
+    assert_eq!(SystemAccounts.is_member("root", "0"), Ok(true));
+    assert_eq!(SystemAccounts.is_member("root", "root"), Ok(true));
+    let missing = SystemAccounts.is_member("root", "4000000000");
+    assert_eq!(
+        missing,
+        Err("there is no group `4000000000` on this machine".to_owned())
+    );
+}
+
+#[test]
+fn a_listener_without_proxy_protocol_serves_what_a_stream_server_cannot() {
+    let text = format!(
+        "{}    - name: plain\n      resources: {ALL}\n      binds: [{{socket: /run/mas/plain.sock}}]\n",
+        config(ALL, "[{socket: /run/mas/web.sock}]", "      proxy_protocol: true\n")
+    );
+    // Alone, the first listener: a stream server with the PROXY protocol.
+    let g = generate_for(&text, &opts()).unwrap();
+    assert_eq!(g.files[0].context, Context::Stream);
+    assert!(g.files[0]
+        .contents
+        .contains("server unix:/run/mas/web.sock;"));
+    // The assets and the Matrix host need nginx's http module: the listener
+    // that nginx's http proxy can reach serves them.
+    let mut assets = opts();
+    assets.assets_dir = Some("/srv/assets".into());
+    for o in [assets, with_matrix(opts())] {
+        let site = site(&text, &o);
+        assert!(
+            site.contains(
+                "upstream mas_plain {\n    # listener plain, bind 0: socket /run/mas/plain.sock\n"
+            ),
+            "{site}"
+        );
+        assert!(!site.contains("web.sock"), "{site}");
+    }
+}
+
+#[test]
+fn group_bits_apply_to_the_group_even_when_others_may_connect() {
+    // The kernel checks a member of the socket's group against the group's
+    // bits only: mode 602 lets others in, but not www-data in www-data.
+    let text = config(ALL, "[{socket: /run/mas/web.sock, mode: '602'}]", "");
+    let got = refusal(&text, &opts());
+    assert!(
+        got.contains("the Unix socket /run/mas/web.sock is owned by group `www-data` with mode 0602, and nginx's user `www-data` is not allowed to connect")
+            && got.ends_with("as a member of the group it gets the group's permissions, not the others'; give the bind `mode: \"660\"`"),
+        "{got}"
+    );
+    let mut o = opts();
+    o.socket_group = "nogroup".into();
+    site(&text, &o);
+}
+
+#[test]
+fn mas_reaching_the_homeserver_through_the_matrix_host_is_warned_about() {
+    // MAS calls the homeserver's /_synapse/mas/ at matrix.endpoint; the
+    // Matrix host's site does not publish it.
+    let text = format!(
+        "{}matrix:\n  homeserver: example.com\n  endpoint: https://Matrix.example.com/\n",
+        config(ALL, "[{socket: /run/mas/web.sock}]", "")
+    );
+    let g = generate_for(&text, &with_matrix(opts())).unwrap();
+    assert!(
+        g.warnings.iter().any(|w| w == "c.yaml:9:13: matrix.endpoint: MAS reaches the homeserver at https://Matrix.example.com/, through the Matrix host's site, which does not publish the /_synapse/mas/ endpoints MAS calls there, so MAS cannot provision users; set matrix.endpoint to where nginx reaches the homeserver, http://localhost:8008/"),
+        "{:?}",
+        g.warnings
+    );
+    // MAS's default endpoint, http://localhost:8008/, is the homeserver itself.
+    let g = generate_for(
+        &config(ALL, "[{socket: /run/mas/web.sock}]", ""),
+        &with_matrix(opts()),
+    )
+    .unwrap();
+    assert!(
+        !g.warnings.iter().any(|w| w.contains("matrix.endpoint")),
+        "{:?}",
+        g.warnings
+    );
 }

@@ -38,19 +38,29 @@ pub(crate) enum Header {
 ///
 /// The reason the line is not a v1 header.
 pub(crate) fn parse_line(line: &[u8]) -> Result<Header, String> {
-    let line = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_owned())?;
-    let mut fields = line.splitn(6, ' ');
-    if fields.next() != Some("PROXY") {
+    // Split as bytes, and each field read as text only when it is used: MAS
+    // reads nothing after `UNKNOWN`, whatever the bytes.
+    let mut fields = line.splitn(6, |b| *b == b' ');
+    if fields.next() != Some(b"PROXY") {
         return Err("no `PROXY` preamble".to_owned());
     }
     let family = fields.next().ok_or("no protocol")?;
     let v6 = match family {
-        "TCP4" | "UDP4" => false,
-        "TCP6" | "UDP6" => true,
-        "UNKNOWN" => return Ok(Header::Unknown),
-        other => return Err(format!("unknown protocol {other:?}")),
+        b"TCP4" | b"UDP4" => false,
+        b"TCP6" | b"UDP6" => true,
+        b"UNKNOWN" => return Ok(Header::Unknown),
+        other => {
+            return Err(format!(
+                "unknown protocol {:?}",
+                String::from_utf8_lossy(other)
+            ))
+        }
     };
-    let mut next = |what: &str| fields.next().ok_or_else(|| format!("no {what}"));
+    let family = std::str::from_utf8(family).expect("one of the names above");
+    let mut next = |what: &str| {
+        let field = fields.next().ok_or_else(|| format!("no {what}"))?;
+        std::str::from_utf8(field).map_err(|_| format!("{what} is not UTF-8"))
+    };
     let source: IpAddr = next("source address")?
         .parse()
         .map_err(|_| "bad source address".to_owned())?;
@@ -176,6 +186,8 @@ mod tests {
             parse_line(b"PROXY UNKNOWN whatever follows"),
             Ok(Header::Unknown)
         );
+        // MAS reads the fields as bytes: what follows UNKNOWN is not read.
+        assert_eq!(parse_line(b"PROXY UNKNOWN \xff\xfe"), Ok(Header::Unknown));
         for bad in [
             &b"GET / HTTP/1.1"[..],
             b"PROXY",
