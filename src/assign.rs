@@ -20,6 +20,16 @@ use crate::config::plan::fd_bind_value;
 use crate::config::plan::same_path;
 use crate::config::{Bind, BindSpec, Endpoint, FdKind, Plan};
 
+/// Where the sockets come from, which decides what is checked of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Passed by systemd (`LISTEN_FDS`): made by a socket unit, so its Unix
+    /// sockets' permissions are checked against the config.
+    Inherited,
+    /// Bound by mas-sockets itself, exactly as MAS would bind them.
+    SelfBound,
+}
+
 /// A listening socket on its way to the child, in the child's order.
 #[derive(Debug)]
 pub struct ChildSocket {
@@ -140,15 +150,59 @@ fn dual_stack_problem(fd: &InheritedFd, endpoint: &Endpoint) -> Option<String> {
     }
 }
 
+/// Why a passed Unix socket is more open than its bind allows.
+///
+/// connect(2) on a Unix socket needs write permission on its file, so the
+/// write bits say who may connect. A bind with `mode:` allows exactly the
+/// classes its mode lets write; one without allows owner and group, as the
+/// generated units make it (`SocketMode=0660`; MAS itself would follow the
+/// service's `UMask=0077`). A socket file that cannot be examined is left to
+/// the clients that fail to reach it.
+fn unix_mode_problem(info: &SocketInfo, spec: &BindSpec) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (LocalAddr::Unix(path), BindSpec::Unix { mode, .. }) = (&info.local, spec) else {
+        return None;
+    };
+    let actual = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    let allowed = mode.unwrap_or(0o660);
+    let extra = actual & 0o222 & !(allowed & 0o222);
+    if extra == 0 {
+        return None;
+    }
+    let who: Vec<&str> = [
+        (0o200, "its owner"),
+        (0o020, "its group"),
+        (0o002, "any user"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| extra & bit != 0)
+    .map(|(_, who)| who)
+    .collect();
+    let fix = match mode {
+        Some(mode) => format!("set SocketMode={mode:04o} in the socket unit, as generate-units writes it, or change the bind's `mode:`"),
+        None => "set SocketMode=0660 in the socket unit, as generate-units writes it, or give the bind the `mode:` you mean".to_owned(),
+    };
+    Some(format!(
+        "its file has mode {actual:04o}, which lets {} connect, more than the bind's {allowed:04o} allows; {fix}",
+        who.join(" and ")
+    ))
+}
+
 /// Matches `fds` to the binds of `plan`.
 ///
 /// On success every fd serves exactly one bind and every bind has at least one
 /// fd. Fds are consumed either way; on failure they are closed when dropped.
+/// Sockets from systemd ([`Origin::Inherited`]) must also be no more open
+/// than their binds allow.
 ///
 /// # Errors
 ///
 /// Every mismatch found, one line each, naming the bind and the fd.
-pub fn assign(plan: &Plan, fds: Vec<InheritedFd>) -> Result<Assignment, Vec<Mismatch>> {
+pub fn assign(
+    plan: &Plan,
+    fds: Vec<InheritedFd>,
+    origin: Origin,
+) -> Result<Assignment, Vec<Mismatch>> {
     let mut problems = Vec::new();
     // For each fd: which bind took it.
     let mut owner: Vec<Option<(usize, usize)>> = vec![None; fds.len()];
@@ -202,10 +256,15 @@ pub fn assign(plan: &Plan, fds: Vec<InheritedFd>) -> Result<Assignment, Vec<Mism
             let Some(endpoint) = bind.endpoints.iter().find(|e| satisfies(&info.local, e)) else {
                 continue;
             };
-            let usable = match (&usable_kinds[i], dual_stack_problem(fd, endpoint)) {
-                (Ok(_), Some(why)) => Err(why),
-                (Ok(_), None) => Ok(()),
-                (Err(why), _) => Err(why.clone()),
+            let problem = || {
+                dual_stack_problem(fd, endpoint).or_else(|| match origin {
+                    Origin::Inherited => unix_mode_problem(info, &bind.spec),
+                    Origin::SelfBound => None,
+                })
+            };
+            let usable = match &usable_kinds[i] {
+                Ok(_) => problem().map_or(Ok(()), Err),
+                Err(why) => Err(why.clone()),
             };
             match &usable {
                 Ok(()) => {

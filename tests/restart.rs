@@ -623,3 +623,94 @@ fn garbage_on_the_control_socket_gets_a_short_refusal() {
     let status = String::from_utf8_lossy(&control(&run, &["status"]).stdout).into_owned();
     assert!(status.contains(&format!("child: {pid}\n")), "{status}");
 }
+
+/// Like [`control`], but fails the test instead of waiting for ever when the
+/// command does not finish within [`LONG`].
+fn control_within(run: &Run, args: &[&str]) -> Output {
+    let mut child = Command::new(mas_sockets())
+        .args(args)
+        .arg("--runtime-dir")
+        .arg(run.dir.join("rt"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mas-sockets");
+    let deadline = Instant::now() + LONG;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "`mas-sockets {}` did not finish within {LONG:?}\n{}\n{}",
+                args.join(" "),
+                text(&out),
+                run.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// A stop that comes while a crashed MAS waits out its backoff ends the
+/// supervisor with 0: nothing runs, so the crash's status is not the stop's.
+#[test]
+fn a_stop_during_the_crash_backoff_exits_0() {
+    let (mut run, _port, old) = serving("stop-in-backoff", "", &["--backoff=30s"]);
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
+    run.wait_log("(SIGKILL); starting it again in 30s");
+    run.signal(libc::SIGTERM);
+    let status = run.wait();
+    assert_eq!(status.code(), Some(0), "{status}\n{}", run.log());
+}
+
+/// A template reload whose MAS is replaced before it answers: the new MAS,
+/// which read its templates as it started, answers it.
+#[test]
+fn a_signal_only_reload_that_a_restart_overtakes_is_answered_by_the_new_mas() {
+    let (run, port, old) = serving(
+        "signal-overtaken",
+        "standin:\n  hang_on_sighup: true\n",
+        &[],
+    );
+    set_switches(&run, port, "standin:\n  startup_delay_ms: 300\n");
+    std::thread::scope(|s| {
+        let signal_only = s.spawn(|| control_within(&run, &["reload", "--signal-only"]));
+        run.wait_log("no READY=1 will follow (hang_on_sighup)");
+        let out = control_within(&run, &["reload"]);
+        assert!(out.status.success(), "{}\n{}", text(&out), run.log());
+        let new = get_tcp(localhost(port), "/").unwrap().pid();
+        assert_ne!(new, old);
+        let out = signal_only.join().expect("signal-only reload");
+        assert!(out.status.success(), "{}\n{}", text(&out), run.log());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!(
+                "MAS was replaced by a new process (pid {new}), which loaded its templates"
+            )),
+            "{}",
+            text(&out)
+        );
+    });
+}
+
+/// A MAS that never answers a SIGHUP with READY=1 fails the template reload
+/// after the ready timeout, and keeps serving.
+#[test]
+fn a_signal_only_reload_that_mas_never_answers_fails_after_the_ready_timeout() {
+    let (run, port, old) = serving(
+        "signal-hang",
+        "standin:\n  hang_on_sighup: true\n",
+        &["--ready-timeout=1s"],
+    );
+    let out = control_within(&run, &["reload", "--signal-only"]);
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", text(&out), run.log());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "reload failed: MAS (pid {old}) did not send READY=1 within 1s of the SIGHUP"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
+}

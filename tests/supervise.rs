@@ -615,6 +615,38 @@ fn socket_that_does_not_listen_is_refused() {
     );
 }
 
+/// A passed Unix socket that lets more users connect than its bind allows
+/// (a hand-written or stale socket unit with systemd's default 0666) is
+/// refused; the same socket with a bind whose `mode:` allows it serves.
+#[test]
+fn unix_socket_more_open_than_its_bind_is_refused() {
+    let scratch = TempDir::new("open-sock");
+    let sock = scratch.join("web.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    fs::set_permissions(&sock, fs::Permissions::from_mode(0o666)).unwrap();
+    let config = web_listener(&format!("        - socket: {}\n", sock.display()), "");
+    let fd = OwnedFd::from(listener.try_clone().unwrap());
+    let mut run = start_with_fds("open-sock", &config, vec![fd], None);
+    assert_refused(
+        &mut run,
+        &[
+            &format!("fd 3 (unix {}) cannot serve bind 0 of listener web", sock.display()),
+            "its file has mode 0666, which lets any user connect, more than the bind's 0660 allows; set SocketMode=0660 in the socket unit",
+        ],
+    );
+
+    let config = web_listener(
+        &format!(
+            "        - socket: {}\n          mode: \"666\"\n",
+            sock.display()
+        ),
+        "",
+    );
+    let fd = OwnedFd::from(listener.try_clone().unwrap());
+    let run = start_with_fds("open-sock-ok", &config, vec![fd], None);
+    run.notify.expect_line("READY=1", LONG);
+}
+
 #[test]
 fn fd_that_is_not_a_socket_is_refused() {
     let port = free_port();

@@ -56,13 +56,13 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     // The private directory comes before any socket is bound, so that a run
     // that cannot start never touches a path another process serves on.
     let runtime_dir = runtime_dir(args.runtime_dir)?;
-    let (fds, _bound_paths) = if inherited.is_empty() {
+    let (fds, _bound_paths, origin) = if inherited.is_empty() {
         let (fds, paths) = bind::bind_all(&plan)?;
-        (fds, Some(paths))
+        (fds, Some(paths), assign::Origin::SelfBound)
     } else {
-        (inherited, None)
+        (inherited, None, assign::Origin::Inherited)
     };
-    let assignment = match assign::assign(&plan, fds) {
+    let assignment = match assign::assign(&plan, fds, origin) {
         Ok(a) => a,
         Err(problems) => {
             // On stderr, which is the journal under systemd: one line each.

@@ -35,6 +35,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -174,6 +175,9 @@ struct Supervisor<'a> {
     queued: Option<Vec<Reply>>,
     /// Signal-only requests waiting for MAS's next `READY=1`.
     signal_waiters: Vec<Reply>,
+    /// When they are told that MAS did not answer (the ready timeout after
+    /// the first SIGHUP they wait for).
+    signal_deadline: Option<Instant>,
     crashes: VecDeque<Instant>,
     /// When a crashed MAS is started again.
     respawn_at: Option<Instant>,
@@ -232,6 +236,7 @@ pub async fn run(
         restart: None,
         queued: None,
         signal_waiters: Vec::new(),
+        signal_deadline: None,
         crashes: VecDeque::new(),
         respawn_at: None,
         crashed_config: None,
@@ -287,10 +292,9 @@ pub async fn run(
         }
     }
     let _ = std::fs::remove_file(dir.join(control::SOCKET_NAME));
-    let status = sv.last_status.unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt as _;
-        ExitStatus::from_raw(1 << 8)
-    });
+    let status = sv
+        .last_status
+        .unwrap_or_else(|| ExitStatus::from_raw(1 << 8));
     Ok(Outcome {
         status,
         requested: sv.stop_requested && !sv.give_up,
@@ -438,10 +442,15 @@ impl Supervisor<'_> {
             Some((_, kill_at)) => *kill_at,
             None => r.deadline,
         });
-        [restart, self.respawn_at, self.stopping]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            restart,
+            self.respawn_at,
+            self.stopping,
+            self.signal_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn status_line(&self) -> String {
@@ -522,9 +531,7 @@ impl Supervisor<'_> {
                     let status = self.status_line();
                     self.notify(&[NotifyState::Ready, NotifyState::Status(status)]);
                 }
-                for waiter in self.signal_waiters.drain(..) {
-                    let _ = waiter.send(Ok("MAS reloaded its templates".to_owned()));
-                }
+                self.answer_signal_waiters(&Ok("MAS reloaded its templates".to_owned()));
             }
             NotifyState::Watchdog => current.last_ping = Some(Instant::now()),
             NotifyState::WatchdogTrigger => {
@@ -584,6 +591,8 @@ impl Supervisor<'_> {
                     );
                     g.signal(Signal::SIGHUP);
                     self.signal_waiters.push(reply);
+                    self.signal_deadline
+                        .get_or_insert_with(|| Instant::now() + self.opts.ready_timeout);
                 }
                 _ => {
                     let _ = reply.send(Err("no MAS is serving to reload its templates".to_owned()));
@@ -813,6 +822,15 @@ impl Supervisor<'_> {
         };
         candidate.mark_ready();
         info!("MAS (pid {}) is ready; it takes over", candidate.pid);
+        // A SIGHUP sent to the old MAS is answered by the new one, which
+        // read its templates as it started; the old one's `READY=1` would
+        // come from a draining MAS and count for nothing.
+        let text = format!(
+            "MAS was replaced by a new process (pid {}), which loaded its templates as it started",
+            candidate.pid
+        );
+        self.answer_signal_waiters(&Ok(text));
+        let restart = self.restart.as_mut().expect("the restart is under way");
         let old = self.current.replace(candidate);
         match old {
             Some(old) => {
@@ -982,7 +1000,24 @@ impl Supervisor<'_> {
         self.respawn_at = Some(now + delay);
     }
 
+    /// Tells every signal-only request waiting for MAS what came of it.
+    fn answer_signal_waiters(&mut self, result: &Result<String, String>) {
+        self.signal_deadline = None;
+        for waiter in self.signal_waiters.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
     fn on_timers(&mut self, now: Instant) {
+        if self.signal_deadline.is_some_and(|at| now >= at) {
+            let pid = self.current.as_ref().map_or(0, |g| g.pid);
+            let why = format!(
+                "MAS (pid {pid}) did not send READY=1 within {:?} of the SIGHUP; it may still be reloading its templates (see the journal)",
+                self.opts.ready_timeout
+            );
+            warn!("{why}");
+            self.answer_signal_waiters(&Err(why));
+        }
         if self.respawn_at.is_some_and(|at| now >= at) {
             self.respawn_at = None;
             // A MAS that runs already (one that was starting as a restart
@@ -1098,7 +1133,11 @@ impl Supervisor<'_> {
             self.opts.stop_timeout
         );
         self.stop_requested = true;
-        self.respawn_at = None;
+        if self.respawn_at.take().is_some() && self.current.is_none() {
+            // Asked to stop while a crashed MAS waited to be started again:
+            // nothing runs, so the stop itself is clean, whatever the crash was.
+            self.last_status = Some(ExitStatus::from_raw(0));
+        }
         self.stopping = Some(
             Instant::now()
                 .checked_add(self.opts.stop_timeout)
@@ -1106,9 +1145,7 @@ impl Supervisor<'_> {
         );
         self.notify(&[NotifyState::Stopping]);
         self.for_each_generation(|g| g.signal(Signal::SIGTERM));
-        for w in self.signal_waiters.drain(..) {
-            let _ = w.send(Err("mas-sockets is stopping".to_owned()));
-        }
+        self.answer_signal_waiters(&Err("mas-sockets is stopping".to_owned()));
         if let Some(queued) = self.queued.take() {
             for w in queued {
                 let _ = w.send(Err("mas-sockets is stopping".to_owned()));

@@ -30,7 +30,8 @@ const WATCHDOG_STOP_AFTER: (&str, &str) = (
 );
 const CRASH_AFTER: (&str, &str) = ("MAS_STANDIN_CRASH_AFTER_MS", "crash_after_ms");
 const NOTIFY_AT_START: (&str, &str) = ("MAS_STANDIN_NOTIFY_AT_START", "notify_at_start");
-const ALL: [(&str, &str); 9] = [
+const HANG_ON_SIGHUP: (&str, &str) = ("MAS_STANDIN_HANG_ON_SIGHUP", "hang_on_sighup");
+const ALL: [(&str, &str); 10] = [
     STARTUP_DELAY,
     NEVER_READY,
     EXIT_AT_START,
@@ -40,6 +41,7 @@ const ALL: [(&str, &str); 9] = [
     WATCHDOG_STOP_AFTER,
     CRASH_AFTER,
     NOTIFY_AT_START,
+    HANG_ON_SIGHUP,
 ];
 
 /// MAS's hard-shutdown timeout.
@@ -69,6 +71,9 @@ pub(crate) struct Switches {
     /// Send this text as one extra datagram right after `MAINPID=`, before
     /// the start-up delay, as a misbehaving server might.
     pub(crate) notify_at_start: Option<String>,
+    /// On SIGHUP send `RELOADING=1` and never the `READY=1` that should
+    /// follow, as a template reload that hangs would.
+    pub(crate) hang_on_sighup: bool,
 }
 
 impl Switches {
@@ -115,6 +120,7 @@ impl Switches {
             watchdog_stop_after: lookup(WATCHDOG_STOP_AFTER).millis()?,
             crash_after: lookup(CRASH_AFTER).millis()?,
             notify_at_start: lookup(NOTIFY_AT_START).text()?,
+            hang_on_sighup: lookup(HANG_ON_SIGHUP).flag()?,
         })
     }
 }
@@ -202,6 +208,7 @@ mod tests {
                 watchdog_stop_after: None,
                 crash_after: None,
                 notify_at_start: None,
+                hang_on_sighup: false,
             }
         );
     }

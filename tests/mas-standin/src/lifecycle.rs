@@ -119,7 +119,7 @@ async fn serve_until_stop(signals: &mut Signals, switches: &Switches) -> &'stati
                     log!("{name} received: ignored (ignore_sigterm)");
                 }
                 Event::Stop(name) => return name,
-                Event::Reload => reload(),
+                Event::Reload => reload(switches.hang_on_sighup),
             },
             () = Watchdog::tick(&mut watchdog) => {
                 if watchdog.as_ref().is_some_and(Watchdog::is_past_stop) {
@@ -167,13 +167,18 @@ async fn wait_unready(signals: &mut Signals, switches: &Switches) {
 }
 
 /// MAS's reload: it reloads only its templates, which the stand-in has none of.
-fn reload() {
+/// With `hang`, the `READY=1` that ends it never comes.
+fn reload(hang: bool) {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => notify(&[NotifyState::Reloading, now]),
         Err(err) => {
             log!("cannot read CLOCK_MONOTONIC: {err}");
             notify(&[NotifyState::Reloading]);
         }
+    }
+    if hang {
+        log!("SIGHUP received: RELOADING=1, and no READY=1 will follow (hang_on_sighup)");
+        return;
     }
     notify(&[NotifyState::Ready]);
     log!("SIGHUP received: reloaded (RELOADING=1, MONOTONIC_USEC, READY=1)");
