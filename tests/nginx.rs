@@ -259,6 +259,10 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
             vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into()],
             "no listener serves all of `discovery`, `human`, `oauth`, `graphql`, `assets`",
         ),
+        (
+            vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into(), "--assets-dir".into(), "/".into()],
+            "--assets-dir `/` is the root of the file system, every file of which nginx would serve",
+        ),
     ];
     for (args, want) in cases {
         let mut cmd = Command::new(mas_sockets());

@@ -109,6 +109,9 @@ pub(crate) fn validate_options(opts: &SiteOptions) -> Result<(), SiteError> {
         if !plain(&text) {
             return bad(option, &text, "holds blanks, quotes, `;`, `{`, `}`, `#` or `$`, which nginx would split or expand; use a plain path");
         }
+        if option == "--assets-dir" && path.parent().is_none() {
+            return bad(option, &text, "is the root of the file system, every file of which nginx would serve; give MAS's assets directory (the `share/assets` of its install)");
+        }
     }
     for listen in &opts.listen {
         if parse_listen(listen).is_none() {
