@@ -18,6 +18,19 @@ fn control(run: &Run, args: &[&str]) -> Output {
         .expect("run mas-sockets")
 }
 
+/// `mas-sockets reload` against a run's runtime directory, on a thread of
+/// its own, for a test that acts while the restart runs.
+fn reload_in_background(run: &Run) -> std::thread::JoinHandle<Output> {
+    let dir = run.dir.join("rt");
+    std::thread::spawn(move || {
+        Command::new(mas_sockets())
+            .args(["reload", "--runtime-dir"])
+            .arg(dir)
+            .output()
+            .expect("run mas-sockets reload")
+    })
+}
+
 fn text(out: &Output) -> String {
     format!(
         "status {}\nstdout: {}\nstderr: {}",
@@ -210,18 +223,7 @@ fn old_mas_ignoring_sigterm_is_killed_after_the_drain_timeout() {
 #[test]
 fn concurrent_reloads_are_coalesced() {
     let (run, _port, _) = serving("coalesce", "standin:\n  startup_delay_ms: 500\n", &[]);
-    let handles: Vec<_> = (0..4)
-        .map(|_| {
-            let dir = run.dir.join("rt");
-            std::thread::spawn(move || {
-                Command::new(mas_sockets())
-                    .args(["reload", "--runtime-dir"])
-                    .arg(dir)
-                    .output()
-                    .unwrap()
-            })
-        })
-        .collect();
+    let handles: Vec<_> = (0..4).map(|_| reload_in_background(&run)).collect();
     for h in handles {
         let out = h.join().unwrap();
         assert!(out.status.success(), "{}", text(&out));
@@ -422,14 +424,7 @@ fn live_children(run: &Run) -> Vec<u32> {
 fn a_crash_during_a_restart_leaves_exactly_one_mas() {
     let (run, port, old) = serving("crash-mid-restart", "", &["--backoff=3s"]);
     set_switches(&run, port, "standin:\n  startup_delay_ms: 2000\n");
-    let dir = run.dir.join("rt");
-    let reload = std::thread::spawn(move || {
-        Command::new(mas_sockets())
-            .args(["reload", "--runtime-dir"])
-            .arg(dir)
-            .output()
-            .unwrap()
-    });
+    let reload = reload_in_background(&run);
     run.wait_log("generation 2)");
     // SAFETY: kill(2) on the stand-in's pid, read from its own response.
     assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
@@ -475,14 +470,7 @@ fn a_stop_during_a_restart_lets_the_old_mas_drain() {
     set_switches(&run, port, "standin:\n  startup_delay_ms: 1500\n");
     let slow = std::thread::spawn(move || get_tcp(localhost(port), "/slow/5000"));
     run.wait_log("holding /slow/5000");
-    let dir = run.dir.join("rt");
-    let reload = std::thread::spawn(move || {
-        Command::new(mas_sockets())
-            .args(["reload", "--runtime-dir"])
-            .arg(dir)
-            .output()
-            .unwrap()
-    });
+    let reload = reload_in_background(&run);
     run.wait_log("generation 2)");
     run.signal(libc::SIGTERM);
     let response = slow
@@ -535,14 +523,7 @@ fn status_counts_only_crashes_inside_the_window() {
 fn the_crash_limit_reached_during_a_restart_still_gives_up() {
     let (mut run, port, old) = serving("limit-mid-restart", "", &["--crash-limit=1"]);
     set_switches(&run, port, "standin:\n  startup_delay_ms: 1500\n");
-    let dir = run.dir.join("rt");
-    let reload = std::thread::spawn(move || {
-        Command::new(mas_sockets())
-            .args(["reload", "--runtime-dir"])
-            .arg(dir)
-            .output()
-            .unwrap()
-    });
+    let reload = reload_in_background(&run);
     run.wait_log("generation 2)");
     // SAFETY: kill(2) on the stand-in's pid, read from its own response.
     assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);

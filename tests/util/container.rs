@@ -34,6 +34,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::systemd::rmdir_depth_first;
+
 /// The Debian release the root is made of, and the packages it gets beyond
 /// minbase: systemd to boot, man-db for `man`.
 const SUITE: &str = "bookworm";
@@ -400,17 +402,6 @@ fn cgroups_for(name: &str) -> Vec<PathBuf> {
         "no cgroup2 mount at /sys/fs/cgroup/unified; systemd-nspawn needs one"
     );
     found
-}
-
-fn rmdir_depth_first(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                rmdir_depth_first(&entry.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(dir);
 }
 
 /// What a snapshot records of one path: type and mode, owner, and the

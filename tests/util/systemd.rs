@@ -837,7 +837,7 @@ fn remove_cgroup_tree(root: &Path, deadline: Instant) -> Result<(), String> {
 }
 
 /// `rmdir` on every folder of a cgroup tree, children first; failures are left to the caller.
-fn rmdir_depth_first(dir: &Path) {
+pub(crate) fn rmdir_depth_first(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
