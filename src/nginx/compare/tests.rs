@@ -1,6 +1,7 @@
 //! Specs of `check --nginx`: each mismatch is one line naming the site's
 //! line and the config's position; a matching site gives notes only.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use super::*;
