@@ -18,9 +18,10 @@
 //! Which module a file is for: a file with `http`, `stream` or `events`
 //! blocks is a whole nginx.conf; otherwise a file whose `server` blocks hold
 //! `proxy_pass` directly is stream configuration, else a site. `include` is
-//! not followed, and a `proxy_pass` whose socket is written with variables
-//! cannot be resolved (variables in its URI do not matter): both are said in
-//! a warning. Host names other than `localhost` are resolved with
+//! not followed, and a `proxy_pass` whose host, port or socket path is
+//! written with variables cannot be resolved: both are said in a warning.
+//! Variables after a literal host and port are the URI's
+//! (`http://127.0.0.1:8080$request_uri`) and leave the socket known. Host names other than `localhost` are resolved with
 //! the resolver the config uses.
 
 use std::path::Path;

@@ -37,7 +37,11 @@ pub(super) fn targets_of(
     upstreams: &[(Module, &str, &Directive)],
     resolver: &dyn Resolver,
 ) -> Result<Vec<(Target, usize)>, String> {
-    let variables = || Err("it uses variables, which only nginx can resolve at run time".into());
+    let variables = |what: &str| {
+        Err(format!(
+            "its {what} uses variables, which only nginx can resolve at run time"
+        ))
+    };
     let (rest, default_port) = match pass.module {
         Module::Http => {
             if let Some(rest) = pass.arg.strip_prefix("http://") {
@@ -59,16 +63,19 @@ pub(super) fn targets_of(
             Module::Stream => path,
         };
         if path.contains('$') {
-            return variables();
+            return variables("socket path");
         }
         return Ok(vec![(Target::Unix(PathBuf::from(path)), pass.line)]);
     }
     let authority = match pass.module {
-        Module::Http => rest.split('/').next().unwrap_or(rest),
+        Module::Http => http_authority(rest),
         Module::Stream => rest,
     };
-    if authority.contains('$') {
-        return variables();
+    // `http://$backend`, `http://127.0.0.1:$port`, or a stream address with
+    // a variable anywhere.
+    let variable_port = authority.ends_with(':') && rest[authority.len()..].starts_with('$');
+    if authority.is_empty() || variable_port || authority.contains('$') {
+        return variables("host or port");
     }
     // nginx finds upstream blocks by name whatever its case.
     if let Some((_, _, up)) = upstreams
@@ -101,6 +108,14 @@ pub(super) fn targets_of(
         }
     }
     Ok(vec![(target, pass.line)])
+}
+
+/// The host and port of an http `proxy_pass` URL without its scheme: what
+/// comes before the first `/`, `$` or `?`. nginx evaluates the variables of
+/// the whole URL at run time, and those after the host and port are taken
+/// to be the URI's (`http://127.0.0.1:8080$request_uri`).
+fn http_authority(rest: &str) -> &str {
+    rest.find(['/', '$', '?']).map_or(rest, |i| &rest[..i])
 }
 
 /// `host`, `host:port`, `[v6]:port`; `None` without a port and no default.

@@ -235,3 +235,60 @@ fn on_a_shared_host_only_the_prefix_and_compat_are_meant_for_mas() {
     assert!(r.problems.is_empty(), "{r:?}");
     assert!(r.warnings[0].contains("uses variables"), "{r:?}");
 }
+
+#[test]
+fn a_literal_host_and_port_followed_by_variables_is_resolved() {
+    // nginx evaluates the whole argument at run time; the host and port end
+    // at the first `/`, `$` or `?` after the scheme, so variables after them
+    // are the URI's.
+    let config = "http:
+  public_base: https://auth.example.com/
+  listeners:
+    - name: compat
+      resources: [{name: compat}]
+      binds:
+        - host: 127.0.0.1
+          port: 8081
+";
+    let plan = check_texts(&[("mas.yaml", config)], &SystemResolver).expect("valid config");
+    let check = |pass: &str| {
+        let site = format!("upstream mas_compat {{\n  server 127.0.0.1:8081;\n}}\nserver {{\n  server_name matrix.example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {{\n    proxy_pass {pass};\n  }}\n}}\n");
+        let tree = parse(&site).expect("valid nginx syntax");
+        compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    };
+    for pass in [
+        "http://127.0.0.1:8081$request_uri",
+        "http://localhost:8081$uri$is_args$args",
+        "http://127.0.0.1:8081?$args",
+        "http://mas_compat$request_uri",
+    ] {
+        let r = check(pass);
+        assert!(r.problems.is_empty(), "{pass}: {r:?}");
+        assert!(r.warnings.is_empty(), "{pass}: {r:?}");
+        assert_eq!(r.notes.len(), 1, "{pass}: {r:?}");
+        assert!(
+            r.notes[0].contains(":8081 reaches listener compat (bind 0 at mas.yaml:7:11"),
+            "{pass}: {r:?}"
+        );
+    }
+    // Still known: a port nginx would not connect to is a mismatch.
+    let r = check("http://127.0.0.1:9999$request_uri");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:7: proxy_pass to 127.0.0.1:9999, which no bind"),
+        "{r:?}"
+    );
+    // A host or a port that is a variable is not.
+    for pass in [
+        "http://$mas$request_uri",
+        "http://127.0.0.1:$port$request_uri",
+    ] {
+        let r = check(pass);
+        assert!(r.problems.is_empty(), "{pass}: {r:?}");
+        assert_eq!(
+            r.warnings,
+            [format!("site.conf:7: `proxy_pass {pass}` is not checked: its host or port uses variables, which only nginx can resolve at run time")],
+            "{pass}"
+        );
+    }
+}
