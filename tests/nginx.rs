@@ -237,6 +237,68 @@ fn check_nginx_names_both_lines_of_a_proxy_protocol_mismatch() {
     );
 }
 
+/// The generated site for the reference deployment, edited by hand: the
+/// auth host's `location /` and the Matrix host's compatibility endpoints
+/// sent to the listener for health checks, which serves nothing they need
+/// (MAS would answer 404 to all of it). Each is one line naming the site's
+/// line and the listener, and the fix names the bind of the listener that
+/// serves them.
+#[test]
+fn check_nginx_names_locations_sent_to_a_listener_without_their_resources() {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo()).args([
+        "generate-nginx",
+        "--config",
+        "tests/configs/nginx-unix.yaml",
+        "--server-name",
+        "auth.example.com",
+        "--socket-group",
+        "www-data",
+        "--assets-dir",
+        "/usr/share/mas/assets",
+        "--matrix-server-name",
+        "matrix.example.com",
+        "--homeserver",
+        "http://localhost:8008",
+    ]);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    let generated = String::from_utf8_lossy(&out.stdout);
+    let site = generated.split_once('\n').unwrap().1;
+    let dir = TempDir::new("check-resources");
+    let check = |name: &str, text: &str| {
+        let path = dir.write(name, text);
+        let mut cmd = Command::new(mas_sockets());
+        cmd.current_dir(repo())
+            .args([
+                "check",
+                "--config",
+                "tests/configs/nginx-unix.yaml",
+                "--nginx",
+            ])
+            .arg(&path);
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(1), "{}", explain(&cmd, &out));
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR")
+    };
+    let to_internal = site
+        .replacen(
+            "proxy_pass http://mas_web;",
+            "proxy_pass http://127.0.0.1:8081;",
+            1,
+        )
+        .replacen(
+            "proxy_pass http://mas_web;",
+            "proxy_pass http://127.0.0.1:8081$request_uri;",
+            1,
+        );
+    assert_eq!(
+        check("internal.conf", &to_internal),
+        "mas-sockets: DIR/internal.conf:32: proxy_pass to 127.0.0.1:8081 reaches listener internal (tests/configs/nginx-unix.yaml:14:7: http.listeners[1]), which does not serve `discovery`, `human`, `oauth`, `graphql`, which paths of this location need (/.well-known/openid-configuration, /login, /oauth2/token, /graphql), so MAS answers 404 to them; point it at unix:/run/mas/web.sock\n\
+         mas-sockets: DIR/internal.conf:49: proxy_pass to 127.0.0.1:8081 reaches listener internal (tests/configs/nginx-unix.yaml:14:7: http.listeners[1]), which does not serve `compat`, which paths of this location need (/_matrix/client/v3/login), so MAS answers 404 to them; point it at unix:/run/mas/web.sock\n"
+    );
+}
+
 /// Refusals through the command line: one line, exit 2, the fix named.
 #[test]
 fn generate_nginx_refuses_with_one_line_and_exit_2() {

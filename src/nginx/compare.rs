@@ -15,23 +15,40 @@
 //! `logout` or `refresh`), or in a stream server that sends the PROXY
 //! protocol. Others (the homeserver, anything else) are left alone.
 //!
+//! A `proxy_pass` meant for MAS must also reach a listener that serves
+//! what its location needs, or MAS answers 404 there. On the auth host
+//! that is the resources of MAS's paths (under public_base's path, listed
+//! in `nginx::routes`) that nginx sends to the location, found as nginx
+//! finds locations (`locations`): `location /` needs `discovery`, `human`,
+//! `oauth`, `graphql` and, unless a location of its own serves `/assets/`,
+//! `assets`; `location /graphql` only `graphql`; a location that no path
+//! of MAS reaches (`= /health`) needs nothing. Paths that nginx answers or
+//! rewrites first, or that a regular expression might take, are left out.
+//! A location of the compatibility endpoints needs `compat`. A stream
+//! server sees no paths and needs nothing. The fix offers the binds of the
+//! listeners that serve what the location needs (`advice`).
+//!
 //! Which module a file is for: a file with `http`, `stream` or `events`
 //! blocks is a whole nginx.conf; otherwise a file whose `server` blocks hold
 //! `proxy_pass` directly is stream configuration, else a site. `include` is
 //! not followed, and a `proxy_pass` whose host, port or socket path is
 //! written with variables cannot be resolved: both are said in a warning.
 //! Variables after a literal host and port are the URI's
-//! (`http://127.0.0.1:8080$request_uri`) and leave the socket known. Host names other than `localhost` are resolved with
-//! the resolver the config uses.
+//! (`http://127.0.0.1:8080$request_uri`) and leave the socket known. Host
+//! names other than `localhost` are resolved with the resolver the config
+//! uses.
 
 use std::path::Path;
 
-use self::locations::{location_path, LocationPath};
-use self::targets::{reaches, targets_of, Target};
+use self::advice::{lacking, unmatched, Need};
+use self::locations::{find_location, location_path, stays, Found, LocationPath};
+use self::targets::{reaches, targets_of};
+use super::routes::{AUTH_ROUTES, COMPAT_SAMPLE};
 use super::syntax::Directive;
 use crate::config::plan::Resolver;
-use crate::config::{Bind, Endpoint, Listener, Plan};
+use crate::config::{Bind, Listener, Plan};
 
+mod advice;
 mod locations;
 mod targets;
 
@@ -62,6 +79,8 @@ struct Pass<'a> {
     proxy_protocol: Option<(bool, usize)>,
     /// Whether it is meant for MAS even when it reaches no bind.
     for_mas: bool,
+    /// What its location needs from the listener it reaches.
+    needs: Vec<Need>,
 }
 
 /// Compares `tree`, read from `site`, with `plan`.
@@ -139,7 +158,7 @@ impl<'t> Walker<'_, 't> {
                                 .any(|n| host.as_deref().is_some_and(|h| n.eq_ignore_ascii_case(h)))
                     });
                     let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
-                    self.http_items(d.children(), mas.as_ref(), false, false);
+                    self.http_items(d.children(), mas.as_ref(), false, false, &[]);
                 }
                 _ => self.http_other(d),
             }
@@ -148,13 +167,15 @@ impl<'t> Walker<'_, 't> {
 
     /// Directives inside an http server, location, `if` or `limit_except`.
     /// `mas` is set in a server named after public_base's host; `for_mas`
-    /// says whether the enclosing location is one of MAS's there.
+    /// says whether the enclosing location is one of MAS's there, and
+    /// `needs` what it needs from the listener it reaches.
     fn http_items(
         &mut self,
         items: &'t [Directive],
-        mas: Option<&MasPaths>,
+        mas: Option<&MasPaths<'t>>,
         compat: bool,
         for_mas: bool,
+        needs: &[Need],
     ) {
         for d in items {
             match d.name.as_str() {
@@ -166,7 +187,17 @@ impl<'t> Walker<'_, 't> {
                                 .iter()
                                 .any(|e| path.contains(e)));
                     let for_mas_here = mas.is_some_and(|m| m.holds(&d.args));
-                    self.http_items(d.children(), mas, compat_here, for_mas_here);
+                    let mut needs_here: Vec<Need> = match mas {
+                        Some(m) if for_mas_here => m.needs_of(d),
+                        _ => Vec::new(),
+                    };
+                    if compat_here {
+                        needs_here.push(Need {
+                            resource: "compat",
+                            path: COMPAT_SAMPLE.to_owned(),
+                        });
+                    }
+                    self.http_items(d.children(), mas, compat_here, for_mas_here, &needs_here);
                 }
                 "proxy_pass" => {
                     if let Some(arg) = d.args.first() {
@@ -176,10 +207,13 @@ impl<'t> Walker<'_, 't> {
                             arg,
                             proxy_protocol: None,
                             for_mas: for_mas || compat,
+                            needs: needs.to_vec(),
                         });
                     }
                 }
-                _ if d.block.is_some() => self.http_items(d.children(), mas, compat, for_mas),
+                _ if d.block.is_some() => {
+                    self.http_items(d.children(), mas, compat, for_mas, needs);
+                }
                 _ => self.http_other(d),
             }
         }
@@ -215,6 +249,8 @@ impl<'t> Walker<'_, 't> {
                                     arg,
                                     proxy_protocol: pp,
                                     for_mas: pp.is_some_and(|(on, _)| on),
+                                    // A stream server sees no paths.
+                                    needs: Vec::new(),
                                 });
                             }
                         } else {
@@ -231,25 +267,44 @@ impl<'t> Walker<'_, 't> {
 /// Which locations of a server named after public_base's host are MAS's:
 /// every one when public_base has no path; under a path (MAS under a prefix,
 /// say on the homeserver's own host), those under it, and one that holds it
-/// (`location /`) unless another location is under the path.
-struct MasPaths {
+/// (`location /`) unless another location is under the path. And what each
+/// needs: the resources of the paths of MAS (under public_base's path) that
+/// nginx sends to it. A path sent to a location that nginx answers itself
+/// (`alias` for the assets, `return`) needs nothing of MAS.
+struct MasPaths<'t> {
     /// public_base's path with a trailing `/`: `/` or `/auth/`.
     base: String,
     /// Whether a location of the server lies under `base`.
     has_base_location: bool,
+    /// MAS's paths and the location each lands in.
+    landed: Vec<(&'t Directive, Need)>,
 }
 
-impl MasPaths {
-    fn of(plan: &Plan, server: &[Directive]) -> MasPaths {
+impl<'t> MasPaths<'t> {
+    fn of(plan: &Plan, server: &'t [Directive]) -> MasPaths<'t> {
         let path = public_path(plan);
         let base = format!("{}/", path.trim_end_matches('/'));
         let has_base_location = server.iter().any(|d| {
             d.name == "location"
-                && matches!(location_path(&d.args), LocationPath::Literal(p) if p.starts_with(&base))
+                && matches!(location_path(&d.args), LocationPath::Literal { path, .. } if path.starts_with(&base))
         });
+        let landed = AUTH_ROUTES
+            .iter()
+            .filter_map(|(resource, route)| {
+                let path = format!("{base}{}", route.trim_start_matches('/'));
+                match find_location(server, &path) {
+                    Found::At(location) if stays(server, location, &path) => {
+                        Some((location, Need { resource, path }))
+                    }
+                    // Answered by nginx, rewritten, or not known.
+                    Found::At(_) | Found::Nowhere | Found::Unknown => None,
+                }
+            })
+            .collect();
         MasPaths {
             base,
             has_base_location,
+            landed,
         }
     }
 
@@ -259,12 +314,22 @@ impl MasPaths {
             return true;
         }
         match location_path(args) {
-            LocationPath::Literal(p) => {
-                p.starts_with(&self.base) || (self.base.starts_with(p) && !self.has_base_location)
+            LocationPath::Literal { path, .. } => {
+                path.starts_with(&self.base)
+                    || (self.base.starts_with(path) && !self.has_base_location)
             }
-            LocationPath::Regex(r) => r.contains(self.base.trim_matches('/')),
+            LocationPath::Regex { pattern, .. } => pattern.contains(self.base.trim_matches('/')),
             LocationPath::Named => !self.has_base_location,
         }
+    }
+
+    /// What `location` needs of MAS.
+    fn needs_of(&self, location: &Directive) -> Vec<Need> {
+        self.landed
+            .iter()
+            .filter(|(l, _)| std::ptr::eq(*l, location))
+            .map(|(_, need)| need.clone())
+            .collect()
     }
 }
 
@@ -334,10 +399,13 @@ fn check_pass(
         });
         let Some((listener, bind)) = hit else {
             if pass.for_mas {
-                report.problems.push(unmatched(plan, &at, &target));
+                report.problems.push(unmatched(plan, &at, &target, &[]));
             }
             continue;
         };
+        if let Some(problem) = lacking(plan, &at, &target, listener, &pass.needs) {
+            report.problems.push(problem);
+        }
         let sends = pass.proxy_protocol.is_some_and(|(on, _)| on);
         let expects = listener.proxy_protocol;
         let name = listener.label();
@@ -366,42 +434,6 @@ fn check_pass(
                 if sends { "on both sides" } else { "on neither side" }
             )),
         }
-    }
-}
-
-/// The message for a `proxy_pass` meant for MAS that reaches no bind.
-fn unmatched(plan: &Plan, at: &str, target: &Target) -> String {
-    let same_kind = |b: &&Bind| match target {
-        Target::Unix(_) => b.endpoints.iter().any(|e| matches!(e, Endpoint::Unix(_))),
-        Target::Tcp { .. } => b.endpoints.iter().any(|e| !matches!(e, Endpoint::Unix(_))),
-    };
-    let nearest = plan
-        .binds()
-        .find(same_kind)
-        .or_else(|| plan.binds().find(|b| !b.endpoints.is_empty()));
-    let candidates: Vec<String> = plan
-        .binds()
-        .flat_map(|b| b.endpoints.iter())
-        .map(|e| match e {
-            Endpoint::Unix(p) => format!("unix:{}", p.display()),
-            Endpoint::Tcp(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
-            Endpoint::Tcp(a) => a.to_string(),
-            Endpoint::AnyTcp(p) => format!("127.0.0.1:{p}"),
-        })
-        .collect();
-    match nearest {
-        Some(bind) => format!(
-            "{at}: proxy_pass to {target}, which no bind of the config has (the nearest is {} at {}); point it at {}",
-            bind.spec,
-            bind.location,
-            candidates.join(" or ")
-        ),
-        None => format!(
-            "{at}: proxy_pass to {target}, which no bind of the config has, and no bind has an address nginx could use ({} has only `fd:` binds); add a `socket:` or `host:` bind",
-            plan.listeners
-                .first()
-                .map_or_else(|| "the config".to_owned(), |l| l.location.to_string())
-        ),
     }
 }
 
