@@ -25,8 +25,9 @@
 //! of MAS reaches (`= /health`) needs nothing. Paths that nginx answers or
 //! rewrites first, or that a regular expression might take, are left out.
 //! A location of the compatibility endpoints needs `compat`. A stream
-//! server sees no paths and needs nothing. The fix offers the binds of the
-//! listeners that serve what the location needs (`advice`).
+//! server sees no paths and needs nothing. When a `proxy_pass` reaches no
+//! bind, the fix offers the binds of the listeners that serve what its
+//! location needs (`advice`).
 //!
 //! Which module a file is for: a file with `http`, `stream` or `events`
 //! blocks is a whole nginx.conf; otherwise a file whose `server` blocks hold
@@ -399,7 +400,9 @@ fn check_pass(
         });
         let Some((listener, bind)) = hit else {
             if pass.for_mas {
-                report.problems.push(unmatched(plan, &at, &target, &[]));
+                report
+                    .problems
+                    .push(unmatched(plan, &at, &target, &pass.needs));
             }
             continue;
         };

@@ -412,3 +412,27 @@ fn what_a_location_needs_follows_the_paths_nginx_sends_it() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_proxy_pass_that_reaches_no_bind_is_pointed_at_listeners_that_serve_its_location() {
+    let r = report_for(WITH_INTERNAL, &auth_site("http://unix:/run/mas/wrong.sock"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:7: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock"],
+        "{r:?}"
+    );
+    // A TCP port: the nearest is still a bind of a listener that serves it.
+    let r = report_for(WITH_INTERNAL, &auth_site("http://127.0.0.1:8080"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:7: proxy_pass to 127.0.0.1:8080, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock"],
+        "{r:?}"
+    );
+    // Where nothing tells what the location needs, every bind is offered.
+    let r = report_for(WITH_INTERNAL, "stream {\n  server {\n    listen 8443;\n    proxy_protocol on;\n    proxy_pass 127.0.0.1:9999;\n  }\n}\n");
+    assert!(
+        r.problems[0]
+            .ends_with("point it at unix:/run/mas/web.sock or 127.0.0.1:8081 or [::1]:8081"),
+        "{r:?}"
+    );
+}
