@@ -308,6 +308,91 @@ fn check_nginx_names_locations_sent_to_a_listener_without_their_resources() {
     );
 }
 
+/// Debian's nginx.conf, as the package installs it, with the parts that
+/// would touch the host (pid file, logs, the default site on port 80) moved
+/// into `dir`, and `extra` added at its end.
+fn debian_nginx_conf(dir: &NginxDir, extra: &str) -> std::path::PathBuf {
+    let stock =
+        fs::read_to_string("/etc/nginx/nginx.conf").expect("Debian's /etc/nginx/nginx.conf");
+    // What the instructions rely on: the package's nginx.conf loads the
+    // modules of modules-enabled/ and has no stream block of its own.
+    assert!(
+        stock.contains("include /etc/nginx/modules-enabled/*.conf;"),
+        "{stock}"
+    );
+    assert!(
+        !stock.lines().any(|l| l.trim_start().starts_with("stream")),
+        "{stock}"
+    );
+    let p = dir.path().display();
+    let conf: String = stock
+        .lines()
+        .filter(|l| {
+            !l.contains("include /etc/nginx/sites-enabled/")
+                && !l.contains("include /etc/nginx/conf.d/")
+        })
+        .map(|l| match l.split_whitespace().next() {
+            Some("pid") => format!("pid {p}/nginx.pid;\n"),
+            Some("error_log") => format!("error_log {p}/error.log;\n"),
+            Some("access_log") => format!("access_log {p}/access.log;\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    dir.dir.write("nginx.conf", &format!("{conf}{extra}\n"))
+}
+
+/// A listener that expects the PROXY protocol gets a stream configuration,
+/// and what it says to do with it works on Debian's nginx as installed:
+/// libnginx-mod-stream loads the module through modules-enabled/, and the
+/// `stream { include ...; }` line that the file's comment and the command's
+/// `next:` give, added at the end of nginx.conf, makes `nginx -t` pass.
+#[test]
+fn stream_configuration_says_how_debian_nginx_includes_it() {
+    let out_dir = TempDir::new("stream-out");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo())
+        .args([
+            "generate-nginx",
+            "--config",
+            "tests/configs/nginx-proxy.yaml",
+        ])
+        .args(["--server-name", "auth.example.com", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--output-dir")
+        .arg(out_dir.path());
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    let written = out_dir.path().join("mas-stream.conf");
+    let text = fs::read_to_string(&written).expect("the stream configuration");
+    assert!(!text.contains("streams-enabled"), "{text}");
+    let comment = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#     stream { include "))
+        .unwrap_or_else(|| panic!("no `stream {{ include ...; }}` line in\n{text}"));
+    assert_eq!(comment, "/etc/nginx/mas-stream.conf; }", "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let next = format!("stream {{ include {}; }}", written.display());
+    assert!(
+        stdout.contains(&format!("next: add `{next}` at the end of nginx.conf")),
+        "{}",
+        explain(&cmd, &out)
+    );
+    // The comment's line, with the file where this test put it, and the
+    // command's line as it is.
+    let dir = NginxDir::new("debian-stream");
+    // modules-enabled/ loads `modules/ngx_stream_module.so`, relative to
+    // the prefix: Debian's is /usr/share/nginx, whose modules/ is
+    // /usr/lib/nginx/modules; here the prefix is the test's directory.
+    std::os::unix::fs::symlink("/usr/lib/nginx/modules", dir.path().join("modules"))
+        .expect("a modules link in the prefix");
+    let site = dir.dir.write("mas-stream.conf", &text);
+    let from_comment = format!("stream {{ include {}; }}", site.display());
+    for extra in [&from_comment, &next] {
+        let conf = debian_nginx_conf(&dir, extra);
+        dir.test(&conf, None);
+    }
+}
+
 /// Refusals through the command line: one line, exit 2, the fix named.
 #[test]
 fn generate_nginx_refuses_with_one_line_and_exit_2() {
