@@ -393,6 +393,67 @@ fn stream_configuration_says_how_debian_nginx_includes_it() {
     }
 }
 
+/// The commands of the README's code blocks, continuation lines joined,
+/// without a `$ ` prompt.
+fn readme_commands() -> Vec<String> {
+    let readme = fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let mut commands = Vec::new();
+    let mut in_block = false;
+    let mut pending = String::new();
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let line = line.strip_prefix("$ ").unwrap_or(line).trim();
+        match line.strip_suffix('\\') {
+            Some(part) => pending.push_str(part),
+            None => {
+                pending.push_str(line);
+                commands.push(std::mem::take(&mut pending));
+            }
+        }
+    }
+    commands
+}
+
+/// `examples/reverse-proxy.yaml` has no `assets` resource: the README
+/// shows the generate-nginx command that works on it, with `--assets-dir`,
+/// and without it the command refuses, naming the option.
+#[test]
+fn readme_shows_the_generate_nginx_command_for_the_example() {
+    let command = readme_commands()
+        .into_iter()
+        .find(|c| c.starts_with("mas-sockets generate-nginx --config examples/reverse-proxy.yaml"))
+        .expect("the README shows generate-nginx for examples/reverse-proxy.yaml");
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    assert!(args.contains(&"--assets-dir"), "{command}");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo()).args(&args);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("### mas.conf\n"),
+        "{}",
+        explain(&cmd, &out)
+    );
+    let i = args.iter().position(|a| *a == "--assets-dir").unwrap();
+    let without: Vec<&str> = args[..i].iter().chain(&args[i + 2..]).copied().collect();
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo()).args(&without);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("or give --assets-dir so that nginx serves the assets"),
+        "{}",
+        explain(&cmd, &out)
+    );
+}
+
 /// Refusals through the command line: one line, exit 2, the fix named.
 #[test]
 fn generate_nginx_refuses_with_one_line_and_exit_2() {
