@@ -116,7 +116,12 @@ pub struct CheckArgs {
     pub nginx: Vec<PathBuf>,
 }
 
+// The usage line is written out: the parser's own, after a missing argument,
+// would list every option given so far as if it were required.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "mas-sockets generate-nginx --server-name <NAME> [--config <PATH>]... [--matrix-server-name <NAME> --homeserver <URL>] [OPTIONS]"
+)]
 pub struct GenerateNginxArgs {
     #[command(flatten)]
     pub config: ConfigArgs,

@@ -492,17 +492,29 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
         assert_eq!(stderr.lines().count(), 1, "{}", explain(&cmd, &out));
         assert!(stderr.contains(want), "{}", explain(&cmd, &out));
     }
-    // --matrix-server-name needs --homeserver: a usage error from the parser.
-    let mut cmd = Command::new(mas_sockets());
-    cmd.args([
-        "generate-nginx",
-        "--server-name",
-        "a.example",
-        "--matrix-server-name",
-        "m.example",
-    ]);
-    let out = run(&mut cmd);
-    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    // --matrix-server-name needs --homeserver: a usage error from the parser,
+    // whose usage line shows what is required and what is not, whatever
+    // else was given.
+    for config in [&[][..], &["--config", "examples/default.yaml"][..]] {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.current_dir(repo())
+            .arg("generate-nginx")
+            .args(config)
+            .args([
+                "--server-name",
+                "a.example",
+                "--matrix-server-name",
+                "m.example",
+            ]);
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("error: the following required arguments were not provided:\n  --homeserver <URL>\n\nUsage: mas-sockets generate-nginx --server-name <NAME> [--config <PATH>]... [--matrix-server-name <NAME> --homeserver <URL>] [OPTIONS]\n"),
+            "{}",
+            explain(&cmd, &out)
+        );
+    }
 }
 
 /// Whether process `pid`, a child of this test process, has exited; reaps it.
