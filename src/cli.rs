@@ -110,8 +110,9 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Also check an nginx file (a site, a stream configuration, or a whole
-    /// nginx.conf) against the config: PROXY protocol on one side only, and
-    /// proxy_pass to a socket or port that no bind has. Repeatable.
+    /// nginx.conf) against the config: PROXY protocol on one side only,
+    /// proxy_pass to a socket or port that no bind has, and proxy_pass to a
+    /// listener without the resources its location needs. Repeatable.
     #[arg(long = "nginx", value_name = "SITE")]
     pub nginx: Vec<PathBuf>,
 }
