@@ -110,13 +110,19 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Also check an nginx file (a site, a stream configuration, or a whole
-    /// nginx.conf) against the config: PROXY protocol on one side only, and
-    /// proxy_pass to a socket or port that no bind has. Repeatable.
+    /// nginx.conf) against the config: PROXY protocol on one side only,
+    /// proxy_pass to a socket or port that no bind has, and proxy_pass to a
+    /// listener without the resources its location needs. Repeatable.
     #[arg(long = "nginx", value_name = "SITE")]
     pub nginx: Vec<PathBuf>,
 }
 
+// The usage line is written out: the parser's own, after a missing argument,
+// would list every option given so far as if it were required.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "mas-sockets generate-nginx --server-name <NAME> [--config <PATH>]... [--matrix-server-name <NAME> --homeserver <URL>] [OPTIONS]"
+)]
 pub struct GenerateNginxArgs {
     #[command(flatten)]
     pub config: ConfigArgs,

@@ -237,6 +237,223 @@ fn check_nginx_names_both_lines_of_a_proxy_protocol_mismatch() {
     );
 }
 
+/// The generated site for the reference deployment, edited by hand: the
+/// auth host's `location /` and the Matrix host's compatibility endpoints
+/// sent to the listener for health checks, which serves nothing they need
+/// (MAS would answer 404 to all of it), or to a socket that no bind has.
+/// Each is one line naming the site's line and the listener, and the fix
+/// names only the bind of the listener that serves them.
+#[test]
+fn check_nginx_names_locations_sent_to_a_listener_without_their_resources() {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo()).args([
+        "generate-nginx",
+        "--config",
+        "tests/configs/nginx-unix.yaml",
+        "--server-name",
+        "auth.example.com",
+        "--socket-group",
+        "www-data",
+        "--assets-dir",
+        "/usr/share/mas/assets",
+        "--matrix-server-name",
+        "matrix.example.com",
+        "--homeserver",
+        "http://localhost:8008",
+    ]);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    let generated = String::from_utf8_lossy(&out.stdout);
+    let site = generated.split_once('\n').unwrap().1;
+    let dir = TempDir::new("check-resources");
+    let check = |name: &str, text: &str| {
+        let path = dir.write(name, text);
+        let mut cmd = Command::new(mas_sockets());
+        cmd.current_dir(repo())
+            .args([
+                "check",
+                "--config",
+                "tests/configs/nginx-unix.yaml",
+                "--nginx",
+            ])
+            .arg(&path);
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(1), "{}", explain(&cmd, &out));
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR")
+    };
+    let to_internal = site
+        .replacen(
+            "proxy_pass http://mas_web;",
+            "proxy_pass http://127.0.0.1:8081;",
+            1,
+        )
+        .replacen(
+            "proxy_pass http://mas_web;",
+            "proxy_pass http://127.0.0.1:8081$request_uri;",
+            1,
+        );
+    assert_eq!(
+        check("internal.conf", &to_internal),
+        "mas-sockets: DIR/internal.conf:32: proxy_pass to 127.0.0.1:8081 reaches listener internal (tests/configs/nginx-unix.yaml:14:7: http.listeners[1]), which does not serve `discovery`, `human`, `oauth`, `graphql`, which paths of this location need (/.well-known/openid-configuration, /login, /oauth2/token, /graphql), so MAS answers 404 to them; point it at unix:/run/mas/web.sock\n\
+         mas-sockets: DIR/internal.conf:49: proxy_pass to 127.0.0.1:8081 reaches listener internal (tests/configs/nginx-unix.yaml:14:7: http.listeners[1]), which does not serve `compat`, which paths of this location need (/_matrix/client/v3/login), so MAS answers 404 to them; point it at unix:/run/mas/web.sock\n"
+    );
+    let to_nowhere = site.replacen(
+        "proxy_pass http://mas_web;",
+        "proxy_pass http://unix:/run/mas/wrong.sock;",
+        1,
+    );
+    assert_eq!(
+        check("nowhere.conf", &to_nowhere),
+        "mas-sockets: DIR/nowhere.conf:32: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at tests/configs/nginx-unix.yaml:13:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock\n"
+    );
+}
+
+/// Debian's nginx.conf, as the package installs it, with the parts that
+/// would touch the host (pid file, logs, the default site on port 80) moved
+/// into `dir`, and `extra` added at its end.
+fn debian_nginx_conf(dir: &NginxDir, extra: &str) -> std::path::PathBuf {
+    let stock =
+        fs::read_to_string("/etc/nginx/nginx.conf").expect("Debian's /etc/nginx/nginx.conf");
+    // What the instructions rely on: the package's nginx.conf loads the
+    // modules of modules-enabled/ and has no stream block of its own.
+    assert!(
+        stock.contains("include /etc/nginx/modules-enabled/*.conf;"),
+        "{stock}"
+    );
+    assert!(
+        !stock.lines().any(|l| l.trim_start().starts_with("stream")),
+        "{stock}"
+    );
+    let p = dir.path().display();
+    let conf: String = stock
+        .lines()
+        .filter(|l| {
+            !l.contains("include /etc/nginx/sites-enabled/")
+                && !l.contains("include /etc/nginx/conf.d/")
+        })
+        .map(|l| match l.split_whitespace().next() {
+            Some("pid") => format!("pid {p}/nginx.pid;\n"),
+            Some("error_log") => format!("error_log {p}/error.log;\n"),
+            Some("access_log") => format!("access_log {p}/access.log;\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    dir.dir.write("nginx.conf", &format!("{conf}{extra}\n"))
+}
+
+/// A listener that expects the PROXY protocol gets a stream configuration,
+/// and what it says to do with it works on Debian's nginx as installed:
+/// libnginx-mod-stream loads the module through modules-enabled/, and the
+/// `stream { include ...; }` line that the file's comment and the command's
+/// `next:` give, added at the end of nginx.conf, makes `nginx -t` pass.
+#[test]
+fn stream_configuration_says_how_debian_nginx_includes_it() {
+    let out_dir = TempDir::new("stream-out");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo())
+        .args([
+            "generate-nginx",
+            "--config",
+            "tests/configs/nginx-proxy.yaml",
+        ])
+        .args(["--server-name", "auth.example.com", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--output-dir")
+        .arg(out_dir.path());
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    let written = out_dir.path().join("mas-stream.conf");
+    let text = fs::read_to_string(&written).expect("the stream configuration");
+    assert!(!text.contains("streams-enabled"), "{text}");
+    let comment = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#     stream { include "))
+        .unwrap_or_else(|| panic!("no `stream {{ include ...; }}` line in\n{text}"));
+    assert_eq!(comment, "/etc/nginx/mas-stream.conf; }", "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let next = format!("stream {{ include {}; }}", written.display());
+    assert!(
+        stdout.contains(&format!("next: add `{next}` at the end of nginx.conf")),
+        "{}",
+        explain(&cmd, &out)
+    );
+    // The comment's line, with the file where this test put it, and the
+    // command's line as it is.
+    let dir = NginxDir::new("debian-stream");
+    // modules-enabled/ loads `modules/ngx_stream_module.so`, relative to
+    // the prefix: Debian's is /usr/share/nginx, whose modules/ is
+    // /usr/lib/nginx/modules; here the prefix is the test's directory.
+    std::os::unix::fs::symlink("/usr/lib/nginx/modules", dir.path().join("modules"))
+        .expect("a modules link in the prefix");
+    let site = dir.dir.write("mas-stream.conf", &text);
+    let from_comment = format!("stream {{ include {}; }}", site.display());
+    for extra in [&from_comment, &next] {
+        let conf = debian_nginx_conf(&dir, extra);
+        dir.test(&conf, None);
+    }
+}
+
+/// The commands of the README's code blocks, continuation lines joined,
+/// without a `$ ` prompt.
+fn readme_commands() -> Vec<String> {
+    let readme = fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let mut commands = Vec::new();
+    let mut in_block = false;
+    let mut pending = String::new();
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let line = line.strip_prefix("$ ").unwrap_or(line).trim();
+        match line.strip_suffix('\\') {
+            Some(part) => pending.push_str(part),
+            None => {
+                pending.push_str(line);
+                commands.push(std::mem::take(&mut pending));
+            }
+        }
+    }
+    commands
+}
+
+/// `examples/reverse-proxy.yaml` has no `assets` resource: the README
+/// shows the generate-nginx command that works on it, with `--assets-dir`,
+/// and without it the command refuses, naming the option.
+#[test]
+fn readme_shows_the_generate_nginx_command_for_the_example() {
+    let command = readme_commands()
+        .into_iter()
+        .find(|c| c.starts_with("mas-sockets generate-nginx --config examples/reverse-proxy.yaml"))
+        .expect("the README shows generate-nginx for examples/reverse-proxy.yaml");
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    assert!(args.contains(&"--assets-dir"), "{command}");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo()).args(&args);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("### mas.conf\n"),
+        "{}",
+        explain(&cmd, &out)
+    );
+    let i = args.iter().position(|a| *a == "--assets-dir").unwrap();
+    let without: Vec<&str> = args[..i].iter().chain(&args[i + 2..]).copied().collect();
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo()).args(&without);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("or give --assets-dir so that nginx serves the assets"),
+        "{}",
+        explain(&cmd, &out)
+    );
+}
+
 /// Refusals through the command line: one line, exit 2, the fix named.
 #[test]
 fn generate_nginx_refuses_with_one_line_and_exit_2() {
@@ -275,17 +492,29 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
         assert_eq!(stderr.lines().count(), 1, "{}", explain(&cmd, &out));
         assert!(stderr.contains(want), "{}", explain(&cmd, &out));
     }
-    // --matrix-server-name needs --homeserver: a usage error from the parser.
-    let mut cmd = Command::new(mas_sockets());
-    cmd.args([
-        "generate-nginx",
-        "--server-name",
-        "a.example",
-        "--matrix-server-name",
-        "m.example",
-    ]);
-    let out = run(&mut cmd);
-    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    // --matrix-server-name needs --homeserver: a usage error from the parser,
+    // whose usage line shows what is required and what is not, whatever
+    // else was given.
+    for config in [&[][..], &["--config", "examples/default.yaml"][..]] {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.current_dir(repo())
+            .arg("generate-nginx")
+            .args(config)
+            .args([
+                "--server-name",
+                "a.example",
+                "--matrix-server-name",
+                "m.example",
+            ]);
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("error: the following required arguments were not provided:\n  --homeserver <URL>\n\nUsage: mas-sockets generate-nginx --server-name <NAME> [--config <PATH>]... [--matrix-server-name <NAME> --homeserver <URL>] [OPTIONS]\n"),
+            "{}",
+            explain(&cmd, &out)
+        );
+    }
 }
 
 /// Whether process `pid`, a child of this test process, has exited; reaps it.

@@ -16,7 +16,7 @@ use crate::util::deploy::{boot, install_units_with, stage, STAGE};
 use crate::util::load::{Load, LoadSpec, Target};
 use crate::util::nginx::{Certs, Client, Nginx, NginxDir};
 use crate::util::systemd::Systemd;
-use crate::util::{explain, free_port, get_tcp, mas_sockets, run, Homeserver, TempDir};
+use crate::util::{explain, free_port, get_tcp, mas_sockets, run, wait_until, Homeserver, TempDir};
 
 const AUTH: &str = "auth.mas.test";
 const MATRIX: &str = "matrix.mas.test";
@@ -198,14 +198,37 @@ fn unix_socket_site_with_tls_routes_every_path() {
     );
     let (ngx, nginx) = d.nginx(&name, &site, port);
 
-    for worker in nginx.workers() {
-        let status = fs::read_to_string(format!("/proc/{worker}/status")).unwrap();
-        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-        assert!(
-            uid.split_whitespace().nth(1) == Some("33"),
-            "worker {worker}: {uid}"
-        );
-    }
+    // A worker is root for a moment after the master forks it, until it
+    // switches to nginx.conf's `user`: wait for that, then it must be 33.
+    let uids = || -> Vec<(u32, String)> {
+        nginx
+            .workers()
+            .into_iter()
+            .map(|worker| {
+                let status =
+                    fs::read_to_string(format!("/proc/{worker}/status")).unwrap_or_default();
+                let uid = status
+                    .lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .unwrap_or("Uid: gone");
+                (
+                    worker,
+                    uid.split_whitespace().nth(1).unwrap_or("?").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let switched = |uids: &[(u32, String)]| !uids.is_empty() && uids.iter().all(|(_, u)| u != "0");
+    wait_until(
+        "nginx's workers to leave root",
+        Duration::from_secs(20),
+        || switched(&uids()),
+    );
+    let uids = uids();
+    assert!(
+        uids.iter().all(|(_, uid)| uid == "33"),
+        "workers and their uids: {uids:?}"
+    );
     let client = d.client(port);
     let pid = d.mas_pid(&client);
     for (path, resource) in AUTH_PATHS {

@@ -79,8 +79,14 @@ pub fn run(args: GenerateNginxArgs) -> anyhow::Result<ExitCode> {
                     });
                 }
                 let next = match file.context {
-                    Context::Http => "include it in nginx's `http { }` (Debian: link it into /etc/nginx/sites-enabled/)",
-                    Context::Stream => "include it in a `stream { }` block in the main context of nginx.conf (Debian: install libnginx-mod-stream)",
+                    Context::Http => "include it in nginx's `http { }` (Debian: link it into /etc/nginx/sites-enabled/)".to_owned(),
+                    // Debian's nginx.conf has no stream block, nor a directory
+                    // that one includes; its modules-enabled/ only loads the
+                    // module (libnginx-mod-stream).
+                    Context::Stream => format!(
+                        "add `stream {{ include {}; }}` at the end of nginx.conf, outside `http {{ }}` (Debian: apt-get install libnginx-mod-stream, which loads the module)",
+                        std::path::absolute(&path).unwrap_or_else(|_| path.clone()).display()
+                    ),
                 };
                 super::print_stdout(&format!(
                     "wrote {}\nnext: {next}, then nginx -t && systemctl reload nginx\n",

@@ -15,20 +15,43 @@
 //! `logout` or `refresh`), or in a stream server that sends the PROXY
 //! protocol. Others (the homeserver, anything else) are left alone.
 //!
+//! A `proxy_pass` meant for MAS must also reach a listener that serves
+//! what its location needs, or MAS answers 404 there. On the auth host
+//! that is the resources of MAS's paths (under public_base's path, listed
+//! in `nginx::routes`) that nginx sends to the location, found as nginx
+//! finds locations (`locations`): `location /` needs `discovery`, `human`,
+//! `oauth`, `graphql` and, unless a location of its own serves `/assets/`,
+//! `assets`; `location /graphql` only `graphql`; a location that no path
+//! of MAS reaches (`= /health`) needs nothing. Paths that nginx answers or
+//! rewrites first, or that a regular expression might take, are left out.
+//! A location of the compatibility endpoints needs `compat`. A stream
+//! server sees no paths and needs nothing. When a `proxy_pass` reaches no
+//! bind, the fix offers the binds of the listeners that serve what its
+//! location needs (`advice`).
+//!
 //! Which module a file is for: a file with `http`, `stream` or `events`
 //! blocks is a whole nginx.conf; otherwise a file whose `server` blocks hold
 //! `proxy_pass` directly is stream configuration, else a site. `include` is
-//! not followed, and a `proxy_pass` whose socket is written with variables
-//! cannot be resolved (variables in its URI do not matter): both are said in
-//! a warning. Host names other than `localhost` are resolved with
-//! the resolver the config uses.
+//! not followed, and a `proxy_pass` whose host, port or socket path is
+//! written with variables cannot be resolved: both are said in a warning.
+//! Variables after a literal host and port are the URI's
+//! (`http://127.0.0.1:8080$request_uri`) and leave the socket known. Host
+//! names other than `localhost` are resolved with the resolver the config
+//! uses.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use self::advice::{lacking, unmatched, Need};
+use self::locations::{find_location, location_path, stays, Found, LocationPath};
+use self::targets::{reaches, targets_of};
+use super::routes::{AUTH_ROUTES, COMPAT_SAMPLE};
 use super::syntax::Directive;
-use crate::config::plan::{same_path, Resolver};
-use crate::config::{Bind, Endpoint, Listener, Plan};
+use crate::config::plan::Resolver;
+use crate::config::{Bind, Listener, Plan};
+
+mod advice;
+mod locations;
+mod targets;
 
 /// What the comparison found.
 #[derive(Debug, Default)]
@@ -48,23 +71,6 @@ enum Module {
     Stream,
 }
 
-/// A socket nginx is told to connect to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
-    Unix(PathBuf),
-    Tcp { host: String, port: u16 },
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Unix(p) => write!(f, "unix:{}", p.display()),
-            Target::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
-            Target::Tcp { host, port } => write!(f, "{host}:{port}"),
-        }
-    }
-}
-
 /// One `proxy_pass` and what decides whether it must reach MAS.
 struct Pass<'a> {
     module: Module,
@@ -74,6 +80,8 @@ struct Pass<'a> {
     proxy_protocol: Option<(bool, usize)>,
     /// Whether it is meant for MAS even when it reaches no bind.
     for_mas: bool,
+    /// What its location needs from the listener it reaches.
+    needs: Vec<Need>,
 }
 
 /// Compares `tree`, read from `site`, with `plan`.
@@ -151,7 +159,7 @@ impl<'t> Walker<'_, 't> {
                                 .any(|n| host.as_deref().is_some_and(|h| n.eq_ignore_ascii_case(h)))
                     });
                     let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
-                    self.http_items(d.children(), mas.as_ref(), false, false);
+                    self.http_items(d.children(), mas.as_ref(), false, false, &[]);
                 }
                 _ => self.http_other(d),
             }
@@ -160,13 +168,15 @@ impl<'t> Walker<'_, 't> {
 
     /// Directives inside an http server, location, `if` or `limit_except`.
     /// `mas` is set in a server named after public_base's host; `for_mas`
-    /// says whether the enclosing location is one of MAS's there.
+    /// says whether the enclosing location is one of MAS's there, and
+    /// `needs` what it needs from the listener it reaches.
     fn http_items(
         &mut self,
         items: &'t [Directive],
-        mas: Option<&MasPaths>,
+        mas: Option<&MasPaths<'t>>,
         compat: bool,
         for_mas: bool,
+        needs: &[Need],
     ) {
         for d in items {
             match d.name.as_str() {
@@ -178,7 +188,17 @@ impl<'t> Walker<'_, 't> {
                                 .iter()
                                 .any(|e| path.contains(e)));
                     let for_mas_here = mas.is_some_and(|m| m.holds(&d.args));
-                    self.http_items(d.children(), mas, compat_here, for_mas_here);
+                    let mut needs_here: Vec<Need> = match mas {
+                        Some(m) if for_mas_here => m.needs_of(d),
+                        _ => Vec::new(),
+                    };
+                    if compat_here {
+                        needs_here.push(Need {
+                            resource: "compat",
+                            path: COMPAT_SAMPLE.to_owned(),
+                        });
+                    }
+                    self.http_items(d.children(), mas, compat_here, for_mas_here, &needs_here);
                 }
                 "proxy_pass" => {
                     if let Some(arg) = d.args.first() {
@@ -188,10 +208,13 @@ impl<'t> Walker<'_, 't> {
                             arg,
                             proxy_protocol: None,
                             for_mas: for_mas || compat,
+                            needs: needs.to_vec(),
                         });
                     }
                 }
-                _ if d.block.is_some() => self.http_items(d.children(), mas, compat, for_mas),
+                _ if d.block.is_some() => {
+                    self.http_items(d.children(), mas, compat, for_mas, needs);
+                }
                 _ => self.http_other(d),
             }
         }
@@ -227,6 +250,8 @@ impl<'t> Walker<'_, 't> {
                                     arg,
                                     proxy_protocol: pp,
                                     for_mas: pp.is_some_and(|(on, _)| on),
+                                    // A stream server sees no paths.
+                                    needs: Vec::new(),
                                 });
                             }
                         } else {
@@ -243,25 +268,44 @@ impl<'t> Walker<'_, 't> {
 /// Which locations of a server named after public_base's host are MAS's:
 /// every one when public_base has no path; under a path (MAS under a prefix,
 /// say on the homeserver's own host), those under it, and one that holds it
-/// (`location /`) unless another location is under the path.
-struct MasPaths {
+/// (`location /`) unless another location is under the path. And what each
+/// needs: the resources of the paths of MAS (under public_base's path) that
+/// nginx sends to it. A path sent to a location that nginx answers itself
+/// (`alias` for the assets, `return`) needs nothing of MAS.
+struct MasPaths<'t> {
     /// public_base's path with a trailing `/`: `/` or `/auth/`.
     base: String,
     /// Whether a location of the server lies under `base`.
     has_base_location: bool,
+    /// MAS's paths and the location each lands in.
+    landed: Vec<(&'t Directive, Need)>,
 }
 
-impl MasPaths {
-    fn of(plan: &Plan, server: &[Directive]) -> MasPaths {
+impl<'t> MasPaths<'t> {
+    fn of(plan: &Plan, server: &'t [Directive]) -> MasPaths<'t> {
         let path = public_path(plan);
         let base = format!("{}/", path.trim_end_matches('/'));
         let has_base_location = server.iter().any(|d| {
             d.name == "location"
-                && matches!(location_path(&d.args), LocationPath::Literal(p) if p.starts_with(&base))
+                && matches!(location_path(&d.args), LocationPath::Literal { path, .. } if path.starts_with(&base))
         });
+        let landed = AUTH_ROUTES
+            .iter()
+            .filter_map(|(resource, route)| {
+                let path = format!("{base}{}", route.trim_start_matches('/'));
+                match find_location(server, &path) {
+                    Found::At(location) if stays(server, location, &path) => {
+                        Some((location, Need { resource, path }))
+                    }
+                    // Answered by nginx, rewritten, or not known.
+                    Found::At(_) | Found::Nowhere | Found::Unknown => None,
+                }
+            })
+            .collect();
         MasPaths {
             base,
             has_base_location,
+            landed,
         }
     }
 
@@ -271,52 +315,22 @@ impl MasPaths {
             return true;
         }
         match location_path(args) {
-            LocationPath::Literal(p) => {
-                p.starts_with(&self.base) || (self.base.starts_with(p) && !self.has_base_location)
+            LocationPath::Literal { path, .. } => {
+                path.starts_with(&self.base)
+                    || (self.base.starts_with(path) && !self.has_base_location)
             }
-            LocationPath::Regex(r) => r.contains(self.base.trim_matches('/')),
+            LocationPath::Regex { pattern, .. } => pattern.contains(self.base.trim_matches('/')),
             LocationPath::Named => !self.has_base_location,
         }
     }
-}
 
-/// What a `location` matches.
-enum LocationPath<'a> {
-    /// A prefix or an exact path (`/auth/`, `^~ /auth/`, `= /auth`).
-    Literal(&'a str),
-    /// A regular expression (`~`, `~*`).
-    Regex(&'a str),
-    /// `@name`, reached only from within nginx.
-    Named,
-}
-
-/// The path of a `location`, as nginx reads its modifiers, which may be
-/// separate words or written onto the path (`=/x`).
-fn location_path(args: &[String]) -> LocationPath<'_> {
-    let (modifier, path) = match args {
-        [m, path, ..] if matches!(m.as_str(), "=" | "^~" | "~" | "~*") => {
-            (m.as_str(), path.as_str())
-        }
-        [one, ..] => {
-            let one = one.as_str();
-            if let Some(p) = one.strip_prefix("^~") {
-                ("^~", p)
-            } else if let Some(p) = one.strip_prefix("~*") {
-                ("~*", p)
-            } else if let Some(p) = one.strip_prefix('~') {
-                ("~", p)
-            } else if let Some(p) = one.strip_prefix('=') {
-                ("=", p)
-            } else {
-                ("", one)
-            }
-        }
-        [] => ("", ""),
-    };
-    match modifier {
-        "~" | "~*" => LocationPath::Regex(path),
-        _ if path.starts_with('@') => LocationPath::Named,
-        _ => LocationPath::Literal(path),
+    /// What `location` needs of MAS.
+    fn needs_of(&self, location: &Directive) -> Vec<Need> {
+        self.landed
+            .iter()
+            .filter(|(l, _)| std::ptr::eq(*l, location))
+            .map(|(_, need)| need.clone())
+            .collect()
     }
 }
 
@@ -354,138 +368,6 @@ fn public_host(plan: &Plan) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
-/// The sockets of a `proxy_pass` argument: through an upstream block, or as
-/// written. `Err` with a reason when it cannot be resolved.
-fn targets_of(
-    pass: &Pass,
-    upstreams: &[(Module, &str, &Directive)],
-    resolver: &dyn Resolver,
-) -> Result<Vec<(Target, usize)>, String> {
-    let variables = || Err("it uses variables, which only nginx can resolve at run time".into());
-    let (rest, default_port) = match pass.module {
-        Module::Http => {
-            if let Some(rest) = pass.arg.strip_prefix("http://") {
-                (rest, Some(80))
-            } else if let Some(rest) = pass.arg.strip_prefix("https://") {
-                (rest, Some(443))
-            } else {
-                return Err("it is not an http:// or https:// URL".into());
-            }
-        }
-        Module::Stream => (pass.arg, None),
-    };
-    // Variables in the URI (`http://up/auth$request_uri`) leave the socket
-    // known; in the socket itself, only nginx can resolve them.
-    if let Some(path) = rest.strip_prefix("unix:") {
-        // http://unix:/path:/uri; in stream the whole rest is the path.
-        let path = match pass.module {
-            Module::Http => path.split(':').next().unwrap_or(path),
-            Module::Stream => path,
-        };
-        if path.contains('$') {
-            return variables();
-        }
-        return Ok(vec![(Target::Unix(PathBuf::from(path)), pass.line)]);
-    }
-    let authority = match pass.module {
-        Module::Http => rest.split('/').next().unwrap_or(rest),
-        Module::Stream => rest,
-    };
-    if authority.contains('$') {
-        return variables();
-    }
-    // nginx finds upstream blocks by name whatever its case.
-    if let Some((_, _, up)) = upstreams
-        .iter()
-        .find(|(m, name, _)| *m == pass.module && name.eq_ignore_ascii_case(authority))
-    {
-        let mut found = Vec::new();
-        for server in up.children().iter().filter(|d| d.name == "server") {
-            let Some(addr) = server.args.first() else {
-                continue;
-            };
-            if let Some(path) = addr.strip_prefix("unix:") {
-                found.push((Target::Unix(PathBuf::from(path)), server.line));
-            } else if let Some(t) = parse_host_port(addr, default_port.or(Some(80))) {
-                found.push((t, server.line));
-            }
-        }
-        return Ok(found);
-    }
-    let target = parse_host_port(authority, default_port).ok_or_else(|| {
-        format!("`{authority}` is neither host:port nor an upstream block of the file")
-    })?;
-    if let Target::Tcp { host, port } = &target {
-        // Most likely the name of an upstream block in another file (say,
-        // conf.d/): its servers are not known here.
-        if addresses(host, *port, resolver).is_empty() {
-            return Err(format!(
-                "`{host}` is no upstream block of this file and no host name this machine resolves (upstream blocks of other files are not read)"
-            ));
-        }
-    }
-    Ok(vec![(target, pass.line)])
-}
-
-/// `host`, `host:port`, `[v6]:port`; `None` without a port and no default.
-fn parse_host_port(text: &str, default_port: Option<u16>) -> Option<Target> {
-    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
-        let (host, rest) = v6.split_once(']')?;
-        (host, rest.strip_prefix(':'))
-    } else {
-        match text.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default_port?,
-    };
-    (!host.is_empty()).then(|| Target::Tcp {
-        host: host.to_owned(),
-        port,
-    })
-}
-
-/// The addresses a TCP target stands for.
-fn addresses(host: &str, port: u16, resolver: &dyn Resolver) -> Vec<SocketAddr> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return vec![SocketAddr::new(ip, port)];
-    }
-    if host.eq_ignore_ascii_case("localhost") {
-        return vec![
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
-        ];
-    }
-    resolver.resolve(host, port).unwrap_or_default()
-}
-
-/// Whether connecting to `target` reaches a socket of `bind`.
-fn reaches(target: &Target, bind: &Bind, resolver: &dyn Resolver) -> bool {
-    match target {
-        Target::Unix(path) => bind
-            .endpoints
-            .iter()
-            .any(|e| matches!(e, Endpoint::Unix(p) if same_path(p, path))),
-        Target::Tcp { host, port } => {
-            let addrs = addresses(host, *port, resolver);
-            bind.endpoints.iter().any(|e| match e {
-                // `[::]` is dual stack (the kernel's default); `0.0.0.0`
-                // holds the IPv4 addresses of its port.
-                Endpoint::Tcp(a) if a.ip().is_unspecified() => {
-                    a.port() == *port && addrs.iter().any(|t| a.is_ipv6() || t.is_ipv4())
-                }
-                Endpoint::Tcp(a) => addrs.contains(a),
-                // A bind on every address holds every local address of its port.
-                Endpoint::AnyTcp(p) => *p == *port && !addrs.is_empty(),
-                Endpoint::Unix(_) => false,
-            })
-        }
-    }
-}
-
 fn check_pass(
     plan: &Plan,
     site: &str,
@@ -518,10 +400,15 @@ fn check_pass(
         });
         let Some((listener, bind)) = hit else {
             if pass.for_mas {
-                report.problems.push(unmatched(plan, &at, &target));
+                report
+                    .problems
+                    .push(unmatched(plan, &at, &target, &pass.needs));
             }
             continue;
         };
+        if let Some(problem) = lacking(plan, &at, &target, listener, &pass.needs) {
+            report.problems.push(problem);
+        }
         let sends = pass.proxy_protocol.is_some_and(|(on, _)| on);
         let expects = listener.proxy_protocol;
         let name = listener.label();
@@ -550,42 +437,6 @@ fn check_pass(
                 if sends { "on both sides" } else { "on neither side" }
             )),
         }
-    }
-}
-
-/// The message for a `proxy_pass` meant for MAS that reaches no bind.
-fn unmatched(plan: &Plan, at: &str, target: &Target) -> String {
-    let same_kind = |b: &&Bind| match target {
-        Target::Unix(_) => b.endpoints.iter().any(|e| matches!(e, Endpoint::Unix(_))),
-        Target::Tcp { .. } => b.endpoints.iter().any(|e| !matches!(e, Endpoint::Unix(_))),
-    };
-    let nearest = plan
-        .binds()
-        .find(same_kind)
-        .or_else(|| plan.binds().find(|b| !b.endpoints.is_empty()));
-    let candidates: Vec<String> = plan
-        .binds()
-        .flat_map(|b| b.endpoints.iter())
-        .map(|e| match e {
-            Endpoint::Unix(p) => format!("unix:{}", p.display()),
-            Endpoint::Tcp(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
-            Endpoint::Tcp(a) => a.to_string(),
-            Endpoint::AnyTcp(p) => format!("127.0.0.1:{p}"),
-        })
-        .collect();
-    match nearest {
-        Some(bind) => format!(
-            "{at}: proxy_pass to {target}, which no bind of the config has (the nearest is {} at {}); point it at {}",
-            bind.spec,
-            bind.location,
-            candidates.join(" or ")
-        ),
-        None => format!(
-            "{at}: proxy_pass to {target}, which no bind of the config has, and no bind has an address nginx could use ({} has only `fd:` binds); add a `socket:` or `host:` bind",
-            plan.listeners
-                .first()
-                .map_or_else(|| "the config".to_owned(), |l| l.location.to_string())
-        ),
     }
 }
 

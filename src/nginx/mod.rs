@@ -5,7 +5,9 @@
 //! - [`site`]: which listener nginx reaches for each host, and the refusals;
 //!   `render` writes the text.
 //! - [`compare`]: a parsed site held against the config: PROXY protocol on
-//!   one side only, `proxy_pass` to a socket or port that no bind has.
+//!   one side only, `proxy_pass` to a socket or port that no bind has, or to
+//!   a listener without the resources its location needs; `routes` lists
+//!   the paths MAS serves for each resource.
 //!
 //! What nginx can do decides the shape of the sites: its http proxy speaks
 //! HTTP/1.x to MAS with forwarded headers but cannot send the PROXY protocol;
@@ -18,5 +20,6 @@
 pub mod compare;
 mod options;
 mod render;
+mod routes;
 pub mod site;
 pub mod syntax;

@@ -93,7 +93,7 @@ pub(crate) fn validate_options(opts: &SiteOptions) -> Result<(), SiteError> {
         return bad(
             "--name",
             &opts.name,
-            "is not usable in file and upstream names; use letters, digits, `-`, `_` or `.`",
+            "is not usable in file and upstream names; use only letters, digits, `-`, `_` and `.`, and do not start it with `.` (e.g. --name mas)",
         );
     }
     for (option, path) in [

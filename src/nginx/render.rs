@@ -154,7 +154,7 @@ pub(super) fn stream_file(header: &str, auth: &Upstream, opts: &SiteOptions) -> 
     let mut out = String::from(header);
     let _ = write!(
         out,
-        "# For nginx's stream module (Debian: libnginx-mod-stream): include it in\n# `stream {{ }}` in the main context of nginx.conf, e.g. as /etc/nginx/streams-enabled/{}-stream.conf.\n\n",
+        "# For nginx's stream module: include it in a `stream {{ }}` block in the main\n# context of nginx.conf. On Debian, libnginx-mod-stream loads the module (through\n# /etc/nginx/modules-enabled/), and nginx.conf has no stream block: put this file\n# in /etc/nginx/ and add at the end of /etc/nginx/nginx.conf\n#     stream {{ include /etc/nginx/{}-stream.conf; }}\n\n",
         opts.name
     );
     out.push_str(&upstream_block(auth));

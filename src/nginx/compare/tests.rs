@@ -1,6 +1,7 @@
 //! Specs of `check --nginx`: each mismatch is one line naming the site's
 //! line and the config's position; a matching site gives notes only.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use super::*;
@@ -8,16 +9,19 @@ use crate::config::check_texts;
 use crate::config::plan::SystemResolver;
 use crate::nginx::syntax::parse;
 
+/// Every resource of MAS that the auth host and the Matrix host need.
+const ALL: &str = "[{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]";
+
 const CONFIG: &str = "http:
   public_base: https://auth.example.com/
   listeners:
     - name: web
-      resources: [{name: human}, {name: compat}]
+      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]
       binds:
         - socket: /run/mas/web.sock
     - name: proxied
       proxy_protocol: true
-      resources: [{name: human}]
+      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]
       binds:
         - host: 127.0.0.1
           port: 8081
@@ -139,7 +143,7 @@ fn bind_on_every_address_is_reached_on_loopback() {
             "[::1]:8080",
         ),
     ] {
-        let config = format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds:\n        - {bind}\n");
+        let config = format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: {ALL}\n      binds:\n        - {bind}\n");
         let plan = check_texts(&[("mas.yaml", &config)], &SystemResolver).expect("valid config");
         let check = |target: &str| {
             let site = format!("server {{\n  server_name auth.example.com;\n  location / {{\n    proxy_pass http://{target};\n  }}\n}}\n");
@@ -196,7 +200,7 @@ const SAME_HOST: &str = "http:
   listeners:
     - name: web
       prefix: /auth
-      resources: [{name: human}, {name: compat}]
+      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]
       binds:
         - host: 127.0.0.1
           port: 8080
@@ -233,4 +237,202 @@ fn on_a_shared_host_only_the_prefix_and_compat_are_meant_for_mas() {
     let r = report_same_host("server {\n  server_name example.com;\n  location /auth/ {\n    proxy_pass http://$mas/auth/;\n  }\n}\n");
     assert!(r.problems.is_empty(), "{r:?}");
     assert!(r.warnings[0].contains("uses variables"), "{r:?}");
+}
+
+#[test]
+fn a_literal_host_and_port_followed_by_variables_is_resolved() {
+    // nginx evaluates the whole argument at run time; the host and port end
+    // at the first `/`, `$` or `?` after the scheme, so variables after them
+    // are the URI's.
+    let config = "http:
+  public_base: https://auth.example.com/
+  listeners:
+    - name: compat
+      resources: [{name: compat}]
+      binds:
+        - host: 127.0.0.1
+          port: 8081
+";
+    let plan = check_texts(&[("mas.yaml", config)], &SystemResolver).expect("valid config");
+    let check = |pass: &str| {
+        let site = format!("upstream mas_compat {{\n  server 127.0.0.1:8081;\n}}\nserver {{\n  server_name matrix.example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {{\n    proxy_pass {pass};\n  }}\n}}\n");
+        let tree = parse(&site).expect("valid nginx syntax");
+        compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    };
+    for pass in [
+        "http://127.0.0.1:8081$request_uri",
+        "http://localhost:8081$uri$is_args$args",
+        "http://127.0.0.1:8081?$args",
+        "http://mas_compat$request_uri",
+    ] {
+        let r = check(pass);
+        assert!(r.problems.is_empty(), "{pass}: {r:?}");
+        assert!(r.warnings.is_empty(), "{pass}: {r:?}");
+        assert_eq!(r.notes.len(), 1, "{pass}: {r:?}");
+        assert!(
+            r.notes[0].contains(":8081 reaches listener compat (bind 0 at mas.yaml:7:11"),
+            "{pass}: {r:?}"
+        );
+    }
+    // Still known: a port nginx would not connect to is a mismatch.
+    let r = check("http://127.0.0.1:9999$request_uri");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:7: proxy_pass to 127.0.0.1:9999, which no bind"),
+        "{r:?}"
+    );
+    // A host or a port that is a variable is not.
+    for pass in [
+        "http://$mas$request_uri",
+        "http://127.0.0.1:$port$request_uri",
+    ] {
+        let r = check(pass);
+        assert!(r.problems.is_empty(), "{pass}: {r:?}");
+        assert_eq!(
+            r.warnings,
+            [format!("site.conf:7: `proxy_pass {pass}` is not checked: its host or port uses variables, which only nginx can resolve at run time")],
+            "{pass}"
+        );
+    }
+}
+
+/// The reference deployment: MAS's pages on a Unix socket, and a listener
+/// for health checks only.
+const WITH_INTERNAL: &str = "http:
+  public_base: https://auth.example.com/
+  listeners:
+    - name: web
+      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}]
+      binds:
+        - socket: /run/mas/web.sock
+    - name: internal
+      resources: [{name: health}]
+      binds:
+        - host: localhost
+          port: 8081
+";
+
+fn report_for(config: &str, site: &str) -> Report {
+    let plan = check_texts(&[("mas.yaml", config)], &SystemResolver).expect("valid config");
+    let tree = parse(site).expect("valid nginx syntax");
+    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+}
+
+/// The auth host with nginx serving the assets, and `pass` in `location /`
+/// on line 7.
+fn auth_site(pass: &str) -> String {
+    format!("server {{\n  server_name auth.example.com;\n  location ^~ /assets/ {{\n    alias /usr/share/mas/assets/;\n  }}\n  location / {{\n    proxy_pass {pass};\n  }}\n  location = /health {{\n    proxy_pass http://127.0.0.1:8081;\n  }}\n}}\n")
+}
+
+#[test]
+fn a_location_for_mas_that_reaches_a_listener_without_its_resources() {
+    let r = report_for(WITH_INTERNAL, &auth_site("http://127.0.0.1:8081"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:7: proxy_pass to 127.0.0.1:8081 reaches listener internal (mas.yaml:8:7: http.listeners[1]), which does not serve `discovery`, `human`, `oauth`, `graphql`, which paths of this location need (/.well-known/openid-configuration, /login, /oauth2/token, /graphql), so MAS answers 404 to them; point it at unix:/run/mas/web.sock"],
+        "{r:?}"
+    );
+    // The same site on the listener that serves them: nothing to say, and
+    // `location = /health` may reach the listener for health checks.
+    let r = report_for(WITH_INTERNAL, &auth_site("http://unix:/run/mas/web.sock"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(r.notes.len(), 2, "{r:?}");
+    // Without a location of its own for /assets/, `location /` needs them
+    // from MAS too, and no listener serves them.
+    let r = report_for(WITH_INTERNAL, "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n}\n");
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: proxy_pass to unix:/run/mas/web.sock reaches listener web (mas.yaml:4:7: http.listeners[0]), which does not serve `assets`, which paths of this location need (/assets/), so MAS answers 404 to them; add `assets` to the resources of listener web, or let nginx serve /assets/ itself (a `location ^~ /assets/` with `alias` to MAS's assets directory, as generate-nginx --assets-dir writes)"],
+        "{r:?}"
+    );
+    // The Matrix host's compatibility endpoints need `compat`.
+    let r = report_for(WITH_INTERNAL, "server {\n  server_name matrix.example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {\n    proxy_pass http://127.0.0.1:8081$request_uri;\n  }\n  location /_matrix/ {\n    proxy_pass http://127.0.0.1:8008;\n  }\n}\n");
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: proxy_pass to 127.0.0.1:8081 reaches listener internal (mas.yaml:8:7: http.listeners[1]), which does not serve `compat`, which paths of this location need (/_matrix/client/v3/login), so MAS answers 404 to them; point it at unix:/run/mas/web.sock"],
+        "{r:?}"
+    );
+}
+
+#[test]
+fn what_a_location_needs_follows_the_paths_nginx_sends_it() {
+    // Under a prefix on the homeserver's host: the prefix's location needs
+    // MAS's resources, the homeserver's locations need nothing of MAS.
+    let under_prefix =
+        WITH_INTERNAL.replace("https://auth.example.com/", "https://example.com/auth/");
+    let shared = |pass: &str| {
+        format!("server {{\n  server_name example.com;\n  location ^~ /auth/assets/ {{\n    alias /usr/share/mas/assets/;\n  }}\n  location /auth/ {{\n    proxy_pass {pass};\n  }}\n  location / {{\n    proxy_pass http://127.0.0.1:8008;\n  }}\n}}\n")
+    };
+    let r = report_for(&under_prefix, &shared("http://unix:/run/mas/web.sock"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    let r = report_for(&under_prefix, &shared("http://localhost:8081"));
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:7: proxy_pass to localhost:8081 reaches listener internal (mas.yaml:8:7: http.listeners[1]), which does not serve `discovery`, `human`, `oauth`, `graphql`, which paths of this location need (/auth/.well-known/openid-configuration, /auth/login, /auth/oauth2/token, /auth/graphql)"),
+        "{r:?}"
+    );
+    // Resources split between listeners, each path sent to its own.
+    let split = "http:
+  public_base: https://auth.example.com/
+  listeners:
+    - name: web
+      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: assets}]
+      binds:
+        - socket: /run/mas/web.sock
+    - name: api
+      resources: [{name: graphql}]
+      binds:
+        - socket: /run/mas/api.sock
+";
+    let site = "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n  location /graphql {\n    proxy_pass http://unix:/run/mas/api.sock;\n  }\n}\n";
+    let r = report_for(split, site);
+    assert!(r.problems.is_empty(), "{r:?}");
+    let r = report_for(
+        split,
+        &site.replace("location /graphql", "location /graphql-old"),
+    );
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: proxy_pass to unix:/run/mas/web.sock reaches listener web (mas.yaml:4:7: http.listeners[0]), which does not serve `graphql`, which paths of this location need (/graphql), so MAS answers 404 to them; add `graphql` to the resources of listener web, or give /graphql a location of its own that reaches unix:/run/mas/api.sock"],
+        "{r:?}"
+    );
+    // A regular expression that might take MAS's paths leaves them unknown:
+    // nothing is claimed about where they go.
+    let r = report_for(WITH_INTERNAL, "server {\n  server_name auth.example.com;\n  location ~* \\.(css|js|svg)$ {\n    proxy_pass http://127.0.0.1:8081;\n  }\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    // Nor about paths that nginx answers or rewrites before they could
+    // reach the listener.
+    let r = report_for(WITH_INTERNAL, "server {\n  server_name auth.example.com;\n  location / {\n    return 301 https://elsewhere.example.com$request_uri;\n    proxy_pass http://127.0.0.1:8081;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    // One whose literals rule MAS's paths out does not.
+    let r = report_for(WITH_INTERNAL, "server {\n  server_name auth.example.com;\n  location ~ \\.php$ {\n    proxy_pass http://127.0.0.1:9000;\n  }\n  location / {\n    proxy_pass http://127.0.0.1:8081;\n  }\n}\n");
+    assert!(
+        r.problems.iter().any(|p| p
+            .starts_with("site.conf:7: proxy_pass to 127.0.0.1:8081 reaches listener internal")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_proxy_pass_that_reaches_no_bind_is_pointed_at_listeners_that_serve_its_location() {
+    let r = report_for(WITH_INTERNAL, &auth_site("http://unix:/run/mas/wrong.sock"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:7: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock"],
+        "{r:?}"
+    );
+    // A TCP port: the nearest is still a bind of a listener that serves it.
+    let r = report_for(WITH_INTERNAL, &auth_site("http://127.0.0.1:8080"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:7: proxy_pass to 127.0.0.1:8080, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock"],
+        "{r:?}"
+    );
+    // Where nothing tells what the location needs, every bind is offered.
+    let r = report_for(WITH_INTERNAL, "stream {\n  server {\n    listen 8443;\n    proxy_protocol on;\n    proxy_pass 127.0.0.1:9999;\n  }\n}\n");
+    assert!(
+        r.problems[0]
+            .ends_with("point it at unix:/run/mas/web.sock or 127.0.0.1:8081 or [::1]:8081"),
+        "{r:?}"
+    );
 }

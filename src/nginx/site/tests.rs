@@ -317,6 +317,14 @@ fn bad_options_are_refused() {
     let mut o = opts();
     o.tls = Some(("/etc/ssl/a b.pem".into(), "/k".into()));
     assert!(refusal(&text, &o).contains("holds blanks"));
+    for name in [".mas", "mas/web", ""] {
+        let mut o = opts();
+        o.name = name.into();
+        assert_eq!(
+            refusal(&text, &o),
+            format!("--name `{name}` is not usable in file and upstream names; use only letters, digits, `-`, `_` and `.`, and do not start it with `.` (e.g. --name mas)")
+        );
+    }
     let mut o = opts();
     o.listen = vec!["localhost:443".into()];
     assert!(refusal(&text, &o).contains("is not PORT, IPV4:PORT or [IPV6]:PORT"));
