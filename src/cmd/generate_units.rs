@@ -73,7 +73,12 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
             super::print_stdout(&out)?;
         }
         Some(dir) => {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create {}; give an --output-dir that this user may create or write",
+                    dir.display()
+                )
+            })?;
             write_units(dir, &files)?;
             for stale in stale_units(dir, &opts.name, &files) {
                 eprintln!(
@@ -113,7 +118,12 @@ fn stale_units(dir: &Path, name: &str, written: &[UnitFile]) -> Vec<String> {
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+    std::path::absolute(path).with_context(|| {
+        format!(
+            "cannot make {} absolute; give the full path with --config, or the path for the unit with --config-in-unit",
+            path.display()
+        )
+    })
 }
 
 /// Writes the units all or nothing: every file goes to a temporary name in
@@ -151,7 +161,12 @@ fn write_units(dir: &Path, files: &[UnitFile]) -> anyhow::Result<()> {
         let path = dir.join(&file.name);
         if let Err(e) = fs::rename(tmp_of(file), &path) {
             cleanup();
-            return Err(e).with_context(|| format!("cannot put {} in place", path.display()));
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot put {} in place; check that the directory is writable and the name is not a directory",
+                    path.display()
+                )
+            });
         }
     }
     Ok(())

@@ -117,11 +117,13 @@ pub enum ErrorKind {
         "the listener has no resources; add at least one, e.g. `resources: [{{name: health}}]`"
     )]
     NoResources,
-    #[error("`{key}` is {found}, not {expected}")]
+    #[error("`{key}` is {found}, not {expected}; {fix}")]
     WrongType {
         key: &'static str,
         found: &'static str,
         expected: &'static str,
+        /// How to write the value, e.g. "write `true` or `false` without quotes".
+        fix: &'static str,
     },
     #[error("a bind is {found}, not a mapping; write e.g. `{{host: localhost, port: 8080}}`")]
     BindNotMapping { found: &'static str },
@@ -167,7 +169,7 @@ pub enum ErrorKind {
         "`fd: {value}` is not a non-negative number; write the index into LISTEN_FDS, e.g. `fd: 0`"
     )]
     BadFd { value: String },
-    #[error("`kind: {value}` is not tcp or unix")]
+    #[error("`kind: {value}` is not tcp or unix; write `kind: tcp` or `kind: unix`")]
     BadKind { value: String },
     #[error("`kind` without `fd` makes MAS take fd 0 by accident; write `fd:` explicitly")]
     KindWithoutFd,
@@ -621,6 +623,7 @@ impl Checker<'_> {
                         key: "name",
                         found: kind_of(other),
                         expected: "a string",
+                        fix: "write one name, e.g. `name: web`",
                     },
                 });
                 None
@@ -638,6 +641,7 @@ impl Checker<'_> {
                         key: "proxy_protocol",
                         found: kind_of(other),
                         expected: "true or false",
+                        fix: "write `true` or `false` without quotes",
                     },
                 });
                 false
@@ -659,6 +663,7 @@ impl Checker<'_> {
                         key: "prefix",
                         found: kind_of(other),
                         expected: "a path such as /auth",
+                        fix: "write one path, e.g. `prefix: /auth`",
                     },
                 });
                 None
@@ -697,6 +702,7 @@ impl Checker<'_> {
                         key: "binds",
                         found: kind_of(other),
                         expected: "a list of binds",
+                        fix: "write each bind as a `- ` item, e.g. `binds: [{host: localhost, port: 8080}]`",
                     },
                 });
             }
@@ -750,6 +756,7 @@ impl Checker<'_> {
                     key: "trusted_proxies",
                     found: kind_of(other),
                     expected: "a list of IP networks",
+                    fix: "write a list, e.g. `trusted_proxies: [127.0.0.1/8, \"::1/128\"]`",
                 },
             ),
         }
@@ -774,6 +781,7 @@ impl Checker<'_> {
                         key: "resources",
                         found: kind_of(other),
                         expected: "a list of `- name: ...` items",
+                        fix: "write each resource as a `- name: ...` item, e.g. `resources: [{name: health}]`",
                     },
                 });
                 return Vec::new();
@@ -882,6 +890,7 @@ impl Checker<'_> {
                             key: "host",
                             found: kind_of(other),
                             expected: "a host name or IP address",
+                            fix: "write one, e.g. `host: localhost` or `host: \"::1\"`",
                         },
                     )
                 }
@@ -974,6 +983,7 @@ impl Checker<'_> {
                             key: "socket",
                             found: kind_of(other),
                             expected: "a path",
+                            fix: "write the path, e.g. `socket: /run/mas/web.sock`",
                         },
                     )
                 }

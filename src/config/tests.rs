@@ -660,3 +660,58 @@ fn listener_variables_are_found_as_figment_trims_them() {
     let vars = [("MAS_HTTP__LISTENERS", "[]")].map(|(k, v)| (OsString::from(k), OsString::from(v)));
     assert!(listener_env_overrides(vars).is_empty());
 }
+
+#[test]
+fn every_type_error_says_how_to_write_the_value() {
+    let listener = |extra: &str| {
+        format!(
+            "http:\n  listeners:\n    - name: web\n      resources: [{{name: health}}]\n{extra}"
+        )
+    };
+    let cases = [
+        (
+            listener("      binds: [{port: 8080}]\n      proxy_protocol: \"true\"\n"),
+            "`proxy_protocol` is a string, not true or false; write `true` or `false` without quotes",
+        ),
+        (
+            listener("      binds: {port: 8080}\n"),
+            "`binds` is a mapping, not a list of binds; write each bind as a `- ` item, e.g. `binds: [{host: localhost, port: 8080}]`",
+        ),
+        (
+            listener("      binds: [{port: 8080}]\n      prefix: [a]\n"),
+            "`prefix` is a list, not a path such as /auth; write one path, e.g. `prefix: /auth`",
+        ),
+        (
+            "http:\n  listeners:\n    - name: [web]\n      resources: [{name: health}]\n      binds: [{port: 8080}]\n".to_owned(),
+            "`name` is a list, not a string; write one name, e.g. `name: web`",
+        ),
+        (
+            "http:\n  listeners:\n    - resources: {name: health}\n      binds: [{port: 8080}]\n".to_owned(),
+            "`resources` is a mapping, not a list of `- name: ...` items; write each resource as a `- name: ...` item, e.g. `resources: [{name: health}]`",
+        ),
+        (
+            "http:\n  trusted_proxies: 127.0.0.1/8\n  listeners:\n    - resources: [{name: health}]\n      binds: [{port: 8080}]\n".to_owned(),
+            "`trusted_proxies` is a string, not a list of IP networks; write a list, e.g. `trusted_proxies: [127.0.0.1/8, \"::1/128\"]`",
+        ),
+        (
+            with_binds(&["{host: [a], port: 8080}"]),
+            "`host` is a list, not a host name or IP address; write one, e.g. `host: localhost` or `host: \"::1\"`",
+        ),
+        (
+            with_binds(&["{socket: 3}"]),
+            "`socket` is a number, not a path; write the path, e.g. `socket: /run/mas/web.sock`",
+        ),
+        (
+            with_binds(&["{fd: 1, kind: udp}"]),
+            "`kind: \"udp\"` is not tcp or unix; write `kind: tcp` or `kind: unix`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (text, want) in &cases {
+        let e = one_error(text);
+        if !e.ends_with(want) {
+            failures.push(format!("got:  {e}\nwant: ...{want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
