@@ -40,6 +40,7 @@ fn every_bad_config_class_gives_its_error_line() {
         ("same address twice", listener("        - port: 8080\n        - address: \"[::]:8080\"\n"), "mas-sockets: CONFIG:7:11: http.listeners[0].binds[1]: address [::]:8080 is also bound by port 8080 at CONFIG:6:11"),
         ("unix path too long", listener(&format!("        - socket: /run/{}.sock\n", "x".repeat(120))), "is 130 bytes, longer than the 107 a socket address holds; use a shorter path"),
         ("mode not octal", listener("        - socket: /run/mas.sock\n          mode: \"rw-rw----\"\n"), "mas-sockets: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: rw-rw----` is not an octal permission string"),
+        ("resource without name", "http:\n  listeners:\n    - name: web\n      resources:\n        - nmae: health\n      binds: [{port: 8080}]\n  public_base: https://a/\n".into(), "mas-sockets: CONFIG:5:11: http.listeners[0].resources[0].nmae: the resource has no `name` (is `nmae` meant to be `name`?), and MAS refuses a config with such a resource; write e.g. `- name: health`"),
         ("invalid yaml", "http:\n  listeners: [\n".into(), "mas-sockets: CONFIG:3:1: invalid YAML"),
     ];
     let mut failures = Vec::new();

@@ -8,6 +8,7 @@
 //! add listeners no config file shows, so [`listener_env_overrides`] finds
 //! such variables and the commands refuse them.
 
+pub mod names;
 pub mod net;
 pub mod plan;
 pub mod raw;

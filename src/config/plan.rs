@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use serde_norway::{Mapping, Value};
 
+use super::names;
 use super::net::{default_trusted_proxies, IpNet};
 use super::raw::{kind_of, Merged, Pos};
 
@@ -125,11 +126,18 @@ pub enum ErrorKind {
         /// How to write the value, e.g. "write `true` or `false` without quotes".
         fix: &'static str,
     },
+    #[error("the resource is {found}, not a mapping, and MAS refuses the config; write it as `- name: {name}`")]
+    ResourceNotMapping { found: &'static str, name: String },
+    #[error("the resource has no `name`{hint}, and MAS refuses a config with such a resource; write e.g. `- name: health`", hint = misspelt.as_ref().map(|k| format!(" (is `{k}` meant to be `name`?)")).unwrap_or_default())]
+    ResourceWithoutName {
+        /// A key of the resource that looks like a misspelt `name`.
+        misspelt: Option<String>,
+    },
     #[error("a bind is {found}, not a mapping; write e.g. `{{host: localhost, port: 8080}}`")]
     BindNotMapping { found: &'static str },
     #[error("the bind is empty, and MAS would read it as `fd: 0`; write `host`+`port`, `address`, `socket` or an explicit `fd`")]
     EmptyBind,
-    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it{misread}. Use only {allowed}", hint = did_you_mean(key), misread = if *rest_is_a_bind { "" } else { " and read the bind as `fd: 0`" }, allowed = BIND_KEYS.join(", "))]
+    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it{misread}. Use only {allowed}", hint = names::did_you_mean(key, BIND_KEYS), misread = if *rest_is_a_bind { "" } else { " and read the bind as `fd: 0`" }, allowed = BIND_KEYS.join(", "))]
     UnknownBindKey {
         key: String,
         /// Whether the other keys make a bind of their own, which MAS then
@@ -179,35 +187,6 @@ pub enum ErrorKind {
         "{this} is also bound by {other}; each address may be bound once, so remove one of them"
     )]
     Duplicate { this: String, other: String },
-}
-
-fn did_you_mean(key: &str) -> String {
-    // Two edits turn any two-letter key into `fd`; ask for more likeness there.
-    let limit = if key.chars().count() <= 3 { 1 } else { 2 };
-    BIND_KEYS
-        .iter()
-        .map(|k| (edit_distance(key, k), *k))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
-}
-
-/// Levenshtein distance, for "did you mean" hints on short keys.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 /// Whether an `fd:` bind expects a TCP or a Unix socket.
@@ -788,21 +767,61 @@ impl Checker<'_> {
             }
         };
         let mut names = Vec::new();
-        for item in items {
-            let name = item.get("name").and_then(Value::as_str);
-            match name {
-                Some(name) => {
-                    if !KNOWN_RESOURCES.contains(&name) {
+        for (r, item) in items.iter().enumerate() {
+            let at = |rest: &str| format!(".resources[{r}]{rest}");
+            let Value::Mapping(resource) = item else {
+                let location = self.listener_location(listener, &at(""), default);
+                self.errors.push(ConfigError {
+                    location,
+                    kind: ErrorKind::ResourceNotMapping {
+                        found: kind_of(item),
+                        name: item.as_str().unwrap_or("health").to_owned(),
+                    },
+                });
+                continue;
+            };
+            match resource.get("name") {
+                Some(Value::String(name)) => {
+                    if !KNOWN_RESOURCES.contains(&name.as_str()) {
+                        let location = self.listener_location(listener, &at(".name"), default);
                         self.warnings.push(format!(
                             "{location}: resource `{name}` is not one MAS 1.22 knows ({}); MAS will refuse it unless it is newer",
                             KNOWN_RESOURCES.join(", ")
                         ));
                     }
-                    names.push(name.to_owned());
+                    names.push(name.clone());
                 }
-                None => self.warnings.push(format!(
-                    "{location}: a resource has no `name`; MAS will refuse it"
-                )),
+                // MAS reads resources as a enum tagged by `name`: without a
+                // name (or with an empty one) it refuses the whole config.
+                None | Some(Value::Null) => {
+                    // A misspelt `name` is the likely cause; point at it.
+                    let misspelt = resource
+                        .keys()
+                        .filter_map(Value::as_str)
+                        .find(|k| names::is_near(k, "name"))
+                        .map(str::to_owned);
+                    let rest = match &misspelt {
+                        Some(key) => at(&format!(".{key}#key")),
+                        None => at(""),
+                    };
+                    let location = self.listener_location(listener, &rest, default);
+                    self.errors.push(ConfigError {
+                        location,
+                        kind: ErrorKind::ResourceWithoutName { misspelt },
+                    });
+                }
+                Some(other) => {
+                    let location = self.listener_location(listener, &at(".name"), default);
+                    self.errors.push(ConfigError {
+                        location,
+                        kind: ErrorKind::WrongType {
+                            key: "name",
+                            found: kind_of(other),
+                            expected: "a resource name",
+                            fix: "write one of MAS's resource names, e.g. `name: health`",
+                        },
+                    });
+                }
             }
         }
         names

@@ -715,3 +715,39 @@ fn every_type_error_says_how_to_write_the_value() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn a_resource_without_a_name_is_refused_where_it_is() {
+    // MAS tells resources apart by `name`: without one it refuses the config.
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources:\n        - name: human\n        - nmae: health\n"),
+        "c.yaml:7:11: http.listeners[0].resources[1].nmae: the resource has no `name` (is `nmae` meant to be `name`?), and MAS refuses a config with such a resource; write e.g. `- name: health`"
+    );
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources:\n        - {}\n"),
+        "c.yaml:6:11: http.listeners[0].resources[0]: the resource has no `name`, and MAS refuses a config with such a resource; write e.g. `- name: health`"
+    );
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources: [health]\n"),
+        "c.yaml:5:19: http.listeners[0].resources[0]: the resource is a string, not a mapping, and MAS refuses the config; write it as `- name: health`"
+    );
+    assert!(
+        one_error("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources: [{name: 3}]\n")
+            .starts_with("c.yaml:5:26: http.listeners[0].resources[0].name: `name` is a number, not a resource name"),
+    );
+}
+
+#[test]
+fn an_unknown_resource_name_is_only_warned_about() {
+    // A newer MAS may know it.
+    let plan = plan("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources:\n        - name: human\n        - name: newthing\n");
+    assert_eq!(plan.listeners[0].resources, ["human", "newthing"]);
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].starts_with(
+            "c.yaml:7:17: http.listeners[0].resources[1].name: resource `newthing` is not one MAS 1.22 knows"
+        ),
+        "{:?}",
+        plan.warnings
+    );
+}
