@@ -99,3 +99,25 @@ fn mas_config_variable_is_read_when_no_config_is_given() {
     assert!(out.status.success(), "{}", explain(&cmd, &out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("listener admin"));
 }
+
+/// A bind with a stray key and a wrong value gets a line for each, not only
+/// the first.
+#[test]
+fn each_problem_of_a_bind_gets_its_line() {
+    let (status, _, stderr) = check(&listener(
+        "        - hots: localhost\n          port: 80810\n",
+    ));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(status, 1, "{stderr}");
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("mas-sockets: CONFIG:6:11: http.listeners[0].binds[0].hots: unknown key `hots` in a bind (did you mean `host`?)"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "mas-sockets: CONFIG:7:17: http.listeners[0].binds[0].port: port 80810 is out of range"
+        ),
+        "{stderr}"
+    );
+}

@@ -538,6 +538,14 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
     }
 }
 
+/// A bind read from the config, before it gets its location.
+struct ReadBind {
+    spec: BindSpec,
+    endpoints: Vec<Endpoint>,
+    /// Things to say about it: the key path after the bind's, and the text.
+    warnings: Vec<(&'static str, String)>,
+}
+
 struct Checker<'a> {
     merged: &'a Merged,
     errors: Vec<ConfigError>,
@@ -827,7 +835,12 @@ impl Checker<'_> {
         names
     }
 
-    /// Classifies one bind, or records why it cannot be.
+    /// Classifies one bind, or records every reason it cannot be.
+    ///
+    /// Each stray key and each value that is wrong by itself is reported.
+    /// What a bind lacks (`host` without `port`, `mode` without `socket`,
+    /// `kind` without `fd`) is reported only when it has no stray key, which
+    /// may be the missing one misspelt, and does not mix forms.
     fn bind(
         &mut self,
         listener: usize,
@@ -835,46 +848,173 @@ impl Checker<'_> {
         value: &Value,
         default: bool,
     ) -> Option<(BindSpec, Vec<Endpoint>)> {
+        let mut problems: Vec<(String, ErrorKind)> = Vec::new();
+        let parsed = self.read_bind(value, &mut problems);
         let rest = format!(".binds[{index}]");
-        let fail = |cx: &mut Self, key: &str, kind: ErrorKind| {
-            let location = cx.listener_location(listener, &format!("{rest}{key}"), default);
-            cx.errors.push(ConfigError { location, kind });
-            None
-        };
+        for (key, kind) in problems {
+            let location = self.listener_location(listener, &format!("{rest}{key}"), default);
+            self.errors.push(ConfigError { location, kind });
+        }
+        let read = parsed?;
+        for (key, text) in read.warnings {
+            let location = self.listener_location(listener, &format!("{rest}{key}"), default);
+            self.warnings.push(format!("{location}: {text}"));
+        }
+        Some((read.spec, read.endpoints))
+    }
+
+    /// The bind of `value`; `None` when `problems` got at least one
+    /// (each with the key path after the bind's).
+    fn read_bind(
+        &mut self,
+        value: &Value,
+        problems: &mut Vec<(String, ErrorKind)>,
+    ) -> Option<ReadBind> {
         let Value::Mapping(map) = value else {
-            return fail(
-                self,
-                "",
+            problems.push((
+                String::new(),
                 ErrorKind::BindNotMapping {
                     found: kind_of(value),
                 },
-            );
+            ));
+            return None;
         };
         if map.is_empty() {
-            return fail(self, "", ErrorKind::EmptyBind);
+            problems.push((String::new(), ErrorKind::EmptyBind));
+            return None;
         }
-        let mut keys = Vec::new();
-        for key in map.keys() {
+        let mut keys: Vec<&'static str> = Vec::new();
+        let mut unknown = false;
+        let mut host: Option<String> = None;
+        let mut port: Option<u16> = None;
+        let mut address: Option<SocketAddr> = None;
+        let mut socket: Option<PathBuf> = None;
+        let mut mode: Option<(u32, String)> = None;
+        let mut fd: Option<usize> = None;
+        let mut kind = FdKind::Tcp;
+        for (key, value) in map {
             let name = key
                 .as_str()
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("{key:?}"));
-            match BIND_KEYS.iter().find(|k| **k == name) {
-                Some(k) => keys.push(*k),
-                None => {
-                    let at = format!(".{name}#key");
-                    let rest_is_a_bind = rest_is_a_bind(map);
-                    return fail(
-                        self,
-                        &at,
-                        ErrorKind::UnknownBindKey {
-                            key: name,
-                            rest_is_a_bind,
-                        },
-                    );
+            let Some(&key) = BIND_KEYS.iter().find(|k| **k == name) else {
+                unknown = true;
+                problems.push((
+                    format!(".{name}#key"),
+                    ErrorKind::UnknownBindKey {
+                        key: name,
+                        rest_is_a_bind: rest_is_a_bind(map),
+                    },
+                ));
+                continue;
+            };
+            keys.push(key);
+            let at = format!(".{key}");
+            let mut problem = |kind: ErrorKind| problems.push((at.clone(), kind));
+            match (key, value) {
+                ("host", Value::Null) => {}
+                ("host", Value::String(h)) => {
+                    match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                        Some(bare) => problem(ErrorKind::BracketedHost {
+                            host: h.clone(),
+                            bare: bare.to_owned(),
+                        }),
+                        None => host = Some(h.clone()),
+                    }
                 }
+                ("host", other) => problem(ErrorKind::WrongType {
+                    key: "host",
+                    found: kind_of(other),
+                    expected: "a host name or IP address",
+                    fix: "write one, e.g. `host: localhost` or `host: \"::1\"`",
+                }),
+                ("port", Value::Null) => {}
+                ("port", Value::Number(n)) if n.is_f64() => problem(ErrorKind::PortNotNumber {
+                    value: n.to_string(),
+                    found: "not a whole number",
+                }),
+                ("port", Value::Number(n)) => {
+                    match n.as_u64().and_then(|n| u16::try_from(n).ok()) {
+                        Some(0) => problem(ErrorKind::PortZero),
+                        Some(p) => port = Some(p),
+                        None => problem(ErrorKind::PortOutOfRange {
+                            port: n.to_string(),
+                        }),
+                    }
+                }
+                ("port", other) => problem(ErrorKind::PortNotNumber {
+                    value: scalar_text(other),
+                    found: kind_of(other),
+                }),
+                ("address", Value::String(text)) => match text.parse::<SocketAddr>() {
+                    Ok(addr) if addr.port() == 0 => problem(ErrorKind::PortZero),
+                    Ok(addr) => address = Some(addr),
+                    Err(_) => problem(ErrorKind::BadAddress {
+                        address: text.clone(),
+                    }),
+                },
+                ("address", other) => problem(ErrorKind::BadAddress {
+                    address: scalar_text(other),
+                }),
+                ("socket", Value::String(p)) if !p.is_empty() => {
+                    if p.len() > MAX_UNIX_PATH {
+                        problem(ErrorKind::SocketPathTooLong {
+                            path: p.clone(),
+                            len: p.len(),
+                        });
+                    } else {
+                        socket = Some(PathBuf::from(p));
+                    }
+                }
+                ("socket", Value::String(_) | Value::Null) => problem(ErrorKind::EmptySocketPath),
+                ("socket", other) => problem(ErrorKind::WrongType {
+                    key: "socket",
+                    found: kind_of(other),
+                    expected: "a path",
+                    fix: "write the path, e.g. `socket: /run/mas/web.sock`",
+                }),
+                ("mode", Value::Null) => {}
+                ("mode", Value::String(text)) => match parse_mode(text) {
+                    Some(m) => mode = Some((m, text.clone())),
+                    None => problem(ErrorKind::BadMode {
+                        value: text.clone(),
+                    }),
+                },
+                ("mode", other) => problem(ErrorKind::BadMode {
+                    value: scalar_text(other),
+                }),
+                ("fd", Value::Number(n)) => {
+                    match n.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                        Some(i) => fd = Some(i),
+                        None => problem(ErrorKind::BadFd {
+                            value: n.to_string(),
+                        }),
+                    }
+                }
+                ("fd", other) => problem(ErrorKind::BadFd {
+                    value: scalar_text(other),
+                }),
+                ("kind", Value::String(k)) if k == "tcp" => kind = FdKind::Tcp,
+                ("kind", Value::String(k)) if k == "unix" => kind = FdKind::Unix,
+                ("kind", other) => problem(ErrorKind::BadKind {
+                    value: scalar_text(other),
+                }),
+                _ => unreachable!("every bind key is matched above"),
             }
         }
+        let has = |k: &str| keys.contains(&k);
+        // A name is resolved even when the rest of the bind is wrong: an
+        // unknown name is a problem of its own.
+        let host_endpoints = match &host {
+            Some(h) => match self.host_endpoints(h, port.unwrap_or(1)) {
+                Ok(found) => Some(found),
+                Err(kind) => {
+                    problems.push((".host".into(), kind));
+                    None
+                }
+            },
+            None => None,
+        };
         // Each form's keys; a key from another form is a mix.
         let form = |k: &str| match k {
             "host" | "port" => 0,
@@ -882,241 +1022,90 @@ impl Checker<'_> {
             "socket" | "mode" => 2,
             _ => 3,
         };
-        if let Some(pair) = keys
+        let mixed = keys
             .iter()
             .flat_map(|a| keys.iter().map(move |b| (*a, *b)))
-            .find(|(a, b)| form(a) < form(b))
-        {
-            return fail(
-                self,
-                "",
-                ErrorKind::MixedForms {
-                    first: pair.0,
-                    second: pair.1,
-                },
-            );
-        }
-        let has = |k: &str| map.contains_key(k);
-        if has("port") || has("host") {
-            let host = match map.get("host") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(h)) => Some(h.clone()),
-                Some(other) => {
-                    return fail(
-                        self,
-                        ".host",
-                        ErrorKind::WrongType {
-                            key: "host",
-                            found: kind_of(other),
-                            expected: "a host name or IP address",
-                            fix: "write one, e.g. `host: localhost` or `host: \"::1\"`",
-                        },
-                    )
-                }
-            };
-            let port = match map.get("port") {
-                None | Some(Value::Null) => {
-                    return fail(
-                        self,
-                        "",
-                        ErrorKind::HostWithoutPort {
-                            host: host.unwrap_or_default(),
-                        },
-                    )
-                }
-                Some(Value::Number(n)) if n.is_f64() => {
-                    return fail(
-                        self,
-                        ".port",
-                        ErrorKind::PortNotNumber {
-                            value: n.to_string(),
-                            found: "not a whole number",
-                        },
-                    )
-                }
-                Some(Value::Number(n)) => match n.as_u64().and_then(|n| u16::try_from(n).ok()) {
-                    Some(0) => return fail(self, ".port", ErrorKind::PortZero),
-                    Some(p) => p,
-                    None => {
-                        return fail(
-                            self,
-                            ".port",
-                            ErrorKind::PortOutOfRange {
-                                port: n.to_string(),
-                            },
-                        )
-                    }
-                },
-                Some(other) => {
-                    return fail(
-                        self,
-                        ".port",
-                        ErrorKind::PortNotNumber {
-                            value: scalar_text(other),
-                            found: kind_of(other),
-                        },
-                    )
-                }
-            };
-            let endpoints = match self.host_endpoints(host.as_deref(), port) {
-                Ok(e) => e,
-                Err(kind) => return fail(self, ".host", kind),
-            };
-            return Some((BindSpec::HostPort { host, port }, endpoints));
-        }
-        if let Some(address) = map.get("address") {
-            let Value::String(text) = address else {
-                return fail(
-                    self,
-                    ".address",
-                    ErrorKind::BadAddress {
-                        address: scalar_text(address),
+            .find(|(a, b)| form(a) < form(b));
+        let port_missing = matches!(map.get("port"), None | Some(Value::Null));
+        if let Some((first, second)) = mixed {
+            problems.push((String::new(), ErrorKind::MixedForms { first, second }));
+        } else if !unknown {
+            if (has("host") || has("port")) && port_missing {
+                problems.push((
+                    String::new(),
+                    ErrorKind::HostWithoutPort {
+                        host: host.clone().unwrap_or_default(),
                     },
-                );
-            };
-            let Ok(addr) = text.parse::<SocketAddr>() else {
-                return fail(
-                    self,
-                    ".address",
-                    ErrorKind::BadAddress {
-                        address: text.clone(),
-                    },
-                );
-            };
-            if addr.port() == 0 {
-                return fail(self, ".address", ErrorKind::PortZero);
+                ));
             }
-            return Some((BindSpec::Address(addr), vec![Endpoint::Tcp(addr)]));
-        }
-        if has("socket") {
-            let path = match map.get("socket") {
-                Some(Value::String(p)) if !p.is_empty() => PathBuf::from(p),
-                Some(Value::String(_)) | Some(Value::Null) | None => {
-                    return fail(self, ".socket", ErrorKind::EmptySocketPath)
-                }
-                Some(other) => {
-                    return fail(
-                        self,
-                        ".socket",
-                        ErrorKind::WrongType {
-                            key: "socket",
-                            found: kind_of(other),
-                            expected: "a path",
-                            fix: "write the path, e.g. `socket: /run/mas/web.sock`",
-                        },
-                    )
-                }
-            };
-            let len = path.as_os_str().len();
-            if len > MAX_UNIX_PATH {
-                return fail(
-                    self,
-                    ".socket",
-                    ErrorKind::SocketPathTooLong {
-                        path: path.display().to_string(),
-                        len,
-                    },
-                );
+            if has("mode") && !has("socket") {
+                problems.push((".mode".into(), ErrorKind::ModeWithoutSocket));
             }
-            let mode = match map.get("mode") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(text)) => match parse_mode(text) {
-                    Some(m) => Some(m),
-                    None => {
-                        return fail(
-                            self,
-                            ".mode",
-                            ErrorKind::BadMode {
-                                value: text.clone(),
-                            },
-                        )
-                    }
-                },
-                Some(other) => {
-                    return fail(
-                        self,
-                        ".mode",
-                        ErrorKind::BadMode {
-                            value: scalar_text(other),
-                        },
-                    )
+            if has("kind") && !has("fd") {
+                problems.push((".kind".into(), ErrorKind::KindWithoutFd));
+            }
+        }
+        if !problems.is_empty() {
+            return None;
+        }
+        let mut warnings = Vec::new();
+        if has("host") || has("port") {
+            let port = port.expect("a bind without a port is a problem above");
+            let endpoints = match host_endpoints {
+                Some((endpoints, warning)) => {
+                    warnings.extend(warning.map(|w| (".host", w)));
+                    endpoints
                 }
+                None => vec![Endpoint::AnyTcp(port)],
             };
+            return Some(ReadBind {
+                spec: BindSpec::HostPort { host, port },
+                endpoints,
+                warnings,
+            });
+        }
+        if let Some(addr) = address {
+            return Some(ReadBind {
+                spec: BindSpec::Address(addr),
+                endpoints: vec![Endpoint::Tcp(addr)],
+                warnings,
+            });
+        }
+        if let Some(path) = socket {
             let endpoints = vec![Endpoint::Unix(path.clone())];
-            return Some((BindSpec::Unix { path, mode }, endpoints));
+            let mode = mode.map(|(m, _)| m);
+            return Some(ReadBind {
+                spec: BindSpec::Unix { path, mode },
+                endpoints,
+                warnings,
+            });
         }
-        if has("mode") {
-            return fail(self, ".mode", ErrorKind::ModeWithoutSocket);
-        }
-        if !has("fd") {
-            return fail(self, ".kind", ErrorKind::KindWithoutFd);
-        }
-        let index = match map.get("fd") {
-            Some(Value::Number(n)) => match n.as_u64().and_then(|n| usize::try_from(n).ok()) {
-                Some(i) => i,
-                None => {
-                    return fail(
-                        self,
-                        ".fd",
-                        ErrorKind::BadFd {
-                            value: n.to_string(),
-                        },
-                    )
-                }
-            },
-            Some(other) => {
-                return fail(
-                    self,
-                    ".fd",
-                    ErrorKind::BadFd {
-                        value: scalar_text(other),
-                    },
-                )
-            }
-            None => unreachable!("checked above"),
-        };
-        let kind = match map.get("kind") {
-            None => FdKind::Tcp,
-            Some(Value::String(k)) if k == "tcp" => FdKind::Tcp,
-            Some(Value::String(k)) if k == "unix" => FdKind::Unix,
-            Some(other) => {
-                return fail(
-                    self,
-                    ".kind",
-                    ErrorKind::BadKind {
-                        value: scalar_text(other),
-                    },
-                )
-            }
-        };
-        Some((BindSpec::Fd { index, kind }, Vec::new()))
+        let index = fd.expect("a bind of no other form has `fd`, or a problem above");
+        Some(ReadBind {
+            spec: BindSpec::Fd { index, kind },
+            endpoints: Vec::new(),
+            warnings,
+        })
     }
 
-    /// The endpoints of a `host`+`port` bind.
+    /// The endpoints of a bind with `host`, and a warning when they come
+    /// from a name resolved now.
     fn host_endpoints(
-        &mut self,
-        host: Option<&str>,
+        &self,
+        host: &str,
         port: u16,
-    ) -> Result<Vec<Endpoint>, ErrorKind> {
-        let Some(host) = host else {
-            return Ok(vec![Endpoint::AnyTcp(port)]);
-        };
+    ) -> Result<(Vec<Endpoint>, Option<String>), ErrorKind> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![Endpoint::Tcp(SocketAddr::new(ip, port))]);
-        }
-        if let Some(bare) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            return Err(ErrorKind::BracketedHost {
-                host: host.to_owned(),
-                bare: bare.to_owned(),
-            });
+            return Ok((vec![Endpoint::Tcp(SocketAddr::new(ip, port))], None));
         }
         if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
             // MAS binds whichever loopback address resolves first; a socket on
             // either one serves the bind, so a unit may hold both.
-            return Ok(vec![
+            let endpoints = vec![
                 Endpoint::Tcp(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)),
                 Endpoint::Tcp(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port)),
-            ]);
+            ];
+            return Ok((endpoints, None));
         }
         let mut addrs =
             self.resolver
@@ -1133,11 +1122,14 @@ impl Checker<'_> {
         }
         let unique: BTreeSet<SocketAddr> = addrs.drain(..).collect();
         let addrs: Vec<SocketAddr> = unique.into_iter().collect();
-        self.warnings.push(format!(
+        let warning = format!(
             "host `{host}` resolved to {}; the sockets use these addresses, so regenerate the units if its addresses change",
             addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        ));
-        Ok(addrs.into_iter().map(Endpoint::Tcp).collect())
+        );
+        Ok((
+            addrs.into_iter().map(Endpoint::Tcp).collect(),
+            Some(warning),
+        ))
     }
 
     /// MAS's config loader takes only plain keys; a mapping or list used as a

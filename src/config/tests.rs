@@ -751,3 +751,43 @@ fn an_unknown_resource_name_is_only_warned_about() {
         plan.warnings
     );
 }
+
+#[test]
+fn a_bind_reports_each_of_its_problems() {
+    let e = errors(&with_binds(&["{hots: localhost, port: 80810}"]));
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].starts_with("c.yaml:5:12: http.listeners[0].binds[0].hots: unknown key `hots` in a bind (did you mean `host`?)"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with(
+            "c.yaml:5:35: http.listeners[0].binds[0].port: port 80810 is out of range"
+        ),
+        "{e:#?}"
+    );
+    // Every value that is wrong by itself, and every stray key.
+    for (bind, count) in [
+        ("{adress: '127.0.0.1:80', prot: 80}", 2),
+        ("{host: '[::1]', port: 0}", 2),
+        ("{host: nowhere.invalid, port: 0}", 2),
+        ("{socket: '', mode: 'rw'}", 2),
+        ("{socket: /run/a.sock, mode: 'rw', fd: x}", 3),
+        ("{fd: x, kind: udp}", 2),
+        ("{kind: udp}", 2),
+    ] {
+        let e = errors(&with_binds(&[bind]));
+        assert_eq!(e.len(), count, "{bind}: {e:#?}");
+    }
+    // No follow-on of a stray key: it may be the missing one.
+    for bind in [
+        "{host: localhost, prot: 8080}",
+        "{sockt: /run/a.sock, mode: '660'}",
+        "{knd: unix, fd: 1}",
+        "{fdd: 1, kind: unix}",
+    ] {
+        let e = errors(&with_binds(&[bind]));
+        assert_eq!(e.len(), 1, "{bind}: {e:#?}");
+        assert!(e[0].contains("unknown key"), "{bind}: {e:#?}");
+    }
+}
