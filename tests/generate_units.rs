@@ -342,3 +342,23 @@ fn no_config_file_makes_a_service_that_reads_none() {
     );
     assert_verifies(&units);
 }
+
+/// A setuid, setgid or sticky bit on a socket is a slip: no unit gets it.
+#[test]
+fn a_mode_beyond_0777_writes_no_unit() {
+    let dir = TempDir::new("mode");
+    let path = dir.write(
+        "c.yaml",
+        "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds:\n        - socket: /run/mas/web.sock\n          mode: \"7777\"\n  public_base: https://a/\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.args(["generate-units", "--config"]).arg(&path);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    assert!(out.stdout.is_empty(), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!("mas-sockets: {}:7:17: http.listeners[0].binds[0].mode: `mode: 7777` sets bits beyond 0777 (setuid, setgid, sticky), which mean nothing on a socket; give the permission bits only, e.g. `mode: \"660\"`", path.display())
+    );
+}

@@ -171,6 +171,8 @@ pub enum ErrorKind {
         "`mode: {value}` is not an octal permission string; write it quoted, e.g. `mode: \"660\"`"
     )]
     BadMode { value: String },
+    #[error("`mode: {value}` sets bits beyond 0777 (setuid, setgid, sticky), which mean nothing on a socket; give the permission bits only, e.g. `mode: \"660\"`")]
+    ModeBeyondPermissions { value: String },
     #[error("`mode` applies only to a `socket` bind; remove it or add `socket:`")]
     ModeWithoutSocket,
     #[error(
@@ -976,6 +978,13 @@ impl Checker<'_> {
                 ("mode", Value::Null) => {}
                 ("mode", Value::String(text)) => match parse_mode(text) {
                     Some(m) => mode = Some((m, text.clone())),
+                    // MAS would apply them, but a setuid, setgid or sticky
+                    // socket is a slip, not a permission.
+                    None if u32::from_str_radix(text, 8).is_ok() => {
+                        problem(ErrorKind::ModeBeyondPermissions {
+                            value: text.clone(),
+                        })
+                    }
                     None => problem(ErrorKind::BadMode {
                         value: text.clone(),
                     }),
@@ -1073,6 +1082,11 @@ impl Checker<'_> {
         }
         if let Some(path) = socket {
             let endpoints = vec![Endpoint::Unix(path.clone())];
+            if let Some((m, text)) = &mode {
+                if m & 0o002 != 0 {
+                    warnings.push((".mode", format!("`mode: {text}` lets any local user connect to MAS (connecting to a Unix socket needs write permission, and this mode gives it to others); use e.g. `mode: \"660\"` and give the clients the socket's group (generate-units --socket-group)")));
+                }
+            }
             let mode = mode.map(|(m, _)| m);
             return Some(ReadBind {
                 spec: BindSpec::Unix { path, mode },
@@ -1218,9 +1232,9 @@ fn rest_is_a_bind(map: &Mapping) -> bool {
 
 /// Parses a permission string as MAS does (`u32::from_str_radix(text, 8)`:
 /// octal digits, an optional leading `+`, any leading zeros), limited to the
-/// permission bits.
+/// read, write and execute bits (0777) that mean something on a socket.
 pub fn parse_mode(text: &str) -> Option<u32> {
-    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777)
+    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o777)
 }
 
 fn scalar_text(value: &Value) -> String {

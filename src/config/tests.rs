@@ -791,3 +791,35 @@ fn a_bind_reports_each_of_its_problems() {
         assert!(e[0].contains("unknown key"), "{bind}: {e:#?}");
     }
 }
+
+#[test]
+fn a_mode_beyond_the_permission_bits_is_refused() {
+    for mode in ["7777", "4660", "1777", "77777"] {
+        let e = one_error(&with_binds(&[&format!(
+            "{{socket: /run/a.sock, mode: '{mode}'}}"
+        )]));
+        assert_eq!(
+            e,
+            format!("c.yaml:5:39: http.listeners[0].binds[0].mode: `mode: {mode}` sets bits beyond 0777 (setuid, setgid, sticky), which mean nothing on a socket; give the permission bits only, e.g. `mode: \"660\"`")
+        );
+    }
+}
+
+#[test]
+fn a_mode_that_lets_others_connect_is_warned_about() {
+    // connect(2) on a Unix socket needs write permission on it.
+    for mode in ["0777", "666", "602"] {
+        let plan = plan(&with_binds(&[&format!(
+            "{{socket: /run/a.sock, mode: '{mode}'}}"
+        )]));
+        assert_eq!(plan.warnings, [format!(
+            "c.yaml:5:39: http.listeners[0].binds[0].mode: `mode: {mode}` lets any local user connect to MAS (connecting to a Unix socket needs write permission, and this mode gives it to others); use e.g. `mode: \"660\"` and give the clients the socket's group (generate-units --socket-group)"
+        )]);
+    }
+    for mode in ["660", "0600", "664", "0775"] {
+        let plan = plan(&with_binds(&[&format!(
+            "{{socket: /run/a.sock, mode: '{mode}'}}"
+        )]));
+        assert!(plan.warnings.is_empty(), "{mode}: {:?}", plan.warnings);
+    }
+}
