@@ -40,6 +40,7 @@ fn every_bad_config_class_gives_its_error_line() {
         ("same address twice", listener("        - port: 8080\n        - address: \"[::]:8080\"\n"), "mas-sockets: CONFIG:7:11: http.listeners[0].binds[1]: address [::]:8080 is also bound by port 8080 at CONFIG:6:11"),
         ("unix path too long", listener(&format!("        - socket: /run/{}.sock\n", "x".repeat(120))), "is 130 bytes, longer than the 107 a socket address holds; use a shorter path"),
         ("mode not octal", listener("        - socket: /run/mas.sock\n          mode: \"rw-rw----\"\n"), "mas-sockets: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: rw-rw----` is not an octal permission string"),
+        ("prefix without /", "http:\n  listeners:\n    - name: web\n      prefix: auth\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n  public_base: https://a/\n".into(), "mas-sockets: CONFIG:4:15: http.listeners[0].prefix: `prefix: auth` does not start with `/`: MAS nests its routes under `auth/`, and its router panics at start-up on a path without a leading `/`; write `prefix: /auth`"),
         ("mode beyond 0777", listener("        - socket: /run/mas.sock\n          mode: \"7777\"\n"), "mas-sockets: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: 7777` sets bits beyond 0777 (setuid, setgid, sticky), which mean nothing on a socket; give the permission bits only, e.g. `mode: \"660\"`"),
         ("resource without name", "http:\n  listeners:\n    - name: web\n      resources:\n        - nmae: health\n      binds: [{port: 8080}]\n  public_base: https://a/\n".into(), "mas-sockets: CONFIG:5:11: http.listeners[0].resources[0].nmae: the resource has no `name` (is `nmae` meant to be `name`?), and MAS refuses a config with such a resource; write e.g. `- name: health`"),
         ("invalid yaml", "http:\n  listeners: [\n".into(), "mas-sockets: CONFIG:3:1: invalid YAML"),
@@ -130,6 +131,8 @@ fn likely_mistakes_are_warnings_and_the_check_passes() {
     let cases: Vec<(&str, String, &str)> = vec![
         ("socket anyone may open", listener("        - socket: /run/mas/web.sock\n          mode: \"0777\"\n"),
          "mas-sockets: warning: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: 0777` lets any local user connect to MAS (connecting to a Unix socket needs write permission, and this mode gives it to others); use e.g. `mode: \"660\"` and give the clients the socket's group (generate-units --socket-group)"),
+        ("prefix with a capture", "http:\n  listeners:\n    - name: web\n      prefix: /{tenant}\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n  public_base: https://a/\n".into(),
+         "mas-sockets: warning: CONFIG:4:15: http.listeners[0].prefix: `prefix: /{tenant}` holds the capture `{tenant}`: MAS's router matches any path segment there, not that text, and generate-nginx refuses such a prefix; write a plain path such as `prefix: /auth`"),
     ];
     let mut failures = Vec::new();
     for (name, text, want) in &cases {

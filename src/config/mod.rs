@@ -11,6 +11,7 @@
 pub mod names;
 pub mod net;
 pub mod plan;
+pub mod prefix;
 pub mod raw;
 
 use std::ffi::OsStr;

@@ -133,6 +133,20 @@ pub enum ErrorKind {
         /// A key of the resource that looks like a misspelt `name`.
         misspelt: Option<String>,
     },
+    #[error("`prefix: {prefix}` does not start with `/`: MAS nests its routes under `{nested}`, and its router panics at start-up on a path without a leading `/`; write `prefix: {fixed}`")]
+    PrefixNotAbsolute {
+        prefix: String,
+        nested: String,
+        fixed: String,
+    },
+    #[error("`prefix: {prefix}` has the segment `{segment}`, and MAS's router panics at start-up on a segment that starts with `{first}` (the capture syntax of older axum); rename that segment")]
+    PrefixOldCapture {
+        prefix: String,
+        segment: String,
+        first: char,
+    },
+    #[error("`prefix: {prefix}` has braces that MAS's router cannot read (`{{name}}` captures the end of a segment, `{{{{` and `}}}}` are a brace, and a prefix cannot hold `{{*rest}}`), so MAS panics at start-up; write a plain path such as `prefix: /auth`")]
+    PrefixBadBraces { prefix: String },
     #[error("a bind is {found}, not a mapping; write e.g. `{{host: localhost, port: 8080}}`")]
     BindNotMapping { found: &'static str },
     #[error("the bind is empty, and MAS would read it as `fd: 0`; write `host`+`port`, `address`, `socket` or an explicit `fd`")]
@@ -643,7 +657,20 @@ impl Checker<'_> {
         };
         let prefix = match map.get("prefix") {
             None | Some(Value::Null) => None,
-            Some(Value::String(p)) => Some(p.clone()),
+            Some(Value::String(p)) => match super::prefix::check_prefix(p) {
+                Ok(warning) => {
+                    if let Some(warning) = warning {
+                        let location = here(self, ".prefix");
+                        self.warnings.push(format!("{location}: {warning}"));
+                    }
+                    Some(p.clone())
+                }
+                Err(kind) => {
+                    let location = here(self, ".prefix");
+                    self.errors.push(ConfigError { location, kind });
+                    None
+                }
+            },
             Some(other) => {
                 let location = here(self, ".prefix");
                 self.errors.push(ConfigError {

@@ -823,3 +823,18 @@ fn a_mode_that_lets_others_connect_is_warned_about() {
         assert!(plan.warnings.is_empty(), "{mode}: {:?}", plan.warnings);
     }
 }
+
+#[test]
+fn a_prefix_mas_would_panic_on_is_refused_at_the_prefix() {
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      prefix: auth\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n"),
+        "c.yaml:4:15: http.listeners[0].prefix: `prefix: auth` does not start with `/`: MAS nests its routes under `auth/`, and its router panics at start-up on a path without a leading `/`; write `prefix: /auth`"
+    );
+    let plan = plan("http:\n  listeners:\n    - name: web\n      prefix: /{tenant}\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n");
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].starts_with("c.yaml:4:15: http.listeners[0].prefix: `prefix: /{tenant}` holds the capture `{tenant}`"),
+        "{:?}",
+        plan.warnings
+    );
+}
