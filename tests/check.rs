@@ -133,6 +133,8 @@ fn likely_mistakes_are_warnings_and_the_check_passes() {
          "mas-sockets: warning: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: 0777` lets any local user connect to MAS (connecting to a Unix socket needs write permission, and this mode gives it to others); use e.g. `mode: \"660\"` and give the clients the socket's group (generate-units --socket-group)"),
         ("prefix with a capture", "http:\n  listeners:\n    - name: web\n      prefix: /{tenant}\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n  public_base: https://a/\n".into(),
          "mas-sockets: warning: CONFIG:4:15: http.listeners[0].prefix: `prefix: /{tenant}` holds the capture `{tenant}`: MAS's router matches any path segment there, not that text, and generate-nginx refuses such a prefix; write a plain path such as `prefix: /auth`"),
+        ("misspelt http", "htpp:\n  public_base: https://a/\n  listeners: []\n".into(),
+         "mas-sockets: warning: CONFIG:1:1: htpp: `htpp` is not a section MAS knows (did you mean `http`?); MAS ignores it, and without an `http` section serves its built-in listeners on every address ([::]:8080); rename it to `http`"),
     ];
     let mut failures = Vec::new();
     for (name, text, want) in &cases {

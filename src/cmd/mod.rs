@@ -18,6 +18,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, ConfigArgs};
+use crate::config::plan::escape_controls;
 use crate::config::{self, LoadError, Plan};
 
 /// The config is invalid (`check` only).
@@ -66,7 +67,9 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
     match config::load(&paths) {
         Ok(plan) => {
             for warning in &plan.warnings {
-                eprintln!("mas-sockets: warning: {warning}");
+                // A warning may quote the config's values: shown escaped,
+                // it stays one line.
+                eprintln!("mas-sockets: warning: {}", escape_controls(warning));
             }
             Ok(plan)
         }

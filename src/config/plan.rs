@@ -524,6 +524,7 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
         .and_then(Value::as_str)
         .map(|e| (e.to_owned(), cx.location("matrix.endpoint")));
     cx.check_keys(&merged.value, &mut String::new());
+    cx.check_sections(http_is_default);
     cx.check_duplicates(&listeners);
     for (i, listener) in listeners.iter().enumerate() {
         let Some(name) = &listener.name else { continue };
@@ -1171,6 +1172,35 @@ impl Checker<'_> {
             addrs.into_iter().map(Endpoint::Tcp).collect(),
             Some(warning),
         ))
+    }
+
+    /// Warns about top-level keys that look like a misspelt section of MAS's:
+    /// MAS ignores them as it ignores other tools' sections, so the section
+    /// meant silently keeps its defaults.
+    fn check_sections(&mut self, http_is_default: bool) {
+        let Value::Mapping(root) = &self.merged.value else {
+            return;
+        };
+        for key in root.keys().filter_map(Value::as_str) {
+            let Some(section) = names::near_section(key) else {
+                continue;
+            };
+            let location = Location {
+                file: self
+                    .merged
+                    .locate(&format!("{key}#key"))
+                    .map(|(path, pos)| (path.to_owned(), pos)),
+                key: key.to_owned(),
+            };
+            let consequence = if section == "http" && http_is_default {
+                "and without an `http` section serves its built-in listeners on every address ([::]:8080)"
+            } else {
+                "so none of its settings apply"
+            };
+            self.warnings.push(format!(
+                "{location}: `{key}` is not a section MAS knows (did you mean `{section}`?); MAS ignores it, {consequence}; rename it to `{section}`"
+            ));
+        }
     }
 
     /// MAS's config loader takes only plain keys; a mapping or list used as a

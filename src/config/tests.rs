@@ -838,3 +838,30 @@ fn a_prefix_mas_would_panic_on_is_refused_at_the_prefix() {
         plan.warnings
     );
 }
+
+#[test]
+fn a_near_miss_of_a_known_section_is_warned_about() {
+    // MAS ignores `htpp:` and serves its built-in listeners instead.
+    for key in ["htpp", "HTTP", "http_"] {
+        let text = format!("{key}:\n  public_base: https://a/\n  listeners:\n    - resources: [{{name: health}}]\n      binds: [{{host: 127.0.0.1, port: 8080}}]\n");
+        let plan = check_texts(&[("c.yaml", &text)], &FakeResolver).unwrap();
+        assert!(plan.http_is_default);
+        assert_eq!(plan.warnings, [format!(
+            "c.yaml:1:1: {key}: `{key}` is not a section MAS knows (did you mean `http`?); MAS ignores it, and without an `http` section serves its built-in listeners on every address ([::]:8080); rename it to `http`"
+        )]);
+    }
+    let plan = plan(&format!(
+        "{}databse:\n  uri: postgresql:///mas\n",
+        with_binds(&["{port: 8080}"])
+    ));
+    assert_eq!(plan.warnings, ["c.yaml:8:1: databse: `databse` is not a section MAS knows (did you mean `database`?); MAS ignores it, so none of its settings apply; rename it to `database`"]);
+}
+
+#[test]
+fn other_tools_sections_stay_silent() {
+    let plan = plan(&format!(
+        "{}synapse:\n  a: 1\nlogging: {{}}\nx-anchors: &a {{}}\ndatabase: {{}}\n",
+        with_binds(&["{port: 8080}"])
+    ));
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}
