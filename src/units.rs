@@ -440,6 +440,47 @@ pub fn runtime_directory(name: &str) -> String {
     format!("mas-sockets/{name}")
 }
 
+/// Warnings for the Unix sockets of `plan` that lie inside the runtime
+/// directory of a service as generate-units writes it
+/// (`/run/mas-sockets/<name>/`, for any `<name>`): systemd empties that
+/// directory whenever the service stops, and with it the socket file that
+/// the socket unit still holds and clients look for.
+pub fn runtime_directory_warnings(plan: &Plan) -> Vec<String> {
+    plan.binds()
+        .filter_map(|bind| {
+            let BindSpec::Unix { path, .. } = &bind.spec else {
+                return None;
+            };
+            let name = runtime_directory_of(path)?;
+            let file = path
+                .file_name()
+                .map_or_else(|| "web.sock".into(), |f| f.to_string_lossy());
+            Some(format!(
+                "{}: the socket path `{}` is inside /run/{}, the runtime directory of {name}.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/{file}",
+                bind.location,
+                path.display(),
+                runtime_directory(&name),
+            ))
+        })
+        .collect()
+}
+
+/// The `<name>` of the runtime directory `/run/mas-sockets/<name>` that
+/// holds `path`, if one does.
+fn runtime_directory_of(path: &Path) -> Option<String> {
+    use std::path::Component;
+    let rest = ["/run", "/var/run"]
+        .iter()
+        .find_map(|run| path.strip_prefix(Path::new(run).join("mas-sockets")).ok())?;
+    let mut parts = rest.components();
+    let Some(Component::Normal(name)) = parts.next() else {
+        return None;
+    };
+    // The directory itself, or something beside it, is not inside it.
+    parts.next()?;
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// Why a socket path would not reach systemd as written, if it would not:
 /// `ListenStream=` takes the rest of the line, trims it, continues it after a
 /// trailing backslash, and refuses paths that are not normalized.
@@ -611,6 +652,37 @@ mod tests {
             let err = units(config, &o).unwrap_err().to_string();
             assert!(err.contains(why), "{field}: {err}");
             assert!(!err.contains('\n'), "{field}: one line: {err:?}");
+        }
+    }
+
+    #[test]
+    fn sockets_in_a_service_runtime_directory_are_warned_about() {
+        let config = |path: &str| {
+            let base = "http:\n  public_base: https://auth.example.com/\n";
+            let text = format!("http:\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds: [{{socket: {path}}}]\n");
+            check_texts(&[("base.yaml", base), ("c.yaml", &text)], &SystemResolver)
+                .expect("valid config")
+        };
+        assert_eq!(
+            runtime_directory_warnings(&config("/run/mas-sockets/mas/web.sock")),
+            ["c.yaml:5:15: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock"]
+        );
+        for path in [
+            "/var/run/mas-sockets/other/a/b.sock",
+            "/run//mas-sockets/mas/x.sock",
+        ] {
+            assert_eq!(runtime_directory_warnings(&config(path)).len(), 1, "{path}");
+        }
+        for path in [
+            "/run/mas/web.sock",
+            "/run/mas-sockets/web.sock",
+            "/run/mas-sockets-x/a/b.sock",
+            "/run/mas-sockets/../mas/a.sock",
+        ] {
+            assert!(
+                runtime_directory_warnings(&config(path)).is_empty(),
+                "{path}"
+            );
         }
     }
 

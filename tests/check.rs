@@ -135,6 +135,10 @@ fn likely_mistakes_are_warnings_and_the_check_passes() {
          "mas-sockets: warning: CONFIG:4:15: http.listeners[0].prefix: `prefix: /{tenant}` holds the capture `{tenant}`: MAS's router matches any path segment there, not that text, and generate-nginx refuses such a prefix; write a plain path such as `prefix: /auth`"),
         ("misspelt http", "htpp:\n  public_base: https://a/\n  listeners: []\n".into(),
          "mas-sockets: warning: CONFIG:1:1: htpp: `htpp` is not a section MAS knows (did you mean `http`?); MAS ignores it, and without an `http` section serves its built-in listeners on every address ([::]:8080); rename it to `http`"),
+        ("relative socket path", listener("        - socket: web.sock\n"),
+         "mas-sockets: warning: CONFIG:6:11: http.listeners[0].binds[0]: the socket path `web.sock` is relative: MAS binds it in its working directory, but generate-units and generate-nginx need the absolute path for the socket unit and nginx, and refuse it; write the full path, e.g. /run/mas/web.sock"),
+        ("socket in the runtime directory", listener("        - socket: /run/mas-sockets/mas/web.sock\n"),
+         "mas-sockets: warning: CONFIG:6:11: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock"),
     ];
     let mut failures = Vec::new();
     for (name, text, want) in &cases {

@@ -362,3 +362,29 @@ fn a_mode_beyond_0777_writes_no_unit() {
         format!("mas-sockets: {}:7:17: http.listeners[0].binds[0].mode: `mode: 7777` sets bits beyond 0777 (setuid, setgid, sticky), which mean nothing on a socket; give the permission bits only, e.g. `mode: \"660\"`", path.display())
     );
 }
+
+/// systemd empties the service's runtime directory whenever it stops: a
+/// socket there would lose its file while the socket unit holds it.
+#[test]
+fn a_socket_in_the_runtime_directory_is_warned_about() {
+    let dir = TempDir::new("rundir");
+    let path = dir.write(
+        "c.yaml",
+        "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds:\n        - socket: /run/mas-sockets/mas/web.sock\n  public_base: https://a/\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.args([
+        "generate-units",
+        "--config-in-unit",
+        "/etc/mas/config.yaml",
+        "--config",
+    ])
+    .arg(&path);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!("mas-sockets: warning: {}:6:11: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock", path.display())
+    );
+}

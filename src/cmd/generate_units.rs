@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::GenerateUnitsArgs;
+use crate::config::plan::escape_controls;
 use crate::units::{self, UnitFile, UnitOptions};
 
 /// Runs `generate-units`.
@@ -64,6 +65,9 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let files = units::generate(&plan, &opts)?;
+    for warning in units::runtime_directory_warnings(&plan) {
+        eprintln!("mas-sockets: warning: {}", escape_controls(&warning));
+    }
     match &args.output_dir {
         None => {
             let mut out = String::new();
