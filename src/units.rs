@@ -440,6 +440,54 @@ pub fn runtime_directory(name: &str) -> String {
     format!("mas-sockets/{name}")
 }
 
+/// Directories the generated service cannot see, and why.
+const HIDDEN_FROM_SERVICE: &[(&str, &str)] = &[
+    ("/home", "ProtectHome=yes hides from the service"),
+    ("/root", "ProtectHome=yes hides from the service"),
+    ("/run/user", "ProtectHome=yes hides from the service"),
+    (
+        "/tmp",
+        "PrivateTmp=yes replaces with an empty directory of the service's own",
+    ),
+    (
+        "/var/tmp",
+        "PrivateTmp=yes replaces with an empty directory of the service's own",
+    ),
+];
+
+/// Warnings for the paths the service unit names (the config files in
+/// `ExecStart=`, `--mas-cli`, `--mas-sockets`) that lie where the unit's
+/// hardening hides them from the service, so it would fail to start.
+pub fn hidden_path_warnings(opts: &UnitOptions) -> Vec<String> {
+    let hidden = |path: &Path| {
+        HIDDEN_FROM_SERVICE
+            .iter()
+            .find(|(dir, _)| path.starts_with(dir))
+            .copied()
+    };
+    let mut warnings = Vec::new();
+    for path in &opts.config_files {
+        if let Some((dir, why)) = hidden(path) {
+            warnings.push(format!(
+                "the config path `{}` in ExecStart= is under {dir}, which {why}, so MAS could not read it; move the config, e.g. to /etc/mas/, or give --config-in-unit with the path it will have",
+                path.display()
+            ));
+        }
+    }
+    for (option, path, example) in [
+        ("--mas-cli", &opts.mas_cli, "/usr/bin/mas-cli"),
+        ("--mas-sockets", &opts.mas_sockets, "/usr/bin/mas-sockets"),
+    ] {
+        if let Some((dir, why)) = hidden(path) {
+            warnings.push(format!(
+                "{option} `{}` is under {dir}, which {why}, so the service could not run it; install it elsewhere, e.g. as {example}, and give that path with {option}",
+                path.display()
+            ));
+        }
+    }
+    warnings
+}
+
 /// Warnings for the Unix sockets of `plan` that lie inside the runtime
 /// directory of a service as generate-units writes it
 /// (`/run/mas-sockets/<name>/`, for any `<name>`): systemd empties that
@@ -653,6 +701,45 @@ mod tests {
             assert!(err.contains(why), "{field}: {err}");
             assert!(!err.contains('\n'), "{field}: one line: {err:?}");
         }
+    }
+
+    #[test]
+    fn paths_the_hardened_service_cannot_see_are_warned_about() {
+        let mut o = opts();
+        assert!(hidden_path_warnings(&o).is_empty());
+        o.config_files = vec!["/root/x/config.yaml".into(), "/etc/mas/b.yaml".into()];
+        assert_eq!(
+            hidden_path_warnings(&o),
+            ["the config path `/root/x/config.yaml` in ExecStart= is under /root, which ProtectHome=yes hides from the service, so MAS could not read it; move the config, e.g. to /etc/mas/, or give --config-in-unit with the path it will have"]
+        );
+        o.config_files = vec!["/tmp/y/config.yaml".into()];
+        assert_eq!(
+            hidden_path_warnings(&o),
+            ["the config path `/tmp/y/config.yaml` in ExecStart= is under /tmp, which PrivateTmp=yes replaces with an empty directory of the service's own, so MAS could not read it; move the config, e.g. to /etc/mas/, or give --config-in-unit with the path it will have"]
+        );
+        for path in ["/home/a/c.yaml", "/run/user/0/c.yaml", "/var/tmp/c.yaml"] {
+            o.config_files = vec![path.into()];
+            assert_eq!(hidden_path_warnings(&o).len(), 1, "{path}");
+        }
+        for path in [
+            "/tmpfs/c.yaml",
+            "/etc/mas/c.yaml",
+            "/run/mas/c.yaml",
+            "/homes/c.yaml",
+        ] {
+            o.config_files = vec![path.into()];
+            assert!(hidden_path_warnings(&o).is_empty(), "{path}");
+        }
+        o.config_files = Vec::new();
+        o.mas_cli = "/root/.cargo/bin/mas-cli".into();
+        o.mas_sockets = "/home/me/bin/mas-sockets".into();
+        assert_eq!(
+            hidden_path_warnings(&o),
+            [
+                "--mas-cli `/root/.cargo/bin/mas-cli` is under /root, which ProtectHome=yes hides from the service, so the service could not run it; install it elsewhere, e.g. as /usr/bin/mas-cli, and give that path with --mas-cli",
+                "--mas-sockets `/home/me/bin/mas-sockets` is under /home, which ProtectHome=yes hides from the service, so the service could not run it; install it elsewhere, e.g. as /usr/bin/mas-sockets, and give that path with --mas-sockets",
+            ]
+        );
     }
 
     #[test]

@@ -65,7 +65,10 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let files = units::generate(&plan, &opts)?;
-    for warning in units::runtime_directory_warnings(&plan) {
+    let warnings = units::hidden_path_warnings(&opts)
+        .into_iter()
+        .chain(units::runtime_directory_warnings(&plan));
+    for warning in warnings {
         eprintln!("mas-sockets: warning: {}", escape_controls(&warning));
     }
     match &args.output_dir {
