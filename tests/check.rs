@@ -150,3 +150,26 @@ fn likely_mistakes_are_warnings_and_the_check_passes() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A `MAS_HTTP*` variable would give MAS listeners that no config file shows,
+/// so no command can do its job: exit status 2 for check as for the others.
+#[test]
+fn listener_variables_stop_every_command_with_status_2() {
+    for command in ["check", "generate-units"] {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg(command)
+            .arg("--config")
+            .arg(repo().join("examples/reverse-proxy.yaml"))
+            .env("MAS_HTTP_LISTENERS", "[]");
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim_end(),
+            "mas-sockets: MAS_HTTP_LISTENERS is set: MAS would take listeners from it that no config file shows, around the sockets mas-sockets checks; move the listeners into a config file and unset it",
+            "{}",
+            explain(&cmd, &out)
+        );
+        assert!(out.stdout.is_empty(), "{}", explain(&cmd, &out));
+    }
+}
