@@ -94,11 +94,17 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+            // `restart` starts what is stopped (a first install) and restarts
+            // what runs (a regeneration): a socket unit keeps its old binds
+            // until it is restarted, and systemd starts it only while its
+            // service is stopped, which one transaction for all of them
+            // orders. Enabling the service enables its sockets (`Also=`).
             super::print_stdout(&format!(
-                "wrote {} to {}\nnext: systemctl daemon-reload && systemctl enable --now {}\n",
+                "wrote {} to {}\nnext: systemctl daemon-reload && systemctl enable {service} && systemctl restart {}\n",
                 names.join(", "),
                 dir.display(),
-                names.last().copied().unwrap_or_default()
+                names.join(" "),
+                service = names.last().copied().unwrap_or_default(),
             ))?;
         }
     }
