@@ -823,7 +823,7 @@ impl Checker<'_> {
                     if !KNOWN_RESOURCES.contains(&name.as_str()) {
                         let location = self.listener_location(listener, &at(".name"), default);
                         self.warnings.push(format!(
-                            "{location}: resource `{name}` is not one MAS 1.22 knows ({}); MAS will refuse it unless it is newer",
+                            "{location}: resource `{name}` is not one MAS 1.22 knows ({}); MAS will refuse it unless it is newer; check its spelling",
                             KNOWN_RESOURCES.join(", ")
                         ));
                     }
