@@ -25,7 +25,8 @@ pub enum Command {
     /// Check the config and print every bind with the sockets it stands for.
     ///
     /// Exit status 0 when the config is valid, 1 when it has problems (each
-    /// printed on its own line with file:line:column), 2 when it cannot be read.
+    /// printed on its own line with file:line:column), 2 when it cannot be read
+    /// or a MAS_HTTP* variable would add listeners that no file shows.
     Check(CheckArgs),
     /// Write the systemd .socket and .service units for the config.
     ///

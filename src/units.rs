@@ -94,18 +94,8 @@ pub fn generate(plan: &Plan, opts: &UnitOptions) -> Result<Vec<UnitFile>, UnitsE
     let service_name = format!("{}.service", opts.name);
     let mut files = Vec::new();
     let mut socket_names: Vec<String> = Vec::new();
-    for listener in &plan.listeners {
-        for bind in &listener.binds {
-            let label = unique_label(
-                &socket_label(
-                    listener.name.as_deref().unwrap_or(""),
-                    listener.index,
-                    bind.index,
-                    listener.binds.len(),
-                ),
-                &socket_names,
-                &opts.name,
-            );
+    for (listener, labels) in plan.listeners.iter().zip(socket_labels(plan)) {
+        for (bind, label) in listener.binds.iter().zip(labels) {
             let unit_name = format!("{}-{label}.socket", opts.name);
             if unit_name.len() > 255 {
                 return Err(UnitsError::NameTooLong { name: unit_name });
@@ -213,10 +203,46 @@ fn header(opts: &UnitOptions) -> String {
     )
 }
 
-/// The label of a bind's socket unit: the listener's name, made safe for a unit
-/// name, plus the bind's index when the listener has several binds.
-fn socket_label(listener: &str, listener_index: usize, bind_index: usize, binds: usize) -> String {
-    let mut label: String = listener
+/// The label of each bind's socket unit (`<name>-<label>.socket`, and its
+/// `FileDescriptorName=`), listener by listener.
+///
+/// A listener's label is its name made safe for a unit name, or
+/// `listener<index>` when it has none; a listener with several binds adds
+/// `-<bind index>` for each. So that no unit can pass for another listener's,
+/// a label that equals an earlier listener's, or differs from it only by a
+/// `-<digits>` ending (which reads as a bind index), gets `-listener<index>`
+/// added, as often as it takes.
+fn socket_labels(plan: &Plan) -> Vec<Vec<String>> {
+    let mut taken: Vec<String> = Vec::new();
+    plan.listeners
+        .iter()
+        .map(|listener| {
+            let base = listener_label(listener.name.as_deref(), listener.index);
+            let suffix = format!("-listener{}", listener.index);
+            let label = (0..)
+                .map(|k| format!("{base}{}", suffix.repeat(k)))
+                .find(|candidate| !taken.iter().any(|t| confusable(candidate, t)))
+                .expect("finitely many labels are taken");
+            taken.push(label.clone());
+            if listener.binds.len() > 1 {
+                listener
+                    .binds
+                    .iter()
+                    .map(|bind| format!("{label}-{}", bind.index))
+                    .collect()
+            } else {
+                vec![label]
+            }
+        })
+        .collect()
+}
+
+/// A listener's name made safe for a unit name: letters, digits, `_` and
+/// `-`, every other character `-`, no `-` at either end; `listener<index>`
+/// when that leaves nothing.
+fn listener_label(name: Option<&str>, index: usize) -> String {
+    let label: String = name
+        .unwrap_or("")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -226,25 +252,23 @@ fn socket_label(listener: &str, listener_index: usize, bind_index: usize, binds:
             }
         })
         .collect();
-    label = label.trim_matches('-').to_owned();
+    let label = label.trim_matches('-');
     if label.is_empty() {
-        label = format!("listener{listener_index}");
+        format!("listener{index}")
+    } else {
+        label.to_owned()
     }
-    if binds > 1 {
-        label = format!("{label}-{bind_index}");
-    }
-    label
 }
 
-fn unique_label(label: &str, taken: &[String], base: &str) -> String {
-    let is_taken = |l: &str| taken.iter().any(|t| t == &format!("{base}-{l}.socket"));
-    if !is_taken(label) {
-        return label.to_owned();
-    }
-    (2..)
-        .map(|n| format!("{label}-{n}"))
-        .find(|l| !is_taken(l))
-        .expect("an unused suffix exists")
+/// Whether two listeners' labels could be taken for each other: equal, or
+/// one is the other with `-<digits>` added, which reads as a bind index.
+fn confusable(a: &str, b: &str) -> bool {
+    let bind_of = |x: &str, y: &str| {
+        x.strip_prefix(y)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+    };
+    a == b || bind_of(a, b) || bind_of(b, a)
 }
 
 fn socket_unit(
@@ -440,6 +464,95 @@ pub fn runtime_directory(name: &str) -> String {
     format!("mas-sockets/{name}")
 }
 
+/// Directories the generated service cannot see, and why.
+const HIDDEN_FROM_SERVICE: &[(&str, &str)] = &[
+    ("/home", "ProtectHome=yes hides from the service"),
+    ("/root", "ProtectHome=yes hides from the service"),
+    ("/run/user", "ProtectHome=yes hides from the service"),
+    (
+        "/tmp",
+        "PrivateTmp=yes replaces with an empty directory of the service's own",
+    ),
+    (
+        "/var/tmp",
+        "PrivateTmp=yes replaces with an empty directory of the service's own",
+    ),
+];
+
+/// Warnings for the paths the service unit names (the config files in
+/// `ExecStart=`, `--mas-cli`, `--mas-sockets`) that lie where the unit's
+/// hardening hides them from the service, so it would fail to start.
+pub fn hidden_path_warnings(opts: &UnitOptions) -> Vec<String> {
+    let hidden = |path: &Path| {
+        HIDDEN_FROM_SERVICE
+            .iter()
+            .find(|(dir, _)| path.starts_with(dir))
+            .copied()
+    };
+    let mut warnings = Vec::new();
+    for path in &opts.config_files {
+        if let Some((dir, why)) = hidden(path) {
+            warnings.push(format!(
+                "the config path `{}` in ExecStart= is under {dir}, which {why}, so MAS could not read it; move the config, e.g. to /etc/mas/, or give --config-in-unit with the path it will have",
+                path.display()
+            ));
+        }
+    }
+    for (option, path, example) in [
+        ("--mas-cli", &opts.mas_cli, "/usr/bin/mas-cli"),
+        ("--mas-sockets", &opts.mas_sockets, "/usr/bin/mas-sockets"),
+    ] {
+        if let Some((dir, why)) = hidden(path) {
+            warnings.push(format!(
+                "{option} `{}` is under {dir}, which {why}, so the service could not run it; install it elsewhere, e.g. as {example}, and give that path with {option}",
+                path.display()
+            ));
+        }
+    }
+    warnings
+}
+
+/// Warnings for the Unix sockets of `plan` that lie inside the runtime
+/// directory of a service as generate-units writes it
+/// (`/run/mas-sockets/<name>/`, for any `<name>`): systemd empties that
+/// directory whenever the service stops, and with it the socket file that
+/// the socket unit still holds and clients look for.
+pub fn runtime_directory_warnings(plan: &Plan) -> Vec<String> {
+    plan.binds()
+        .filter_map(|bind| {
+            let BindSpec::Unix { path, .. } = &bind.spec else {
+                return None;
+            };
+            let name = runtime_directory_of(path)?;
+            let file = path
+                .file_name()
+                .map_or_else(|| "web.sock".into(), |f| f.to_string_lossy());
+            Some(format!(
+                "{}: the socket path `{}` is inside /run/{}, the runtime directory of {name}.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/{file}",
+                bind.location,
+                path.display(),
+                runtime_directory(&name),
+            ))
+        })
+        .collect()
+}
+
+/// The `<name>` of the runtime directory `/run/mas-sockets/<name>` that
+/// holds `path`, if one does.
+fn runtime_directory_of(path: &Path) -> Option<String> {
+    use std::path::Component;
+    let rest = ["/run", "/var/run"]
+        .iter()
+        .find_map(|run| path.strip_prefix(Path::new(run).join("mas-sockets")).ok())?;
+    let mut parts = rest.components();
+    let Some(Component::Normal(name)) = parts.next() else {
+        return None;
+    };
+    // The directory itself, or something beside it, is not inside it.
+    parts.next()?;
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// Why a socket path would not reach systemd as written, if it would not:
 /// `ListenStream=` takes the rest of the line, trims it, continues it after a
 /// trailing backslash, and refuses paths that are not normalized.
@@ -615,6 +728,208 @@ mod tests {
     }
 
     #[test]
+    fn paths_the_hardened_service_cannot_see_are_warned_about() {
+        let mut o = opts();
+        assert!(hidden_path_warnings(&o).is_empty());
+        o.config_files = vec!["/root/x/config.yaml".into(), "/etc/mas/b.yaml".into()];
+        assert_eq!(
+            hidden_path_warnings(&o),
+            ["the config path `/root/x/config.yaml` in ExecStart= is under /root, which ProtectHome=yes hides from the service, so MAS could not read it; move the config, e.g. to /etc/mas/, or give --config-in-unit with the path it will have"]
+        );
+        o.config_files = vec!["/tmp/y/config.yaml".into()];
+        assert_eq!(
+            hidden_path_warnings(&o),
+            ["the config path `/tmp/y/config.yaml` in ExecStart= is under /tmp, which PrivateTmp=yes replaces with an empty directory of the service's own, so MAS could not read it; move the config, e.g. to /etc/mas/, or give --config-in-unit with the path it will have"]
+        );
+        for path in ["/home/a/c.yaml", "/run/user/0/c.yaml", "/var/tmp/c.yaml"] {
+            o.config_files = vec![path.into()];
+            assert_eq!(hidden_path_warnings(&o).len(), 1, "{path}");
+        }
+        for path in [
+            "/tmpfs/c.yaml",
+            "/etc/mas/c.yaml",
+            "/run/mas/c.yaml",
+            "/homes/c.yaml",
+        ] {
+            o.config_files = vec![path.into()];
+            assert!(hidden_path_warnings(&o).is_empty(), "{path}");
+        }
+        o.config_files = Vec::new();
+        o.mas_cli = "/root/.cargo/bin/mas-cli".into();
+        o.mas_sockets = "/home/me/bin/mas-sockets".into();
+        assert_eq!(
+            hidden_path_warnings(&o),
+            [
+                "--mas-cli `/root/.cargo/bin/mas-cli` is under /root, which ProtectHome=yes hides from the service, so the service could not run it; install it elsewhere, e.g. as /usr/bin/mas-cli, and give that path with --mas-cli",
+                "--mas-sockets `/home/me/bin/mas-sockets` is under /home, which ProtectHome=yes hides from the service, so the service could not run it; install it elsewhere, e.g. as /usr/bin/mas-sockets, and give that path with --mas-sockets",
+            ]
+        );
+    }
+
+    #[test]
+    fn sockets_in_a_service_runtime_directory_are_warned_about() {
+        let config = |path: &str| {
+            let base = "http:\n  public_base: https://auth.example.com/\n";
+            let text = format!("http:\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds: [{{socket: {path}}}]\n");
+            check_texts(&[("base.yaml", base), ("c.yaml", &text)], &SystemResolver)
+                .expect("valid config")
+        };
+        assert_eq!(
+            runtime_directory_warnings(&config("/run/mas-sockets/mas/web.sock")),
+            ["c.yaml:5:15: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock"]
+        );
+        for path in [
+            "/var/run/mas-sockets/other/a/b.sock",
+            "/run//mas-sockets/mas/x.sock",
+        ] {
+            assert_eq!(runtime_directory_warnings(&config(path)).len(), 1, "{path}");
+        }
+        for path in [
+            "/run/mas/web.sock",
+            "/run/mas-sockets/web.sock",
+            "/run/mas-sockets-x/a/b.sock",
+            "/run/mas-sockets/../mas/a.sock",
+        ] {
+            assert!(
+                runtime_directory_warnings(&config(path)).is_empty(),
+                "{path}"
+            );
+        }
+    }
+
+    /// The socket unit names for listeners of `names` ("" for none), each
+    /// with as many binds as given.
+    fn unit_names(listeners: &[(&str, usize)]) -> Vec<String> {
+        let mut text = String::from("http:\n  listeners:\n");
+        let mut port = 8080;
+        for (name, binds) in listeners {
+            if !name.is_empty() {
+                text.push_str(&format!("    - name: \"{name}\"\n"));
+                text.push_str("      resources: [{name: health}]\n");
+            } else {
+                text.push_str("    - resources: [{name: health}]\n");
+            }
+            text.push_str("      binds:\n");
+            for _ in 0..*binds {
+                text.push_str(&format!("        - {{host: 127.0.0.1, port: {port}}}\n"));
+                port += 1;
+            }
+        }
+        let files = units(&text, &opts()).unwrap();
+        files
+            .iter()
+            .filter(|f| f.name.ends_with(".socket"))
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_listener_that_could_pass_for_another_gets_its_index() {
+        // A second `web` with two binds must not look like binds of the first.
+        assert_eq!(
+            unit_names(&[("web", 1), ("web", 2)]),
+            [
+                "mas-web.socket",
+                "mas-web-listener1-0.socket",
+                "mas-web-listener1-1.socket"
+            ]
+        );
+        // A name ending in `-N` reads as a bind index of another listener.
+        assert_eq!(
+            unit_names(&[("web", 2), ("web-1", 1)]),
+            [
+                "mas-web-0.socket",
+                "mas-web-1.socket",
+                "mas-web-1-listener1.socket"
+            ]
+        );
+        assert_eq!(
+            unit_names(&[("web-0", 1), ("web", 2)]),
+            [
+                "mas-web-0.socket",
+                "mas-web-listener1-0.socket",
+                "mas-web-listener1-1.socket"
+            ]
+        );
+        assert_eq!(
+            unit_names(&[("web", 1), ("web-2", 1)]),
+            ["mas-web.socket", "mas-web-2-listener1.socket"]
+        );
+        // Names that become the same label, and an unnamed listener's label.
+        assert_eq!(
+            unit_names(&[("web.", 1), ("web", 1)]),
+            ["mas-web.socket", "mas-web-listener1.socket"]
+        );
+        assert_eq!(
+            unit_names(&[("", 1), ("listener0", 1)]),
+            ["mas-listener0.socket", "mas-listener0-listener1.socket"]
+        );
+        // Distinct names keep their plain units.
+        assert_eq!(
+            unit_names(&[("web", 1), ("admin", 2), ("", 1)]),
+            [
+                "mas-web.socket",
+                "mas-admin-0.socket",
+                "mas-admin-1.socket",
+                "mas-listener2.socket"
+            ]
+        );
+    }
+
+    /// Whatever the names, no two units are the same, and no listener's
+    /// label equals another's or another's with a `-N` bind index.
+    #[test]
+    fn unit_names_are_unambiguous_for_every_combination() {
+        let names = [
+            "web",
+            "web-0",
+            "web-1",
+            "",
+            "listener0",
+            "listener1",
+            "web-listener1",
+            "web-listener1-listener1",
+        ];
+        for a in names {
+            for b in names {
+                for c in names {
+                    for binds in [[1, 1, 1], [2, 1, 2], [1, 2, 1], [2, 2, 2]] {
+                        let listeners = [(a, binds[0]), (b, binds[1]), (c, binds[2])];
+                        let all = unit_names(&listeners);
+                        let unique: std::collections::BTreeSet<_> = all.iter().collect();
+                        assert_eq!(unique.len(), all.len(), "{listeners:?}: {all:?}");
+                        // Each unit's label, less the bind index of a listener with several.
+                        let mut labels = Vec::new();
+                        let mut names = all.iter();
+                        for (_, n) in listeners {
+                            let name = names.next().unwrap();
+                            let label = name
+                                .strip_prefix("mas-")
+                                .unwrap()
+                                .strip_suffix(".socket")
+                                .unwrap();
+                            let label = if n > 1 {
+                                label.rsplit_once('-').unwrap().0
+                            } else {
+                                label
+                            };
+                            labels.push(label.to_owned());
+                            for _ in 1..n {
+                                names.next();
+                            }
+                        }
+                        for (i, x) in labels.iter().enumerate() {
+                            for y in &labels[..i] {
+                                assert!(!confusable(x, y), "{listeners:?}: {x} and {y} in {all:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn same_listener_names_get_distinct_units() {
         let files = units(
             "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n    - name: web\n      resources: [{name: health}]\n      binds: [{port: 8081}]\n    - resources: [{name: health}]\n      binds: [{port: 8082}]\n",
@@ -626,13 +941,13 @@ mod tests {
             names,
             [
                 "mas-web.socket",
-                "mas-web-2.socket",
+                "mas-web-listener1.socket",
                 "mas-listener2.socket",
                 "mas.service"
             ]
         );
         assert!(files[1]
             .contents
-            .contains("ListenStream=8081\nFileDescriptorName=web-2\n"));
+            .contains("ListenStream=8081\nFileDescriptorName=web-listener1\n"));
     }
 }

@@ -40,6 +40,9 @@ fn every_bad_config_class_gives_its_error_line() {
         ("same address twice", listener("        - port: 8080\n        - address: \"[::]:8080\"\n"), "mas-sockets: CONFIG:7:11: http.listeners[0].binds[1]: address [::]:8080 is also bound by port 8080 at CONFIG:6:11"),
         ("unix path too long", listener(&format!("        - socket: /run/{}.sock\n", "x".repeat(120))), "is 130 bytes, longer than the 107 a socket address holds; use a shorter path"),
         ("mode not octal", listener("        - socket: /run/mas.sock\n          mode: \"rw-rw----\"\n"), "mas-sockets: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: rw-rw----` is not an octal permission string"),
+        ("prefix without /", "http:\n  listeners:\n    - name: web\n      prefix: auth\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n  public_base: https://a/\n".into(), "mas-sockets: CONFIG:4:15: http.listeners[0].prefix: `prefix: auth` does not start with `/`: MAS nests its routes under `auth/`, and its router panics at start-up on a path without a leading `/`; write `prefix: /auth`"),
+        ("mode beyond 0777", listener("        - socket: /run/mas.sock\n          mode: \"7777\"\n"), "mas-sockets: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: 7777` sets bits beyond 0777 (setuid, setgid, sticky), which mean nothing on a socket; give the permission bits only, e.g. `mode: \"660\"`"),
+        ("resource without name", "http:\n  listeners:\n    - name: web\n      resources:\n        - nmae: health\n      binds: [{port: 8080}]\n  public_base: https://a/\n".into(), "mas-sockets: CONFIG:5:11: http.listeners[0].resources[0].nmae: the resource has no `name` (is `nmae` meant to be `name`?), and MAS refuses a config with such a resource; write e.g. `- name: health`"),
         ("invalid yaml", "http:\n  listeners: [\n".into(), "mas-sockets: CONFIG:3:1: invalid YAML"),
     ];
     let mut failures = Vec::new();
@@ -97,4 +100,76 @@ fn mas_config_variable_is_read_when_no_config_is_given() {
     let out = run(&mut cmd);
     assert!(out.status.success(), "{}", explain(&cmd, &out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("listener admin"));
+}
+
+/// A bind with a stray key and a wrong value gets a line for each, not only
+/// the first.
+#[test]
+fn each_problem_of_a_bind_gets_its_line() {
+    let (status, _, stderr) = check(&listener(
+        "        - hots: localhost\n          port: 80810\n",
+    ));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(status, 1, "{stderr}");
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("mas-sockets: CONFIG:6:11: http.listeners[0].binds[0].hots: unknown key `hots` in a bind (did you mean `host`?)"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "mas-sockets: CONFIG:7:17: http.listeners[0].binds[0].port: port 80810 is out of range"
+        ),
+        "{stderr}"
+    );
+}
+
+/// What MAS accepts but is very likely a mistake is a warning: the check
+/// still passes, and prints the binds.
+#[test]
+fn likely_mistakes_are_warnings_and_the_check_passes() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("socket anyone may open", listener("        - socket: /run/mas/web.sock\n          mode: \"0777\"\n"),
+         "mas-sockets: warning: CONFIG:7:17: http.listeners[0].binds[0].mode: `mode: 0777` lets any local user connect to MAS (connecting to a Unix socket needs write permission, and this mode gives it to others); use e.g. `mode: \"660\"` and give the clients the socket's group (generate-units --socket-group)"),
+        ("prefix with a capture", "http:\n  listeners:\n    - name: web\n      prefix: /{tenant}\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n  public_base: https://a/\n".into(),
+         "mas-sockets: warning: CONFIG:4:15: http.listeners[0].prefix: `prefix: /{tenant}` holds the capture `{tenant}`: MAS's router matches any path segment there, not that text, and generate-nginx refuses such a prefix; write a plain path such as `prefix: /auth`"),
+        ("misspelt http", "htpp:\n  public_base: https://a/\n  listeners: []\n".into(),
+         "mas-sockets: warning: CONFIG:1:1: htpp: `htpp` is not a section MAS knows (did you mean `http`?); MAS ignores it, and without an `http` section serves its built-in listeners on every address ([::]:8080); rename it to `http`"),
+        ("relative socket path", listener("        - socket: web.sock\n"),
+         "mas-sockets: warning: CONFIG:6:11: http.listeners[0].binds[0]: the socket path `web.sock` is relative: MAS binds it in its working directory, but generate-units and generate-nginx need the absolute path for the socket unit and nginx, and refuse it; write the full path, e.g. /run/mas/web.sock"),
+        ("socket in the runtime directory", listener("        - socket: /run/mas-sockets/mas/web.sock\n"),
+         "mas-sockets: warning: CONFIG:6:11: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock"),
+    ];
+    let mut failures = Vec::new();
+    for (name, text, want) in &cases {
+        let (status, stdout, stderr) = check(text);
+        let lines: Vec<&str> = stderr.lines().collect();
+        if status != 0 || lines != [*want] || !stdout.contains("listener ") {
+            failures.push(format!("{name}: status {status} (want 0), stdout:\n{stdout}stderr:\n{stderr}\nwanted the single line: {want}\n"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A `MAS_HTTP*` variable would give MAS listeners that no config file shows,
+/// so no command can do its job: exit status 2 for check as for the others.
+#[test]
+fn listener_variables_stop_every_command_with_status_2() {
+    for command in ["check", "generate-units"] {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg(command)
+            .arg("--config")
+            .arg(repo().join("examples/reverse-proxy.yaml"))
+            .env("MAS_HTTP_LISTENERS", "[]");
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim_end(),
+            "mas-sockets: MAS_HTTP_LISTENERS is set: MAS would take listeners from it that no config file shows, around the sockets mas-sockets checks; move the listeners into a config file and unset it",
+            "{}",
+            explain(&cmd, &out)
+        );
+        assert!(out.stdout.is_empty(), "{}", explain(&cmd, &out));
+    }
 }

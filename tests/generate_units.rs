@@ -185,6 +185,66 @@ fn output_is_byte_stable() {
     assert_eq!(a, b);
 }
 
+/// A config under /tmp (or /root, ...) is hidden from the hardened service
+/// (PrivateTmp=, ProtectHome=): the unit would not start, so say so.
+#[test]
+fn a_config_path_the_service_cannot_see_is_warned_about() {
+    /// A directory under /tmp itself, whatever TMPDIR says; removed on drop.
+    struct InTmp(PathBuf);
+    impl Drop for InTmp {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = InTmp(PathBuf::from(format!(
+        "/tmp/mas-sockets-test.{}.hidden",
+        std::process::id()
+    )));
+    let _ = fs::remove_dir_all(&dir.0);
+    fs::create_dir_all(&dir.0).unwrap();
+    fs::copy(
+        repo().join("examples/reverse-proxy.yaml"),
+        dir.0.join("config.yaml"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(&dir.0).args([
+        "generate-units",
+        "--config",
+        "config.yaml",
+        "--mas-cli",
+        "/root/bin/mas-cli",
+    ]);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("mas-sockets: warning: the config path `{}/config.yaml` in ExecStart= is under /tmp, which PrivateTmp=yes replaces with an empty directory of the service's own, so MAS could not read it; move the config, e.g. to /etc/mas/, or give --config-in-unit with the path it will have", dir.0.display()),
+            "mas-sockets: warning: --mas-cli `/root/bin/mas-cli` is under /root, which ProtectHome=yes hides from the service, so the service could not run it; install it elsewhere, e.g. as /usr/bin/mas-cli, and give that path with --mas-cli".to_owned(),
+        ],
+        "{}",
+        explain(&cmd, &out)
+    );
+    // The path the unit will have is what counts.
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(&dir.0).args([
+        "generate-units",
+        "--config",
+        "config.yaml",
+        "--config-in-unit",
+        "/etc/mas/config.yaml",
+    ]);
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        explain(&cmd, &out)
+    );
+}
+
 #[test]
 fn config_paths_in_exec_start_are_absolute() {
     let dir = TempDir::new("abs");
@@ -229,9 +289,12 @@ fn stale_socket_units_are_reported() {
     let out_dir = dir.join("units");
     let write = |config: &str| {
         let mut cmd = Command::new(mas_sockets());
+        // The unit's config path is pinned: wherever the repository is, the
+        // service could read it, and nothing but stale units is warned about.
         cmd.arg("generate-units")
             .arg("--config")
             .arg(repo().join(config))
+            .args(["--config-in-unit", "/etc/mas/config.yaml"])
             .arg("--output-dir")
             .arg(&out_dir);
         run(&mut cmd)
@@ -341,4 +404,50 @@ fn no_config_file_makes_a_service_that_reads_none() {
         "{service}"
     );
     assert_verifies(&units);
+}
+
+/// A setuid, setgid or sticky bit on a socket is a slip: no unit gets it.
+#[test]
+fn a_mode_beyond_0777_writes_no_unit() {
+    let dir = TempDir::new("mode");
+    let path = dir.write(
+        "c.yaml",
+        "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds:\n        - socket: /run/mas/web.sock\n          mode: \"7777\"\n  public_base: https://a/\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.args(["generate-units", "--config"]).arg(&path);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    assert!(out.stdout.is_empty(), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!("mas-sockets: {}:7:17: http.listeners[0].binds[0].mode: `mode: 7777` sets bits beyond 0777 (setuid, setgid, sticky), which mean nothing on a socket; give the permission bits only, e.g. `mode: \"660\"`", path.display())
+    );
+}
+
+/// systemd empties the service's runtime directory whenever it stops: a
+/// socket there would lose its file while the socket unit holds it.
+#[test]
+fn a_socket_in_the_runtime_directory_is_warned_about() {
+    let dir = TempDir::new("rundir");
+    let path = dir.write(
+        "c.yaml",
+        "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds:\n        - socket: /run/mas-sockets/mas/web.sock\n  public_base: https://a/\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.args([
+        "generate-units",
+        "--config-in-unit",
+        "/etc/mas/config.yaml",
+        "--config",
+    ])
+    .arg(&path);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!("mas-sockets: warning: {}:6:11: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock", path.display())
+    );
 }

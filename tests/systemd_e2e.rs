@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use crate::util::systemd::Systemd;
 use crate::util::{free_port, get_tcp, get_unix};
 
+use crate::util::deploy::generate_units_into;
 pub(crate) use crate::util::deploy::{boot, install_units_with, sock_path, stage, STAGE, TIMEOUT};
 
 /// Generates the units for the staged config straight into the instance.
@@ -138,5 +139,57 @@ fn a_passed_fd_closed_before_supervise_starts_is_reported_as_not_open() {
     .unwrap_or_else(|e| panic!("{e}\n{}", sd.journal("closed.service")));
     let journal = sd.journal("closed.service");
     assert!(!journal.contains("matches no configured bind"), "{journal}");
+    sd.stop().unwrap();
+}
+
+/// The `next:` line generate-units prints after writing the units makes
+/// them take effect, on a first install and after a regeneration that moves
+/// a bind to another port. (`enable` runs with `--runtime` here, so that it
+/// writes into the instance's /run and not into the host's /etc.)
+#[test]
+fn the_next_step_generate_units_prints_puts_the_units_in_effect() {
+    let (first, second) = (free_port(), free_port());
+    let sd = boot("next-step");
+    let config = |port: u16| {
+        format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: health}}]\n      binds:\n        - host: 127.0.0.1\n          port: {port}\n")
+    };
+    let follow_next = |out: &str| {
+        let next = out
+            .lines()
+            .find_map(|l| l.strip_prefix("next: "))
+            .unwrap_or_else(|| panic!("no `next:` line in:\n{out}"));
+        for step in next.split(" && ") {
+            let mut argv: Vec<&str> = step.split_whitespace().collect();
+            if argv.get(1) == Some(&"enable") {
+                argv.insert(2, "--runtime");
+            }
+            sd.exec_ok(&argv);
+        }
+        next.to_owned()
+    };
+    stage(&sd, &config(first));
+    let next = follow_next(&generate_units_into(&sd, &[]));
+    let served = get_tcp(SocketAddr::from(([127, 0, 0, 1], first)), "/health")
+        .unwrap_or_else(|e| panic!("after a first install and `{next}`: {e}"));
+    assert_eq!(served.status, 200);
+    assert_eq!(
+        sd.unit_property("mas.service", "UnitFileState"),
+        "enabled-runtime"
+    );
+
+    // The listener moves: regenerate, and follow the same line.
+    fs::write(
+        sd.host_path(&format!("{STAGE}/config.yaml")),
+        config(second),
+    )
+    .unwrap();
+    let next = follow_next(&generate_units_into(&sd, &[]));
+    let served = get_tcp(SocketAddr::from(([127, 0, 0, 1], second)), "/health")
+        .unwrap_or_else(|e| panic!("after a regeneration and `{next}`: {e}"));
+    assert_eq!(served.status, 200);
+    assert!(
+        get_tcp(SocketAddr::from(([127, 0, 0, 1], first)), "/health").is_err(),
+        "the old port still answers after `{next}`"
+    );
     sd.stop().unwrap();
 }

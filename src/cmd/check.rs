@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
 use crate::config::plan::{escape_controls, SystemResolver};
-use crate::config::Plan;
+use crate::config::{BindSpec, Plan};
 use crate::nginx::{compare, syntax};
+use crate::units;
 
 /// Runs `check`.
 ///
@@ -20,6 +21,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
+    for warning in deployment_warnings(&plan) {
+        eprintln!("mas-sockets: warning: {}", escape_controls(&warning));
+    }
     super::print_stdout(&describe(&plan))?;
     let mut problems = false;
     for site in &args.nginx {
@@ -91,6 +95,23 @@ fn check_site(plan: &Plan, site: &Path) -> anyhow::Result<SiteOutcome> {
     } else {
         SiteOutcome::Problems
     })
+}
+
+/// What MAS accepts but generate-units or generate-nginx would refuse, or
+/// what would break once the units run: a relative socket path, and a
+/// socket in a service's runtime directory.
+fn deployment_warnings(plan: &Plan) -> Vec<String> {
+    let relative = plan.binds().filter_map(|bind| match &bind.spec {
+        BindSpec::Unix { path, .. } if !path.is_absolute() => Some(format!(
+            "{}: the socket path `{}` is relative: MAS binds it in its working directory, but generate-units and generate-nginx need the absolute path for the socket unit and nginx, and refuse it; write the full path, e.g. /run/mas/web.sock",
+            bind.location,
+            path.display()
+        )),
+        _ => None,
+    });
+    relative
+        .chain(units::runtime_directory_warnings(plan))
+        .collect()
 }
 
 /// One line per listener, then one per bind with the sockets it stands for.

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::GenerateUnitsArgs;
+use crate::config::plan::escape_controls;
 use crate::units::{self, UnitFile, UnitOptions};
 
 /// Runs `generate-units`.
@@ -64,6 +65,12 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let files = units::generate(&plan, &opts)?;
+    let warnings = units::hidden_path_warnings(&opts)
+        .into_iter()
+        .chain(units::runtime_directory_warnings(&plan));
+    for warning in warnings {
+        eprintln!("mas-sockets: warning: {}", escape_controls(&warning));
+    }
     match &args.output_dir {
         None => {
             let mut out = String::new();
@@ -73,7 +80,12 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
             super::print_stdout(&out)?;
         }
         Some(dir) => {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create {}; give an --output-dir that this user may create or write",
+                    dir.display()
+                )
+            })?;
             write_units(dir, &files)?;
             for stale in stale_units(dir, &opts.name, &files) {
                 eprintln!(
@@ -82,11 +94,17 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+            // `restart` starts what is stopped (a first install) and restarts
+            // what runs (a regeneration): a socket unit keeps its old binds
+            // until it is restarted, and systemd starts it only while its
+            // service is stopped, which one transaction for all of them
+            // orders. Enabling the service enables its sockets (`Also=`).
             super::print_stdout(&format!(
-                "wrote {} to {}\nnext: systemctl daemon-reload && systemctl enable --now {}\n",
+                "wrote {} to {}\nnext: systemctl daemon-reload && systemctl enable {service} && systemctl restart {}\n",
                 names.join(", "),
                 dir.display(),
-                names.last().copied().unwrap_or_default()
+                names.join(" "),
+                service = names.last().copied().unwrap_or_default(),
             ))?;
         }
     }
@@ -113,7 +131,12 @@ fn stale_units(dir: &Path, name: &str, written: &[UnitFile]) -> Vec<String> {
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+    std::path::absolute(path).with_context(|| {
+        format!(
+            "cannot make {} absolute; give the full path with --config, or the path for the unit with --config-in-unit",
+            path.display()
+        )
+    })
 }
 
 /// Writes the units all or nothing: every file goes to a temporary name in
@@ -151,7 +174,12 @@ fn write_units(dir: &Path, files: &[UnitFile]) -> anyhow::Result<()> {
         let path = dir.join(&file.name);
         if let Err(e) = fs::rename(tmp_of(file), &path) {
             cleanup();
-            return Err(e).with_context(|| format!("cannot put {} in place", path.display()));
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot put {} in place; check that the directory is writable and the name is not a directory",
+                    path.display()
+                )
+            });
         }
     }
     Ok(())

@@ -4,7 +4,9 @@
 //! - 0: success.
 //! - 1: `check` found problems in the config.
 //! - 2: mas-sockets could not do its job: bad usage, unreadable or invalid
-//!   config, sockets that do not match the config, a child that could not start.
+//!   config (for `check`: unreadable), a `MAS_HTTP*` variable in the
+//!   environment, sockets that do not match the config, a child that could
+//!   not start.
 //! - supervise passes MAS's own status through once MAS ran (see [`supervise`]).
 
 pub mod check;
@@ -18,6 +20,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, ConfigArgs};
+use crate::config::plan::escape_controls;
 use crate::config::{self, LoadError, Plan};
 
 /// The config is invalid (`check` only).
@@ -45,7 +48,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Loads the plan for `args`, printing problems one per line on stderr.
 ///
 /// Returns `Err(status)` when the config cannot be used: `invalid_status` for
-/// problems in the config, [`EXIT_CANNOT_RUN`] for an unreadable file.
+/// problems in the config, [`EXIT_CANNOT_RUN`] for an unreadable file and
+/// for a `MAS_HTTP*` variable, which holds listeners that no command can
+/// check (no file shows them).
 pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, ExitCode> {
     let overrides = config::listener_env_overrides(std::env::vars_os());
     if !overrides.is_empty() {
@@ -53,7 +58,7 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
             "mas-sockets: {} is set: MAS would take listeners from it that no config file shows, around the sockets mas-sockets checks; move the listeners into a config file and unset it",
             overrides.join(", ")
         );
-        return Err(ExitCode::from(invalid_status));
+        return Err(ExitCode::from(EXIT_CANNOT_RUN));
     }
     let mas_config = std::env::var_os(config::MAS_CONFIG);
     let paths = match config::config_paths(&args.config, mas_config.as_deref()) {
@@ -66,7 +71,9 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
     match config::load(&paths) {
         Ok(plan) => {
             for warning in &plan.warnings {
-                eprintln!("mas-sockets: warning: {warning}");
+                // A warning may quote the config's values: shown escaped,
+                // it stays one line.
+                eprintln!("mas-sockets: warning: {}", escape_controls(warning));
             }
             Ok(plan)
         }

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use serde_norway::{Mapping, Value};
 
+use super::names;
 use super::net::{default_trusted_proxies, IpNet};
 use super::raw::{kind_of, Merged, Pos};
 
@@ -117,17 +118,40 @@ pub enum ErrorKind {
         "the listener has no resources; add at least one, e.g. `resources: [{{name: health}}]`"
     )]
     NoResources,
-    #[error("`{key}` is {found}, not {expected}")]
+    #[error("`{key}` is {found}, not {expected}; {fix}")]
     WrongType {
         key: &'static str,
         found: &'static str,
         expected: &'static str,
+        /// How to write the value, e.g. "write `true` or `false` without quotes".
+        fix: &'static str,
     },
+    #[error("the resource is {found}, not a mapping, and MAS refuses the config; write it as `- name: {name}`")]
+    ResourceNotMapping { found: &'static str, name: String },
+    #[error("the resource has no `name`{hint}, and MAS refuses a config with such a resource; write e.g. `- name: health`", hint = misspelt.as_ref().map(|k| format!(" (is `{k}` meant to be `name`?)")).unwrap_or_default())]
+    ResourceWithoutName {
+        /// A key of the resource that looks like a misspelt `name`.
+        misspelt: Option<String>,
+    },
+    #[error("`prefix: {prefix}` does not start with `/`: MAS nests its routes under `{nested}`, and its router panics at start-up on a path without a leading `/`; write `prefix: {fixed}`")]
+    PrefixNotAbsolute {
+        prefix: String,
+        nested: String,
+        fixed: String,
+    },
+    #[error("`prefix: {prefix}` has the segment `{segment}`, and MAS's router panics at start-up on a segment that starts with `{first}` (the capture syntax of older axum); rename that segment")]
+    PrefixOldCapture {
+        prefix: String,
+        segment: String,
+        first: char,
+    },
+    #[error("`prefix: {prefix}` has braces that MAS's router cannot read (`{{name}}` captures the end of a segment, `{{{{` and `}}}}` are a brace, and a prefix cannot hold `{{*rest}}`), so MAS panics at start-up; write a plain path such as `prefix: /auth`")]
+    PrefixBadBraces { prefix: String },
     #[error("a bind is {found}, not a mapping; write e.g. `{{host: localhost, port: 8080}}`")]
     BindNotMapping { found: &'static str },
     #[error("the bind is empty, and MAS would read it as `fd: 0`; write `host`+`port`, `address`, `socket` or an explicit `fd`")]
     EmptyBind,
-    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it{misread}. Use only {allowed}", hint = did_you_mean(key), misread = if *rest_is_a_bind { "" } else { " and read the bind as `fd: 0`" }, allowed = BIND_KEYS.join(", "))]
+    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it{misread}. Use only {allowed}", hint = names::did_you_mean(key, BIND_KEYS), misread = if *rest_is_a_bind { "" } else { " and read the bind as `fd: 0`" }, allowed = BIND_KEYS.join(", "))]
     UnknownBindKey {
         key: String,
         /// Whether the other keys make a bind of their own, which MAS then
@@ -161,13 +185,15 @@ pub enum ErrorKind {
         "`mode: {value}` is not an octal permission string; write it quoted, e.g. `mode: \"660\"`"
     )]
     BadMode { value: String },
+    #[error("`mode: {value}` sets bits beyond 0777 (setuid, setgid, sticky), which mean nothing on a socket; give the permission bits only, e.g. `mode: \"660\"`")]
+    ModeBeyondPermissions { value: String },
     #[error("`mode` applies only to a `socket` bind; remove it or add `socket:`")]
     ModeWithoutSocket,
     #[error(
         "`fd: {value}` is not a non-negative number; write the index into LISTEN_FDS, e.g. `fd: 0`"
     )]
     BadFd { value: String },
-    #[error("`kind: {value}` is not tcp or unix")]
+    #[error("`kind: {value}` is not tcp or unix; write `kind: tcp` or `kind: unix`")]
     BadKind { value: String },
     #[error("`kind` without `fd` makes MAS take fd 0 by accident; write `fd:` explicitly")]
     KindWithoutFd,
@@ -177,35 +203,6 @@ pub enum ErrorKind {
         "{this} is also bound by {other}; each address may be bound once, so remove one of them"
     )]
     Duplicate { this: String, other: String },
-}
-
-fn did_you_mean(key: &str) -> String {
-    // Two edits turn any two-letter key into `fd`; ask for more likeness there.
-    let limit = if key.chars().count() <= 3 { 1 } else { 2 };
-    BIND_KEYS
-        .iter()
-        .map(|k| (edit_distance(key, k), *k))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
-}
-
-/// Levenshtein distance, for "did you mean" hints on short keys.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 /// Whether an `fd:` bind expects a TCP or a Unix socket.
@@ -527,6 +524,7 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
         .and_then(Value::as_str)
         .map(|e| (e.to_owned(), cx.location("matrix.endpoint")));
     cx.check_keys(&merged.value, &mut String::new());
+    cx.check_sections(http_is_default);
     cx.check_duplicates(&listeners);
     for (i, listener) in listeners.iter().enumerate() {
         let Some(name) = &listener.name else { continue };
@@ -555,6 +553,14 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
     } else {
         Err(cx.errors)
     }
+}
+
+/// A bind read from the config, before it gets its location.
+struct ReadBind {
+    spec: BindSpec,
+    endpoints: Vec<Endpoint>,
+    /// Things to say about it: the key path after the bind's, and the text.
+    warnings: Vec<(&'static str, String)>,
 }
 
 struct Checker<'a> {
@@ -621,6 +627,7 @@ impl Checker<'_> {
                         key: "name",
                         found: kind_of(other),
                         expected: "a string",
+                        fix: "write one name, e.g. `name: web`",
                     },
                 });
                 None
@@ -638,6 +645,7 @@ impl Checker<'_> {
                         key: "proxy_protocol",
                         found: kind_of(other),
                         expected: "true or false",
+                        fix: "write `true` or `false` without quotes",
                     },
                 });
                 false
@@ -650,7 +658,20 @@ impl Checker<'_> {
         };
         let prefix = match map.get("prefix") {
             None | Some(Value::Null) => None,
-            Some(Value::String(p)) => Some(p.clone()),
+            Some(Value::String(p)) => match super::prefix::check_prefix(p) {
+                Ok(warning) => {
+                    if let Some(warning) = warning {
+                        let location = here(self, ".prefix");
+                        self.warnings.push(format!("{location}: {warning}"));
+                    }
+                    Some(p.clone())
+                }
+                Err(kind) => {
+                    let location = here(self, ".prefix");
+                    self.errors.push(ConfigError { location, kind });
+                    None
+                }
+            },
             Some(other) => {
                 let location = here(self, ".prefix");
                 self.errors.push(ConfigError {
@@ -659,6 +680,7 @@ impl Checker<'_> {
                         key: "prefix",
                         found: kind_of(other),
                         expected: "a path such as /auth",
+                        fix: "write one path, e.g. `prefix: /auth`",
                     },
                 });
                 None
@@ -697,6 +719,7 @@ impl Checker<'_> {
                         key: "binds",
                         found: kind_of(other),
                         expected: "a list of binds",
+                        fix: "write each bind as a `- ` item, e.g. `binds: [{host: localhost, port: 8080}]`",
                     },
                 });
             }
@@ -750,6 +773,7 @@ impl Checker<'_> {
                     key: "trusted_proxies",
                     found: kind_of(other),
                     expected: "a list of IP networks",
+                    fix: "write a list, e.g. `trusted_proxies: [127.0.0.1/8, \"::1/128\"]`",
                 },
             ),
         }
@@ -774,33 +798,79 @@ impl Checker<'_> {
                         key: "resources",
                         found: kind_of(other),
                         expected: "a list of `- name: ...` items",
+                        fix: "write each resource as a `- name: ...` item, e.g. `resources: [{name: health}]`",
                     },
                 });
                 return Vec::new();
             }
         };
         let mut names = Vec::new();
-        for item in items {
-            let name = item.get("name").and_then(Value::as_str);
-            match name {
-                Some(name) => {
-                    if !KNOWN_RESOURCES.contains(&name) {
+        for (r, item) in items.iter().enumerate() {
+            let at = |rest: &str| format!(".resources[{r}]{rest}");
+            let Value::Mapping(resource) = item else {
+                let location = self.listener_location(listener, &at(""), default);
+                self.errors.push(ConfigError {
+                    location,
+                    kind: ErrorKind::ResourceNotMapping {
+                        found: kind_of(item),
+                        name: item.as_str().unwrap_or("health").to_owned(),
+                    },
+                });
+                continue;
+            };
+            match resource.get("name") {
+                Some(Value::String(name)) => {
+                    if !KNOWN_RESOURCES.contains(&name.as_str()) {
+                        let location = self.listener_location(listener, &at(".name"), default);
                         self.warnings.push(format!(
-                            "{location}: resource `{name}` is not one MAS 1.22 knows ({}); MAS will refuse it unless it is newer",
+                            "{location}: resource `{name}` is not one MAS 1.22 knows ({}); MAS will refuse it unless it is newer; check its spelling",
                             KNOWN_RESOURCES.join(", ")
                         ));
                     }
-                    names.push(name.to_owned());
+                    names.push(name.clone());
                 }
-                None => self.warnings.push(format!(
-                    "{location}: a resource has no `name`; MAS will refuse it"
-                )),
+                // MAS reads resources as a enum tagged by `name`: without a
+                // name (or with an empty one) it refuses the whole config.
+                None | Some(Value::Null) => {
+                    // A misspelt `name` is the likely cause; point at it.
+                    let misspelt = resource
+                        .keys()
+                        .filter_map(Value::as_str)
+                        .find(|k| names::is_near(k, "name"))
+                        .map(str::to_owned);
+                    let rest = match &misspelt {
+                        Some(key) => at(&format!(".{key}#key")),
+                        None => at(""),
+                    };
+                    let location = self.listener_location(listener, &rest, default);
+                    self.errors.push(ConfigError {
+                        location,
+                        kind: ErrorKind::ResourceWithoutName { misspelt },
+                    });
+                }
+                Some(other) => {
+                    let location = self.listener_location(listener, &at(".name"), default);
+                    self.errors.push(ConfigError {
+                        location,
+                        kind: ErrorKind::WrongType {
+                            key: "name",
+                            found: kind_of(other),
+                            expected: "a resource name",
+                            fix: "write one of MAS's resource names, e.g. `name: health`",
+                        },
+                    });
+                }
             }
         }
         names
     }
 
-    /// Classifies one bind, or records why it cannot be.
+    /// Classifies one bind, or records every reason it cannot be.
+    ///
+    /// Each stray key and each value that is wrong by itself is reported.
+    /// What a bind lacks (`host` without `port`, `mode` without `socket`,
+    /// `kind` without `fd`) is reported only when it has no stray key, which
+    /// may be the missing one misspelt, and does not mix forms.
     fn bind(
         &mut self,
         listener: usize,
@@ -808,46 +878,180 @@ impl Checker<'_> {
         value: &Value,
         default: bool,
     ) -> Option<(BindSpec, Vec<Endpoint>)> {
+        let mut problems: Vec<(String, ErrorKind)> = Vec::new();
+        let parsed = self.read_bind(value, &mut problems);
         let rest = format!(".binds[{index}]");
-        let fail = |cx: &mut Self, key: &str, kind: ErrorKind| {
-            let location = cx.listener_location(listener, &format!("{rest}{key}"), default);
-            cx.errors.push(ConfigError { location, kind });
-            None
-        };
+        for (key, kind) in problems {
+            let location = self.listener_location(listener, &format!("{rest}{key}"), default);
+            self.errors.push(ConfigError { location, kind });
+        }
+        let read = parsed?;
+        for (key, text) in read.warnings {
+            let location = self.listener_location(listener, &format!("{rest}{key}"), default);
+            self.warnings.push(format!("{location}: {text}"));
+        }
+        Some((read.spec, read.endpoints))
+    }
+
+    /// The bind of `value`; `None` when `problems` got at least one
+    /// (each with the key path after the bind's).
+    fn read_bind(
+        &mut self,
+        value: &Value,
+        problems: &mut Vec<(String, ErrorKind)>,
+    ) -> Option<ReadBind> {
         let Value::Mapping(map) = value else {
-            return fail(
-                self,
-                "",
+            problems.push((
+                String::new(),
                 ErrorKind::BindNotMapping {
                     found: kind_of(value),
                 },
-            );
+            ));
+            return None;
         };
         if map.is_empty() {
-            return fail(self, "", ErrorKind::EmptyBind);
+            problems.push((String::new(), ErrorKind::EmptyBind));
+            return None;
         }
-        let mut keys = Vec::new();
-        for key in map.keys() {
+        let mut keys: Vec<&'static str> = Vec::new();
+        let mut unknown = false;
+        let mut host: Option<String> = None;
+        let mut port: Option<u16> = None;
+        let mut address: Option<SocketAddr> = None;
+        let mut socket: Option<PathBuf> = None;
+        let mut mode: Option<(u32, String)> = None;
+        let mut fd: Option<usize> = None;
+        let mut kind = FdKind::Tcp;
+        for (key, value) in map {
             let name = key
                 .as_str()
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("{key:?}"));
-            match BIND_KEYS.iter().find(|k| **k == name) {
-                Some(k) => keys.push(*k),
-                None => {
-                    let at = format!(".{name}#key");
-                    let rest_is_a_bind = rest_is_a_bind(map);
-                    return fail(
-                        self,
-                        &at,
-                        ErrorKind::UnknownBindKey {
-                            key: name,
-                            rest_is_a_bind,
-                        },
-                    );
+            let Some(&key) = BIND_KEYS.iter().find(|k| **k == name) else {
+                unknown = true;
+                problems.push((
+                    format!(".{name}#key"),
+                    ErrorKind::UnknownBindKey {
+                        key: name,
+                        rest_is_a_bind: rest_is_a_bind(map),
+                    },
+                ));
+                continue;
+            };
+            keys.push(key);
+            let at = format!(".{key}");
+            let mut problem = |kind: ErrorKind| problems.push((at.clone(), kind));
+            match (key, value) {
+                ("host", Value::Null) => {}
+                ("host", Value::String(h)) => {
+                    match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                        Some(bare) => problem(ErrorKind::BracketedHost {
+                            host: h.clone(),
+                            bare: bare.to_owned(),
+                        }),
+                        None => host = Some(h.clone()),
+                    }
                 }
+                ("host", other) => problem(ErrorKind::WrongType {
+                    key: "host",
+                    found: kind_of(other),
+                    expected: "a host name or IP address",
+                    fix: "write one, e.g. `host: localhost` or `host: \"::1\"`",
+                }),
+                ("port", Value::Null) => {}
+                ("port", Value::Number(n)) if n.is_f64() => problem(ErrorKind::PortNotNumber {
+                    value: n.to_string(),
+                    found: "not a whole number",
+                }),
+                ("port", Value::Number(n)) => {
+                    match n.as_u64().and_then(|n| u16::try_from(n).ok()) {
+                        Some(0) => problem(ErrorKind::PortZero),
+                        Some(p) => port = Some(p),
+                        None => problem(ErrorKind::PortOutOfRange {
+                            port: n.to_string(),
+                        }),
+                    }
+                }
+                ("port", other) => problem(ErrorKind::PortNotNumber {
+                    value: scalar_text(other),
+                    found: kind_of(other),
+                }),
+                ("address", Value::String(text)) => match text.parse::<SocketAddr>() {
+                    Ok(addr) if addr.port() == 0 => problem(ErrorKind::PortZero),
+                    Ok(addr) => address = Some(addr),
+                    Err(_) => problem(ErrorKind::BadAddress {
+                        address: text.clone(),
+                    }),
+                },
+                ("address", other) => problem(ErrorKind::BadAddress {
+                    address: scalar_text(other),
+                }),
+                ("socket", Value::String(p)) if !p.is_empty() => {
+                    if p.len() > MAX_UNIX_PATH {
+                        problem(ErrorKind::SocketPathTooLong {
+                            path: p.clone(),
+                            len: p.len(),
+                        });
+                    } else {
+                        socket = Some(PathBuf::from(p));
+                    }
+                }
+                ("socket", Value::String(_) | Value::Null) => problem(ErrorKind::EmptySocketPath),
+                ("socket", other) => problem(ErrorKind::WrongType {
+                    key: "socket",
+                    found: kind_of(other),
+                    expected: "a path",
+                    fix: "write the path, e.g. `socket: /run/mas/web.sock`",
+                }),
+                ("mode", Value::Null) => {}
+                ("mode", Value::String(text)) => match parse_mode(text) {
+                    Some(m) => mode = Some((m, text.clone())),
+                    // MAS would apply them, but a setuid, setgid or sticky
+                    // socket is a slip, not a permission.
+                    None if u32::from_str_radix(text, 8).is_ok() => {
+                        problem(ErrorKind::ModeBeyondPermissions {
+                            value: text.clone(),
+                        })
+                    }
+                    None => problem(ErrorKind::BadMode {
+                        value: text.clone(),
+                    }),
+                },
+                ("mode", other) => problem(ErrorKind::BadMode {
+                    value: scalar_text(other),
+                }),
+                ("fd", Value::Number(n)) => {
+                    match n.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                        Some(i) => fd = Some(i),
+                        None => problem(ErrorKind::BadFd {
+                            value: n.to_string(),
+                        }),
+                    }
+                }
+                ("fd", other) => problem(ErrorKind::BadFd {
+                    value: scalar_text(other),
+                }),
+                ("kind", Value::String(k)) if k == "tcp" => kind = FdKind::Tcp,
+                ("kind", Value::String(k)) if k == "unix" => kind = FdKind::Unix,
+                ("kind", other) => problem(ErrorKind::BadKind {
+                    value: scalar_text(other),
+                }),
+                _ => unreachable!("every bind key is matched above"),
             }
         }
+        let has = |k: &str| keys.contains(&k);
+        // A name is resolved even when the rest of the bind is wrong: an
+        // unknown name is a problem of its own.
+        let host_endpoints = match &host {
+            Some(h) => match self.host_endpoints(h, port.unwrap_or(1)) {
+                Ok(found) => Some(found),
+                Err(kind) => {
+                    problems.push((".host".into(), kind));
+                    None
+                }
+            },
+            None => None,
+        };
         // Each form's keys; a key from another form is a mix.
         let form = |k: &str| match k {
             "host" | "port" => 0,
@@ -855,239 +1059,95 @@ impl Checker<'_> {
             "socket" | "mode" => 2,
             _ => 3,
         };
-        if let Some(pair) = keys
+        let mixed = keys
             .iter()
             .flat_map(|a| keys.iter().map(move |b| (*a, *b)))
-            .find(|(a, b)| form(a) < form(b))
-        {
-            return fail(
-                self,
-                "",
-                ErrorKind::MixedForms {
-                    first: pair.0,
-                    second: pair.1,
-                },
-            );
-        }
-        let has = |k: &str| map.contains_key(k);
-        if has("port") || has("host") {
-            let host = match map.get("host") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(h)) => Some(h.clone()),
-                Some(other) => {
-                    return fail(
-                        self,
-                        ".host",
-                        ErrorKind::WrongType {
-                            key: "host",
-                            found: kind_of(other),
-                            expected: "a host name or IP address",
-                        },
-                    )
-                }
-            };
-            let port = match map.get("port") {
-                None | Some(Value::Null) => {
-                    return fail(
-                        self,
-                        "",
-                        ErrorKind::HostWithoutPort {
-                            host: host.unwrap_or_default(),
-                        },
-                    )
-                }
-                Some(Value::Number(n)) if n.is_f64() => {
-                    return fail(
-                        self,
-                        ".port",
-                        ErrorKind::PortNotNumber {
-                            value: n.to_string(),
-                            found: "not a whole number",
-                        },
-                    )
-                }
-                Some(Value::Number(n)) => match n.as_u64().and_then(|n| u16::try_from(n).ok()) {
-                    Some(0) => return fail(self, ".port", ErrorKind::PortZero),
-                    Some(p) => p,
-                    None => {
-                        return fail(
-                            self,
-                            ".port",
-                            ErrorKind::PortOutOfRange {
-                                port: n.to_string(),
-                            },
-                        )
-                    }
-                },
-                Some(other) => {
-                    return fail(
-                        self,
-                        ".port",
-                        ErrorKind::PortNotNumber {
-                            value: scalar_text(other),
-                            found: kind_of(other),
-                        },
-                    )
-                }
-            };
-            let endpoints = match self.host_endpoints(host.as_deref(), port) {
-                Ok(e) => e,
-                Err(kind) => return fail(self, ".host", kind),
-            };
-            return Some((BindSpec::HostPort { host, port }, endpoints));
-        }
-        if let Some(address) = map.get("address") {
-            let Value::String(text) = address else {
-                return fail(
-                    self,
-                    ".address",
-                    ErrorKind::BadAddress {
-                        address: scalar_text(address),
+            .find(|(a, b)| form(a) < form(b));
+        let port_missing = matches!(map.get("port"), None | Some(Value::Null));
+        if let Some((first, second)) = mixed {
+            problems.push((String::new(), ErrorKind::MixedForms { first, second }));
+        } else if !unknown {
+            if (has("host") || has("port")) && port_missing {
+                problems.push((
+                    String::new(),
+                    ErrorKind::HostWithoutPort {
+                        host: host.clone().unwrap_or_default(),
                     },
-                );
-            };
-            let Ok(addr) = text.parse::<SocketAddr>() else {
-                return fail(
-                    self,
-                    ".address",
-                    ErrorKind::BadAddress {
-                        address: text.clone(),
-                    },
-                );
-            };
-            if addr.port() == 0 {
-                return fail(self, ".address", ErrorKind::PortZero);
+                ));
             }
-            return Some((BindSpec::Address(addr), vec![Endpoint::Tcp(addr)]));
-        }
-        if has("socket") {
-            let path = match map.get("socket") {
-                Some(Value::String(p)) if !p.is_empty() => PathBuf::from(p),
-                Some(Value::String(_)) | Some(Value::Null) | None => {
-                    return fail(self, ".socket", ErrorKind::EmptySocketPath)
-                }
-                Some(other) => {
-                    return fail(
-                        self,
-                        ".socket",
-                        ErrorKind::WrongType {
-                            key: "socket",
-                            found: kind_of(other),
-                            expected: "a path",
-                        },
-                    )
-                }
-            };
-            let len = path.as_os_str().len();
-            if len > MAX_UNIX_PATH {
-                return fail(
-                    self,
-                    ".socket",
-                    ErrorKind::SocketPathTooLong {
-                        path: path.display().to_string(),
-                        len,
-                    },
-                );
+            if has("mode") && !has("socket") {
+                problems.push((".mode".into(), ErrorKind::ModeWithoutSocket));
             }
-            let mode = match map.get("mode") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(text)) => match parse_mode(text) {
-                    Some(m) => Some(m),
-                    None => {
-                        return fail(
-                            self,
-                            ".mode",
-                            ErrorKind::BadMode {
-                                value: text.clone(),
-                            },
-                        )
-                    }
-                },
-                Some(other) => {
-                    return fail(
-                        self,
-                        ".mode",
-                        ErrorKind::BadMode {
-                            value: scalar_text(other),
-                        },
-                    )
+            if has("kind") && !has("fd") {
+                problems.push((".kind".into(), ErrorKind::KindWithoutFd));
+            }
+        }
+        if !problems.is_empty() {
+            return None;
+        }
+        let mut warnings = Vec::new();
+        if has("host") || has("port") {
+            let port = port.expect("a bind without a port is a problem above");
+            let endpoints = match host_endpoints {
+                Some((endpoints, warning)) => {
+                    warnings.extend(warning.map(|w| (".host", w)));
+                    endpoints
                 }
+                None => vec![Endpoint::AnyTcp(port)],
             };
+            return Some(ReadBind {
+                spec: BindSpec::HostPort { host, port },
+                endpoints,
+                warnings,
+            });
+        }
+        if let Some(addr) = address {
+            return Some(ReadBind {
+                spec: BindSpec::Address(addr),
+                endpoints: vec![Endpoint::Tcp(addr)],
+                warnings,
+            });
+        }
+        if let Some(path) = socket {
             let endpoints = vec![Endpoint::Unix(path.clone())];
-            return Some((BindSpec::Unix { path, mode }, endpoints));
-        }
-        if has("mode") {
-            return fail(self, ".mode", ErrorKind::ModeWithoutSocket);
-        }
-        if !has("fd") {
-            return fail(self, ".kind", ErrorKind::KindWithoutFd);
-        }
-        let index = match map.get("fd") {
-            Some(Value::Number(n)) => match n.as_u64().and_then(|n| usize::try_from(n).ok()) {
-                Some(i) => i,
-                None => {
-                    return fail(
-                        self,
-                        ".fd",
-                        ErrorKind::BadFd {
-                            value: n.to_string(),
-                        },
-                    )
+            if let Some((m, text)) = &mode {
+                if m & 0o002 != 0 {
+                    warnings.push((".mode", format!("`mode: {text}` lets any local user connect to MAS (connecting to a Unix socket needs write permission, and this mode gives it to others); use e.g. `mode: \"660\"` and give the clients the socket's group (generate-units --socket-group)")));
                 }
-            },
-            Some(other) => {
-                return fail(
-                    self,
-                    ".fd",
-                    ErrorKind::BadFd {
-                        value: scalar_text(other),
-                    },
-                )
             }
-            None => unreachable!("checked above"),
-        };
-        let kind = match map.get("kind") {
-            None => FdKind::Tcp,
-            Some(Value::String(k)) if k == "tcp" => FdKind::Tcp,
-            Some(Value::String(k)) if k == "unix" => FdKind::Unix,
-            Some(other) => {
-                return fail(
-                    self,
-                    ".kind",
-                    ErrorKind::BadKind {
-                        value: scalar_text(other),
-                    },
-                )
-            }
-        };
-        Some((BindSpec::Fd { index, kind }, Vec::new()))
+            let mode = mode.map(|(m, _)| m);
+            return Some(ReadBind {
+                spec: BindSpec::Unix { path, mode },
+                endpoints,
+                warnings,
+            });
+        }
+        let index = fd.expect("a bind of no other form has `fd`, or a problem above");
+        Some(ReadBind {
+            spec: BindSpec::Fd { index, kind },
+            endpoints: Vec::new(),
+            warnings,
+        })
     }
 
-    /// The endpoints of a `host`+`port` bind.
+    /// The endpoints of a bind with `host`, and a warning when they come
+    /// from a name resolved now.
     fn host_endpoints(
-        &mut self,
-        host: Option<&str>,
+        &self,
+        host: &str,
         port: u16,
-    ) -> Result<Vec<Endpoint>, ErrorKind> {
-        let Some(host) = host else {
-            return Ok(vec![Endpoint::AnyTcp(port)]);
-        };
+    ) -> Result<(Vec<Endpoint>, Option<String>), ErrorKind> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![Endpoint::Tcp(SocketAddr::new(ip, port))]);
-        }
-        if let Some(bare) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            return Err(ErrorKind::BracketedHost {
-                host: host.to_owned(),
-                bare: bare.to_owned(),
-            });
+            return Ok((vec![Endpoint::Tcp(SocketAddr::new(ip, port))], None));
         }
         if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
             // MAS binds whichever loopback address resolves first; a socket on
             // either one serves the bind, so a unit may hold both.
-            return Ok(vec![
+            let endpoints = vec![
                 Endpoint::Tcp(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)),
                 Endpoint::Tcp(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port)),
-            ]);
+            ];
+            return Ok((endpoints, None));
         }
         let mut addrs =
             self.resolver
@@ -1104,11 +1164,43 @@ impl Checker<'_> {
         }
         let unique: BTreeSet<SocketAddr> = addrs.drain(..).collect();
         let addrs: Vec<SocketAddr> = unique.into_iter().collect();
-        self.warnings.push(format!(
+        let warning = format!(
             "host `{host}` resolved to {}; the sockets use these addresses, so regenerate the units if its addresses change",
             addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        ));
-        Ok(addrs.into_iter().map(Endpoint::Tcp).collect())
+        );
+        Ok((
+            addrs.into_iter().map(Endpoint::Tcp).collect(),
+            Some(warning),
+        ))
+    }
+
+    /// Warns about top-level keys that look like a misspelt section of MAS's:
+    /// MAS ignores them as it ignores other tools' sections, so the section
+    /// meant silently keeps its defaults.
+    fn check_sections(&mut self, http_is_default: bool) {
+        let Value::Mapping(root) = &self.merged.value else {
+            return;
+        };
+        for key in root.keys().filter_map(Value::as_str) {
+            let Some(section) = names::near_section(key) else {
+                continue;
+            };
+            let location = Location {
+                file: self
+                    .merged
+                    .locate(&format!("{key}#key"))
+                    .map(|(path, pos)| (path.to_owned(), pos)),
+                key: key.to_owned(),
+            };
+            let consequence = if section == "http" && http_is_default {
+                "and without an `http` section serves its built-in listeners on every address ([::]:8080)"
+            } else {
+                "so none of its settings apply"
+            };
+            self.warnings.push(format!(
+                "{location}: `{key}` is not a section MAS knows (did you mean `{section}`?); MAS ignores it, {consequence}; rename it to `{section}`"
+            ));
+        }
     }
 
     /// MAS's config loader takes only plain keys; a mapping or list used as a
@@ -1197,9 +1289,9 @@ fn rest_is_a_bind(map: &Mapping) -> bool {
 
 /// Parses a permission string as MAS does (`u32::from_str_radix(text, 8)`:
 /// octal digits, an optional leading `+`, any leading zeros), limited to the
-/// permission bits.
+/// read, write and execute bits (0777) that mean something on a socket.
 pub fn parse_mode(text: &str) -> Option<u32> {
-    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777)
+    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o777)
 }
 
 fn scalar_text(value: &Value) -> String {

@@ -59,7 +59,7 @@ pub enum DocumentError {
         key: String,
         first_line: usize,
     },
-    #[error("{path}:1:1: the config is {found}, not a mapping of sections such as `http:`; MAS cannot read it either", path = path.display())]
+    #[error("{path}:1:1: the config is {found}, not a mapping of sections such as `http:`; MAS cannot read it either; write each section as a key at the start of a line, with its settings indented below it", path = path.display())]
     NotAMapping { path: PathBuf, found: &'static str },
 }
 
@@ -537,7 +537,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "c.yaml:1:1: the config is a string, not a mapping of sections such as `http:`; MAS cannot read it either"
+            "c.yaml:1:1: the config is a string, not a mapping of sections such as `http:`; MAS cannot read it either; write each section as a key at the start of a line, with its settings indented below it"
         );
     }
 }

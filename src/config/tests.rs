@@ -660,3 +660,208 @@ fn listener_variables_are_found_as_figment_trims_them() {
     let vars = [("MAS_HTTP__LISTENERS", "[]")].map(|(k, v)| (OsString::from(k), OsString::from(v)));
     assert!(listener_env_overrides(vars).is_empty());
 }
+
+#[test]
+fn every_type_error_says_how_to_write_the_value() {
+    let listener = |extra: &str| {
+        format!(
+            "http:\n  listeners:\n    - name: web\n      resources: [{{name: health}}]\n{extra}"
+        )
+    };
+    let cases = [
+        (
+            listener("      binds: [{port: 8080}]\n      proxy_protocol: \"true\"\n"),
+            "`proxy_protocol` is a string, not true or false; write `true` or `false` without quotes",
+        ),
+        (
+            listener("      binds: {port: 8080}\n"),
+            "`binds` is a mapping, not a list of binds; write each bind as a `- ` item, e.g. `binds: [{host: localhost, port: 8080}]`",
+        ),
+        (
+            listener("      binds: [{port: 8080}]\n      prefix: [a]\n"),
+            "`prefix` is a list, not a path such as /auth; write one path, e.g. `prefix: /auth`",
+        ),
+        (
+            "http:\n  listeners:\n    - name: [web]\n      resources: [{name: health}]\n      binds: [{port: 8080}]\n".to_owned(),
+            "`name` is a list, not a string; write one name, e.g. `name: web`",
+        ),
+        (
+            "http:\n  listeners:\n    - resources: {name: health}\n      binds: [{port: 8080}]\n".to_owned(),
+            "`resources` is a mapping, not a list of `- name: ...` items; write each resource as a `- name: ...` item, e.g. `resources: [{name: health}]`",
+        ),
+        (
+            "http:\n  trusted_proxies: 127.0.0.1/8\n  listeners:\n    - resources: [{name: health}]\n      binds: [{port: 8080}]\n".to_owned(),
+            "`trusted_proxies` is a string, not a list of IP networks; write a list, e.g. `trusted_proxies: [127.0.0.1/8, \"::1/128\"]`",
+        ),
+        (
+            with_binds(&["{host: [a], port: 8080}"]),
+            "`host` is a list, not a host name or IP address; write one, e.g. `host: localhost` or `host: \"::1\"`",
+        ),
+        (
+            with_binds(&["{socket: 3}"]),
+            "`socket` is a number, not a path; write the path, e.g. `socket: /run/mas/web.sock`",
+        ),
+        (
+            with_binds(&["{fd: 1, kind: udp}"]),
+            "`kind: \"udp\"` is not tcp or unix; write `kind: tcp` or `kind: unix`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (text, want) in &cases {
+        let e = one_error(text);
+        if !e.ends_with(want) {
+            failures.push(format!("got:  {e}\nwant: ...{want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_resource_without_a_name_is_refused_where_it_is() {
+    // MAS tells resources apart by `name`: without one it refuses the config.
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources:\n        - name: human\n        - nmae: health\n"),
+        "c.yaml:7:11: http.listeners[0].resources[1].nmae: the resource has no `name` (is `nmae` meant to be `name`?), and MAS refuses a config with such a resource; write e.g. `- name: health`"
+    );
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources:\n        - {}\n"),
+        "c.yaml:6:11: http.listeners[0].resources[0]: the resource has no `name`, and MAS refuses a config with such a resource; write e.g. `- name: health`"
+    );
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources: [health]\n"),
+        "c.yaml:5:19: http.listeners[0].resources[0]: the resource is a string, not a mapping, and MAS refuses the config; write it as `- name: health`"
+    );
+    assert!(
+        one_error("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources: [{name: 3}]\n")
+            .starts_with("c.yaml:5:26: http.listeners[0].resources[0].name: `name` is a number, not a resource name"),
+    );
+}
+
+#[test]
+fn an_unknown_resource_name_is_only_warned_about() {
+    // A newer MAS may know it.
+    let plan = plan("http:\n  listeners:\n    - name: web\n      binds: [{port: 8080}]\n      resources:\n        - name: human\n        - name: newthing\n");
+    assert_eq!(plan.listeners[0].resources, ["human", "newthing"]);
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].starts_with(
+            "c.yaml:7:17: http.listeners[0].resources[1].name: resource `newthing` is not one MAS 1.22 knows"
+        ),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
+fn a_bind_reports_each_of_its_problems() {
+    let e = errors(&with_binds(&["{hots: localhost, port: 80810}"]));
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].starts_with("c.yaml:5:12: http.listeners[0].binds[0].hots: unknown key `hots` in a bind (did you mean `host`?)"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with(
+            "c.yaml:5:35: http.listeners[0].binds[0].port: port 80810 is out of range"
+        ),
+        "{e:#?}"
+    );
+    // Every value that is wrong by itself, and every stray key.
+    for (bind, count) in [
+        ("{adress: '127.0.0.1:80', prot: 80}", 2),
+        ("{host: '[::1]', port: 0}", 2),
+        ("{host: nowhere.invalid, port: 0}", 2),
+        ("{socket: '', mode: 'rw'}", 2),
+        ("{socket: /run/a.sock, mode: 'rw', fd: x}", 3),
+        ("{fd: x, kind: udp}", 2),
+        ("{kind: udp}", 2),
+    ] {
+        let e = errors(&with_binds(&[bind]));
+        assert_eq!(e.len(), count, "{bind}: {e:#?}");
+    }
+    // No follow-on of a stray key: it may be the missing one.
+    for bind in [
+        "{host: localhost, prot: 8080}",
+        "{sockt: /run/a.sock, mode: '660'}",
+        "{knd: unix, fd: 1}",
+        "{fdd: 1, kind: unix}",
+    ] {
+        let e = errors(&with_binds(&[bind]));
+        assert_eq!(e.len(), 1, "{bind}: {e:#?}");
+        assert!(e[0].contains("unknown key"), "{bind}: {e:#?}");
+    }
+}
+
+#[test]
+fn a_mode_beyond_the_permission_bits_is_refused() {
+    for mode in ["7777", "4660", "1777", "77777"] {
+        let e = one_error(&with_binds(&[&format!(
+            "{{socket: /run/a.sock, mode: '{mode}'}}"
+        )]));
+        assert_eq!(
+            e,
+            format!("c.yaml:5:39: http.listeners[0].binds[0].mode: `mode: {mode}` sets bits beyond 0777 (setuid, setgid, sticky), which mean nothing on a socket; give the permission bits only, e.g. `mode: \"660\"`")
+        );
+    }
+}
+
+#[test]
+fn a_mode_that_lets_others_connect_is_warned_about() {
+    // connect(2) on a Unix socket needs write permission on it.
+    for mode in ["0777", "666", "602"] {
+        let plan = plan(&with_binds(&[&format!(
+            "{{socket: /run/a.sock, mode: '{mode}'}}"
+        )]));
+        assert_eq!(plan.warnings, [format!(
+            "c.yaml:5:39: http.listeners[0].binds[0].mode: `mode: {mode}` lets any local user connect to MAS (connecting to a Unix socket needs write permission, and this mode gives it to others); use e.g. `mode: \"660\"` and give the clients the socket's group (generate-units --socket-group)"
+        )]);
+    }
+    for mode in ["660", "0600", "664", "0775"] {
+        let plan = plan(&with_binds(&[&format!(
+            "{{socket: /run/a.sock, mode: '{mode}'}}"
+        )]));
+        assert!(plan.warnings.is_empty(), "{mode}: {:?}", plan.warnings);
+    }
+}
+
+#[test]
+fn a_prefix_mas_would_panic_on_is_refused_at_the_prefix() {
+    assert_eq!(
+        one_error("http:\n  listeners:\n    - name: web\n      prefix: auth\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n"),
+        "c.yaml:4:15: http.listeners[0].prefix: `prefix: auth` does not start with `/`: MAS nests its routes under `auth/`, and its router panics at start-up on a path without a leading `/`; write `prefix: /auth`"
+    );
+    let plan = plan("http:\n  listeners:\n    - name: web\n      prefix: /{tenant}\n      resources: [{name: human}]\n      binds: [{port: 8080}]\n");
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].starts_with("c.yaml:4:15: http.listeners[0].prefix: `prefix: /{tenant}` holds the capture `{tenant}`"),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
+fn a_near_miss_of_a_known_section_is_warned_about() {
+    // MAS ignores `htpp:` and serves its built-in listeners instead.
+    for key in ["htpp", "HTTP", "http_"] {
+        let text = format!("{key}:\n  public_base: https://a/\n  listeners:\n    - resources: [{{name: health}}]\n      binds: [{{host: 127.0.0.1, port: 8080}}]\n");
+        let plan = check_texts(&[("c.yaml", &text)], &FakeResolver).unwrap();
+        assert!(plan.http_is_default);
+        assert_eq!(plan.warnings, [format!(
+            "c.yaml:1:1: {key}: `{key}` is not a section MAS knows (did you mean `http`?); MAS ignores it, and without an `http` section serves its built-in listeners on every address ([::]:8080); rename it to `http`"
+        )]);
+    }
+    let plan = plan(&format!(
+        "{}databse:\n  uri: postgresql:///mas\n",
+        with_binds(&["{port: 8080}"])
+    ));
+    assert_eq!(plan.warnings, ["c.yaml:8:1: databse: `databse` is not a section MAS knows (did you mean `database`?); MAS ignores it, so none of its settings apply; rename it to `database`"]);
+}
+
+#[test]
+fn other_tools_sections_stay_silent() {
+    let plan = plan(&format!(
+        "{}synapse:\n  a: 1\nlogging: {{}}\nx-anchors: &a {{}}\ndatabase: {{}}\n",
+        with_binds(&["{port: 8080}"])
+    ));
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}

@@ -39,6 +39,20 @@ pub fn stage(sd: &Systemd, config: &str) {
 /// Generates the units for the staged config straight into the instance,
 /// with `extra` generate-units options; returns the names of the units.
 pub fn install_units_with(sd: &Systemd, extra: &[&str]) -> Vec<String> {
+    let out = generate_units_into(sd, extra);
+    sd.daemon_reload();
+    let names = out
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("wrote "))
+        .and_then(|l| l.split(" to ").next())
+        .unwrap_or_else(|| panic!("unexpected generate-units output: {out}"));
+    names.split(", ").map(str::to_owned).collect()
+}
+
+/// Runs generate-units for the staged config with its output directory the
+/// instance's /run/systemd/system, and returns what it printed.
+pub fn generate_units_into(sd: &Systemd, extra: &[&str]) -> String {
     let mut cmd = Command::new(mas_sockets());
     cmd.arg("generate-units")
         .arg("--config")
@@ -57,15 +71,7 @@ pub fn install_units_with(sd: &Systemd, extra: &[&str]) -> Vec<String> {
         .args(extra)
         .arg("--output-dir")
         .arg(sd.host_path("/run/systemd/system"));
-    let out = run_ok(&mut cmd);
-    sd.daemon_reload();
-    let names = out
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("wrote "))
-        .and_then(|l| l.split(" to ").next())
-        .unwrap_or_else(|| panic!("unexpected generate-units output: {out}"));
-    names.split(", ").map(str::to_owned).collect()
+    run_ok(&mut cmd)
 }
 
 /// A Unix socket path of the instance, seen from the host.

@@ -280,8 +280,6 @@ fn refusals_name_the_input_and_the_fix() {
          "cannot share its port with the Matrix host's http server"),
         ("no compat", config("[{name: discovery}, {name: human}, {name: oauth}, {name: graphql}, {name: assets}]", unix, ""), with_matrix(opts()),
          "no listener serves `compat`"),
-        ("relative prefix", config(ALL, unix, "      prefix: auth\n"), opts(),
-         "`prefix: auth` does not start with `/`"),
         ("relative socket", config(ALL, "[{socket: web.sock}]", ""), opts(),
          "c.yaml:6:15: http.listeners[0].binds[0]: the Unix socket path `web.sock` is relative: MAS binds it in its working directory and nginx would look for it in its own; give the absolute path"),
     ];
@@ -293,6 +291,22 @@ fn refusals_name_the_input_and_the_fix() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The config reader refuses such a prefix (MAS would panic on it); a plan
+/// that has one anyway is still refused here.
+#[test]
+fn a_prefix_without_a_leading_slash_is_refused() {
+    let mut plan = check_texts(
+        &[("c.yaml", &config(ALL, "[{socket: /run/mas/web.sock}]", ""))],
+        &SystemResolver,
+    )
+    .expect("valid config");
+    plan.listeners[0].prefix = Some("auth".into());
+    let e = generate(&plan, &opts(), &FakeAccounts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`prefix: auth` does not start with `/`"), "{e}");
 }
 
 #[test]
