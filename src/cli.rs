@@ -241,7 +241,8 @@ pub struct SuperviseArgs {
     /// connected to it (JOURNAL_STREAM).
     #[arg(long, env = "MAS_SOCKETS_LOG_TARGET", value_enum, default_value_t = LogTarget::Auto)]
     pub log_target: LogTarget,
-    /// Log filter, e.g. `info` or `mas_sockets=debug`.
+    /// Log filter: a level (off, error, warn, info, debug, trace) or
+    /// `target=level`, comma-separated, e.g. `info` or `info,mas_sockets=debug`.
     #[arg(
         long,
         env = "MAS_SOCKETS_LOG",

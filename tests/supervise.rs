@@ -967,6 +967,57 @@ fn abstract_notify_socket_receives_readiness() {
     assert!(run.stop().success());
 }
 
+/// A `--log` filter with a bare word that is not a level (EnvFilter would
+/// take it as a target name and log nothing of ours) is refused, from the
+/// option and from the environment; levels and `target=level` pass.
+#[test]
+fn a_log_filter_with_a_word_that_is_not_a_level_is_refused() {
+    let dir = TempDir::new("log-filter");
+    // No config file: the filter is checked before the config is read, and
+    // a run that passes the filter stops at the config, and never serves.
+    let missing = dir.join("missing.yaml");
+    let supervise = |log: Option<&str>, env: Option<&str>| {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg("supervise").arg("--config").arg(&missing);
+        if let Some(log) = log {
+            cmd.arg(format!("--log={log}"));
+        }
+        cmd.arg("--").arg(standin()).arg("server");
+        cmd.env("MAS_SOCKETS_LOG_TARGET", "stderr")
+            .env_remove("MAS_SOCKETS_LOG");
+        if let Some(value) = env {
+            cmd.env("MAS_SOCKETS_LOG", value);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{log:?} {env:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for (log, env, word) in [
+        (Some("degub"), None, "degub"),
+        (Some("banana"), None, "banana"),
+        (Some("info,banana"), None, "banana"),
+        (None, Some("banana"), "banana"),
+    ] {
+        let value = log.or(env).unwrap();
+        assert_eq!(
+            supervise(log, env),
+            format!("mas-sockets: invalid log filter `{value}` (--log or MAS_SOCKETS_LOG): `{word}` is not a level (off, error, warn, info, debug, trace), and a target needs one after `=`; write e.g. `info`, `debug` or `mas_sockets=debug`\n")
+        );
+    }
+    for (log, env) in [
+        (Some("debug"), None),
+        (Some("mas_sockets=trace"), None),
+        (None, Some("WARN")),
+    ] {
+        let stderr = supervise(log, env);
+        assert!(
+            stderr.contains("cannot read the config file")
+                && !stderr.contains("invalid log filter"),
+            "{log:?} {env:?}: {stderr}"
+        );
+    }
+}
+
 /// A MAS command that carries its own --config would ignore the rewritten one.
 #[test]
 fn mas_command_with_its_own_config_is_refused() {
