@@ -153,6 +153,11 @@ impl<'a> Setup<'a> {
         self
     }
 
+    pub(crate) fn env_remove(mut self, key: &'a str) -> Self {
+        self.env_remove.push(key);
+        self
+    }
+
     pub(crate) fn wrapper<S: ToString>(mut self, words: impl IntoIterator<Item = S>) -> Self {
         self.wrapper = words.into_iter().map(|w| w.to_string()).collect();
         self
@@ -1041,38 +1046,6 @@ fn mas_command_with_its_own_config_is_refused() {
         stderr.contains("the MAS command has its own `--config`"),
         "{stderr}"
     );
-}
-
-/// Files a killed supervisor left in the runtime directory (its rewritten
-/// config holds secrets) are removed at the next start.
-#[test]
-fn files_of_a_killed_supervisor_are_swept_at_start() {
-    let port = free_port();
-    let config = web_listener(
-        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
-        "",
-    );
-    let setup = Setup::new(&config).listen(localhost(port));
-    // The same runtime dir path is made by start(); pre-seed it through a
-    // second directory that start() will not touch, then point the run at it.
-    let seeded = TempDir::new("sweep");
-    let rt = seeded.join("rt");
-    fs::create_dir(&rt).unwrap();
-    // A pid above pid_max cannot be running.
-    let stale = rt.join("config.4194305.yaml");
-    fs::write(&stale, "secrets: {encryption: left-behind}\n").unwrap();
-    let mut run = setup
-        .env("MAS_SOCKETS_RUNTIME_DIR", rt.display())
-        .start("sweep");
-    knock(localhost(port));
-    run.notify.expect_line("READY=1", LONG);
-    assert!(!stale.exists(), "the stale config survived:\n{}", run.log());
-    assert!(
-        run.log().contains("left by supervisor pid 4194305"),
-        "{}",
-        run.log()
-    );
-    assert!(run.stop().success());
 }
 
 /// A Ctrl-C in a terminal signals the whole foreground process group; MAS

@@ -292,6 +292,10 @@ pub async fn run(
         }
     }
     let _ = std::fs::remove_file(dir.join(control::SOCKET_NAME));
+    // The sockets' files go before the runtime directory's lock (in `sv`),
+    // so that no other supervisor sweeps while they are still there.
+    drop(control);
+    drop(receiver);
     let status = sv
         .last_status
         .unwrap_or_else(|| ExitStatus::from_raw(1 << 8));
