@@ -232,3 +232,86 @@ fn a_directory_without_a_lock_file_is_left_alone() {
         d.log()
     );
 }
+
+/// Run by hand, supervise says once where its runtime directory is, with the
+/// exact command that reaches it, quoted for the shell.
+#[test]
+fn run_by_hand_it_says_how_to_reach_it() {
+    let scratch = TempDir::new("hint");
+    let parent = scratch.join("with space");
+    fs::create_dir(&parent).unwrap();
+    let config_a = config("");
+    let a = made_under(&config_a, &parent).start("hint");
+    a.notify.expect_line("READY=1", LONG);
+    let dir = made_dir(&parent, a.pid());
+    let log = a.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reach this supervisor"))
+        .collect();
+    let shown = format!("'{}'", dir.display());
+    let want = format!(
+        "runtime directory {}; reach this supervisor with `mas-sockets status --runtime-dir {shown}` or `mas-sockets reload --runtime-dir {shown}`",
+        dir.display()
+    );
+    assert!(
+        lines.len() == 1 && lines[0].contains(" INFO ") && lines[0].ends_with(&want),
+        "{log}"
+    );
+    let hint = want
+        .split('`')
+        .nth(1)
+        .expect("the command between backquotes");
+    let bin = mas_sockets();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(hint)
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", bin.parent().unwrap().display()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains(&format!("supervisor: {}\n", a.pid())),
+        "{hint}: {out:?}"
+    );
+}
+
+/// `--runtime-dir DIR` that does not exist is created (mode 0700), and left
+/// in place, empty, at the end; one whose parent does not exist is refused
+/// with one line that says so.
+#[test]
+fn a_missing_runtime_dir_is_created_when_its_parent_exists() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = TempDir::new("missing-rt");
+    let dir = scratch.join("new");
+    let config_a = config("");
+    let mut a = Setup::new(&config_a)
+        .env("MAS_SOCKETS_RUNTIME_DIR", dir.display())
+        .start("missing-rt");
+    a.notify.expect_line("READY=1", LONG);
+    let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert_answers(&dir, a.pid(), &a);
+    assert!(a.stop().success(), "{}", a.log());
+    let left: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let deeper = scratch.join("no/new");
+    let config_b = config("");
+    let mut b = Setup::new(&config_b)
+        .env("MAS_SOCKETS_RUNTIME_DIR", deeper.display())
+        .start("missing-parent");
+    assert_eq!(b.wait().code(), Some(2), "{}", b.log());
+    assert_eq!(
+        b.log(),
+        format!(
+            "mas-sockets: cannot create the runtime directory {}: its parent {} does not exist; create the parent first, or give another directory with --runtime-dir\n",
+            deeper.display(),
+            scratch.join("no").display()
+        )
+    );
+    assert!(b.reports().is_empty(), "MAS was started");
+}

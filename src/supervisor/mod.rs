@@ -222,6 +222,12 @@ pub async fn run(
         fix: WRITABLE_DIR,
     })?;
     let control = bind_control(&dir)?;
+    // Run by hand, the directory may be a new one that nothing else names.
+    let dir_word = shell_word(&dir);
+    info!(
+        "runtime directory {}; reach this supervisor with `mas-sockets status --runtime-dir {dir_word}` or `mas-sockets reload --runtime-dir {dir_word}`",
+        dir.display()
+    );
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
     let mut sv = Supervisor {
         plan,
@@ -310,6 +316,21 @@ pub async fn run(
 /// its runtime directory; the longest name of a socket there.
 pub fn notify_socket_name(pid: u32) -> String {
     format!("notify.{pid}.sock")
+}
+
+/// `path` as one word for a POSIX shell: as it is when it has nothing the
+/// shell would take apart, else in single quotes.
+fn shell_word(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// The fix for a private socket that cannot be made.
@@ -1241,6 +1262,18 @@ mod tests {
     }
 
     const NAMED: &str = "http:\n  public_base: https://a/\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{host: mas.internal, port: 8080}]\n";
+
+    #[test]
+    fn a_path_is_one_shell_word() {
+        use std::path::Path;
+        assert_eq!(
+            shell_word(Path::new("/tmp/mas-sockets.12")),
+            "/tmp/mas-sockets.12"
+        );
+        assert_eq!(shell_word(Path::new("/tmp/a b")), "'/tmp/a b'");
+        assert_eq!(shell_word(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
+        assert_eq!(shell_word(Path::new("/tmp/$x")), "'/tmp/$x'");
+    }
 
     #[test]
     fn a_bind_whose_name_resolves_elsewhere_now_says_so() {

@@ -69,6 +69,10 @@ enum DirOrigin {
 pub enum RuntimeDirError {
     #[error("the runtime directory {dir} is in use by another supervisor, which holds the lock on {lock}; give each supervisor its own runtime directory (--runtime-dir), or stop the other one first", dir = dir.display(), lock = dir.join(LOCK_NAME).display())]
     InUse { dir: PathBuf },
+    #[error("cannot create the runtime directory {dir}: its parent {parent} does not exist; create the parent first, or give another directory with --runtime-dir", dir = dir.display(), parent = parent.display())]
+    NoParent { dir: PathBuf, parent: PathBuf },
+    #[error("the runtime directory {dir} is {kind}, not a directory; give a directory with --runtime-dir", dir = dir.display())]
+    NotADirectory { dir: PathBuf, kind: &'static str },
     #[error("cannot create the runtime directory {dir}: {error}; check that this user may write to {parent}, or give another directory with --runtime-dir", dir = dir.display(), parent = parent.display())]
     Create {
         dir: PathBuf,
@@ -81,13 +85,39 @@ pub enum RuntimeDirError {
 
 impl RuntimeDir {
     /// Uses `dir` as given (systemd's `RuntimeDirectory=` is already
-    /// private): takes its lock, then removes the files a killed supervisor
-    /// left there.
+    /// private), creating it (mode 0700) when it does not exist; its parent
+    /// must. Takes its lock, then removes the files a killed supervisor left
+    /// there. A directory we create is left in place at the end, empty.
     ///
     /// # Errors
     ///
-    /// Another supervisor holds the lock, or the directory cannot be locked.
+    /// Another supervisor holds the lock, or the directory cannot be made
+    /// or locked.
     pub fn given(dir: PathBuf) -> Result<RuntimeDir, RuntimeDirError> {
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => info!("created the runtime directory {}", dir.display()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Followed: a symbolic link to a directory is a directory here.
+                let meta = fs::metadata(&dir).map_err(|error| RuntimeDirError::Create {
+                    parent: dir.parent().unwrap_or(Path::new("/")).to_owned(),
+                    dir: dir.clone(),
+                    error,
+                })?;
+                if !meta.is_dir() {
+                    return Err(RuntimeDirError::NotADirectory {
+                        kind: crate::bind::describe_file_type(meta.file_type()),
+                        dir,
+                    });
+                }
+            }
+            Err(error) => {
+                let parent = dir.parent().unwrap_or(Path::new("/")).to_owned();
+                if error.kind() == io::ErrorKind::NotFound {
+                    return Err(RuntimeDirError::NoParent { dir, parent });
+                }
+                return Err(RuntimeDirError::Create { dir, parent, error });
+            }
+        }
         let (lock, lock_was_there) = DirLock::acquire(&dir)?;
         sweep_files(&dir, lock_was_there);
         Ok(RuntimeDir {
@@ -623,6 +653,32 @@ mod tests {
         assert!(!stale.exists());
         assert!(unrelated.exists());
         drop(second);
+    }
+
+    #[test]
+    fn a_missing_given_directory_is_created_when_its_parent_exists() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = TempDir::new("missing");
+        let dir = parent.0.join("rt");
+        let made = RuntimeDir::given(dir.clone()).expect("created");
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        drop(made);
+        assert!(dir.exists());
+
+        let deeper = parent.0.join("no/rt");
+        let err = RuntimeDir::given(deeper.clone()).expect_err("no parent");
+        assert_eq!(
+            err.to_string(),
+            format!("cannot create the runtime directory {}: its parent {} does not exist; create the parent first, or give another directory with --runtime-dir", deeper.display(), parent.0.join("no").display())
+        );
+        let file = parent.0.join("file");
+        fs::write(&file, "").unwrap();
+        let err = RuntimeDir::given(file.clone()).expect_err("a file");
+        assert_eq!(
+            err.to_string(),
+            format!("the runtime directory {} is a regular file, not a directory; give a directory with --runtime-dir", file.display())
+        );
     }
 
     /// A config that cannot be written whole is not left half written: it
