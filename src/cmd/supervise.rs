@@ -86,6 +86,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         backoff_initial: args.backoff,
         backoff_max: args.backoff_max,
         runtime_dir,
+        sockets_origin: origin,
         helper: PathBuf::from(crate::child::DEFAULT_HELPER),
         watchdog_usec: watchdog_usec(),
     };

@@ -10,10 +10,10 @@
 //!
 //! A restart (SIGHUP, or `restart` on the control socket): `RELOADING=1` with
 //! `MONOTONIC_USEC=`; re-read and check the config (a changed set of binds is
-//! refused: the sockets belong to the socket units); start the new MAS on the
-//! same sockets; wait for its `READY=1` (ready timeout); SIGTERM the old one,
-//! let it drain (drain timeout), SIGKILL it if it must; then `READY=1` and a
-//! `STATUS=`. Both serve the same listening sockets meanwhile, so no
+//! refused: the sockets stay, whether the socket units or we made them);
+//! start the new MAS on the same sockets; wait for its `READY=1` (ready
+//! timeout); SIGTERM the old one, let it drain (drain timeout), SIGKILL it if
+//! it must; then `READY=1` and a `STATUS=`. Both serve the same listening sockets meanwhile, so no
 //! connection is refused. Requests that arrive during a restart are coalesced
 //! into one more restart after it. If the new MAS exits, is not ready in time,
 //! or the config is invalid, it is killed and the old one keeps serving.
@@ -49,7 +49,7 @@ use tracing::{debug, info, warn};
 
 use self::generation::{Exit, Generation};
 pub use self::runtime_dir::RuntimeDir;
-use crate::assign::ChildSocket;
+use crate::assign::{ChildSocket, Origin};
 use crate::config::{self, Plan};
 use crate::control::{self, Command};
 use crate::notify::{NotifyReceiver, NotifyState, SystemdNotifier};
@@ -89,6 +89,8 @@ pub struct Options {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub runtime_dir: RuntimeDir,
+    /// Who made the listening sockets, which decides how binds are changed.
+    pub sockets_origin: Origin,
     /// The binary re-executed as `exec-child` (default `/proc/self/exe`).
     pub helper: PathBuf,
     /// systemd's watchdog period for us (`WATCHDOG_USEC`), if it asked for
@@ -773,7 +775,11 @@ impl Supervisor<'_> {
             format!("the config is invalid: {first}")
         })?;
         if let Some(change) = bind_change(self.plan, &new) {
-            return Err(format!("{change}; the sockets belong to the socket units, so regenerate the units and restart them (systemctl restart on the .socket units and the service) to change binds"));
+            let fix = match self.opts.sockets_origin {
+                Origin::Inherited => "the sockets belong to the socket units, and a restart keeps them: to change binds, regenerate the units and restart them (systemctl restart on the .socket units and the service)",
+                Origin::SelfBound => "mas-sockets bound the sockets itself, and a restart keeps them: to change binds, restart supervise (stop it, then start it again)",
+            };
+            return Err(format!("{change}; {fix}"));
         }
         Ok(new.rewrite(&self.binds))
     }
