@@ -3,10 +3,14 @@
 //! works the same way on sockets we made.
 //!
 //! The sockets are made as MAS would make them: a bind with no host is `[::]`
-//! dual stack, else `0.0.0.0`; a Unix socket is bound at `<path>.<pid>.tmp`,
-//! given its `mode`, then renamed over the path, so a stale file from a crash
-//! never blocks a start. Unlike MAS, the Unix sockets we bound are removed
-//! when we stop ([`BoundPaths`]); sockets that systemd passed are never touched.
+//! dual stack, else `0.0.0.0`; a Unix socket is bound at a temporary name
+//! beside its path, given its `mode`, then renamed over the path, so a stale
+//! socket file from a crash never blocks a start. Unlike MAS, nothing but a
+//! stale socket is ever replaced: a regular file, a directory or any other
+//! kind of file at the path (or at the temporary name) is refused and left
+//! alone, as is a socket a process listens on. Unlike MAS too, the Unix
+//! sockets we bound are removed when we stop ([`BoundPaths`]); sockets that
+//! systemd passed are never touched.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -89,14 +93,8 @@ pub fn bind_all(plan: &Plan) -> Result<(Vec<InheritedFd>, BoundPaths), BindError
                     ))
                 }
                 BindSpec::Unix { path, mode } => {
-                    let fd = bind_unix(path, *mode).map_err(|e| {
-                        let fix = if e.kind() == io::ErrorKind::AddrInUse {
-                            "stop the process that serves there, or choose another path"
-                        } else {
-                            "check that the directory exists and is writable"
-                        };
-                        fail(format!("unix {}", path.display()), e, fix)
-                    })?;
+                    let fd = bind_unix(path, *mode)
+                        .map_err(|e| fail(format!("unix {}", path.display()), e.error, e.fix))?;
                     paths.push(path);
                     vec![fd]
                 }
@@ -164,7 +162,7 @@ fn bind_endpoint(endpoint: &Endpoint) -> io::Result<OwnedFd> {
                 other => other,
             }
         }
-        Endpoint::Unix(path) => bind_unix(path, None),
+        Endpoint::Unix(path) => bind_unix(path, None).map_err(|e| e.error),
     }
 }
 
@@ -179,30 +177,157 @@ fn bind_tcp(addr: SocketAddr, only_v6: Option<bool>) -> io::Result<OwnedFd> {
     Ok(socket.into())
 }
 
-/// Binds at a temporary name beside `path`, applies `mode`, and renames over
-/// `path`, replacing a stale socket file but never one that a process still
-/// listens on.
-fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<OwnedFd> {
-    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    if is_socket && std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "a process is listening on it already",
-        ));
+/// Why a Unix socket could not be placed at its path, with the fix.
+#[derive(Debug)]
+struct UnixBindError {
+    error: io::Error,
+    fix: &'static str,
+}
+
+impl From<io::Error> for UnixBindError {
+    fn from(error: io::Error) -> Self {
+        UnixBindError {
+            error,
+            fix: "check that the directory exists and is writable",
+        }
     }
+}
+
+/// What a Unix socket path holds before we bind there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Occupant {
+    Nothing,
+    /// A socket file nobody listens on (connect(2) is refused): left by a
+    /// process that stopped without removing it, and safe to replace.
+    StaleSocket,
+    /// A socket a process accepts connections on.
+    LiveSocket,
+    /// Anything else, named as [`describe_file_type`] names it.
+    Other(&'static str),
+}
+
+/// Looks at `path` without following a symbolic link.
+fn occupant(path: &Path) -> io::Result<Occupant> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Occupant::Nothing),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Ok(Occupant::Other(describe_file_type(meta.file_type())));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Ok(Occupant::LiveSocket),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Ok(Occupant::StaleSocket),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Occupant::Nothing),
+        // Not knowing whether a process listens there (EACCES, say) is no
+        // licence to replace its socket.
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot tell whether a process listens on the socket there: {e}"),
+        )),
+    }
+}
+
+/// A file type in words, for messages: "a regular file", "a directory", ...
+pub(crate) fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "a file of unknown type"
+    }
+}
+
+/// Which of the two paths of a Unix socket bind is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathRole {
+    /// The path in the config.
+    Configured,
+    /// The temporary name beside it, where the socket is bound first.
+    Temporary,
+}
+
+/// Refuses `path` unless it is free or holds a stale socket.
+fn check_occupant(path: &Path, role: PathRole) -> Result<Occupant, UnixBindError> {
+    let subject = match role {
+        PathRole::Configured => "it is".to_owned(),
+        PathRole::Temporary => format!("its temporary path {} is", path.display()),
+    };
+    match occupant(path)? {
+        occupant @ (Occupant::Nothing | Occupant::StaleSocket) => Ok(occupant),
+        Occupant::LiveSocket => Err(UnixBindError {
+            error: io::Error::new(
+                io::ErrorKind::AddrInUse,
+                match role {
+                    PathRole::Configured => "a process is listening on it already".to_owned(),
+                    PathRole::Temporary => format!("{subject} a socket a process listens on"),
+                },
+            ),
+            fix: "stop the process that serves there, or choose another path",
+        }),
+        Occupant::Other(kind) => Err(UnixBindError {
+            error: io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{subject} {kind}, not a socket, and only a stale socket is ever replaced"),
+            ),
+            fix: match role {
+                PathRole::Configured => {
+                    "move that file away, or choose another socket path in the config"
+                }
+                PathRole::Temporary => "move that file away, or choose another socket path",
+            },
+        }),
+    }
+}
+
+/// Binds at a temporary name beside `path`, applies `mode`, and renames over
+/// `path`. Only a stale socket file is replaced, at `path` or at the
+/// temporary name; anything else there is refused and left as it is.
+fn bind_unix(path: &Path, mode: Option<u32>) -> Result<OwnedFd, UnixBindError> {
+    // Checked before anything is made, so a refused path sees no trace of us.
+    check_occupant(path, PathRole::Configured)?;
     // A short temporary name, so that a path close to the 107-byte limit
     // still fits while it is being made.
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".mas{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    socket.bind(&SockAddr::unix(&tmp)?)?;
-    let placed = (|| {
+    let address = SockAddr::unix(&tmp)?;
+    // bind(2) never replaces a file (EADDRINUSE), so what is there is looked
+    // at, and only a stale socket is removed before the second try.
+    if let Err(e) = socket.bind(&address) {
+        if e.raw_os_error() != Some(libc::EADDRINUSE) {
+            return Err(e.into());
+        }
+        if check_occupant(&tmp, PathRole::Temporary)? == Occupant::StaleSocket {
+            std::fs::remove_file(&tmp)?;
+        }
+        socket.bind(&address)?;
+    }
+    let placed = (|| -> Result<(), UnixBindError> {
         if let Some(mode) = mode {
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
         }
         socket.listen(BACKLOG)?;
-        std::fs::rename(&tmp, path)
+        // Once more right before the rename, which would replace whatever is
+        // there: what came since the first look is refused too. A file put
+        // there between this look and the rename would still be replaced;
+        // only a process with write access to the directory can do that,
+        // and it could remove the file as well.
+        check_occupant(path, PathRole::Configured)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
     })();
     if let Err(e) = placed {
         let _ = std::fs::remove_file(&tmp);

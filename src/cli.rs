@@ -239,16 +239,18 @@ pub struct SuperviseArgs {
     pub backoff: Duration,
     #[arg(long, env = "MAS_SOCKETS_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub backoff_max: Duration,
-    /// Private directory for the notify socket and the rewritten config.
+    /// Private directory for the notify socket and the rewritten config,
+    /// created (mode 0700) when it does not exist; its parent must exist.
     /// Default: $RUNTIME_DIRECTORY (systemd's RuntimeDirectory=), else a new
-    /// directory under $XDG_RUNTIME_DIR or /tmp.
+    /// directory under $XDG_RUNTIME_DIR or /tmp, named in the log.
     #[arg(long, env = "MAS_SOCKETS_RUNTIME_DIR", value_name = "DIR")]
     pub runtime_dir: Option<PathBuf>,
     /// Where logs go: the journal, stderr, or the journal when stderr is
     /// connected to it (JOURNAL_STREAM).
     #[arg(long, env = "MAS_SOCKETS_LOG_TARGET", value_enum, default_value_t = LogTarget::Auto)]
     pub log_target: LogTarget,
-    /// Log filter, e.g. `info` or `mas_sockets=debug`.
+    /// Log filter: a level (off, error, warn, info, debug, trace) or
+    /// `target=level`, comma-separated, e.g. `info` or `info,mas_sockets=debug`.
     #[arg(
         long,
         env = "MAS_SOCKETS_LOG",

@@ -182,7 +182,7 @@ fn failed_restarts_roll_back_to_the_old_mas() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("bind 0 of listener web at {}:7:11: http.listeners[0].binds[0] changed from host 127.0.0.1 port {port} to host 127.0.0.1 port {other}", config_path(&run).display()))
-            && stderr.contains("restart them"),
+            && stderr.contains("the sockets belong to the socket units, and a restart keeps them: to change binds, regenerate the units and restart them (systemctl restart on the .socket units and the service)"),
         "{stderr}"
     );
     assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
@@ -191,6 +191,39 @@ fn failed_restarts_roll_back_to_the_old_mas() {
         "exactly three attempts started a MAS:\n{}",
         run.log()
     );
+}
+
+/// Run by hand, supervise binds the sockets itself: a reload that changes a
+/// bind is refused with the fix that applies then (restart supervise), not
+/// the socket units' one.
+#[test]
+fn a_changed_bind_of_sockets_bound_by_supervise_says_to_restart_it() {
+    let port = crate::util::free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let run = Setup::new(&config).start("selfbound-rebind");
+    run.notify.expect_line("READY=1", LONG);
+    let old = get_tcp(localhost(port), "/").expect("served").pid();
+    let other = crate::util::free_port();
+    fs::write(
+        config_path(&run),
+        web_listener(
+            &format!("        - host: 127.0.0.1\n          port: {other}\n"),
+            "",
+        ),
+    )
+    .unwrap();
+    let out = control(&run, &["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("changed from host 127.0.0.1 port {port} to host 127.0.0.1 port {other}; mas-sockets bound the sockets itself, and a restart keeps them: to change binds, restart supervise (stop it, then start it again); MAS (pid {old}) is serving"))
+            && !stderr.contains("socket units"),
+        "{stderr}"
+    );
+    assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
 }
 
 /// An old MAS that ignores SIGTERM is killed after the drain timeout.

@@ -4,7 +4,7 @@
 use std::fs;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -121,7 +121,12 @@ pub(crate) struct Setup<'a> {
     pub(crate) fdnames: Option<&'a str>,
     pub(crate) datagram: bool,
     pub(crate) env: Vec<(&'a str, String)>,
+    /// Variables removed from supervise's environment.
+    pub(crate) env_remove: Vec<&'a str>,
     pub(crate) args: Vec<&'a str>,
+    /// A command that runs supervise (which follows it), such as `unshare`;
+    /// empty: supervise runs directly. Only without `listen`.
+    pub(crate) wrapper: Vec<String>,
 }
 
 impl<'a> Setup<'a> {
@@ -132,7 +137,9 @@ impl<'a> Setup<'a> {
             fdnames: None,
             datagram: false,
             env: Vec::new(),
+            env_remove: Vec::new(),
             args: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -143,6 +150,16 @@ impl<'a> Setup<'a> {
 
     pub(crate) fn env(mut self, key: &'a str, value: impl ToString) -> Self {
         self.env.push((key, value.to_string()));
+        self
+    }
+
+    pub(crate) fn env_remove(mut self, key: &'a str) -> Self {
+        self.env_remove.push(key);
+        self
+    }
+
+    pub(crate) fn wrapper<S: ToString>(mut self, words: impl IntoIterator<Item = S>) -> Self {
+        self.wrapper = words.into_iter().map(|w| w.to_string()).collect();
         self
     }
 
@@ -179,11 +196,22 @@ impl<'a> Setup<'a> {
         env.retain(|(k, _)| !self.env.iter().any(|(o, _)| o == k));
         env.extend(self.env.iter().map(|(k, v)| (*k, v.clone())));
         let mut cmd;
+        env.retain(|(k, _)| !self.env_remove.contains(k));
         if self.listen.is_empty() {
-            cmd = Command::new(mas_sockets());
+            match self.wrapper.split_first() {
+                Some((program, args)) => {
+                    cmd = Command::new(program);
+                    cmd.args(args).arg(mas_sockets());
+                }
+                None => cmd = Command::new(mas_sockets()),
+            }
             cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_PID");
+            for k in &self.env_remove {
+                cmd.env_remove(k);
+            }
             cmd.envs(env.iter().map(|(k, v)| (*k, v)));
         } else {
+            assert!(self.wrapper.is_empty(), "a wrapper runs supervise directly");
             cmd = Command::new("systemd-socket-activate");
             for l in &self.listen {
                 cmd.arg("-l").arg(l);
@@ -389,14 +417,26 @@ fn rewritten_config_is_private_and_uses_fd_binds() {
     assert!(!path.exists());
 }
 
-/// With no fds passed, supervise binds the configured addresses itself, and
-/// removes the Unix socket it made when it stops.
+/// A socket file that nobody listens on, as a process that stopped without
+/// removing its socket leaves it.
+pub(crate) fn stale_socket(path: &Path) {
+    drop(std::os::unix::net::UnixListener::bind(path).expect("bind a socket to leave behind"));
+    assert!(
+        fs::symlink_metadata(path).unwrap().file_type().is_socket(),
+        "{} is not a socket file",
+        path.display()
+    );
+}
+
+/// With no fds passed, supervise binds the configured addresses itself
+/// (replacing a stale socket file), and removes the Unix socket it made when
+/// it stops.
 #[test]
 fn without_passed_fds_it_binds_the_addresses_itself() {
     let port = free_port();
     let scratch = TempDir::new("selfbind");
     let sock = scratch.join("own.sock");
-    fs::write(&sock, "stale").unwrap();
+    stale_socket(&sock);
     let config = web_listener(
         &format!(
             "        - host: 127.0.0.1\n          port: {port}\n        - socket: {}\n          mode: \"600\"\n",
@@ -409,7 +449,7 @@ fn without_passed_fds_it_binds_the_addresses_itself() {
     run.notify.expect_line("READY=1", LONG);
     let r = get_tcp(localhost(port), "/own").expect("tcp");
     assert_eq!(r.status, 200);
-    let r = get_unix(&sock, "/own").expect("unix, despite the stale file");
+    let r = get_unix(&sock, "/own").expect("unix, despite the stale socket file");
     assert_eq!(r.status, 200);
     assert_eq!(
         fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
@@ -417,6 +457,133 @@ fn without_passed_fds_it_binds_the_addresses_itself() {
     );
     assert!(run.stop().success(), "{}", run.log());
     assert!(!sock.exists(), "a socket we bound is removed on stop");
+}
+
+/// The entries of `dir`, sorted, for a before/after comparison.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Anything at a Unix socket path that is not a socket (a file with data in
+/// it, a directory, a named pipe, a symbolic link) is refused with one line
+/// that names the path, what is there and the fix, and is left exactly as
+/// it was; MAS is not started.
+#[test]
+fn a_unix_socket_path_that_holds_no_socket_is_refused_and_kept() {
+    type Make = fn(&Path);
+    let cases: [(&str, &str, Make); 4] = [
+        ("file", "a regular file", |p| {
+            fs::write(p, "data\n").unwrap()
+        }),
+        ("dir", "a directory", |p| {
+            fs::create_dir(p).unwrap();
+            fs::write(p.join("inside"), "data\n").unwrap();
+        }),
+        ("fifo", "a named pipe (FIFO)", |p| {
+            nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap()
+        }),
+        ("link", "a symbolic link", |p| {
+            fs::write(p.with_extension("target"), "data\n").unwrap();
+            std::os::unix::fs::symlink(p.with_extension("target"), p).unwrap();
+        }),
+    ];
+    for (label, kind, make) in cases {
+        let scratch = TempDir::new(&format!("not-a-socket-{label}"));
+        let sock = scratch.join("web.sock");
+        make(&sock);
+        let before = listing(scratch.path());
+        let config = web_listener(&format!("        - socket: {}\n", sock.display()), "");
+        let mut run = Setup::new(&config).start(&format!("not-a-socket-{label}"));
+        let want = format!(
+            "cannot bind unix {} for bind 0 of listener web at ",
+            sock.display()
+        );
+        let fix = format!(
+            ": it is {kind}, not a socket, and only a stale socket is ever replaced; move that file away, or choose another socket path in the config"
+        );
+        assert_refused(&mut run, &[&want, &fix]);
+        let log = run.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains(&want))
+            .expect("checked above");
+        assert!(
+            line.starts_with("mas-sockets: ") && line.ends_with(&fix),
+            "{log}"
+        );
+        assert_eq!(
+            listing(scratch.path()),
+            before,
+            "{label}: the directory changed"
+        );
+        let meta = fs::symlink_metadata(&sock).unwrap();
+        match label {
+            "file" => assert_eq!(fs::read_to_string(&sock).unwrap(), "data\n"),
+            "dir" => assert_eq!(fs::read_to_string(sock.join("inside")).unwrap(), "data\n"),
+            "fifo" => assert!(meta.file_type().is_fifo()),
+            _ => {
+                assert!(meta.file_type().is_symlink());
+                assert_eq!(fs::read_to_string(&sock).unwrap(), "data\n");
+            }
+        }
+    }
+}
+
+/// The temporary name a Unix socket is first bound at (`.mas<pid>` beside
+/// it) gets the same care: a file there is refused and kept, a stale socket
+/// there is replaced. A shell moves the file into place under its own pid,
+/// which supervise keeps when the shell executes it.
+#[test]
+fn the_temporary_path_of_a_unix_socket_holds_only_a_stale_socket() {
+    let move_to_tmp = |from: &Path| {
+        [
+            "sh".to_owned(),
+            "-c".to_owned(),
+            r#"mv -- "$0" "$1/.mas$$" && shift && exec "$@""#.to_owned(),
+            from.display().to_string(),
+            from.parent().unwrap().display().to_string(),
+        ]
+    };
+
+    let scratch = TempDir::new("tmp-file");
+    let sock = scratch.join("web.sock");
+    let data = scratch.join("data");
+    fs::write(&data, "data\n").unwrap();
+    let config = web_listener(&format!("        - socket: {}\n", sock.display()), "");
+    let mut run = Setup::new(&config)
+        .wrapper(move_to_tmp(&data))
+        .start("tmp-file");
+    let tmp = scratch.join(&format!(".mas{}", run.pid()));
+    let config_path = run.dir.join("config.yaml");
+    assert_refused(
+        &mut run,
+        &[&format!(
+            "cannot bind unix {} for bind 0 of listener web at {}",
+            sock.display(),
+            config_path.display()
+        ),
+        &format!(": its temporary path {} is a regular file, not a socket, and only a stale socket is ever replaced; move that file away, or choose another socket path", tmp.display())],
+    );
+    assert_eq!(fs::read_to_string(&tmp).unwrap(), "data\n");
+    assert_eq!(listing(scratch.path()), [format!(".mas{}", run.pid())]);
+
+    let scratch = TempDir::new("tmp-stale");
+    let sock = scratch.join("web.sock");
+    let stale = scratch.join("stale");
+    stale_socket(&stale);
+    let config = web_listener(&format!("        - socket: {}\n", sock.display()), "");
+    let mut run = Setup::new(&config)
+        .wrapper(move_to_tmp(&stale))
+        .start("tmp-stale");
+    run.notify.expect_line("READY=1", LONG);
+    assert_eq!(get_unix(&sock, "/").expect("served").status, 200);
+    assert_eq!(listing(scratch.path()), ["web.sock"]);
+    assert!(run.stop().success(), "{}", run.log());
 }
 
 /// Each mismatch between passed sockets and binds gives its error, exit 2,
@@ -805,6 +972,57 @@ fn abstract_notify_socket_receives_readiness() {
     assert!(run.stop().success());
 }
 
+/// A `--log` filter with a bare word that is not a level (EnvFilter would
+/// take it as a target name and log nothing of ours) is refused, from the
+/// option and from the environment; levels and `target=level` pass.
+#[test]
+fn a_log_filter_with_a_word_that_is_not_a_level_is_refused() {
+    let dir = TempDir::new("log-filter");
+    // No config file: the filter is checked before the config is read, and
+    // a run that passes the filter stops at the config, and never serves.
+    let missing = dir.join("missing.yaml");
+    let supervise = |log: Option<&str>, env: Option<&str>| {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg("supervise").arg("--config").arg(&missing);
+        if let Some(log) = log {
+            cmd.arg(format!("--log={log}"));
+        }
+        cmd.arg("--").arg(standin()).arg("server");
+        cmd.env("MAS_SOCKETS_LOG_TARGET", "stderr")
+            .env_remove("MAS_SOCKETS_LOG");
+        if let Some(value) = env {
+            cmd.env("MAS_SOCKETS_LOG", value);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{log:?} {env:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for (log, env, word) in [
+        (Some("degub"), None, "degub"),
+        (Some("banana"), None, "banana"),
+        (Some("info,banana"), None, "banana"),
+        (None, Some("banana"), "banana"),
+    ] {
+        let value = log.or(env).unwrap();
+        assert_eq!(
+            supervise(log, env),
+            format!("mas-sockets: invalid log filter `{value}` (--log or MAS_SOCKETS_LOG): `{word}` is not a level (off, error, warn, info, debug, trace), and a target needs one after `=`; write e.g. `info`, `debug` or `mas_sockets=debug`\n")
+        );
+    }
+    for (log, env) in [
+        (Some("debug"), None),
+        (Some("mas_sockets=trace"), None),
+        (None, Some("WARN")),
+    ] {
+        let stderr = supervise(log, env);
+        assert!(
+            stderr.contains("cannot read the config file")
+                && !stderr.contains("invalid log filter"),
+            "{log:?} {env:?}: {stderr}"
+        );
+    }
+}
+
 /// A MAS command that carries its own --config would ignore the rewritten one.
 #[test]
 fn mas_command_with_its_own_config_is_refused() {
@@ -828,38 +1046,6 @@ fn mas_command_with_its_own_config_is_refused() {
         stderr.contains("the MAS command has its own `--config`"),
         "{stderr}"
     );
-}
-
-/// Files a killed supervisor left in the runtime directory (its rewritten
-/// config holds secrets) are removed at the next start.
-#[test]
-fn files_of_a_killed_supervisor_are_swept_at_start() {
-    let port = free_port();
-    let config = web_listener(
-        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
-        "",
-    );
-    let setup = Setup::new(&config).listen(localhost(port));
-    // The same runtime dir path is made by start(); pre-seed it through a
-    // second directory that start() will not touch, then point the run at it.
-    let seeded = TempDir::new("sweep");
-    let rt = seeded.join("rt");
-    fs::create_dir(&rt).unwrap();
-    // A pid above pid_max cannot be running.
-    let stale = rt.join("config.4194305.yaml");
-    fs::write(&stale, "secrets: {encryption: left-behind}\n").unwrap();
-    let mut run = setup
-        .env("MAS_SOCKETS_RUNTIME_DIR", rt.display())
-        .start("sweep");
-    knock(localhost(port));
-    run.notify.expect_line("READY=1", LONG);
-    assert!(!stale.exists(), "the stale config survived:\n{}", run.log());
-    assert!(
-        run.log().contains("left by supervisor pid 4194305"),
-        "{}",
-        run.log()
-    );
-    assert!(run.stop().success());
 }
 
 /// A Ctrl-C in a terminal signals the whole foreground process group; MAS

@@ -10,6 +10,7 @@ mod generate_units;
 mod nginx;
 mod packages;
 mod restart;
+mod runtime_dir;
 mod supervise;
 mod systemd_e2e;
 mod systemd_nginx;

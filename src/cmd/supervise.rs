@@ -86,6 +86,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         backoff_initial: args.backoff,
         backoff_max: args.backoff_max,
         runtime_dir,
+        sockets_origin: origin,
         helper: PathBuf::from(crate::child::DEFAULT_HELPER),
         watchdog_usec: watchdog_usec(),
     };
@@ -126,8 +127,9 @@ fn own_config_flag(command: &[std::ffi::OsString]) -> Option<&std::ffi::OsString
     })
 }
 
-/// The private directory: `--runtime-dir`, else systemd's `RuntimeDirectory=`,
-/// else a new one under `$XDG_RUNTIME_DIR` or the temp dir.
+/// The private directory: `--runtime-dir` (created when missing), else
+/// systemd's `RuntimeDirectory=`, else a new one under `$XDG_RUNTIME_DIR` or
+/// the temp dir; locked for as long as supervise runs.
 fn runtime_dir(given: Option<PathBuf>) -> anyhow::Result<RuntimeDir> {
     // systemd lists several runtime directories separated by `:`; the first is ours.
     let from_systemd = || {
@@ -139,20 +141,15 @@ fn runtime_dir(given: Option<PathBuf>) -> anyhow::Result<RuntimeDir> {
         Some(dir) => {
             check_dir_name(&dir)?;
             check_dir_len(&dir)?;
-            RuntimeDir::given(dir)
+            RuntimeDir::given(dir)?
         }
         None => {
             let parent = std::env::var_os("XDG_RUNTIME_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir);
             check_dir_name(&parent)?;
-            check_dir_len(&parent.join(RuntimeDir::created_name()))?;
-            RuntimeDir::create_in(&parent).with_context(|| {
-                format!(
-                    "cannot create a private directory in {}; give one with --runtime-dir",
-                    parent.display()
-                )
-            })?
+            check_dir_len(&parent.join(RuntimeDir::longest_created_name()))?;
+            RuntimeDir::create_in(&parent)?
         }
     };
     Ok(dir)

@@ -10,10 +10,10 @@
 //!
 //! A restart (SIGHUP, or `restart` on the control socket): `RELOADING=1` with
 //! `MONOTONIC_USEC=`; re-read and check the config (a changed set of binds is
-//! refused: the sockets belong to the socket units); start the new MAS on the
-//! same sockets; wait for its `READY=1` (ready timeout); SIGTERM the old one,
-//! let it drain (drain timeout), SIGKILL it if it must; then `READY=1` and a
-//! `STATUS=`. Both serve the same listening sockets meanwhile, so no
+//! refused: the sockets stay, whether the socket units or we made them);
+//! start the new MAS on the same sockets; wait for its `READY=1` (ready
+//! timeout); SIGTERM the old one, let it drain (drain timeout), SIGKILL it if
+//! it must; then `READY=1` and a `STATUS=`. Both serve the same listening sockets meanwhile, so no
 //! connection is refused. Requests that arrive during a restart are coalesced
 //! into one more restart after it. If the new MAS exits, is not ready in time,
 //! or the config is invalid, it is killed and the old one keeps serving.
@@ -49,7 +49,7 @@ use tracing::{debug, info, warn};
 
 use self::generation::{Exit, Generation};
 pub use self::runtime_dir::RuntimeDir;
-use crate::assign::ChildSocket;
+use crate::assign::{ChildSocket, Origin};
 use crate::config::{self, Plan};
 use crate::control::{self, Command};
 use crate::notify::{NotifyReceiver, NotifyState, SystemdNotifier};
@@ -89,6 +89,8 @@ pub struct Options {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub runtime_dir: RuntimeDir,
+    /// Who made the listening sockets, which decides how binds are changed.
+    pub sockets_origin: Origin,
     /// The binary re-executed as `exec-child` (default `/proc/self/exe`).
     pub helper: PathBuf,
     /// systemd's watchdog period for us (`WATCHDOG_USEC`), if it asked for
@@ -222,6 +224,12 @@ pub async fn run(
         fix: WRITABLE_DIR,
     })?;
     let control = bind_control(&dir)?;
+    // Run by hand, the directory may be a new one that nothing else names.
+    let dir_word = shell_word(&dir);
+    info!(
+        "runtime directory {}; reach this supervisor with `mas-sockets status --runtime-dir {dir_word}` or `mas-sockets reload --runtime-dir {dir_word}`",
+        dir.display()
+    );
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
     let mut sv = Supervisor {
         plan,
@@ -292,6 +300,10 @@ pub async fn run(
         }
     }
     let _ = std::fs::remove_file(dir.join(control::SOCKET_NAME));
+    // The sockets' files go before the runtime directory's lock (in `sv`),
+    // so that no other supervisor sweeps while they are still there.
+    drop(control);
+    drop(receiver);
     let status = sv
         .last_status
         .unwrap_or_else(|| ExitStatus::from_raw(1 << 8));
@@ -306,6 +318,21 @@ pub async fn run(
 /// its runtime directory; the longest name of a socket there.
 pub fn notify_socket_name(pid: u32) -> String {
     format!("notify.{pid}.sock")
+}
+
+/// `path` as one word for a POSIX shell: as it is when it has nothing the
+/// shell would take apart, else in single quotes.
+fn shell_word(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// The fix for a private socket that cannot be made.
@@ -748,7 +775,11 @@ impl Supervisor<'_> {
             format!("the config is invalid: {first}")
         })?;
         if let Some(change) = bind_change(self.plan, &new) {
-            return Err(format!("{change}; the sockets belong to the socket units, so regenerate the units and restart them (systemctl restart on the .socket units and the service) to change binds"));
+            let fix = match self.opts.sockets_origin {
+                Origin::Inherited => "the sockets belong to the socket units, and a restart keeps them: to change binds, regenerate the units and restart them (systemctl restart on the .socket units and the service)",
+                Origin::SelfBound => "mas-sockets bound the sockets itself, and a restart keeps them: to change binds, restart supervise (stop it, then start it again)",
+            };
+            return Err(format!("{change}; {fix}"));
         }
         Ok(new.rewrite(&self.binds))
     }
@@ -1237,6 +1268,18 @@ mod tests {
     }
 
     const NAMED: &str = "http:\n  public_base: https://a/\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{host: mas.internal, port: 8080}]\n";
+
+    #[test]
+    fn a_path_is_one_shell_word() {
+        use std::path::Path;
+        assert_eq!(
+            shell_word(Path::new("/tmp/mas-sockets.12")),
+            "/tmp/mas-sockets.12"
+        );
+        assert_eq!(shell_word(Path::new("/tmp/a b")), "'/tmp/a b'");
+        assert_eq!(shell_word(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
+        assert_eq!(shell_word(Path::new("/tmp/$x")), "'/tmp/$x'");
+    }
 
     #[test]
     fn a_bind_whose_name_resolves_elsewhere_now_says_so() {

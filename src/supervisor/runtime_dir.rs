@@ -1,56 +1,193 @@
 //! The supervisor's private runtime directory and the files in it: the
-//! rewritten config (which holds the config's secrets), the notify socket and
-//! the control socket. Everything here is owner-only, and files a killed
-//! supervisor left behind are removed at the next start.
+//! rewritten config (which holds the config's secrets), the notify socket,
+//! the control socket and the lock file. Everything here is owner-only.
+//!
+//! Who may remove what. A supervisor holds an exclusive flock(2) on
+//! `supervisor.lock` in its runtime directory for its whole life: the lock
+//! ends with the process however it ends, SIGKILL included, and its fd is
+//! close-on-exec, so MAS never holds it. A pid proves nothing about the
+//! directory's owner: in another pid namespace, or with a /tmp shared
+//! between containers, a live supervisor's pid is not visible here, or is
+//! another process's. So what a supervisor left behind is removed only by a
+//! supervisor that takes the same lock itself without waiting: a directory
+//! `mas-sockets.<pid>` made under /tmp (or `$XDG_RUNTIME_DIR`) by the next
+//! supervisor that makes one there, the files in a given directory
+//! (`--runtime-dir`, `RuntimeDirectory=`) by the next supervisor to start in
+//! it; and only what belongs to our uid. A rewritten config of a killed
+//! supervisor thus lasts until the next start in the same place.
+//!
+//! A directory without `supervisor.lock` was made by an older mas-sockets,
+//! which took no lock, or is being set up this instant: nothing proves its
+//! owner gone, so it is left alone (said in a debug line).
+//!
+//! flock(2) locks are not shared over NFS by every server; a runtime
+//! directory belongs on a local file system (/run, /tmp), as systemd's does.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-use tracing::{info, warn};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
+use tracing::{debug, info, warn};
 
-/// A private directory (mode 0700) for the notify socket and the rewritten config.
+/// The lock file's name in a runtime directory.
+pub const LOCK_NAME: &str = "supervisor.lock";
+
+/// The start of the names of the directories [`RuntimeDir::create_in`] makes.
+const CREATED_PREFIX: &str = "mas-sockets.";
+
+/// How many names `mas-sockets.<pid>`, `mas-sockets.<pid>.1`, ... are tried:
+/// the plain one is taken only when a supervisor with our pid in another pid
+/// namespace runs in the same parent.
+const CREATED_NAMES: u32 = 100;
+
+/// A private directory (mode 0700) for the notify socket and the rewritten
+/// config, locked for as long as it lives.
 #[derive(Debug)]
 pub struct RuntimeDir {
     path: PathBuf,
-    /// Whether we made the directory (and so remove it) or were given it.
-    owned: bool,
+    origin: DirOrigin,
+    /// Dropped after the directory's files are removed, so nobody sweeps
+    /// in between.
+    lock: DirLock,
+}
+
+/// Whether we made the directory (and so remove it) or were given it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirOrigin {
+    /// Made by [`RuntimeDir::create_in`]: removed whole at the end.
+    Created,
+    /// `--runtime-dir` or `RuntimeDirectory=`: only our files are removed.
+    Given,
+}
+
+/// Why the runtime directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeDirError {
+    #[error("the runtime directory {dir} is in use by another supervisor, which holds the lock on {lock}; give each supervisor its own runtime directory (--runtime-dir), or stop the other one first", dir = dir.display(), lock = dir.join(LOCK_NAME).display())]
+    InUse { dir: PathBuf },
+    #[error("cannot create the runtime directory {dir}: its parent {parent} does not exist; create the parent first, or give another directory with --runtime-dir", dir = dir.display(), parent = parent.display())]
+    NoParent { dir: PathBuf, parent: PathBuf },
+    #[error("the runtime directory {dir} is {kind}, not a directory; give a directory with --runtime-dir", dir = dir.display())]
+    NotADirectory { dir: PathBuf, kind: &'static str },
+    #[error("cannot create the runtime directory {dir}: {error}; check that this user may write to {parent}, or give another directory with --runtime-dir", dir = dir.display(), parent = parent.display())]
+    Create {
+        dir: PathBuf,
+        parent: PathBuf,
+        error: io::Error,
+    },
+    #[error("cannot lock {path}: {error}; check that the runtime directory is writable by this user, or give another with --runtime-dir", path = path.display())]
+    Lock { path: PathBuf, error: io::Error },
 }
 
 impl RuntimeDir {
-    /// Uses `dir` as given (systemd's `RuntimeDirectory=` is already private),
-    /// after removing the files a killed supervisor left there.
-    pub fn given(dir: PathBuf) -> RuntimeDir {
-        sweep(&dir, |name| {
-            let pid = name
-                .strip_prefix("config.")
-                .or_else(|| name.strip_prefix("notify."))
-                .or_else(|| name.strip_prefix("control."))?;
-            pid.split('.').next()
-        });
-        RuntimeDir {
-            path: dir,
-            owned: false,
-        }
-    }
-
-    /// Makes a new directory `mas-sockets.<pid>` under `parent`, mode 0700,
-    /// after removing such directories of supervisors that were killed.
+    /// Uses `dir` as given (systemd's `RuntimeDirectory=` is already
+    /// private), creating it (mode 0700) when it does not exist; its parent
+    /// must. Takes its lock, then removes the files a killed supervisor left
+    /// there. A directory we create is left in place at the end, empty.
     ///
     /// # Errors
     ///
-    /// The directory cannot be created (it must not exist).
-    pub fn create_in(parent: &Path) -> io::Result<RuntimeDir> {
-        sweep(parent, |name| name.strip_prefix("mas-sockets."));
-        let path = parent.join(Self::created_name());
-        fs::DirBuilder::new().mode(0o700).create(&path)?;
-        Ok(RuntimeDir { path, owned: true })
+    /// Another supervisor holds the lock, or the directory cannot be made
+    /// or locked.
+    pub fn given(dir: PathBuf) -> Result<RuntimeDir, RuntimeDirError> {
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => info!("created the runtime directory {}", dir.display()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Followed: a symbolic link to a directory is a directory here.
+                let meta = fs::metadata(&dir).map_err(|error| RuntimeDirError::Create {
+                    parent: dir.parent().unwrap_or(Path::new("/")).to_owned(),
+                    dir: dir.clone(),
+                    error,
+                })?;
+                if !meta.is_dir() {
+                    return Err(RuntimeDirError::NotADirectory {
+                        kind: crate::bind::describe_file_type(meta.file_type()),
+                        dir,
+                    });
+                }
+            }
+            Err(error) => {
+                let parent = dir.parent().unwrap_or(Path::new("/")).to_owned();
+                if error.kind() == io::ErrorKind::NotFound {
+                    return Err(RuntimeDirError::NoParent { dir, parent });
+                }
+                return Err(RuntimeDirError::Create { dir, parent, error });
+            }
+        }
+        let (lock, lock_was_there) = DirLock::acquire(&dir)?;
+        sweep_files(&dir, lock_was_there);
+        Ok(RuntimeDir {
+            path: dir,
+            origin: DirOrigin::Given,
+            lock,
+        })
     }
 
-    /// The name [`RuntimeDir::create_in`] gives the directory it makes.
-    pub fn created_name() -> String {
-        format!("mas-sockets.{}", std::process::id())
+    /// Makes a new directory `mas-sockets.<pid>` under `parent`, mode 0700,
+    /// and locks it, after removing such directories of supervisors that are
+    /// gone. When that name is taken (by a supervisor with the same pid in
+    /// another pid namespace), `mas-sockets.<pid>.1` and so on.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created or locked.
+    pub fn create_in(parent: &Path) -> Result<RuntimeDir, RuntimeDirError> {
+        sweep_dirs(parent);
+        let mut last = None;
+        for n in 0..CREATED_NAMES {
+            let path = parent.join(Self::created_name(n));
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => {
+                    // Not yet locked: until it is, a sweep finds no lock
+                    // file and leaves the directory alone.
+                    return match DirLock::acquire(&path) {
+                        Ok((lock, _)) => Ok(RuntimeDir {
+                            path,
+                            origin: DirOrigin::Created,
+                            lock,
+                        }),
+                        Err(e) => {
+                            let _ = fs::remove_dir_all(&path);
+                            Err(e)
+                        }
+                    };
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    debug!("{} exists already; trying another name", path.display());
+                    last = Some((path, e));
+                }
+                Err(error) => {
+                    return Err(RuntimeDirError::Create {
+                        dir: path,
+                        parent: parent.to_owned(),
+                        error,
+                    })
+                }
+            }
+        }
+        let (dir, error) = last.expect("CREATED_NAMES is not 0");
+        Err(RuntimeDirError::Create {
+            dir,
+            parent: parent.to_owned(),
+            error,
+        })
+    }
+
+    /// The `n`th name [`RuntimeDir::create_in`] tries for the directory it makes.
+    fn created_name(n: u32) -> String {
+        match n {
+            0 => format!("{CREATED_PREFIX}{}", std::process::id()),
+            n => format!("{CREATED_PREFIX}{}.{n}", std::process::id()),
+        }
+    }
+
+    /// The longest name [`RuntimeDir::create_in`] may give the directory it makes.
+    pub fn longest_created_name() -> String {
+        Self::created_name(CREATED_NAMES - 1)
     }
 
     pub fn path(&self) -> &Path {
@@ -60,41 +197,274 @@ impl RuntimeDir {
 
 impl Drop for RuntimeDir {
     fn drop(&mut self) {
-        if self.owned {
-            let _ = fs::remove_dir_all(&self.path);
+        // The lock is still held here; it is released after, as its field
+        // is dropped.
+        match self.origin {
+            DirOrigin::Created => {
+                if let Err(e) = fs::remove_dir_all(&self.path) {
+                    warn!("cannot remove {}: {e}", self.path.display());
+                }
+            }
+            DirOrigin::Given => self.lock.remove_file(),
         }
     }
 }
 
-/// Removes the entries of `dir` that are ours (same owner) and belong to a
-/// supervisor pid that no longer runs: a rewritten config must not outlive a
-/// supervisor that was killed before it could remove it. `pid_of` extracts the
-/// pid from an entry's name, or says it is not such an entry.
-fn sweep(dir: &Path, pid_of: impl Fn(&str) -> Option<&str>) {
-    use std::os::unix::fs::MetadataExt as _;
+/// An exclusive flock(2) on a runtime directory's `supervisor.lock`.
+#[derive(Debug)]
+struct DirLock {
+    path: PathBuf,
+    file: Flock<File>,
+}
+
+impl DirLock {
+    /// Takes the lock of `dir` without waiting, making the lock file when
+    /// there is none. Returns whether a lock file was there before.
+    fn acquire(dir: &Path) -> Result<(DirLock, bool), RuntimeDirError> {
+        let path = dir.join(LOCK_NAME);
+        let fail = |error| RuntimeDirError::Lock {
+            path: path.clone(),
+            error,
+        };
+        // Each round that does not end means another process made or
+        // removed the lock file meanwhile; a few are plenty.
+        for _ in 0..8 {
+            let file = match fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+            {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    match Self::create(dir, &path).map_err(fail)? {
+                        Some(lock) => return Ok((lock, false)),
+                        None => continue,
+                    }
+                }
+                Err(e) => return Err(fail(e)),
+            };
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                // A supervisor that ends removes the file before it lets go:
+                // a lock taken on a file no longer at the path locks nothing.
+                Ok(file) if names(&path, &file) => return Ok((DirLock { path, file }, true)),
+                Ok(_) => continue,
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    return Err(RuntimeDirError::InUse {
+                        dir: dir.to_owned(),
+                    })
+                }
+                Err((_, errno)) => return Err(fail(errno.into())),
+            }
+        }
+        Err(fail(io::Error::other(
+            "it kept being replaced while it was being locked",
+        )))
+    }
+
+    /// Makes the lock file under a name of its own, locks it, and links it
+    /// into place, so that `supervisor.lock` is never there unlocked while
+    /// the supervisor that made it runs. `None`: another process put one
+    /// there first.
+    fn create(dir: &Path, path: &Path) -> io::Result<Option<DirLock>> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmp = dir.join(format!(".{LOCK_NAME}.{}.{nanos}", std::process::id()));
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // Nobody else knows this file yet, so the lock is free.
+        let placed = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| io::Error::from(errno))
+            .and_then(|file| fs::hard_link(&tmp, path).map(|()| file));
+        let _ = fs::remove_file(&tmp);
+        match placed {
+            Ok(file) => Ok(Some(DirLock {
+                path: path.to_owned(),
+                file,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the lock file, while it is still ours and still locked.
+    fn remove_file(&self) {
+        if names(&self.path, &self.file) {
+            if let Err(e) = fs::remove_file(&self.path) {
+                warn!("cannot remove {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// Whether `path` names the very file `file` is open on.
+fn names(path: &Path, file: &File) -> bool {
+    match (fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// What a sweep found in a directory `mas-sockets.*`.
+#[derive(Debug)]
+enum Claim {
+    /// We hold its lock now: its supervisor is gone.
+    Abandoned(Flock<File>),
+    /// Its lock is held: its supervisor runs (perhaps out of our sight).
+    Live,
+    /// No lock file: made by an older mas-sockets, or being set up.
+    Unlocked,
+    /// Not a directory of ours (another uid, or not a directory at all).
+    NotOurs,
+}
+
+/// Tries to take the lock of the directory `dir` made by another supervisor.
+fn claim(dir: &Path) -> nix::Result<Claim> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let dirfd = match nix::fcntl::open(dir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOTDIR | Errno::ELOOP) => return Ok(Claim::NotOurs),
+        Err(e) => return Err(e),
+    };
+    if nix::sys::stat::fstat(&dirfd)?.st_uid != nix::unistd::geteuid().as_raw() {
+        return Ok(Claim::NotOurs);
+    }
+    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let lock = match nix::fcntl::openat(&dirfd, LOCK_NAME, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::ENOENT) => return Ok(Claim::Unlocked),
+        Err(e) => return Err(e),
+    };
+    match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+        // Still the directory and the lock file we opened, not a new one of
+        // the same name (a supervisor with the same pid elsewhere).
+        Ok(lock) => {
+            let same_dir = fs::symlink_metadata(dir).is_ok_and(|m| {
+                nix::sys::stat::fstat(&dirfd)
+                    .is_ok_and(|d| m.dev() == d.st_dev && m.ino() == d.st_ino)
+            });
+            if same_dir && names(&dir.join(LOCK_NAME), &lock) {
+                Ok(Claim::Abandoned(lock))
+            } else {
+                Ok(Claim::Live)
+            }
+        }
+        Err((_, Errno::EWOULDBLOCK)) => Ok(Claim::Live),
+        Err((_, e)) => Err(e),
+    }
+}
+
+/// Whether `name` is one [`RuntimeDir::create_in`] gives: `mas-sockets.<pid>`
+/// or `mas-sockets.<pid>.<n>`.
+fn is_created_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(CREATED_PREFIX) else {
+        return false;
+    };
+    let mut parts = rest.split('.');
+    let number =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let first = parts.next();
+    let second = parts.next();
+    number(first) && (second.is_none() || number(second)) && parts.next().is_none()
+}
+
+/// Removes the directories `mas-sockets.*` under `parent` whose lock we can
+/// take: their supervisors are gone. Others are left, with a debug line.
+fn sweep_dirs(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(is_created_name) {
+            continue;
+        }
+        let path = entry.path();
+        match claim(&path) {
+            Ok(Claim::Abandoned(lock)) => {
+                match fs::remove_dir_all(&path) {
+                    Ok(()) => info!(
+                        "removed {}, left by a supervisor that is gone (nothing held its {LOCK_NAME})",
+                        path.display()
+                    ),
+                    Err(e) => warn!(
+                        "cannot remove {}, left by a supervisor that is gone: {e}",
+                        path.display()
+                    ),
+                }
+                drop(lock);
+            }
+            Ok(Claim::Live) => debug!(
+                "left {}: its supervisor runs (it holds {LOCK_NAME})",
+                path.display()
+            ),
+            Ok(Claim::Unlocked) => debug!(
+                "left {}: it has no {LOCK_NAME}, so it was made by an older mas-sockets (or is being set up) and nothing shows that its supervisor is gone",
+                path.display()
+            ),
+            Ok(Claim::NotOurs) => {}
+            Err(e) => debug!("left {}: cannot look into it: {e}", path.display()),
+        }
+    }
+}
+
+/// The supervisor pid in the name of a file a supervisor makes in its
+/// runtime directory (`config.<pid>.<n>.yaml`, `notify.<pid>.sock`,
+/// `.supervisor.lock.<pid>.<n>`), or `None` for any other name.
+fn leftover_pid(name: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix("config.")
+        .or_else(|| name.strip_prefix("notify."))
+        .or_else(|| name.strip_prefix("control."))
+        .or_else(|| name.strip_prefix(&format!(".{LOCK_NAME}.")))?;
+    rest.split('.').next()?.parse().ok()
+}
+
+/// Removes, from a runtime directory whose lock we hold, the files earlier
+/// supervisors made there; they are all gone, or the lock would not be ours.
+/// When there was no lock file, such files were made by an older
+/// mas-sockets, which may still run: they are left, with a debug line.
+fn sweep_files(dir: &Path, lock_was_there: bool) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     let uid = nix::unistd::geteuid().as_raw();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = pid_of(&name).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = leftover_pid(&name) else {
             continue;
         };
-        let ours = entry.metadata().is_ok_and(|m| m.uid() == uid);
-        if !ours || pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        let path = entry.path();
+        let ours = entry
+            .metadata()
+            .is_ok_and(|m| m.uid() == uid && !m.is_dir());
+        if !ours {
             continue;
         }
-        let path = entry.path();
-        let removed = if path.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match removed {
+        if !lock_was_there {
+            debug!(
+                "left {}: {} had no {LOCK_NAME}, so it was made by an older mas-sockets, which may still run",
+                path.display(),
+                dir.display()
+            );
+            continue;
+        }
+        match fs::remove_file(&path) {
             Ok(()) => info!(
-                "removed {}, left by supervisor pid {pid}, which is gone",
-                path.display()
+                "removed {}, left by supervisor pid {pid}, which is gone (nothing held {})",
+                path.display(),
+                dir.join(LOCK_NAME).display()
             ),
             Err(e) => warn!(
                 "cannot remove {}, left by a supervisor that is gone: {e}",
@@ -172,6 +542,143 @@ mod tests {
             .expect_err("the write exceeds the limit");
         eprintln!("WRITE_ERROR {err}");
         assert!(!path.exists(), "the partly written config was left behind");
+    }
+
+    /// Holds the lock of `dir` the way a running supervisor does: another
+    /// open file description, so it conflicts even within this process.
+    fn hold_lock(dir: &Path) -> Flock<File> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_NAME))
+            .expect("open the lock file");
+        Flock::lock(file, FlockArg::LockExclusiveNonblock).expect("lock")
+    }
+
+    #[test]
+    fn created_names_are_recognised() {
+        for name in ["mas-sockets.12", "mas-sockets.12.3"] {
+            assert!(is_created_name(name), "{name}");
+        }
+        for name in [
+            "mas-sockets.",
+            "mas-sockets.x",
+            "mas-sockets.12.",
+            "mas-sockets.1.2.3",
+            "mas-sockets-test.1",
+        ] {
+            assert!(!is_created_name(name), "{name}");
+        }
+        assert!(is_created_name(&RuntimeDir::longest_created_name()));
+        assert_eq!(leftover_pid("config.42.1.yaml"), Some(42));
+        assert_eq!(leftover_pid("notify.42.sock"), Some(42));
+        assert_eq!(leftover_pid(".supervisor.lock.42.981"), Some(42));
+        assert_eq!(leftover_pid("control.sock"), None);
+        assert_eq!(leftover_pid(LOCK_NAME), None);
+    }
+
+    /// A directory whose lock is held belongs to a running supervisor,
+    /// whatever its name says; one whose lock is free is removed; one with no
+    /// lock file (an older version) is left.
+    #[test]
+    fn the_sweep_removes_only_directories_whose_lock_is_free() {
+        let parent = TempDir::new("sweep-dirs");
+        let make = |name: &str| {
+            let dir = parent.0.join(name);
+            fs::create_dir(&dir).unwrap();
+            fs::write(dir.join("config.4194305.1.yaml"), "secrets: {}\n").unwrap();
+            dir
+        };
+        let live = make("mas-sockets.4194305");
+        let held = hold_lock(&live);
+        let gone = make("mas-sockets.4194306");
+        drop(hold_lock(&gone));
+        let old = make("mas-sockets.4194307");
+        let other = make("not-ours.4194308");
+        drop(hold_lock(&other));
+
+        let made = RuntimeDir::create_in(&parent.0).expect("create");
+        assert!(live.join("config.4194305.1.yaml").exists());
+        assert!(!gone.exists());
+        assert!(old.join("config.4194305.1.yaml").exists());
+        assert!(other.exists());
+        assert!(made.path().join(LOCK_NAME).exists());
+        let path = made.path().to_owned();
+        drop(made);
+        assert!(!path.exists());
+        drop(held);
+    }
+
+    /// Another supervisor with our pid (another pid namespace) has the
+    /// plain name: ours gets the next.
+    #[test]
+    fn a_created_name_in_use_is_not_taken_over() {
+        let parent = TempDir::new("same-pid");
+        let theirs = parent.0.join(RuntimeDir::created_name(0));
+        fs::create_dir(&theirs).unwrap();
+        let held = hold_lock(&theirs);
+        let made = RuntimeDir::create_in(&parent.0).expect("create");
+        assert_eq!(made.path(), parent.0.join(RuntimeDir::created_name(1)));
+        assert!(theirs.join(LOCK_NAME).exists());
+        drop(made);
+        drop(held);
+    }
+
+    /// A given directory is one supervisor's at a time; the files a gone
+    /// one left are removed when its lock file says it was of this version,
+    /// left otherwise; the lock file goes at the end, the directory stays.
+    #[test]
+    fn a_given_directory_is_locked_and_swept() {
+        let dir = TempDir::new("given");
+        let stale = dir.0.join("config.4194305.1.yaml");
+        let unrelated = dir.0.join("keep.txt");
+        fs::write(&stale, "secrets: {}\n").unwrap();
+        fs::write(&unrelated, "x").unwrap();
+
+        let first = RuntimeDir::given(dir.0.clone()).expect("first");
+        assert!(stale.exists(), "no lock file was there: an older version's");
+        match RuntimeDir::given(dir.0.clone()) {
+            Err(RuntimeDirError::InUse { .. }) => {}
+            other => panic!("a second supervisor got {other:?}"),
+        }
+        drop(first);
+        assert!(!dir.0.join(LOCK_NAME).exists());
+        assert!(dir.0.exists());
+
+        // As a killed supervisor leaves it: the lock file stays.
+        drop(hold_lock(&dir.0));
+        let second = RuntimeDir::given(dir.0.clone()).expect("second");
+        assert!(!stale.exists());
+        assert!(unrelated.exists());
+        drop(second);
+    }
+
+    #[test]
+    fn a_missing_given_directory_is_created_when_its_parent_exists() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = TempDir::new("missing");
+        let dir = parent.0.join("rt");
+        let made = RuntimeDir::given(dir.clone()).expect("created");
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        drop(made);
+        assert!(dir.exists());
+
+        let deeper = parent.0.join("no/rt");
+        let err = RuntimeDir::given(deeper.clone()).expect_err("no parent");
+        assert_eq!(
+            err.to_string(),
+            format!("cannot create the runtime directory {}: its parent {} does not exist; create the parent first, or give another directory with --runtime-dir", deeper.display(), parent.0.join("no").display())
+        );
+        let file = parent.0.join("file");
+        fs::write(&file, "").unwrap();
+        let err = RuntimeDir::given(file.clone()).expect_err("a file");
+        assert_eq!(
+            err.to_string(),
+            format!("the runtime directory {} is a regular file, not a directory; give a directory with --runtime-dir", file.display())
+        );
     }
 
     /// A config that cannot be written whole is not left half written: it
