@@ -412,6 +412,165 @@ fn lintian_and_rpmlint_are_clean() {
     );
 }
 
+/// Completes the last of `words` (the first is `mas-sockets`) with bash and
+/// the completion file, as bash calls the function `complete -F` names.
+const BASH_COMPLETE: &str = r#"
+source "$1" || exit 3
+shift
+spec=$(complete -p mas-sockets) || exit 4
+func=${spec#*-F }
+func=${func%% *}
+COMP_WORDS=("$@")
+COMP_CWORD=$(( $# - 1 ))
+COMP_LINE="$*"
+COMP_POINT=${#COMP_LINE}
+"$func" mas-sockets "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+
+/// Types `$2` and a tab into an interactive zsh (on a pty, through zpty)
+/// whose `fpath` starts with `$1`, and prints every candidate the
+/// completion offers, one a line, once the completion system has run its
+/// post-functions. The markers are split in what is typed so that the pty's
+/// echo of the input does not match them.
+const ZSH_COMPLETE: &str = r#"
+zmodload zsh/zpty || exit 3
+zpty z zsh -f -i
+zpty -w z "PS1=''; fpath=(${(q)1} \$fpath); autoload -U compinit; compinit -u -D"
+zpty -w z 'compadd () { builtin compadd -O __hits "$@"; print -l -- "<<HIT>>"$^__hits; }'
+zpty -w z '__end () { print "<<E""ND>>"; }; comppostfuncs=(__end)'
+zpty -w z 'print R""EADY'
+zpty -r z line '*READY*'
+zpty -w -n z "$2"$'\t'
+zpty -r z out '*<<END>>*'
+print -r -- "$out" | tr -d '\r' | grep -a -o '<<HIT>>[^[:space:]]*' | sed 's/<<HIT>>//'
+zpty -d z
+"#;
+
+/// The candidates one shell offers for a command line that ends in the
+/// word being completed (empty after a trailing blank).
+#[track_caller]
+fn complete_with(shell: &str, files: &Path, line: &str) -> BTreeSet<String> {
+    let home = TempDir::new("shell-home");
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60").env("HOME", home.path()).env("TERM", "dumb");
+    match shell {
+        "bash" => {
+            let mut words: Vec<&str> = line.split(' ').collect();
+            if words.last() == Some(&"") {
+                words.pop();
+                words.push("");
+            }
+            cmd.args(["bash", "--norc", "--noprofile", "-c", BASH_COMPLETE, "bash"])
+                .arg(files.join("usr/share/bash-completion/completions/mas-sockets"))
+                .args(words);
+        }
+        "zsh" => {
+            cmd.args(["zsh", "-f", "-c", ZSH_COMPLETE, "zsh"])
+                .arg(files.join("usr/share/zsh/vendor-completions"))
+                .arg(line);
+        }
+        "fish" => {
+            cmd.args([
+                "fish",
+                "--no-config",
+                "-c",
+                "source $argv[1]; and complete --do-complete=$argv[2]",
+            ])
+            .arg(files.join("usr/share/fish/vendor_completions.d/mas-sockets.fish"))
+            .arg(line);
+        }
+        _ => unreachable!("no such shell in this test: {shell}"),
+    }
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{shell} could not complete {line:?}\n{}",
+        explain(&cmd, &out)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // fish writes "candidate<TAB>description".
+        .map(|l| l.split('\t').next().unwrap_or_default().trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The packaged completions, loaded by the real shells: each offers the
+/// visible subcommands and never the hidden `exec-child`, a subcommand's own
+/// options after its name, and an option's values after the option.
+#[test]
+fn completions_offer_subcommands_options_and_values_in_bash_zsh_and_fish() {
+    let files = TempDir::new("deb-files");
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&packages().deb)
+            .arg(files.path()),
+    );
+    // The zsh file loads under compinit without a word on stderr.
+    let zsh_file = files.join("usr/share/zsh/vendor-completions/_mas-sockets");
+    let mut cmd = Command::new("zsh");
+    cmd.args([
+        "-f",
+        "-c",
+        "autoload -U compinit; compinit -u -D; source $1",
+        "zsh",
+    ])
+    .arg(&zsh_file)
+    .env("HOME", files.path());
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        explain(&cmd, &out)
+    );
+
+    for shell in ["bash", "zsh", "fish"] {
+        let subcommands = complete_with(shell, files.path(), "mas-sockets ");
+        for sub in SUBCOMMANDS {
+            assert!(
+                subcommands.contains(*sub),
+                "{shell}: no {sub} in {subcommands:?}"
+            );
+        }
+        assert!(
+            !subcommands.iter().any(|c| c.contains("exec")),
+            "{shell} offers the hidden subcommand: {subcommands:?}"
+        );
+
+        let supervise = complete_with(shell, files.path(), "mas-sockets supervise --");
+        for option in [
+            "--config",
+            "--stop-timeout",
+            "--crash-window",
+            "--log-target",
+        ] {
+            assert!(
+                supervise.contains(option),
+                "{shell}: no {option} after supervise in {supervise:?}"
+            );
+        }
+        assert!(
+            !supervise.contains("--server-name"),
+            "{shell} offers generate-nginx's options after supervise: {supervise:?}"
+        );
+        let nginx = complete_with(shell, files.path(), "mas-sockets generate-nginx --");
+        assert!(
+            nginx.contains("--server-name") && nginx.contains("--assets-dir"),
+            "{shell}: {nginx:?}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let targets = complete_with(shell, files.path(), "mas-sockets supervise --log-target ");
+        assert_eq!(
+            targets,
+            ["auto", "journal", "stderr"].map(str::to_owned).into(),
+            "{shell}"
+        );
+    }
+}
+
 /// The config the test gives MAS: no `http` section, so MAS's built-in
 /// listeners apply (web on [::]:8080, internal with health on
 /// localhost:8081), which the packaged units are made for.
