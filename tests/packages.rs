@@ -188,6 +188,40 @@ fn rpm_contents_match_the_expected_list() {
     }
 }
 
+/// What a package records that can change from one build to the next: for
+/// the .rpm its build time and host and each file's time, for the .deb each
+/// file's listing line (mode, owner, size, time).
+fn build_record(package: &Path) -> String {
+    if package.extension().is_some_and(|e| e == "rpm") {
+        run_ok(Command::new("rpm").arg("-qp").arg(package).args([
+            "--qf",
+            "buildtime %{BUILDTIME} buildhost %{BUILDHOST}\n[%{FILEMTIMES} %{FILENAMES}\n]",
+        ]))
+    } else {
+        run_ok(Command::new("dpkg-deb").arg("-c").arg(package))
+    }
+}
+
+/// Building the same commit again gives the same bytes: both packages take
+/// their dates from the last commit (`SOURCE_DATE_EPOCH`), and nothing from
+/// the hour or the machine they are built on.
+#[test]
+fn rebuilding_the_same_commit_gives_the_same_packages() {
+    let pkgs = packages();
+    for (first, again) in [(&pkgs.first_deb, &pkgs.deb), (&pkgs.first_rpm, &pkgs.rpm)] {
+        let same = fs::read(first).expect("read the first build")
+            == fs::read(again).expect("read the rebuild");
+        assert!(
+            same,
+            "{} differs from its first build {}\n--- first build\n{}\n--- rebuild\n{}",
+            again.display(),
+            first.display(),
+            build_record(first),
+            build_record(again)
+        );
+    }
+}
+
 /// `sh -n`: the script parses (a broken here-document or quote would not).
 #[track_caller]
 fn assert_shell_syntax(name: &str, script: &str) {
