@@ -310,6 +310,25 @@ mod tests {
         assert!(text.contains(".TH mas-sockets-supervise 1"), "{text}");
     }
 
+    /// Every option and argument a page or a completion shows says what it
+    /// does: one without a help text is an empty entry in both.
+    #[test]
+    fn every_visible_argument_has_a_help_text() {
+        fn walk(cmd: &clap::Command, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments().filter(|arg| !arg.is_hide_set()) {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} {}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+                walk(sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&command(), &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
     #[test]
     fn completions_know_the_subcommands_and_not_the_hidden_one() {
         for (shell, _) in COMPLETIONS {
