@@ -925,3 +925,60 @@ fn deb_installs_upgrades_under_load_and_purges_in_a_clean_debian_root() {
         changes.join("\n")
     );
 }
+
+/// Purge keeps the mas user and group while a file still belongs to them:
+/// MAS's config, which the README has the admin give to the mas group,
+/// outlives the package, and would belong to the next user or group given
+/// the freed id. The purge succeeds and its message names the file.
+#[test]
+fn deb_purge_keeps_the_mas_user_and_group_while_a_file_belongs_to_them() {
+    let pkgs = packages();
+    let root = debian_root();
+    let ct = Container::boot(&root, "purge");
+    ct.put(&pkgs.deb, "/run/mas-package-test/mas-sockets.deb", 0o644);
+    ct.exec_ok(&["dpkg", "-i", "/run/mas-package-test/mas-sockets.deb"]);
+    let user = ct.exec_ok(&["getent", "passwd", "mas"]);
+    let group = ct.exec_ok(&["getent", "group", "mas"]);
+    let config = TempDir::new("package-config");
+    ct.put(
+        &config.write("config.yaml", CONFIG),
+        "/etc/mas/config.yaml",
+        0o640,
+    );
+    ct.exec_ok(&["chgrp", "mas", "/etc/mas/config.yaml"]);
+
+    let purge = ct.exec(&["dpkg", "--purge", "mas-sockets"]);
+    let stderr = String::from_utf8_lossy(&purge.stderr);
+    assert!(purge.status.success(), "the purge failed: {stderr}");
+    // dpkg forgets a purged package, or keeps it as "not installed".
+    let status = ct.exec(&[
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${db:Status-Abbrev}",
+        "mas-sockets",
+    ]);
+    assert!(
+        !status.status.success() || String::from_utf8_lossy(&status.stdout).trim() == "un",
+        "purged: {status:?}"
+    );
+    assert_eq!(
+        ct.exec_ok(&["getent", "passwd", "mas"]),
+        user,
+        "the user stays"
+    );
+    assert_eq!(
+        ct.exec_ok(&["getent", "group", "mas"]),
+        group,
+        "the group stays"
+    );
+    assert_eq!(
+        ct.exec_ok(&["stat", "-c", "%G", "/etc/mas/config.yaml"])
+            .trim(),
+        "mas"
+    );
+    assert!(
+        stderr.contains("keeping the user and group mas: /etc/mas"),
+        "the purge says why: {stderr}"
+    );
+}
