@@ -256,6 +256,9 @@ fn deb_maintainer_scripts_enable_nothing_restart_the_service_and_clean_up() {
         !dir.join("preinst").exists(),
         "nothing to do before unpacking"
     );
+    for name in ["postinst", "prerm", "postrm"] {
+        assert_shell_syntax(name, &read(name));
+    }
     let units = unit_names();
 
     let postinst = read("postinst");
