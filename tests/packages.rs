@@ -47,6 +47,7 @@ const DEB_FILES: &[&str] = &[
     "/usr/lib/sysusers.d/mas-sockets.conf",
     "/usr/share/bash-completion/completions/mas-sockets",
     "/usr/share/doc/mas-sockets/README.md.gz",
+    "/usr/share/doc/mas-sockets/THIRD-PARTY-LICENSES.gz",
     "/usr/share/doc/mas-sockets/changelog.Debian.gz",
     "/usr/share/doc/mas-sockets/copyright",
     "/usr/share/fish/vendor_completions.d/mas-sockets.fish",
@@ -75,6 +76,7 @@ const RPM_PATHS: &[&str] = &[
     "/usr/share/fish/vendor_completions.d/mas-sockets.fish",
     "/usr/share/licenses/mas-sockets",
     "/usr/share/licenses/mas-sockets/LICENSE",
+    "/usr/share/licenses/mas-sockets/THIRD-PARTY-LICENSES",
     "/usr/share/zsh",
     "/usr/share/zsh/site-functions",
     "/usr/share/zsh/site-functions/_mas-sockets",
@@ -220,6 +222,125 @@ fn rebuilding_the_same_commit_gives_the_same_packages() {
             build_record(again)
         );
     }
+}
+
+/// The crates linked into the binary, as `(name, version, license)`: what
+/// `cargo tree` lists for it without build-time dependencies and
+/// proc-macros, which do not end up in it.
+fn linked_crates() -> Vec<(String, String, String)> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let vv = run_ok(Command::new("rustc").arg("-vV"));
+    let host = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_owned();
+    let tree = run_ok(
+        Command::new(&cargo)
+            .current_dir(repo())
+            .args(["tree", "--locked", "--offline", "-p", "mas-sockets"])
+            .args(["-e", "normal,no-proc-macro", "--target", &host])
+            .args(["--prefix", "none", "-f", "{p}|{l}"]),
+    );
+    let crates: BTreeSet<(String, String, String)> = tree
+        .lines()
+        .map(|l| l.trim_end_matches(" (*)"))
+        .filter(|l| !l.starts_with("mas-sockets "))
+        .map(|l| {
+            let (package, license) = l.split_once('|').expect("{p}|{l}");
+            let (name, version) = package.split_once(" v").expect("NAME vVERSION");
+            (name.to_owned(), version.to_owned(), license.to_owned())
+        })
+        .collect();
+    assert!(crates.len() > 10, "cargo tree listed too little:\n{tree}");
+    crates.into_iter().collect()
+}
+
+/// The license and notice files a crate ships, by the names cargo packages
+/// them under (LICENSE, LICENSE-MIT, COPYING, NOTICE, ...).
+fn license_files(name: &str, version: &str) -> Vec<std::path::PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cargo"));
+    let registry = home.join("registry/src");
+    let dir = fs::read_dir(&registry)
+        .unwrap_or_else(|e| panic!("{}: {e}", registry.display()))
+        .flatten()
+        .map(|index| index.path().join(format!("{name}-{version}")))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| panic!("no source of {name} {version} in {}", registry.display()));
+    let mut files: Vec<std::path::PathBuf> = fs::read_dir(&dir)
+        .expect("read the crate's source")
+        .flatten()
+        .filter(|e| {
+            let lower = e.file_name().to_string_lossy().to_lowercase();
+            ["licen", "copying", "notice", "copyright", "unlicense"]
+                .iter()
+                .any(|p| lower.starts_with(p))
+                && e.path().is_file()
+        })
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Both packages carry the licenses of the crates linked into the binary:
+/// one line per crate with its license, and the text of every license or
+/// notice file each crate ships (an MIT crate's notice must go with every
+/// copy of its code, a binary too). The rpm's copy is the .deb's.
+#[test]
+fn packages_carry_the_license_texts_of_every_linked_crate() {
+    let pkgs = packages();
+    let files = TempDir::new("deb-licenses");
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&pkgs.deb)
+            .arg(files.path()),
+    );
+    let gz = files.join("usr/share/doc/mas-sockets/THIRD-PARTY-LICENSES.gz");
+    let text = run_ok(Command::new("gzip").arg("-dc").arg(&gz));
+    let crates = linked_crates();
+    let mut missing = Vec::new();
+    for (name, version, license) in &crates {
+        let line = format!("{name} {version}: {license}");
+        if !text.lines().any(|l| l == line) {
+            missing.push(line);
+        }
+        let shipped = license_files(name, version);
+        if shipped.is_empty() {
+            missing.push(format!("{name} {version} ships no license file"));
+        }
+        for file in shipped {
+            let body =
+                fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if !text.contains(body.trim_end()) {
+                missing.push(format!("the text of {}", file.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "THIRD-PARTY-LICENSES lacks:\n{}\n--- it says:\n{text}",
+        missing.join("\n")
+    );
+
+    let plain = files.write("THIRD-PARTY-LICENSES", &text);
+    let sha = run_ok(Command::new("sha256sum").arg(&plain));
+    let sha = sha.split_whitespace().next().expect("a digest");
+    let digests = run_ok(
+        Command::new("rpm")
+            .arg("-qp")
+            .arg(&pkgs.rpm)
+            .args(["--qf", "[%{FILEDIGESTS} %{FILENAMES}\n]"]),
+    );
+    assert!(
+        digests
+            .lines()
+            .any(|l| l == format!("{sha} /usr/share/licenses/mas-sockets/THIRD-PARTY-LICENSES")),
+        "the rpm's copy is not the .deb's ({sha}):\n{digests}"
+    );
 }
 
 /// `sh -n`: the script parses (a broken here-document or quote would not).
