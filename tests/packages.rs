@@ -614,11 +614,8 @@ fn complete_with(shell: &str, files: &Path, line: &str) -> BTreeSet<String> {
     cmd.arg("60").env("HOME", home.path()).env("TERM", "dumb");
     match shell {
         "bash" => {
-            let mut words: Vec<&str> = line.split(' ').collect();
-            if words.last() == Some(&"") {
-                words.pop();
-                words.push("");
-            }
+            // A trailing blank is an empty last word, as bash splits it.
+            let words: Vec<&str> = line.split(' ').collect();
             cmd.args(["bash", "--norc", "--noprofile", "-c", BASH_COMPLETE, "bash"])
                 .arg(files.join("usr/share/bash-completion/completions/mas-sockets"))
                 .args(words);
