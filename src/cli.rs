@@ -231,12 +231,16 @@ pub struct SuperviseArgs {
     /// of a serving MAS within --crash-window.
     #[arg(long, env = "MAS_SOCKETS_CRASH_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub crash_limit: u32,
+    /// How far back crashes count towards --crash-limit and the doubling of
+    /// --backoff.
     #[arg(long, env = "MAS_SOCKETS_CRASH_WINDOW", default_value = "5min", value_parser = parse_duration, value_name = "DURATION")]
     pub crash_window: Duration,
     /// The delay before a crashed MAS is started again; it doubles with each
     /// crash in the window, up to --backoff-max.
     #[arg(long, env = "MAS_SOCKETS_BACKOFF", default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
     pub backoff: Duration,
+    /// The longest delay before a crashed MAS is started again, however often
+    /// it crashed.
     #[arg(long, env = "MAS_SOCKETS_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub backoff_max: Duration,
     /// Private directory for the notify socket and the rewritten config,

@@ -47,6 +47,7 @@ const DEB_FILES: &[&str] = &[
     "/usr/lib/sysusers.d/mas-sockets.conf",
     "/usr/share/bash-completion/completions/mas-sockets",
     "/usr/share/doc/mas-sockets/README.md.gz",
+    "/usr/share/doc/mas-sockets/THIRD-PARTY-LICENSES.gz",
     "/usr/share/doc/mas-sockets/changelog.Debian.gz",
     "/usr/share/doc/mas-sockets/copyright",
     "/usr/share/fish/vendor_completions.d/mas-sockets.fish",
@@ -75,6 +76,7 @@ const RPM_PATHS: &[&str] = &[
     "/usr/share/fish/vendor_completions.d/mas-sockets.fish",
     "/usr/share/licenses/mas-sockets",
     "/usr/share/licenses/mas-sockets/LICENSE",
+    "/usr/share/licenses/mas-sockets/THIRD-PARTY-LICENSES",
     "/usr/share/zsh",
     "/usr/share/zsh/site-functions",
     "/usr/share/zsh/site-functions/_mas-sockets",
@@ -188,6 +190,159 @@ fn rpm_contents_match_the_expected_list() {
     }
 }
 
+/// What a package records that can change from one build to the next: for
+/// the .rpm its build time and host and each file's time, for the .deb each
+/// file's listing line (mode, owner, size, time).
+fn build_record(package: &Path) -> String {
+    if package.extension().is_some_and(|e| e == "rpm") {
+        run_ok(Command::new("rpm").arg("-qp").arg(package).args([
+            "--qf",
+            "buildtime %{BUILDTIME} buildhost %{BUILDHOST}\n[%{FILEMTIMES} %{FILENAMES}\n]",
+        ]))
+    } else {
+        run_ok(Command::new("dpkg-deb").arg("-c").arg(package))
+    }
+}
+
+/// Building the same commit again gives the same bytes: both packages take
+/// their dates from the last commit (`SOURCE_DATE_EPOCH`), and nothing from
+/// the hour or the machine they are built on.
+#[test]
+fn rebuilding_the_same_commit_gives_the_same_packages() {
+    let pkgs = packages();
+    for (first, again) in [(&pkgs.first_deb, &pkgs.deb), (&pkgs.first_rpm, &pkgs.rpm)] {
+        let same = fs::read(first).expect("read the first build")
+            == fs::read(again).expect("read the rebuild");
+        assert!(
+            same,
+            "{} differs from its first build {}\n--- first build\n{}\n--- rebuild\n{}",
+            again.display(),
+            first.display(),
+            build_record(first),
+            build_record(again)
+        );
+    }
+}
+
+/// The crates linked into the binary, as `(name, version, license)`: what
+/// `cargo tree` lists for it without build-time dependencies and
+/// proc-macros, which do not end up in it.
+fn linked_crates() -> Vec<(String, String, String)> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let vv = run_ok(Command::new("rustc").arg("-vV"));
+    let host = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_owned();
+    let tree = run_ok(
+        Command::new(&cargo)
+            .current_dir(repo())
+            .args(["tree", "--locked", "--offline", "-p", "mas-sockets"])
+            .args(["-e", "normal,no-proc-macro", "--target", &host])
+            .args(["--prefix", "none", "-f", "{p}|{l}"]),
+    );
+    let crates: BTreeSet<(String, String, String)> = tree
+        .lines()
+        .map(|l| l.trim_end_matches(" (*)"))
+        .filter(|l| !l.starts_with("mas-sockets "))
+        .map(|l| {
+            let (package, license) = l.split_once('|').expect("{p}|{l}");
+            let (name, version) = package.split_once(" v").expect("NAME vVERSION");
+            (name.to_owned(), version.to_owned(), license.to_owned())
+        })
+        .collect();
+    assert!(crates.len() > 10, "cargo tree listed too little:\n{tree}");
+    crates.into_iter().collect()
+}
+
+/// The license and notice files a crate ships, by the names cargo packages
+/// them under (LICENSE, LICENSE-MIT, COPYING, NOTICE, ...).
+fn license_files(name: &str, version: &str) -> Vec<std::path::PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cargo"));
+    let registry = home.join("registry/src");
+    let dir = fs::read_dir(&registry)
+        .unwrap_or_else(|e| panic!("{}: {e}", registry.display()))
+        .flatten()
+        .map(|index| index.path().join(format!("{name}-{version}")))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| panic!("no source of {name} {version} in {}", registry.display()));
+    let mut files: Vec<std::path::PathBuf> = fs::read_dir(&dir)
+        .expect("read the crate's source")
+        .flatten()
+        .filter(|e| {
+            let lower = e.file_name().to_string_lossy().to_lowercase();
+            ["licen", "copying", "notice", "copyright", "unlicense"]
+                .iter()
+                .any(|p| lower.starts_with(p))
+                && e.path().is_file()
+        })
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Both packages carry the licenses of the crates linked into the binary:
+/// one line per crate with its license, and the text of every license or
+/// notice file each crate ships (an MIT crate's notice must go with every
+/// copy of its code, a binary too). The rpm's copy is the .deb's.
+#[test]
+fn packages_carry_the_license_texts_of_every_linked_crate() {
+    let pkgs = packages();
+    let files = TempDir::new("deb-licenses");
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&pkgs.deb)
+            .arg(files.path()),
+    );
+    let gz = files.join("usr/share/doc/mas-sockets/THIRD-PARTY-LICENSES.gz");
+    let text = run_ok(Command::new("gzip").arg("-dc").arg(&gz));
+    let crates = linked_crates();
+    let mut missing = Vec::new();
+    for (name, version, license) in &crates {
+        let line = format!("{name} {version}: {license}");
+        if !text.lines().any(|l| l == line) {
+            missing.push(line);
+        }
+        let shipped = license_files(name, version);
+        if shipped.is_empty() {
+            missing.push(format!("{name} {version} ships no license file"));
+        }
+        for file in shipped {
+            let body =
+                fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if !text.contains(body.trim_end()) {
+                missing.push(format!("the text of {}", file.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "THIRD-PARTY-LICENSES lacks:\n{}\n--- it says:\n{text}",
+        missing.join("\n")
+    );
+
+    let plain = files.write("THIRD-PARTY-LICENSES", &text);
+    let sha = run_ok(Command::new("sha256sum").arg(&plain));
+    let sha = sha.split_whitespace().next().expect("a digest");
+    let digests = run_ok(
+        Command::new("rpm")
+            .arg("-qp")
+            .arg(&pkgs.rpm)
+            .args(["--qf", "[%{FILEDIGESTS} %{FILENAMES}\n]"]),
+    );
+    assert!(
+        digests
+            .lines()
+            .any(|l| l == format!("{sha} /usr/share/licenses/mas-sockets/THIRD-PARTY-LICENSES")),
+        "the rpm's copy is not the .deb's ({sha}):\n{digests}"
+    );
+}
+
 /// `sh -n`: the script parses (a broken here-document or quote would not).
 #[track_caller]
 fn assert_shell_syntax(name: &str, script: &str) {
@@ -222,6 +377,9 @@ fn deb_maintainer_scripts_enable_nothing_restart_the_service_and_clean_up() {
         !dir.join("preinst").exists(),
         "nothing to do before unpacking"
     );
+    for name in ["postinst", "prerm", "postrm"] {
+        assert_shell_syntax(name, &read(name));
+    }
     let units = unit_names();
 
     let postinst = read("postinst");
@@ -410,6 +568,162 @@ fn lintian_and_rpmlint_are_clean() {
         "rpmlint found problems\n{}",
         explain(&cmd, &out)
     );
+}
+
+/// Completes the last of `words` (the first is `mas-sockets`) with bash and
+/// the completion file, as bash calls the function `complete -F` names.
+const BASH_COMPLETE: &str = r#"
+source "$1" || exit 3
+shift
+spec=$(complete -p mas-sockets) || exit 4
+func=${spec#*-F }
+func=${func%% *}
+COMP_WORDS=("$@")
+COMP_CWORD=$(( $# - 1 ))
+COMP_LINE="$*"
+COMP_POINT=${#COMP_LINE}
+"$func" mas-sockets "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+
+/// Types `$2` and a tab into an interactive zsh (on a pty, through zpty)
+/// whose `fpath` starts with `$1`, and prints every candidate the
+/// completion offers, one a line, once the completion system has run its
+/// post-functions. The markers are split in what is typed so that the pty's
+/// echo of the input does not match them.
+const ZSH_COMPLETE: &str = r#"
+zmodload zsh/zpty || exit 3
+zpty z zsh -f -i
+zpty -w z "PS1=''; fpath=(${(q)1} \$fpath); autoload -U compinit; compinit -u -D"
+zpty -w z 'compadd () { builtin compadd -O __hits "$@"; print -l -- "<<HIT>>"$^__hits; }'
+zpty -w z '__end () { print "<<E""ND>>"; }; comppostfuncs=(__end)'
+zpty -w z 'print R""EADY'
+zpty -r z line '*READY*'
+zpty -w -n z "$2"$'\t'
+zpty -r z out '*<<END>>*'
+print -r -- "$out" | tr -d '\r' | grep -a -o '<<HIT>>[^[:space:]]*' | sed 's/<<HIT>>//'
+zpty -d z
+"#;
+
+/// The candidates one shell offers for a command line that ends in the
+/// word being completed (empty after a trailing blank).
+#[track_caller]
+fn complete_with(shell: &str, files: &Path, line: &str) -> BTreeSet<String> {
+    let home = TempDir::new("shell-home");
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60").env("HOME", home.path()).env("TERM", "dumb");
+    match shell {
+        "bash" => {
+            // A trailing blank is an empty last word, as bash splits it.
+            let words: Vec<&str> = line.split(' ').collect();
+            cmd.args(["bash", "--norc", "--noprofile", "-c", BASH_COMPLETE, "bash"])
+                .arg(files.join("usr/share/bash-completion/completions/mas-sockets"))
+                .args(words);
+        }
+        "zsh" => {
+            cmd.args(["zsh", "-f", "-c", ZSH_COMPLETE, "zsh"])
+                .arg(files.join("usr/share/zsh/vendor-completions"))
+                .arg(line);
+        }
+        "fish" => {
+            cmd.args([
+                "fish",
+                "--no-config",
+                "-c",
+                "source $argv[1]; and complete --do-complete=$argv[2]",
+            ])
+            .arg(files.join("usr/share/fish/vendor_completions.d/mas-sockets.fish"))
+            .arg(line);
+        }
+        _ => unreachable!("no such shell in this test: {shell}"),
+    }
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{shell} could not complete {line:?}\n{}",
+        explain(&cmd, &out)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // fish writes "candidate<TAB>description".
+        .map(|l| l.split('\t').next().unwrap_or_default().trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The packaged completions, loaded by the real shells: each offers the
+/// visible subcommands and never the hidden `exec-child`, a subcommand's own
+/// options after its name, and an option's values after the option.
+#[test]
+fn completions_offer_subcommands_options_and_values_in_bash_zsh_and_fish() {
+    let files = TempDir::new("deb-files");
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&packages().deb)
+            .arg(files.path()),
+    );
+    // The zsh file loads under compinit without a word on stderr.
+    let zsh_file = files.join("usr/share/zsh/vendor-completions/_mas-sockets");
+    let mut cmd = Command::new("zsh");
+    cmd.args([
+        "-f",
+        "-c",
+        "autoload -U compinit; compinit -u -D; source $1",
+        "zsh",
+    ])
+    .arg(&zsh_file)
+    .env("HOME", files.path());
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        explain(&cmd, &out)
+    );
+
+    for shell in ["bash", "zsh", "fish"] {
+        let subcommands = complete_with(shell, files.path(), "mas-sockets ");
+        for sub in SUBCOMMANDS {
+            assert!(
+                subcommands.contains(*sub),
+                "{shell}: no {sub} in {subcommands:?}"
+            );
+        }
+        assert!(
+            !subcommands.iter().any(|c| c.contains("exec")),
+            "{shell} offers the hidden subcommand: {subcommands:?}"
+        );
+
+        let supervise = complete_with(shell, files.path(), "mas-sockets supervise --");
+        for option in [
+            "--config",
+            "--stop-timeout",
+            "--crash-window",
+            "--log-target",
+        ] {
+            assert!(
+                supervise.contains(option),
+                "{shell}: no {option} after supervise in {supervise:?}"
+            );
+        }
+        assert!(
+            !supervise.contains("--server-name"),
+            "{shell} offers generate-nginx's options after supervise: {supervise:?}"
+        );
+        let nginx = complete_with(shell, files.path(), "mas-sockets generate-nginx --");
+        assert!(
+            nginx.contains("--server-name") && nginx.contains("--assets-dir"),
+            "{shell}: {nginx:?}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let targets = complete_with(shell, files.path(), "mas-sockets supervise --log-target ");
+        assert_eq!(
+            targets,
+            ["auto", "journal", "stderr"].map(str::to_owned).into(),
+            "{shell}"
+        );
+    }
 }
 
 /// The config the test gives MAS: no `http` section, so MAS's built-in
@@ -730,5 +1044,62 @@ fn deb_installs_upgrades_under_load_and_purges_in_a_clean_debian_root() {
         "purge left {} change(s) behind:\n{}",
         changes.len(),
         changes.join("\n")
+    );
+}
+
+/// Purge keeps the mas user and group while a file still belongs to them:
+/// MAS's config, which the README has the admin give to the mas group,
+/// outlives the package, and would belong to the next user or group given
+/// the freed id. The purge succeeds and its message names the file.
+#[test]
+fn deb_purge_keeps_the_mas_user_and_group_while_a_file_belongs_to_them() {
+    let pkgs = packages();
+    let root = debian_root();
+    let ct = Container::boot(&root, "purge");
+    ct.put(&pkgs.deb, "/run/mas-package-test/mas-sockets.deb", 0o644);
+    ct.exec_ok(&["dpkg", "-i", "/run/mas-package-test/mas-sockets.deb"]);
+    let user = ct.exec_ok(&["getent", "passwd", "mas"]);
+    let group = ct.exec_ok(&["getent", "group", "mas"]);
+    let config = TempDir::new("package-config");
+    ct.put(
+        &config.write("config.yaml", CONFIG),
+        "/etc/mas/config.yaml",
+        0o640,
+    );
+    ct.exec_ok(&["chgrp", "mas", "/etc/mas/config.yaml"]);
+
+    let purge = ct.exec(&["dpkg", "--purge", "mas-sockets"]);
+    let stderr = String::from_utf8_lossy(&purge.stderr);
+    assert!(purge.status.success(), "the purge failed: {stderr}");
+    // dpkg forgets a purged package, or keeps it as "not installed".
+    let status = ct.exec(&[
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${db:Status-Abbrev}",
+        "mas-sockets",
+    ]);
+    assert!(
+        !status.status.success() || String::from_utf8_lossy(&status.stdout).trim() == "un",
+        "purged: {status:?}"
+    );
+    assert_eq!(
+        ct.exec_ok(&["getent", "passwd", "mas"]),
+        user,
+        "the user stays"
+    );
+    assert_eq!(
+        ct.exec_ok(&["getent", "group", "mas"]),
+        group,
+        "the group stays"
+    );
+    assert_eq!(
+        ct.exec_ok(&["stat", "-c", "%G", "/etc/mas/config.yaml"])
+            .trim(),
+        "mas"
+    );
+    assert!(
+        stderr.contains("keeping the user and group mas: /etc/mas"),
+        "the purge says why: {stderr}"
     );
 }

@@ -183,6 +183,14 @@ fn killed_mas_is_replaced_without_refusing_connections() {
         get_tcp(addr(port), "/").is_ok_and(|r| r.pid() != old)
     })
     .unwrap();
+    // The load itself meets the new MAS before it stops: of the requests
+    // that succeed from here on, at most one per worker can have been
+    // answered by the killed MAS before it died.
+    let done = load.completed();
+    sd.wait_for("the load to be served by the new MAS", TIMEOUT, || {
+        load.completed() >= done + 64
+    })
+    .unwrap();
     let report = load.stop();
     // Requests that the killed MAS had accepted die with it; every other one,
     // in particular each connection made while no MAS ran, must succeed.

@@ -32,6 +32,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::systemd::rmdir_depth_first;
@@ -61,11 +62,18 @@ fn cache_dir() -> PathBuf {
 }
 
 /// The clean Debian root, made once and reused while its recipe holds.
+/// Tests that run at the same time wait for the one that makes it.
 ///
 /// # Panics
 ///
 /// When debootstrap is missing or fails; the message holds its output.
 pub fn debian_root() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(make_debian_root).clone()
+}
+
+/// Makes the root unless the cache holds one of the same recipe.
+fn make_debian_root() -> PathBuf {
     let dir = cache_dir();
     let root = dir.join(SUITE);
     let stamp = dir.join(format!("{SUITE}.done"));

@@ -1,8 +1,10 @@
 //! The .deb and .rpm under test, built once per test process with
-//! `packaging/build`: once at Cargo.toml's version, once at a newer one
-//! (`MAS_SOCKETS_PACKAGE_VERSION`) for the upgrade tests.
+//! `packaging/build`: at Cargo.toml's version, at a newer one
+//! (`MAS_SOCKETS_PACKAGE_VERSION`) for the upgrade tests, and at Cargo.toml's
+//! version again, to hold against a copy of the first build.
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -19,6 +21,10 @@ pub struct Packages {
     pub rpm: PathBuf,
     pub deb_upgrade: PathBuf,
     pub rpm_upgrade: PathBuf,
+    /// Copies of the first build's .deb and .rpm, taken before the same
+    /// version was built again into `deb` and `rpm`.
+    pub first_deb: PathBuf,
+    pub first_rpm: PathBuf,
 }
 
 /// Builds the packages on first use; later calls get the same result, and a
@@ -35,7 +41,18 @@ fn build_both() -> Result<Packages, String> {
     let version = env!("CARGO_PKG_VERSION").to_owned();
     let upgrade_version = format!("{version}+upgrade1");
     let (deb, rpm) = build(None)?;
+    let first = repo().join("target/package-test/first-build");
+    let _ = fs::remove_dir_all(&first);
+    fs::create_dir_all(&first).map_err(|e| format!("mkdir {}: {e}", first.display()))?;
+    let keep = |path: &Path| {
+        let to = first.join(path.file_name().expect("a package file name"));
+        fs::copy(path, &to)
+            .map(|_| to)
+            .map_err(|e| format!("copy {} to {}: {e}", path.display(), first.display()))
+    };
+    let (first_deb, first_rpm) = (keep(&deb)?, keep(&rpm)?);
     let (deb_upgrade, rpm_upgrade) = build(Some(&upgrade_version))?;
+    let (deb, rpm) = build(None)?;
     Ok(Packages {
         version,
         upgrade_version,
@@ -43,6 +60,8 @@ fn build_both() -> Result<Packages, String> {
         rpm,
         deb_upgrade,
         rpm_upgrade,
+        first_deb,
+        first_rpm,
     })
 }
 

@@ -54,7 +54,7 @@ fn run(args: Vec<std::ffi::OsString>) -> anyhow::Result<()> {
         write_file(&out.join("man/man1").join(&page.file), &page.text)?;
     }
     for (shell, path) in COMPLETIONS {
-        write_file(&out.join(path), &completion(*shell))?;
+        write_file(&out.join(path), &completion(*shell)?)?;
     }
     Ok(())
 }
@@ -111,11 +111,81 @@ fn man_pages() -> anyhow::Result<Vec<ManPage>> {
 }
 
 /// The completion script for one shell.
-fn completion(shell: Shell) -> Vec<u8> {
+fn completion(shell: Shell) -> anyhow::Result<Vec<u8>> {
     let mut cmd = without_hidden_subcommands(&command());
     let mut text = Vec::new();
     clap_complete::generate(shell, &mut cmd, BIN, &mut text);
-    text
+    if shell == Shell::Bash {
+        let script = String::from_utf8(text).context("the bash completion is not UTF-8")?;
+        text = checked_bash_completion(relabel_bash_branches(&script))?.into_bytes();
+    }
+    Ok(text)
+}
+
+/// The bash script with its branches labelled as its word loop spells the
+/// states.
+///
+/// clap_complete (4.6.12, and earlier 4.x) spells a binary name's `-` as
+/// `__` in the loop (`mas__sockets__subcmd__check`) but as `__subcmd__` in
+/// the branch labels (`mas__subcmd__sockets__subcmd__check`), so for a name
+/// like ours no subcommand's options or values ever complete. Once it spells
+/// them alike, this changes nothing.
+fn relabel_bash_branches(script: &str) -> String {
+    const SEP: &str = "__subcmd__";
+    let in_branches = format!("{}{SEP}", BIN.replace('-', SEP));
+    let in_loop = format!("{}{SEP}", BIN.replace('-', "__"));
+    script
+        .lines()
+        .map(|line| match line.trim().strip_suffix(')') {
+            Some(label) if label.starts_with(&in_branches) => {
+                line.replacen(&in_branches, &in_loop, 1)
+            }
+            _ => line.to_owned(),
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
+/// The bash script, refused when a state of its word loop has no branch.
+///
+/// The script's loop walks the words typed so far and sets `cmd` to a state
+/// per subcommand (`cmd="mas__sockets__subcmd__check"`); a `case` then
+/// completes that state's options in the branch of the same label. A state
+/// without its branch completes nothing after that subcommand, and no shell
+/// says why, so the build stops instead.
+fn checked_bash_completion(script: String) -> anyhow::Result<String> {
+    let branches = bash_branches(&script);
+    if let Some(state) = bash_states(&script)
+        .into_iter()
+        .find(|state| !branches.contains(state))
+    {
+        bail!("the bash completion has no branch for its state {state}, so nothing after that subcommand would complete; clap_complete changed how it names them");
+    }
+    Ok(script)
+}
+
+/// The states the bash script's word loop sets (`cmd="STATE"`), in order.
+fn bash_states(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("cmd=\""))
+        .filter_map(|rest| rest.strip_suffix('"'))
+        .filter(|state| !state.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The labels of the bash script's `case` branches that are plain words
+/// (`STATE)`), the form the per-state branches take.
+fn bash_branches(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|line| line.trim().strip_suffix(')'))
+        .filter(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `cmd` without its hidden subcommands, at every level.
@@ -240,18 +310,54 @@ mod tests {
         assert!(text.contains(".TH mas-sockets-supervise 1"), "{text}");
     }
 
+    /// Every option and argument a page or a completion shows says what it
+    /// does: one without a help text is an empty entry in both.
+    #[test]
+    fn every_visible_argument_has_a_help_text() {
+        fn walk(cmd: &clap::Command, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments().filter(|arg| !arg.is_hide_set()) {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} {}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+                walk(sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&command(), &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
     #[test]
     fn completions_know_the_subcommands_and_not_the_hidden_one() {
         for (shell, _) in COMPLETIONS {
-            let text = String::from_utf8(completion(*shell)).unwrap();
+            let text = String::from_utf8(completion(*shell).unwrap()).unwrap();
             for sub in visible_subcommands() {
                 assert!(text.contains(&sub), "{shell}: no {sub}");
             }
             assert!(!text.contains("exec-child"), "{shell}:\n{text}");
         }
-        let bash = String::from_utf8(completion(Shell::Bash)).unwrap();
+        let bash = String::from_utf8(completion(Shell::Bash).unwrap()).unwrap();
         assert!(bash.contains("--drain-timeout"), "{bash}");
         assert!(bash.contains("--version"), "{bash}");
+    }
+
+    /// Every state the bash script's word loop can reach (`cmd="..."`) has
+    /// the branch that completes it: a state without one completes nothing
+    /// after that subcommand.
+    #[test]
+    fn bash_completion_has_a_branch_for_every_subcommand_state() {
+        let bash = String::from_utf8(completion(Shell::Bash).unwrap()).unwrap();
+        let states = bash_states(&bash);
+        assert_eq!(states.len(), 1 + visible_subcommands().len(), "{bash}");
+        let branches = bash_branches(&bash);
+        for state in &states {
+            assert!(
+                branches.contains(state),
+                "no branch for {state} among {branches:?}:\n{bash}"
+            );
+        }
     }
 
     #[test]
@@ -259,6 +365,9 @@ mod tests {
         let first: Vec<Vec<u8>> = man_pages().unwrap().into_iter().map(|p| p.text).collect();
         let second: Vec<Vec<u8>> = man_pages().unwrap().into_iter().map(|p| p.text).collect();
         assert_eq!(first, second);
-        assert_eq!(completion(Shell::Zsh), completion(Shell::Zsh));
+        assert_eq!(
+            completion(Shell::Zsh).unwrap(),
+            completion(Shell::Zsh).unwrap()
+        );
     }
 }
