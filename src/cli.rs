@@ -7,6 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The version `--version` and the man pages show: the package's, when
+/// packaging/build sets `MAS_SOCKETS_VERSION` for the build, else Cargo.toml's.
+pub const VERSION: &str = match option_env!("MAS_SOCKETS_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// Run the Matrix Authentication Service on sockets held by systemd.
 ///
 /// mas-sockets reads MAS's config, writes the systemd socket and service units
@@ -14,7 +21,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// sockets: it checks each socket against the config, starts MAS on them and
 /// relays MAS's readiness to systemd.
 #[derive(Debug, Parser)]
-#[command(name = "mas-sockets", version, propagate_version = true)]
+#[command(name = "mas-sockets", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

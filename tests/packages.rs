@@ -989,6 +989,11 @@ fn deb_installs_upgrades_under_load_and_purges_in_a_clean_debian_root() {
     );
     let new_main = ct.unit_property("mas.service", "MainPID");
     assert_ne!(new_main, main_pid, "the upgrade restarted the service");
+    assert_eq!(
+        ct.exec_ok(&["mas-sockets", "--version"]).trim(),
+        format!("mas-sockets {}", pkgs.upgrade_version),
+        "the new package's binary says its version"
+    );
     let exe = fs::read_link(ct.path(&format!("/proc/{new_main}/exe"))).unwrap();
     assert_eq!(
         exe,

@@ -74,6 +74,8 @@ fn build(version: Option<&str>) -> Result<(PathBuf, PathBuf), String> {
         None => cmd.env_remove("MAS_SOCKETS_PACKAGE_VERSION"),
     };
     cmd.env_remove("MAS_SOCKETS_PACKAGE_RELEASE");
+    // Not the operator's target/packages: test builds stay out of it.
+    cmd.env("MAS_SOCKETS_PACKAGE_OUT", "target/package-test/packages");
     let out = run(&mut cmd);
     if !out.status.success() {
         return Err(format!("packaging/build failed\n{}", explain(&cmd, &out)));
