@@ -20,8 +20,22 @@ pub const VERSION: &str = match option_env!("MAS_SOCKETS_VERSION") {
 /// that hold exactly its binds, and supervises `mas-cli server` on those
 /// sockets: it checks each socket against the config, starts MAS on them and
 /// relays MAS's readiness to systemd.
+///
+/// Exit status: 0 on success; 1 when check finds problems or a reload's
+/// restart failed; 2 when mas-sockets cannot do its job (bad usage, an
+/// unreadable or invalid config, sockets that do not match it); supervise
+/// passes MAS's own status on. Each subcommand's page says more.
 #[derive(Debug, Parser)]
-#[command(name = "mas-sockets", version = VERSION, propagate_version = true)]
+#[command(
+    name = "mas-sockets",
+    version = VERSION,
+    propagate_version = true,
+    after_long_help = "The packaged units, for MAS's built-in listeners: /usr/lib/systemd/system/mas.service, \
+mas-web.socket and mas-internal.socket; override them with drop-ins or with units of \
+generate-units in /etc/systemd/system. The guide, with the deployment behind nginx and every \
+error and its fix: README.md in /usr/share/doc/mas-sockets/.\n\n\
+systemd.socket(5), systemd.service(5), sd_listen_fds(3), sd_notify(3), nginx(8)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -39,6 +53,8 @@ pub enum Command {
     ///
     /// One socket unit per bind, named <NAME>-<listener>.socket, and
     /// <NAME>.service running `mas-sockets supervise` with the same config files.
+    /// Exit status 0 when written, 2 when the config or an option cannot be
+    /// used (each problem printed).
     GenerateUnits(GenerateUnitsArgs),
     /// Write the nginx site that puts nginx in front of MAS.
     ///
@@ -59,7 +75,12 @@ pub enum Command {
     /// address, and starts COMMAND with those sockets as `fd:` binds in a
     /// rewritten config passed as MAS_CONFIG. Without passed fds it binds the
     /// configured addresses itself. Every option can also be set through the
-    /// environment variable named next to it.
+    /// environment variable named next to it. SIGTERM or SIGINT stops MAS
+    /// gracefully; SIGHUP, like `mas-sockets reload`, replaces it without a gap.
+    /// Exit status 0 when MAS stopped cleanly after being asked to, MAS's own
+    /// status when it failed (128+N when killed by signal N), 1 when it exited
+    /// 0 unasked, 2 when MAS could not be started (sockets that do not match
+    /// the config, say), 127 when COMMAND cannot be executed.
     Supervise(SuperviseArgs),
     /// Replace the running MAS with a new process, without refusing a connection.
     ///
@@ -71,6 +92,8 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Show the supervisor's state: generation, MAS's pid, state, uptime, the last
     /// restart's result, and the listeners.
+    ///
+    /// Exit status 0 when the supervisor answered, 2 when it cannot be reached.
     Status(StatusArgs),
     /// Internal: sets LISTEN_PID to its own pid and executes the command.
     #[command(hide = true)]

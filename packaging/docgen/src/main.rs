@@ -96,6 +96,12 @@ fn man_pages() -> anyhow::Result<Vec<ManPage>> {
         let mut text = Vec::new();
         man.render(&mut text)
             .with_context(|| format!("rendering the man page of {}", cmd.get_name()))?;
+        // clap_mangen heads a command's after_long_help "EXTRA"; ours holds
+        // the files and the pages to read next, the man-pages(7) SEE ALSO.
+        let text = String::from_utf8(text)
+            .context("clap_mangen wrote a page that is not UTF-8")?
+            .replace(".SH EXTRA\n", ".SH \"SEE ALSO\"\n")
+            .into_bytes();
         pages.push(ManPage {
             file: man.get_filename(),
             text,
@@ -295,6 +301,32 @@ mod tests {
             );
         }
         assert!(!main.contains("exec\\-child"), "{main}");
+    }
+
+    /// Every page says what its exit statuses mean, and the main page where
+    /// to read on (the units' Documentation= leads there).
+    #[test]
+    fn every_page_gives_its_exit_status_and_the_main_page_a_see_also() {
+        let pages = man_pages().unwrap();
+        for page in &pages {
+            let text = String::from_utf8_lossy(&page.text);
+            assert!(
+                text.to_lowercase().contains("exit status"),
+                "{} says nothing of its exit status:\n{text}",
+                page.file
+            );
+            assert!(!text.contains(".SH EXTRA"), "{}:\n{text}", page.file);
+        }
+        let main = String::from_utf8_lossy(&pages[0].text);
+        let see_also = main
+            .split(".SH \"SEE ALSO\"\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no SEE ALSO section:\n{main}"));
+        assert!(
+            see_also.contains("/usr/share/doc/mas\\-sockets/"),
+            "{see_also}"
+        );
+        assert!(see_also.contains("systemd.socket(5)"), "{see_also}");
     }
 
     #[test]
