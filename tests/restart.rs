@@ -60,8 +60,9 @@ fn config_path(run: &Run) -> std::path::PathBuf {
     run.dir.join("config.yaml")
 }
 
-/// Rewrites the `standin:` switches of the run's config (what the next MAS reads).
-fn set_switches(run: &Run, port: u16, extra: &str) {
+/// Rewrites the run's config (what the next MAS reads): its one bind on
+/// 127.0.0.1:`port`, and `extra` (the `standin:` switches, say).
+fn rewrite_config(run: &Run, port: u16, extra: &str) {
     fs::write(
         config_path(run),
         web_listener(
@@ -151,7 +152,7 @@ fn failed_restarts_roll_back_to_the_old_mas() {
         ("standin: [unclosed\n", "the config is invalid"),
     ];
     for (extra, why) in cases {
-        set_switches(&run, port, extra);
+        rewrite_config(&run, port, extra);
         let out = control(&run, &["reload"]);
         assert_eq!(out.status.code(), Some(1), "{extra}: {}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -169,14 +170,7 @@ fn failed_restarts_roll_back_to_the_old_mas() {
     }
     // A changed bind is refused by name, without starting anything.
     let other = crate::util::free_port();
-    fs::write(
-        config_path(&run),
-        web_listener(
-            &format!("        - host: 127.0.0.1\n          port: {other}\n"),
-            "",
-        ),
-    )
-    .unwrap();
+    rewrite_config(&run, other, "");
     let out = control(&run, &["reload"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -207,14 +201,7 @@ fn a_changed_bind_of_sockets_bound_by_supervise_says_to_restart_it() {
     run.notify.expect_line("READY=1", LONG);
     let old = get_tcp(localhost(port), "/").expect("served").pid();
     let other = crate::util::free_port();
-    fs::write(
-        config_path(&run),
-        web_listener(
-            &format!("        - host: 127.0.0.1\n          port: {other}\n"),
-            "",
-        ),
-    )
-    .unwrap();
+    rewrite_config(&run, other, "");
     let out = control(&run, &["reload"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -234,7 +221,7 @@ fn old_mas_ignoring_sigterm_is_killed_after_the_drain_timeout() {
         "standin:\n  ignore_sigterm: true\n",
         &["--drain-timeout=500ms"],
     );
-    set_switches(&run, port, "");
+    rewrite_config(&run, port, "");
     let begun = Instant::now();
     let out = control(&run, &["reload"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -361,7 +348,7 @@ fn serving_with_a_hanging_watchdog(
     knock(localhost(port));
     run.notify.expect_line("READY=1", LONG);
     let pid = get_tcp(localhost(port), "/").expect("first request").pid();
-    set_switches(&run, port, next);
+    rewrite_config(&run, port, next);
     (run, port, pid)
 }
 
@@ -456,7 +443,7 @@ fn live_children(run: &Run) -> Vec<u32> {
 #[test]
 fn a_crash_during_a_restart_leaves_exactly_one_mas() {
     let (run, port, old) = serving("crash-mid-restart", "", &["--backoff=3s"]);
-    set_switches(&run, port, "standin:\n  startup_delay_ms: 2000\n");
+    rewrite_config(&run, port, "standin:\n  startup_delay_ms: 2000\n");
     let reload = reload_in_background(&run);
     run.wait_log("generation 2)");
     // SAFETY: kill(2) on the stand-in's pid, read from its own response.
@@ -500,7 +487,7 @@ fn a_crash_during_a_restart_leaves_exactly_one_mas() {
 #[test]
 fn a_stop_during_a_restart_lets_the_old_mas_drain() {
     let (mut run, port, _old) = serving("stop-mid-restart", "", &["--stop-timeout=30s"]);
-    set_switches(&run, port, "standin:\n  startup_delay_ms: 1500\n");
+    rewrite_config(&run, port, "standin:\n  startup_delay_ms: 1500\n");
     let slow = std::thread::spawn(move || get_tcp(localhost(port), "/slow/5000"));
     run.wait_log("holding /slow/5000");
     let reload = reload_in_background(&run);
@@ -555,7 +542,7 @@ fn status_counts_only_crashes_inside_the_window() {
 #[test]
 fn the_crash_limit_reached_during_a_restart_still_gives_up() {
     let (mut run, port, old) = serving("limit-mid-restart", "", &["--crash-limit=1"]);
-    set_switches(&run, port, "standin:\n  startup_delay_ms: 1500\n");
+    rewrite_config(&run, port, "standin:\n  startup_delay_ms: 1500\n");
     let reload = reload_in_background(&run);
     run.wait_log("generation 2)");
     // SAFETY: kill(2) on the stand-in's pid, read from its own response.
@@ -586,7 +573,7 @@ fn a_crash_restart_falls_back_to_the_config_of_the_crashed_mas() {
         "standin:\n  startup_delay_ms: 111\n",
         &["--backoff=100ms"],
     );
-    set_switches(&run, port, "standin:\n  startup_delay_ms: 222\n");
+    rewrite_config(&run, port, "standin:\n  startup_delay_ms: 222\n");
     let out = control(&run, &["reload"]);
     assert!(out.status.success(), "{}\n{}", text(&out), run.log());
     let reloaded = get_tcp(localhost(port), "/").unwrap().pid();
@@ -688,7 +675,7 @@ fn a_signal_only_reload_that_a_restart_overtakes_is_answered_by_the_new_mas() {
         "standin:\n  hang_on_sighup: true\n",
         &[],
     );
-    set_switches(&run, port, "standin:\n  startup_delay_ms: 300\n");
+    rewrite_config(&run, port, "standin:\n  startup_delay_ms: 300\n");
     std::thread::scope(|s| {
         let signal_only = s.spawn(|| control_within(&run, &["reload", "--signal-only"]));
         run.wait_log("no READY=1 will follow (hang_on_sighup)");
