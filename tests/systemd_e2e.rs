@@ -16,7 +16,7 @@ fn install_units(sd: &Systemd) -> Vec<String> {
     install_units_with(sd, &[])
 }
 
-/// Everything the issue asks of a real host: requests on both binds, active
+/// Everything a real host must show: requests on both binds, active
 /// only after the stand-in's READY=1, MainPID stays the supervisor, and a
 /// stop leaves no process behind while the sockets stay.
 #[test]

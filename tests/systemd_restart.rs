@@ -63,7 +63,7 @@ fn restage_config(sd: &Systemd, port: u16, standin: &str) {
     .unwrap();
 }
 
-/// The load the issue asks for: 32 workers, new connections and keep-alive,
+/// The load of the zero-downtime tests: 32 workers, new connections and keep-alive,
 /// responses of 0 and 200 ms, on the TCP and the Unix bind.
 fn start_load(sd: &Systemd, port: u16) -> Load {
     Load::start(LoadSpec {
