@@ -29,14 +29,10 @@ fn host_port_bind_serves_health_between_ready_and_stopping() {
     let scratch = Scratch::new("health");
     let notify = NotifySocket::bind(&scratch);
     let port = free_port();
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[("internal", &format!("[{{host: 127.0.0.1, port: {port}}}]"))]),
-    );
-    let mut standin = launch().config(&config).notify(&notify).spawn(&scratch);
+    let config = scratch.config(&[("internal", &tcp_bind(port))]);
+    let mut standin = launch_with(&config, &notify).spawn(&scratch);
 
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    notify.expect_ready(&standin);
     let response = standin.get(localhost(port), "/health");
     assert_eq!((response.status, response.body.as_str()), (200, "ok\n"));
     assert_eq!(response.header("x-standin-listener"), Some("internal"));
@@ -61,16 +57,8 @@ fn startup_delay_holds_ready_and_queues_connections() {
     let scratch = Scratch::new("delay");
     let notify = NotifySocket::bind(&scratch);
     let (inherited, late) = (free_port(), free_port());
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[
-            ("web", "[{fd: 0}]"),
-            ("late", &format!("[{{host: 127.0.0.1, port: {late}}}]")),
-        ]),
-    );
-    let mut standin = launch()
-        .config(&config)
-        .notify(&notify)
+    let config = scratch.config(&[("web", "[{fd: 0}]"), ("late", &tcp_bind(late))]);
+    let mut standin = launch_with(&config, &notify)
         .env("MAS_STANDIN_STARTUP_DELAY_MS", DELAY.as_millis())
         .activate_on(localhost(inherited))
         .spawn(&scratch);
@@ -118,20 +106,14 @@ fn fd_binds_take_sockets_by_position() {
     let scratch = Scratch::new("by-position");
     let notify = NotifySocket::bind(&scratch);
     let (fd3, fd4) = (free_port(), free_port());
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[("first", "[{fd: 1}]"), ("second", "[{}]")]),
-    );
-    let mut standin = launch()
-        .config(&config)
-        .notify(&notify)
+    let config = scratch.config(&[("first", "[{fd: 1}]"), ("second", "[{}]")]);
+    let mut standin = launch_with(&config, &notify)
         .activate_on(localhost(fd3))
         .activate_on(localhost(fd4))
         .spawn(&scratch);
 
     let on_fd3 = standin.get(localhost(fd3), "/which");
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    notify.expect_ready(&standin);
     let on_fd4 = standin.get(localhost(fd4), "/which");
     assert_eq!(on_fd3.header("x-standin-listener"), Some("second"));
     assert_eq!(on_fd4.header("x-standin-listener"), Some("first"));
@@ -161,10 +143,8 @@ fn unusable_fd_bind_fails_before_ready() {
         let scratch = Scratch::new("bad-fd");
         let notify = NotifySocket::bind(&scratch);
         let port = free_port();
-        let config = scratch.write("config.yaml", &config_yaml(&[("web", binds)]));
-        let mut standin = launch()
-            .config(&config)
-            .notify(&notify)
+        let config = scratch.config(&[("web", binds)]);
+        let mut standin = launch_with(&config, &notify)
             .activate_on(localhost(port))
             .spawn(&scratch);
         let _client = standin.connect(localhost(port));
@@ -187,7 +167,7 @@ fn unusable_fd_bind_fails_before_ready() {
 #[test]
 fn listen_pid_of_another_process_gives_no_fds() {
     let scratch = Scratch::new("foreign-pid");
-    let config = scratch.write("config.yaml", &config_yaml(&[("web", "[{fd: 0}]")]));
+    let config = scratch.config(&[("web", "[{fd: 0}]")]);
     let mut standin = launch()
         .config(&config)
         .env("LISTEN_FDS", 1)
@@ -203,17 +183,11 @@ fn sigterm_lets_in_flight_request_finish() {
     let scratch = Scratch::new("soft-stop");
     let notify = NotifySocket::bind(&scratch);
     let port = free_port();
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[("web", &format!("[{{address: '127.0.0.1:{port}'}}]"))]),
-    );
-    let mut standin = launch().config(&config).notify(&notify).spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    let config = scratch.config(&[("web", &format!("[{{address: '127.0.0.1:{port}'}}]"))]);
+    let mut standin = launch_with(&config, &notify).spawn(&scratch);
+    notify.expect_ready(&standin);
 
-    let mut client = standin.connect(localhost(port));
-    send_get(&mut client, "/slow/300");
-    standin.wait_for_log("holding /slow/300");
+    let mut client = standin.hold_request(localhost(port), 300);
     standin.signal(Signal::SIGTERM);
     notify.expect(&standin, "STOPPING=1\n");
 
@@ -233,17 +207,11 @@ fn second_sigterm_forces_exit() {
     let scratch = Scratch::new("hard-stop");
     let notify = NotifySocket::bind(&scratch);
     let port = free_port();
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[("web", &format!("[{{port: {port}}}]"))]),
-    );
-    let mut standin = launch().config(&config).notify(&notify).spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    let config = scratch.config(&[("web", &format!("[{{port: {port}}}]"))]);
+    let mut standin = launch_with(&config, &notify).spawn(&scratch);
+    notify.expect_ready(&standin);
 
-    let mut client = standin.connect(localhost(port));
-    send_get(&mut client, "/slow/60000");
-    standin.wait_for_log("holding /slow/60000");
+    let _client = standin.hold_request(localhost(port), 60000);
     standin.signal(Signal::SIGTERM);
     notify.expect(&standin, "STOPPING=1\n");
     standin.signal(Signal::SIGTERM);
@@ -257,20 +225,12 @@ fn grace_period_bounds_the_drain() {
     let scratch = Scratch::new("grace");
     let notify = NotifySocket::bind(&scratch);
     let port = free_port();
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[("web", &format!("[{{port: {port}}}]"))]),
-    );
-    let mut standin = launch()
-        .config(&config)
-        .notify(&notify)
+    let config = scratch.config(&[("web", &format!("[{{port: {port}}}]"))]);
+    let mut standin = launch_with(&config, &notify)
         .env("MAS_STANDIN_GRACE_MS", 200)
         .spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
-    let mut client = standin.connect(localhost(port));
-    send_get(&mut client, "/slow/60000");
-    standin.wait_for_log("holding /slow/60000");
+    notify.expect_ready(&standin);
+    let _client = standin.hold_request(localhost(port), 60000);
     standin.signal(Signal::SIGTERM);
     assert_eq!(standin.wait_exit(), 0);
     standin.wait_for_log("grace period over: hard shutdown");
@@ -282,10 +242,9 @@ fn grace_period_bounds_the_drain() {
 fn sighup_reloads_with_monotonic_usec_then_ready() {
     let scratch = Scratch::new("reload");
     let notify = NotifySocket::bind(&scratch);
-    let config = scratch.write("config.yaml", &config_yaml(&[("web", "[{port: 0}]")]));
-    let standin = launch().config(&config).notify(&notify).spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    let config = scratch.config(&[("web", "[{port: 0}]")]);
+    let standin = launch_with(&config, &notify).spawn(&scratch);
+    notify.expect_ready(&standin);
 
     let before = monotonic_usec();
     standin.signal(Signal::SIGHUP);
@@ -313,15 +272,12 @@ fn sighup_reloads_with_monotonic_usec_then_ready() {
 fn watchdog_pings_until_the_stop_switch() {
     let scratch = Scratch::new("watchdog");
     let notify = NotifySocket::bind(&scratch);
-    let config = scratch.write("config.yaml", &config_yaml(&[("web", "[{port: 0}]")]));
-    let standin = launch()
-        .config(&config)
-        .notify(&notify)
+    let config = scratch.config(&[("web", "[{port: 0}]")]);
+    let standin = launch_with(&config, &notify)
         .env("WATCHDOG_USEC", 200_000)
         .env("MAS_STANDIN_WATCHDOG_STOP_AFTER_MS", 1000)
         .spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    notify.expect_ready(&standin);
     for _ in 0..3 {
         notify.expect(&standin, "WATCHDOG=1\n");
     }
@@ -342,15 +298,12 @@ fn watchdog_pings_until_the_stop_switch() {
 fn watchdog_for_another_pid_sends_nothing() {
     let scratch = Scratch::new("watchdog-pid");
     let notify = NotifySocket::bind(&scratch);
-    let config = scratch.write("config.yaml", &config_yaml(&[("web", "[{port: 0}]")]));
-    let standin = launch()
-        .config(&config)
-        .notify(&notify)
+    let config = scratch.config(&[("web", "[{port: 0}]")]);
+    let standin = launch_with(&config, &notify)
         .env("WATCHDOG_USEC", 100_000)
         .env("WATCHDOG_PID", 1)
         .spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    notify.expect_ready(&standin);
     if let Some(got) = notify.recv(QUIET) {
         standin.fail(&format!("expected no watchdog ping, got {got:?}"));
     }
@@ -365,16 +318,12 @@ fn unix_socket_bind_applies_mode_and_stays_after_exit() {
     let socket = scratch.path("mas.sock");
     // A stale file from an earlier run must not block the start.
     scratch.write("mas.sock", "stale");
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[(
-            "web",
-            &format!("[{{socket: {}, mode: '600'}}]", socket.display()),
-        )]),
-    );
-    let mut standin = launch().config(&config).notify(&notify).spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    let config = scratch.config(&[(
+        "web",
+        &format!("[{{socket: {}, mode: '600'}}]", socket.display()),
+    )]);
+    let mut standin = launch_with(&config, &notify).spawn(&scratch);
+    notify.expect_ready(&standin);
 
     let meta = std::fs::metadata(&socket).expect("socket file");
     assert!(meta.file_type().is_socket());
@@ -398,10 +347,7 @@ fn config_files_are_merged_and_listeners_concatenated() {
     let scratch = Scratch::new("merge");
     let notify = NotifySocket::bind(&scratch);
     let (a, b) = (free_port(), free_port());
-    let first = scratch.write(
-        "a.yaml",
-        &config_yaml(&[("a", &format!("[{{host: 127.0.0.1, port: {a}}}]"))]),
-    );
+    let first = scratch.write("a.yaml", &config_yaml(&[("a", &tcp_bind(a))]));
     let second = scratch.write(
         "b.yaml",
         &format!(
@@ -416,8 +362,7 @@ fn config_files_are_merged_and_listeners_concatenated() {
             format!("{}:{}", first.display(), second.display()),
         )
         .spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    notify.expect_ready(&standin);
     assert_eq!(
         standin
             .get(localhost(a), "/which")
@@ -439,10 +384,8 @@ fn report_records_inherited_environment_and_fds() {
     let notify = NotifySocket::bind(&scratch);
     let report = scratch.path("report.txt");
     let port = free_port();
-    let config = scratch.write("config.yaml", &config_yaml(&[("web", "[{fd: 0}]")]));
-    let mut standin = launch()
-        .config(&config)
-        .notify(&notify)
+    let config = scratch.config(&[("web", "[{fd: 0}]")]);
+    let mut standin = launch_with(&config, &notify)
         .env("MAS_STANDIN_REPORT", report.display())
         .activate_on(localhost(port))
         .spawn(&scratch);
@@ -477,7 +420,7 @@ fn exit_at_start_exits_1_after_mainpid() {
     let scratch = Scratch::new("exit-at-start");
     let notify = NotifySocket::bind(&scratch);
     let config = scratch.write("config.yaml", "standin: {exit_at_start: true}\n");
-    let mut standin = launch().config(&config).notify(&notify).spawn(&scratch);
+    let mut standin = launch_with(&config, &notify).spawn(&scratch);
     notify.expect_mainpid(&standin);
     assert_eq!(standin.wait_exit(), 1);
     assert_eq!(notify.recv(QUIET), None);
@@ -491,22 +434,14 @@ fn crash_after_exits_1_after_ready_without_drain() {
     let scratch = Scratch::new("crash-after");
     let notify = NotifySocket::bind(&scratch);
     let port = free_port();
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[("web", &format!("[{{host: 127.0.0.1, port: {port}}}]"))]),
-    );
-    let mut standin = launch()
-        .config(&config)
-        .notify(&notify)
+    let config = scratch.config(&[("web", &tcp_bind(port))]);
+    let mut standin = launch_with(&config, &notify)
         .env("MAS_STANDIN_CRASH_AFTER_MS", AFTER.as_millis())
         .spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    notify.expect_ready(&standin);
     let ready_at = Instant::now();
 
-    let mut client = standin.connect(localhost(port));
-    send_get(&mut client, "/slow/60000");
-    standin.wait_for_log("holding /slow/60000");
+    let mut client = standin.hold_request(localhost(port), 60000);
     client
         .set_read_timeout(Some(EVENT_TIMEOUT))
         .expect("set timeout");
@@ -534,13 +469,8 @@ fn never_ready_and_ignore_sigterm() {
     let scratch = Scratch::new("never-ready");
     let notify = NotifySocket::bind(&scratch);
     let port = free_port();
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[("web", &format!("[{{host: 127.0.0.1, port: {port}}}]"))]),
-    );
-    let mut standin = launch()
-        .config(&config)
-        .notify(&notify)
+    let config = scratch.config(&[("web", &tcp_bind(port))]);
+    let mut standin = launch_with(&config, &notify)
         .env("MAS_STANDIN_NEVER_READY", "true")
         .spawn(&scratch);
     notify.expect_mainpid(&standin);
@@ -555,17 +485,11 @@ fn never_ready_and_ignore_sigterm() {
 
     let scratch = Scratch::new("ignore-sigterm");
     let notify = NotifySocket::bind(&scratch);
-    let config = scratch.write(
-        "config.yaml",
-        &config_yaml(&[("web", &format!("[{{port: {port}}}]"))]),
-    );
-    let mut standin = launch()
-        .config(&config)
-        .notify(&notify)
+    let config = scratch.config(&[("web", &format!("[{{port: {port}}}]"))]);
+    let mut standin = launch_with(&config, &notify)
         .env("MAS_STANDIN_IGNORE_SIGTERM", 1)
         .spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    notify.expect_ready(&standin);
     standin.signal(Signal::SIGTERM);
     standin.wait_for_log("SIGTERM received: ignored");
     assert_eq!(standin.get(localhost(port), "/health").status, 200);
@@ -584,9 +508,8 @@ fn proxy_protocol_listener_learns_the_client_address_and_requires_the_header() {
         "config.yaml",
         &format!("http:\n  public_base: https://a/\n  listeners:\n    - name: pp\n      proxy_protocol: true\n      resources: [{{name: health}}]\n      binds: [{{host: 127.0.0.1, port: {port}}}]\n"),
     );
-    let standin = launch().config(&config).notify(&notify).spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    let standin = launch_with(&config, &notify).spawn(&scratch);
+    notify.expect_ready(&standin);
 
     let mut client = standin.connect(localhost(port));
     client
@@ -625,9 +548,8 @@ fn resource_paths_follow_the_listener_and_its_prefix() {
         "config.yaml",
         &format!("http:\n  public_base: https://a/\n  listeners:\n    - name: web\n      prefix: /auth/\n      resources: [{{name: compat}}, {{name: discovery}}]\n      binds: [{{host: 127.0.0.1, port: {port}}}]\n"),
     );
-    let standin = launch().config(&config).notify(&notify).spawn(&scratch);
-    notify.expect_mainpid(&standin);
-    notify.expect(&standin, "READY=1\n");
+    let standin = launch_with(&config, &notify).spawn(&scratch);
+    notify.expect_ready(&standin);
     let login = standin.get(localhost(port), "/auth/_matrix/client/v3/login");
     assert_eq!(login.status, 200);
     assert_eq!(login.header("x-standin-resource"), Some("compat"));

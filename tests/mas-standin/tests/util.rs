@@ -48,6 +48,12 @@ impl Scratch {
         fs::write(&path, text).expect("write scratch file");
         path
     }
+
+    /// Writes `config.yaml` with one listener per `(name, binds)` pair (see
+    /// [`config_yaml`]) and returns its path.
+    pub fn config(&self, listeners: &[(&str, &str)]) -> PathBuf {
+        self.write("config.yaml", &config_yaml(listeners))
+    }
 }
 
 impl Drop for Scratch {
@@ -65,6 +71,11 @@ pub fn free_port() -> u16 {
 /// `127.0.0.1:port`.
 pub fn localhost(port: u16) -> SocketAddr {
     (Ipv4Addr::LOCALHOST, port).into()
+}
+
+/// The binds `[{host: 127.0.0.1, port: PORT}]`.
+pub fn tcp_bind(port: u16) -> String {
+    format!("[{{host: 127.0.0.1, port: {port}}}]")
 }
 
 /// A YAML config with one listener per `(name, binds)` pair; `binds` is a
@@ -107,6 +118,11 @@ pub fn launch() -> Launch {
         env: Vec::new(),
         activate: Vec::new(),
     }
+}
+
+/// `mas-cli server --config CONFIG`, reporting to `notify`.
+pub fn launch_with(config: &Path, notify: &NotifySocket) -> Launch {
+    launch().config(config).notify(notify)
 }
 
 impl Launch {
@@ -276,6 +292,15 @@ impl Standin {
         read_response(&mut stream)
             .unwrap_or_else(|err| self.fail(&format!("GET {path} on {addr}: {err}")))
     }
+
+    /// Sends `GET /slow/MS` on a new connection and returns that connection
+    /// once the stand-in says it holds the request.
+    pub fn hold_request(&self, addr: SocketAddr, ms: u64) -> TcpStream {
+        let mut client = self.connect(addr);
+        send_get(&mut client, &format!("/slow/{ms}"));
+        self.wait_for_log(&format!("holding /slow/{ms}"));
+        client
+    }
 }
 
 impl Drop for Standin {
@@ -340,6 +365,13 @@ impl NotifySocket {
     #[track_caller]
     pub fn expect_mainpid(&self, standin: &Standin) {
         self.expect(standin, &format!("MAINPID={}\n", standin.pid()));
+    }
+
+    /// The start-up of a stand-in that comes up: `MAINPID=`, then `READY=1`.
+    #[track_caller]
+    pub fn expect_ready(&self, standin: &Standin) {
+        self.expect_mainpid(standin);
+        self.expect(standin, "READY=1\n");
     }
 }
 
