@@ -11,7 +11,7 @@
 //! would leave MAS unreachable where the operator expects it.
 
 use std::fmt;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, AsRawFd, OwnedFd, RawFd};
 
 use serde_norway::Value;
 
@@ -361,5 +361,40 @@ impl ChildSocket {
     /// The raw fd, for placing it in the child.
     pub fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// The `TCP_DEFER_ACCEPT` (`DeferAcceptSec=`) of every TCP socket MAS serves
+/// on, in seconds.
+///
+/// MAS's graceful shutdown (hyper's) closes, unanswered, every connection it
+/// has accepted but not yet read a byte from. During a restart the old MAS
+/// and the new one accept from the same socket until the old one gets its
+/// SIGTERM, so without this each restart under load would close the
+/// connections the old MAS had just accepted before their request arrived.
+/// With it, the kernel hands a connection to `accept(2)` only once its first
+/// bytes are there, and MAS reads them at once. Every client of MAS speaks
+/// first (HTTP, TLS, the PROXY header); one that stays silent is accepted
+/// anyway after about this long. Unix sockets have no such option.
+pub const DEFER_ACCEPT_SECS: i32 = 5;
+
+/// Sets [`DEFER_ACCEPT_SECS`] on the TCP sockets that have no
+/// `TCP_DEFER_ACCEPT` yet; a value set by the socket unit is kept. A socket
+/// that refuses is left as it is, with a warning: it still works.
+pub fn defer_accept(sockets: &[ChildSocket]) {
+    for socket in sockets.iter().filter(|s| s.kind == FdKind::Tcp) {
+        let fd = socket.fd.as_fd();
+        let result = match crate::sys::tcp_defer_accept(fd) {
+            Ok(0) => crate::sys::set_tcp_defer_accept(fd, DEFER_ACCEPT_SECS),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(
+                "fd {} ({}): cannot set TCP_DEFER_ACCEPT: {e}; a restart under load may close connections MAS has accepted but not yet read; add DeferAcceptSec={DEFER_ACCEPT_SECS}s to its socket unit",
+                socket.number,
+                socket.description
+            );
+        }
     }
 }

@@ -94,6 +94,56 @@ pub fn socket_is_listening(fd: BorrowedFd<'_>) -> io::Result<bool> {
     SockRef::from(&fd).is_listener()
 }
 
+/// The `TCP_DEFER_ACCEPT` of a listening TCP socket, in seconds (`tcp(7)`):
+/// 0 when connections are handed to `accept(2)` as soon as they are
+/// established, else roughly how long the kernel waits for their first data.
+///
+/// # Errors
+///
+/// The errno of `getsockopt(2)`, e.g. `EOPNOTSUPP` for a Unix socket.
+pub fn tcp_defer_accept(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live locals of the sizes passed, and the
+    // kernel writes at most `len` bytes into `value`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
+/// Sets `TCP_DEFER_ACCEPT` on a TCP socket: `accept(2)` then returns a
+/// connection only once its first data has arrived, or after about `secs`.
+///
+/// # Errors
+///
+/// The errno of `setsockopt(2)`.
+pub fn set_tcp_defer_accept(fd: BorrowedFd<'_>, secs: libc::c_int) -> io::Result<()> {
+    // SAFETY: the option value is a live `c_int` and its size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const secs).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The local address of a socket (`getsockname(2)`), decoded.
 ///
 /// Families other than inet, inet6 and unix give [`LocalAddr::Unknown`].

@@ -335,6 +335,9 @@ fn socket_unit(
                 }
             }
             let _ = writeln!(out, "FileDescriptorName={label}");
+            // See `assign::DEFER_ACCEPT_SECS`: a restart must not close
+            // connections the old MAS accepted before their request came.
+            let _ = writeln!(out, "DeferAcceptSec={}s", crate::assign::DEFER_ACCEPT_SECS);
             // `localhost` stands for both loopback addresses; on a host without
             // IPv6 on loopback the socket for [::1] must not fail the unit.
             let is_localhost = matches!(&bind.spec, BindSpec::HostPort { host: Some(h), .. }

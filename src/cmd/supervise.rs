@@ -75,6 +75,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
             );
         }
     };
+    assign::defer_accept(&assignment.sockets);
     let systemd = notify::SystemdNotifier::from_env()?;
     let opts = Options {
         command: args.command,

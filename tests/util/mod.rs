@@ -211,7 +211,7 @@ impl Response {
     }
 }
 
-fn exchange(mut stream: impl Read + Write, path: &str) -> std::io::Result<Response> {
+pub fn exchange(mut stream: impl Read + Write, path: &str) -> std::io::Result<Response> {
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"

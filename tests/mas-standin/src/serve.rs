@@ -24,11 +24,15 @@
 //! The `request_delay` switch makes every request wait first. Connections are
 //! kept alive as hyper's HTTP/1.1 server does by default.
 //!
-//! Shutdown follows hyper's graceful shutdown, as MAS's server does: the accept
-//! loops stop, idle keep-alive connections are closed, and a connection in the
-//! middle of a request finishes its response and then closes. The listening
-//! sockets stay open until the process exits, so new connections wait in the
-//! backlog instead of being refused.
+//! Shutdown follows hyper's graceful shutdown in the order MAS's server
+//! (`mas-listener`) uses: the stop is looked at before anything else, so the
+//! accept loops take no connection once it has come, and each connection
+//! starts its graceful shutdown before it is polled again. Idle keep-alive
+//! connections are closed; a connection in the middle of a request finishes
+//! its response and then closes; and, as in MAS, a connection accepted but
+//! not yet read from is closed unanswered (hyper closes a connection that has
+//! seen no byte yet). The listening sockets stay open until the process
+//! exits, so new connections wait in the backlog instead of being refused.
 
 use std::convert::Infallible;
 use std::io;
@@ -215,6 +219,7 @@ async fn accept_loop(
 ) {
     loop {
         let accepted = tokio::select! {
+            biased;
             () = stopped(&mut stop) => return,
             accepted = accept(&socket) => accepted,
         };
@@ -283,11 +288,12 @@ async fn serve_connection<S>(
         http1::Builder::new().serve_connection(TokioIo::new(Rewind::new(pending, stream)), service);
     tokio::pin!(connection);
     let result = tokio::select! {
-        result = connection.as_mut() => result,
+        biased;
         () = stopped(&mut stop) => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+        result = connection.as_mut() => result,
     };
     // A failed connection is the client's doing (reset, malformed request)
     // and says nothing about the server's state: not an event worth a line.

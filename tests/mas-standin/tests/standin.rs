@@ -201,6 +201,49 @@ fn sigterm_lets_in_flight_request_finish() {
     standin.wait_for_log("drained");
 }
 
+/// As MAS's hyper does, SIGTERM closes a connection that was accepted but
+/// has sent nothing yet: it is not in flight, and gets no answer.
+#[test]
+fn sigterm_closes_an_accepted_connection_that_sent_nothing() {
+    let scratch = Scratch::new("unread");
+    let notify = NotifySocket::bind(&scratch);
+    let port = free_port();
+    let config = scratch.config(&[("web", &tcp_bind(port))]);
+    let mut standin = launch_with(&config, &notify).spawn(&scratch);
+    notify.expect_ready(&standin);
+
+    let mut client = standin.connect(localhost(port));
+    // Accepted once it has left the listening socket's accept queue.
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while accept_queue(port) != 0 {
+        assert!(Instant::now() < deadline, "the stand-in does not accept");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    standin.signal(Signal::SIGTERM);
+    notify.expect(&standin, "STOPPING=1\n");
+    assert_eq!(standin.wait_exit(), 0);
+    client
+        .set_read_timeout(Some(EVENT_TIMEOUT))
+        .expect("set timeout");
+    let mut raw = Vec::new();
+    let _ = client.read_to_end(&mut raw);
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+}
+
+/// How many connections wait in the accept queue of the TCP socket that
+/// listens on `port` (`ss`'s Recv-Q of a listening socket).
+fn accept_queue(port: u16) -> usize {
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("run ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no socket listens on port {port}: {text:?}"))
+}
+
 /// A second SIGTERM ends the wait for in-flight requests at once.
 #[test]
 fn second_sigterm_forces_exit() {
