@@ -80,6 +80,12 @@ pub fn decode_outcome(line: &str) -> Result<String, String> {
 pub enum ClientError {
     #[error("cannot reach the supervisor at {path}: {error}; is the service running, and is this its runtime directory (--runtime-dir, or --name for /run/mas-sockets/NAME)?", path = path.display())]
     Connect { path: PathBuf, error: io::Error },
+    #[error("cannot reach the supervisor at {path}: {error}; this user may not open it: {hint}", path = path.display())]
+    Denied {
+        path: PathBuf,
+        error: io::Error,
+        hint: String,
+    },
     #[error("the supervisor at {path} did not answer: {error}", path = path.display())]
     Exchange { path: PathBuf, error: io::Error },
 }
@@ -95,9 +101,19 @@ pub fn request(
     timeout: Option<Duration>,
 ) -> Result<String, ClientError> {
     let path = dir.join(SOCKET_NAME);
-    let mut stream = UnixStream::connect(&path).map_err(|error| ClientError::Connect {
-        path: path.clone(),
-        error,
+    let mut stream = UnixStream::connect(&path).map_err(|error| {
+        if error.kind() == io::ErrorKind::PermissionDenied {
+            ClientError::Denied {
+                hint: who_may(dir, &path),
+                path: path.clone(),
+                error,
+            }
+        } else {
+            ClientError::Connect {
+                path: path.clone(),
+                error,
+            }
+        }
     })?;
     let exchange = |stream: &mut UnixStream| -> io::Result<String> {
         stream.set_read_timeout(timeout)?;
@@ -116,6 +132,30 @@ pub fn request(
         Ok(answer)
     };
     exchange(&mut stream).map_err(|error| ClientError::Exchange { path, error })
+}
+
+/// Who may use the control socket at `path` in `dir`: root, and the
+/// service's user, which owns the socket and the runtime directory (when
+/// this user may see either).
+fn who_may(dir: &Path, path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let owner = [path, dir]
+        .into_iter()
+        .find_map(|p| std::fs::metadata(p).ok().map(|m| (m.uid(), p)));
+    match owner {
+        Some((0, _)) => "run the command as root (e.g. with sudo)".to_owned(),
+        Some((uid, owned)) => {
+            let (user, word) = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+                Ok(Some(u)) => (u.name.clone(), crate::supervisor::shell_word(Path::new(&u.name))),
+                _ => (format!("uid {uid}"), format!("'#{uid}'")),
+            };
+            format!(
+                "run the command as root or as {user}, the service's user, who owns {} (e.g. with sudo, or sudo -u {word})",
+                owned.display()
+            )
+        }
+        None => "run the command as root or as the service's user (its unit's User=; e.g. with sudo, or sudo -u mas)".to_owned(),
+    }
 }
 
 #[cfg(test)]

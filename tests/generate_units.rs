@@ -306,6 +306,14 @@ fn stale_socket_units_are_reported() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
+    // Nothing stale: reload, enable, restart.
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout),
+        format!(
+            "wrote mas-web.socket, mas-internal.socket, mas.service to {}\nnext: systemctl daemon-reload && systemctl enable mas.service && systemctl restart mas-web.socket mas-internal.socket mas.service\n",
+            out_dir.display()
+        )
+    );
     fs::write(
         out_dir.join("mas-by-hand.socket"),
         "[Socket]\nListenStream=1\n",
@@ -317,10 +325,39 @@ fn stale_socket_units_are_reported() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "mas-sockets: warning: {}/mas-internal.socket was generated earlier and is not part of this config any more; systemd would still pass its socket and supervise would refuse it: run `systemctl disable --now mas-internal.socket` and remove the file",
+            "mas-sockets: warning: {}/mas-internal.socket was generated earlier and is not part of this config any more; systemd would still pass its socket and supervise would refuse it: run `systemctl disable --now mas-internal.socket` and remove the file (the next: line does both, first)",
             out_dir.display()
         ),
         "only the generated stale unit is named, not the hand-written one"
+    );
+    // The stale unit would keep its address from a new unit that wants it:
+    // it goes before anything starts.
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout),
+        format!(
+            "wrote mas-web.socket, mas.service to {dir}\nnext: systemctl disable --now mas-internal.socket && rm -- {dir}/mas-internal.socket && systemctl daemon-reload && systemctl enable mas.service && systemctl restart mas-web.socket mas.service\n",
+            dir = out_dir.display()
+        )
+    );
+    assert!(
+        out_dir.join("mas-internal.socket").exists(),
+        "generate-units leaves the stale unit's file to the next: line"
+    );
+    // Once it is gone, the next run names nothing stale.
+    fs::remove_file(out_dir.join("mas-internal.socket")).unwrap();
+    let third = write("examples/reverse-proxy.yaml");
+    assert!(third.status.success());
+    assert!(
+        third.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&third.stdout),
+        format!(
+            "wrote mas-web.socket, mas.service to {}\nnext: systemctl daemon-reload && systemctl enable mas.service && systemctl restart mas-web.socket mas.service\n",
+            out_dir.display()
+        )
     );
 }
 

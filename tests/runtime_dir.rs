@@ -315,3 +315,57 @@ fn a_missing_runtime_dir_is_created_when_its_parent_exists() {
     );
     assert!(b.reports().is_empty(), "MAS was started");
 }
+
+/// `status` and `reload` run by a user who may not open the control socket
+/// say whom to run them as: root, and the user owning the runtime directory.
+#[test]
+fn a_user_who_may_not_open_the_control_socket_is_told_whom_to_run_as() {
+    use std::os::unix::fs::PermissionsExt as _;
+    /// `mas-sockets ARGS --runtime-dir DIR` as nobody; exit status and stderr.
+    fn as_nobody(args: &[&str], dir: &Path) -> (Option<i32>, String) {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(mas_sockets())
+            .args(args)
+            .arg("--runtime-dir")
+            .arg(dir)
+            .output()
+            .expect("run setpriv");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+    let scratch = TempDir::new("denied");
+
+    // A supervisor run by root: its directory is root's, mode 0700.
+    let dir = scratch.join("root");
+    let config_a = config("");
+    let mut a = Setup::new(&config_a)
+        .env("MAS_SOCKETS_RUNTIME_DIR", dir.display())
+        .start("denied");
+    a.notify.expect_line("READY=1", LONG);
+    let want = format!(
+        "mas-sockets: cannot reach the supervisor at {}/control.sock: Permission denied (os error 13); this user may not open it: run the command as root (e.g. with sudo)\n",
+        dir.display()
+    );
+    for args in [&["status"][..], &["reload"], &["reload", "--signal-only"]] {
+        assert_eq!(as_nobody(args, &dir), (Some(2), want.clone()), "{args:?}");
+    }
+    assert_answers(&dir, a.pid(), &a);
+    assert!(a.stop().success(), "{}", a.log());
+
+    // The directory of a service that runs as www-data, with its control
+    // socket in it (the socket's owner does not matter: nobody cannot see it).
+    let dir = scratch.join("www-data");
+    fs::create_dir(&dir).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(dir.join("control.sock")).unwrap();
+    std::os::unix::fs::chown(&dir, Some(33), Some(33)).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let want = format!(
+        "mas-sockets: cannot reach the supervisor at {dir}/control.sock: Permission denied (os error 13); this user may not open it: run the command as root or as www-data, the service's user, who owns {dir} (e.g. with sudo, or sudo -u www-data)\n",
+        dir = dir.display()
+    );
+    assert_eq!(as_nobody(&["status"], &dir), (Some(2), want));
+}

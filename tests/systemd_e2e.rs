@@ -4,9 +4,10 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 
 use crate::util::systemd::Systemd;
-use crate::util::{free_port, get_tcp, get_unix};
+use crate::util::{free_port, get_tcp, get_unix, run_ok};
 
 use crate::util::deploy::generate_units_into;
 pub(crate) use crate::util::deploy::{boot, install_units_with, sock_path, stage, STAGE, TIMEOUT};
@@ -142,10 +143,33 @@ fn a_passed_fd_closed_before_supervise_starts_is_reported_as_not_open() {
     sd.stop().unwrap();
 }
 
+/// Runs the `next:` line of generate-units' output `out`, step by step: the
+/// `systemctl` steps in the instance, with `enable` given `--runtime` so that
+/// it writes into the instance's /run and not into the host's /etc; an `rm`
+/// step on the host, by `sh`, since generate-units wrote the units through
+/// the host's path to the instance and names their files so. Returns the line.
+fn follow_next(sd: &Systemd, out: &str) -> String {
+    let next = out
+        .lines()
+        .find_map(|l| l.strip_prefix("next: "))
+        .unwrap_or_else(|| panic!("no `next:` line in:\n{out}"));
+    for step in next.split(" && ") {
+        if step.starts_with("rm ") {
+            run_ok(Command::new("sh").arg("-c").arg(step));
+            continue;
+        }
+        let mut argv: Vec<&str> = step.split_whitespace().collect();
+        if argv.get(1) == Some(&"enable") {
+            argv.insert(2, "--runtime");
+        }
+        sd.exec_ok(&argv);
+    }
+    next.to_owned()
+}
+
 /// The `next:` line generate-units prints after writing the units makes
 /// them take effect, on a first install and after a regeneration that moves
-/// a bind to another port. (`enable` runs with `--runtime` here, so that it
-/// writes into the instance's /run and not into the host's /etc.)
+/// a bind to another port.
 #[test]
 fn the_next_step_generate_units_prints_puts_the_units_in_effect() {
     let (first, second) = (free_port(), free_port());
@@ -153,22 +177,8 @@ fn the_next_step_generate_units_prints_puts_the_units_in_effect() {
     let config = |port: u16| {
         format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{{name: health}}]\n      binds:\n        - host: 127.0.0.1\n          port: {port}\n")
     };
-    let follow_next = |out: &str| {
-        let next = out
-            .lines()
-            .find_map(|l| l.strip_prefix("next: "))
-            .unwrap_or_else(|| panic!("no `next:` line in:\n{out}"));
-        for step in next.split(" && ") {
-            let mut argv: Vec<&str> = step.split_whitespace().collect();
-            if argv.get(1) == Some(&"enable") {
-                argv.insert(2, "--runtime");
-            }
-            sd.exec_ok(&argv);
-        }
-        next.to_owned()
-    };
     stage(&sd, &config(first));
-    let next = follow_next(&generate_units_into(&sd, &[]));
+    let next = follow_next(&sd, &generate_units_into(&sd, &[]));
     let served = get_tcp(SocketAddr::from(([127, 0, 0, 1], first)), "/health")
         .unwrap_or_else(|e| panic!("after a first install and `{next}`: {e}"));
     assert_eq!(served.status, 200);
@@ -183,7 +193,7 @@ fn the_next_step_generate_units_prints_puts_the_units_in_effect() {
         config(second),
     )
     .unwrap();
-    let next = follow_next(&generate_units_into(&sd, &[]));
+    let next = follow_next(&sd, &generate_units_into(&sd, &[]));
     let served = get_tcp(SocketAddr::from(([127, 0, 0, 1], second)), "/health")
         .unwrap_or_else(|e| panic!("after a regeneration and `{next}`: {e}"));
     assert_eq!(served.status, 200);
@@ -191,5 +201,51 @@ fn the_next_step_generate_units_prints_puts_the_units_in_effect() {
         get_tcp(SocketAddr::from(([127, 0, 0, 1], first)), "/health").is_err(),
         "the old port still answers after `{next}`"
     );
+    sd.stop().unwrap();
+}
+
+/// A listener renamed on the same port gets a socket unit of another name
+/// for the address the old unit holds: the `next:` line takes the old unit
+/// out of the way first, so that the new one can bind and the service serves.
+#[test]
+fn the_next_step_after_a_rename_on_the_same_port_serves() {
+    let port = free_port();
+    let sd = boot("next-rename");
+    let config = |name: &str| {
+        format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: {name}\n      resources: [{{name: health}}]\n      binds:\n        - host: 127.0.0.1\n          port: {port}\n")
+    };
+    stage(&sd, &config("internal"));
+    follow_next(&sd, &generate_units_into(&sd, &[]));
+    assert_eq!(
+        sd.unit_property("mas-internal.socket", "ActiveState"),
+        "active"
+    );
+
+    fs::write(
+        sd.host_path(&format!("{STAGE}/config.yaml")),
+        config("health"),
+    )
+    .unwrap();
+    let next = follow_next(&sd, &generate_units_into(&sd, &[]));
+    for (unit, state) in [
+        ("mas-health.socket", "active"),
+        ("mas.service", "active"),
+        ("mas-internal.socket", "inactive"),
+    ] {
+        assert_eq!(
+            sd.unit_property(unit, "ActiveState"),
+            state,
+            "{unit} after `{next}`\n{}",
+            sd.journal("mas-health.socket")
+        );
+    }
+    assert!(
+        !sd.host_path("/run/systemd/system/mas-internal.socket")
+            .exists(),
+        "the old unit's file is still there after `{next}`"
+    );
+    let served = get_tcp(SocketAddr::from(([127, 0, 0, 1], port)), "/health")
+        .unwrap_or_else(|e| panic!("after a rename and `{next}`: {e}"));
+    assert_eq!(served.status, 200);
     sd.stop().unwrap();
 }

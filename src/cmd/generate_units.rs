@@ -87,28 +87,53 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
                 )
             })?;
             write_units(dir, &files)?;
-            for stale in stale_units(dir, &opts.name, &files) {
+            let stale = stale_units(dir, &opts.name, &files);
+            for unit in &stale {
                 eprintln!(
-                    "mas-sockets: warning: {} was generated earlier and is not part of this config any more; systemd would still pass its socket and supervise would refuse it: run `systemctl disable --now {stale}` and remove the file",
-                    dir.join(&stale).display()
+                    "mas-sockets: warning: {} was generated earlier and is not part of this config any more; systemd would still pass its socket and supervise would refuse it: run `systemctl disable --now {unit}` and remove the file (the next: line does both, first)",
+                    dir.join(unit).display()
                 );
             }
             let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-            // `restart` starts what is stopped (a first install) and restarts
-            // what runs (a regeneration): a socket unit keeps its old binds
-            // until it is restarted, and systemd starts it only while its
-            // service is stopped, which one transaction for all of them
-            // orders. Enabling the service enables its sockets (`Also=`).
             super::print_stdout(&format!(
-                "wrote {} to {}\nnext: systemctl daemon-reload && systemctl enable {service} && systemctl restart {}\n",
+                "wrote {} to {}\nnext: {}\n",
                 names.join(", "),
                 dir.display(),
-                names.join(" "),
-                service = names.last().copied().unwrap_or_default(),
+                next_step(dir, &names, &stale),
             ))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The commands that put the units `written` to `dir` into effect, with the
+/// `stale` ones there taken out of the way first.
+///
+/// A stale socket unit that still runs holds its address, which a new unit
+/// may want (a listener renamed on the same port): so it is stopped,
+/// disabled and its file removed before the reload, and the new units
+/// start only after that. `restart` starts what is stopped (a first
+/// install) and restarts what runs (a regeneration): a socket unit keeps its
+/// old binds until it is restarted, and systemd starts it only while its
+/// service is stopped, which one transaction for all of them orders.
+/// Enabling the service enables its sockets (`Also=`).
+fn next_step(dir: &Path, written: &[&str], stale: &[String]) -> String {
+    let mut steps = Vec::new();
+    if !stale.is_empty() {
+        steps.push(format!("systemctl disable --now {}", stale.join(" ")));
+        let files: Vec<String> = stale
+            .iter()
+            .map(|unit| crate::supervisor::shell_word(&dir.join(unit)))
+            .collect();
+        steps.push(format!("rm -- {}", files.join(" ")));
+    }
+    steps.push("systemctl daemon-reload".to_owned());
+    steps.push(format!(
+        "systemctl enable {}",
+        written.last().copied().unwrap_or_default()
+    ));
+    steps.push(format!("systemctl restart {}", written.join(" ")));
+    steps.join(" && ")
 }
 
 /// Socket units for `<name>` in `dir` that an earlier generate-units wrote

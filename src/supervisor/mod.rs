@@ -322,7 +322,7 @@ pub fn notify_socket_name(pid: u32) -> String {
 
 /// `path` as one word for a POSIX shell: as it is when it has nothing the
 /// shell would take apart, else in single quotes.
-fn shell_word(path: &std::path::Path) -> String {
+pub(crate) fn shell_word(path: &std::path::Path) -> String {
     let text = path.to_string_lossy();
     let plain = !text.is_empty()
         && text
