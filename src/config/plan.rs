@@ -66,6 +66,14 @@ impl fmt::Display for Location {
     }
 }
 
+/// A config that cannot be used: every error, and the warnings found on the
+/// way, which `check` shows too.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<String>,
+}
+
 /// A problem with the config, at a location.
 #[derive(Debug, Clone)]
 pub struct ConfigError {
@@ -470,8 +478,8 @@ impl Resolver for SystemResolver {
 ///
 /// # Errors
 ///
-/// All problems found, in config order.
-pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<ConfigError>> {
+/// All problems found, in config order, with the warnings found.
+pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> {
     let mut cx = Checker {
         merged,
         errors: Vec::new(),
@@ -493,7 +501,11 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
                     found: kind_of(other),
                 },
             );
-            return Err(cx.errors);
+            cx.check_sections(false);
+            return Err(Refused {
+                errors: cx.errors,
+                warnings: cx.warnings,
+            });
         }
     };
     let mut listeners = Vec::new();
@@ -551,7 +563,10 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
             warnings: cx.warnings,
         })
     } else {
-        Err(cx.errors)
+        Err(Refused {
+            errors: cx.errors,
+            warnings: cx.warnings,
+        })
     }
 }
 
