@@ -19,7 +19,7 @@ use serde_norway::{Mapping, Value};
 
 use super::names;
 use super::net::{default_trusted_proxies, IpNet};
-use super::raw::{kind_of, Merged, Pos};
+use super::raw::{big_int, kind_of, Merged, Pos};
 
 /// The longest Unix socket path: `sun_path` holds 108 bytes, one of them the NUL.
 pub const MAX_UNIX_PATH: usize = 107;
@@ -987,6 +987,9 @@ impl Checker<'_> {
                         }),
                     }
                 }
+                ("port", other) if big_int(other).is_some() => problem(ErrorKind::PortOutOfRange {
+                    port: scalar_text(other),
+                }),
                 ("port", other) => problem(ErrorKind::PortNotNumber {
                     value: scalar_text(other),
                     found: kind_of(other),
@@ -1227,7 +1230,8 @@ impl Checker<'_> {
                     if matches!(
                         key,
                         Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_)
-                    ) {
+                    ) && big_int(key).is_none()
+                    {
                         let at = if path.is_empty() {
                             "(top level)".to_owned()
                         } else {
@@ -1310,6 +1314,9 @@ pub fn parse_mode(text: &str) -> Option<u32> {
 }
 
 fn scalar_text(value: &Value) -> String {
+    if let Some(digits) = big_int(value) {
+        return digits.to_owned();
+    }
     match value {
         Value::String(s) => format!("\"{s}\""),
         Value::Number(n) => n.to_string(),
