@@ -173,3 +173,39 @@ fn listener_variables_stop_every_command_with_status_2() {
         assert!(out.stdout.is_empty(), "{}", explain(&cmd, &out));
     }
 }
+
+/// What figment reads (an integer beyond 64 bits) is accepted; what it
+/// refuses (a null document) exits 2 naming the file; a near-miss warning
+/// shows beside the errors.
+#[test]
+fn big_integers_null_documents_and_warnings_beside_errors() {
+    let big = format!(
+        "{}weird:\n  big: 123456789012345678901234567890\n  neg: -9223372036854775809\n",
+        listener("        - port: 8080\n")
+    );
+    let (status, _, stderr) = check(&big);
+    assert_eq!((status, stderr.as_str()), (0, ""));
+    for text in ["~\n", "null\n"] {
+        let (status, _, stderr) = check(text);
+        assert_eq!(status, 2, "{text:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "mas-sockets: CONFIG:1:1: the config is `{}`, a null, not a mapping",
+                text.trim()
+            )),
+            "{stderr}"
+        );
+    }
+    for text in ["", "# c\n", "---\n"] {
+        assert_eq!(check(text).0, 0, "{text:?}");
+    }
+    let (status, _, stderr) = check(&format!(
+        "databse: {{}}\n{}",
+        listener("        - port: 0\n")
+    ));
+    assert_eq!(status, 1, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("mas-sockets: warning: CONFIG:1:1: databse: `databse` is not a section MAS knows (did you mean `database`?)"), "{stderr}");
+    assert!(lines[1].contains("port 0 asks the kernel"), "{stderr}");
+}

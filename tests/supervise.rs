@@ -393,7 +393,7 @@ fn rewritten_config_is_private_and_uses_fd_binds() {
     let port = free_port();
     let config = web_listener(
         &format!("        - host: 127.0.0.1\n          port: {port}\n"),
-        "standin:\n  startup_delay_ms: 1500\n",
+        "standin:\n  startup_delay_ms: 1500\nweird:\n  big: 123456789012345678901234567890\n  neg: -9223372036854775809\n",
     );
     let run = Setup::new(&config).listen(localhost(port)).start("private");
     knock(localhost(port));
@@ -413,6 +413,14 @@ fn rewritten_config_is_private_and_uses_fd_binds() {
         "{text}"
     );
     assert!(text.contains("s3cr3t-value"), "other sections stay: {text}");
+    // Integers beyond 64 bits stay plain integers, which figment reads back
+    // as the same 128-bit numbers.
+    assert!(
+        text.contains(
+            "weird:\n  big: 123456789012345678901234567890\n  neg: -9223372036854775809\n"
+        ),
+        "{text}"
+    );
     run.notify.expect_line("READY=1", LONG);
     assert!(!path.exists());
 }

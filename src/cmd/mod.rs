@@ -70,23 +70,30 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
     };
     match config::load(&paths) {
         Ok(plan) => {
-            for warning in &plan.warnings {
-                // A warning may quote the config's values: shown escaped,
-                // it stays one line.
-                eprintln!("mas-sockets: warning: {}", escape_controls(warning));
-            }
+            print_warnings(&plan.warnings);
             Ok(plan)
         }
         Err(LoadError::Document(e)) => {
             eprintln!("mas-sockets: {e}");
             Err(ExitCode::from(EXIT_CANNOT_RUN))
         }
-        Err(LoadError::Invalid(errors)) => {
-            for e in &errors {
+        Err(LoadError::Invalid(refused)) => {
+            // Every problem found: the warnings too, which may explain an
+            // error (a misspelt section beside a missing setting).
+            print_warnings(&refused.warnings);
+            for e in &refused.errors {
                 eprintln!("mas-sockets: {e}");
             }
             Err(ExitCode::from(invalid_status))
         }
+    }
+}
+
+fn print_warnings(warnings: &[String]) {
+    for warning in warnings {
+        // A warning may quote the config's values: shown escaped, it stays
+        // one line.
+        eprintln!("mas-sockets: warning: {}", escape_controls(warning));
     }
 }
 

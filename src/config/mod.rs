@@ -20,19 +20,20 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 pub use net::IpNet;
-pub use plan::{Bind, BindSpec, ConfigError, Endpoint, FdKind, Listener, Location, Plan};
+pub use plan::{Bind, BindSpec, ConfigError, Endpoint, FdKind, Listener, Location, Plan, Refused};
 pub use raw::{Document, DocumentError, Merged};
 
 /// The environment variable MAS reads its config paths from.
 pub const MAS_CONFIG: &str = "MAS_CONFIG";
 
-/// Why a config could not be loaded: one unreadable file, or every problem found.
+/// Why a config could not be loaded: one unreadable file, or every problem
+/// found (shown as the errors; the warnings found with them are beside).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
     Document(#[from] DocumentError),
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<ConfigError>),
+    #[error("{}", .0.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Refused),
 }
 
 /// The config files MAS would read: `given` if any, else `MAS_CONFIG` split on

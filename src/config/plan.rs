@@ -19,7 +19,7 @@ use serde_norway::{Mapping, Value};
 
 use super::names;
 use super::net::{default_trusted_proxies, IpNet};
-use super::raw::{kind_of, Merged, Pos};
+use super::raw::{big_int, kind_of, Merged, Pos};
 
 /// The longest Unix socket path: `sun_path` holds 108 bytes, one of them the NUL.
 pub const MAX_UNIX_PATH: usize = 107;
@@ -64,6 +64,14 @@ impl fmt::Display for Location {
             None => write!(f, "(MAS built-in default) {}", self.key),
         }
     }
+}
+
+/// A config that cannot be used: every error, and the warnings found on the
+/// way, which `check` shows too.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<String>,
 }
 
 /// A problem with the config, at a location.
@@ -470,8 +478,8 @@ impl Resolver for SystemResolver {
 ///
 /// # Errors
 ///
-/// All problems found, in config order.
-pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<ConfigError>> {
+/// All problems found, in config order, with the warnings found.
+pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> {
     let mut cx = Checker {
         merged,
         errors: Vec::new(),
@@ -493,7 +501,11 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
                     found: kind_of(other),
                 },
             );
-            return Err(cx.errors);
+            cx.check_sections(false);
+            return Err(Refused {
+                errors: cx.errors,
+                warnings: cx.warnings,
+            });
         }
     };
     let mut listeners = Vec::new();
@@ -551,7 +563,10 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Vec<Confi
             warnings: cx.warnings,
         })
     } else {
-        Err(cx.errors)
+        Err(Refused {
+            errors: cx.errors,
+            warnings: cx.warnings,
+        })
     }
 }
 
@@ -972,6 +987,9 @@ impl Checker<'_> {
                         }),
                     }
                 }
+                ("port", other) if big_int(other).is_some() => problem(ErrorKind::PortOutOfRange {
+                    port: scalar_text(other),
+                }),
                 ("port", other) => problem(ErrorKind::PortNotNumber {
                     value: scalar_text(other),
                     found: kind_of(other),
@@ -1212,7 +1230,8 @@ impl Checker<'_> {
                     if matches!(
                         key,
                         Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_)
-                    ) {
+                    ) && big_int(key).is_none()
+                    {
                         let at = if path.is_empty() {
                             "(top level)".to_owned()
                         } else {
@@ -1295,6 +1314,9 @@ pub fn parse_mode(text: &str) -> Option<u32> {
 }
 
 fn scalar_text(value: &Value) -> String {
+    if let Some(digits) = big_int(value) {
+        return digits.to_owned();
+    }
     match value {
         Value::String(s) => format!("\"{s}\""),
         Value::Number(n) => n.to_string(),

@@ -16,6 +16,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use saphyr_parser::{Event, Parser};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
+    VariantAccess, Visitor,
+};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_norway::value::{Tag, TaggedValue};
 use serde_norway::{Mapping, Value};
 
 /// A line and column in one file, both counted from 1.
@@ -59,8 +65,20 @@ pub enum DocumentError {
         key: String,
         first_line: usize,
     },
-    #[error("{path}:1:1: the config is {found}, not a mapping of sections such as `http:`; MAS cannot read it either; write each section as a key at the start of a line, with its settings indented below it", path = path.display())]
-    NotAMapping { path: PathBuf, found: &'static str },
+    #[error("{path}:{line}:{column}: the config is {found}, not a mapping of sections such as `http:`; MAS cannot read it either; write each section as a key at the start of a line, with its settings indented below it", path = path.display())]
+    NotAMapping {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        found: &'static str,
+    },
+    #[error("{path}:{line}:{column}: the config is `{text}`, a null, not a mapping of sections such as `http:`; MAS refuses it (\"invalid type: unit value, expected a map\"), though it reads an empty file as no settings; remove `{text}` to leave the file empty, or write its sections, e.g. `http:`", path = path.display())]
+    NullDocument {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        text: String,
+    },
 }
 
 impl Document {
@@ -99,7 +117,7 @@ impl Document {
             column,
             message,
         };
-        let value: Value = serde_norway::from_str(text).map_err(|e| {
+        let value = parse_value(text).map_err(|e| {
             // serde_norway points at the mapping, or at the document, and
             // quotes no line; the event walk finds the key where it repeats.
             if e.to_string().contains("duplicate entry") {
@@ -128,13 +146,29 @@ impl Document {
             syntax(line, column, message)
         })?;
         let value = match value {
-            Value::Null => Value::Mapping(Mapping::new()),
             Value::Mapping(_) => value,
+            // An empty file, one of comments only, or a bare `---` is an
+            // empty mapping to figment too; a written null (`~`, `null`) is
+            // not: figment refuses a unit value where it expects a map.
+            Value::Null => match root_scalar(text) {
+                Some((text, pos)) if !text.is_empty() => {
+                    return Err(DocumentError::NullDocument {
+                        path: path.to_owned(),
+                        line: pos.line,
+                        column: pos.column,
+                        text: super::plan::escape_controls(&text),
+                    })
+                }
+                _ => Value::Mapping(Mapping::new()),
+            },
             other => {
+                let pos = root_position(text).unwrap_or(Pos { line: 1, column: 1 });
                 return Err(DocumentError::NotAMapping {
                     path: path.to_owned(),
+                    line: pos.line,
+                    column: pos.column,
                     found: kind_of(&other),
-                })
+                });
             }
         };
         // serde_norway accepted the text, so the event parser should too; if the two
@@ -155,6 +189,9 @@ impl Document {
 
 /// Names the kind of a YAML value for messages ("a string", "a list", ...).
 pub fn kind_of(value: &Value) -> &'static str {
+    if big_int(value).is_some() {
+        return "a number";
+    }
     match value {
         Value::Null => "empty",
         Value::Bool(_) => "a boolean",
@@ -164,6 +201,258 @@ pub fn kind_of(value: &Value) -> &'static str {
         Value::Mapping(_) => "a mapping",
         Value::Tagged(_) => "a tagged value",
     }
+}
+
+/// The tag that marks an integer beyond 64 bits. serde_norway's `Number` holds
+/// 64 bits, but figment keeps such an integer (up to 128 bits) as a number,
+/// so it must reach the rewritten config as the same plain integer. It is
+/// held as this tag around its decimal digits; YAML text could spell the tag
+/// only as a verbatim tag with an escaped blank (`!<mas-sockets%20...>`).
+const BIG_INT_TAG: &str = "mas-sockets big integer";
+
+/// The decimal digits of an integer that fits neither i64 nor u64 but i128
+/// or u128, if `value` is one.
+pub fn big_int(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(t) if t.tag == BIG_INT_TAG => t.value.as_str(),
+        _ => None,
+    }
+}
+
+fn big_int_value(digits: String) -> Value {
+    Value::Tagged(Box::new(TaggedValue {
+        tag: Tag::new(BIG_INT_TAG),
+        value: Value::String(digits),
+    }))
+}
+
+/// Parses one YAML document into a [`Value`] as serde_norway's own `Value`
+/// does, but keeping integers beyond 64 bits (which serde_norway's `Value`
+/// refuses) as [`big_int`]s. Beyond 128 bits, serde_norway reads a number as
+/// a float, or a string, as figment does.
+fn parse_value(text: &str) -> Result<Value, serde_norway::Error> {
+    serde_norway::from_str::<ConfigValue>(text).map(|v| v.0)
+}
+
+/// A [`Value`] read by [`parse_value`].
+struct ConfigValue(Value);
+
+impl<'de> Deserialize<'de> for ConfigValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ConfigVisitor).map(ConfigValue)
+    }
+}
+
+struct ConfigVisitor;
+
+impl<'de> Visitor<'de> for ConfigVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: de::Error>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Number(i.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, u: u64) -> Result<Value, E> {
+        Ok(Value::Number(u.into()))
+    }
+
+    fn visit_i128<E: de::Error>(self, i: i128) -> Result<Value, E> {
+        Ok(match (i64::try_from(i), u64::try_from(i)) {
+            (Ok(i), _) => Value::Number(i.into()),
+            (_, Ok(u)) => Value::Number(u.into()),
+            _ => big_int_value(i.to_string()),
+        })
+    }
+
+    fn visit_u128<E: de::Error>(self, u: u128) -> Result<Value, E> {
+        Ok(match u64::try_from(u) {
+            Ok(u) => Value::Number(u.into()),
+            Err(_) => big_int_value(u.to_string()),
+        })
+    }
+
+    fn visit_f64<E: de::Error>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Number(f.into()))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        ConfigValue::deserialize(deserializer).map(|v| v.0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(ConfigValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Sequence(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut mapping = Mapping::new();
+        while let Some(ConfigValue(key)) = map.next_key()? {
+            if mapping.contains_key(&key) {
+                // serde_norway's words, which Document::parse recognises.
+                return Err(de::Error::custom(format_args!(
+                    "duplicate entry {}",
+                    match &key {
+                        Value::Null => "with null key".to_owned(),
+                        Value::Bool(b) => format!("with key `{b}`"),
+                        Value::Number(n) => format!("with key {n}"),
+                        Value::String(s) => format!("with key {s:?}"),
+                        other => match big_int(other) {
+                            Some(digits) => format!("with key {digits}"),
+                            None => "in YAML map".to_owned(),
+                        },
+                    }
+                )));
+            }
+            let ConfigValue(value) = map.next_value()?;
+            mapping.insert(key, value);
+        }
+        Ok(Value::Mapping(mapping))
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        let (tag, contents) = data.variant_seed(TagSeed)?;
+        let ConfigValue(value) = contents.newtype_variant()?;
+        Ok(Value::Tagged(Box::new(TaggedValue { tag, value })))
+    }
+}
+
+/// Reads a `!tag` as serde_norway's `Value` does.
+struct TagSeed;
+
+impl<'de> DeserializeSeed<'de> for TagSeed {
+    type Value = Tag;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Tag, D::Error> {
+        let tag = String::deserialize(deserializer)?;
+        if tag.is_empty() {
+            return Err(de::Error::custom("empty YAML tag is not allowed"));
+        }
+        Ok(Tag::new(tag))
+    }
+}
+
+/// Writes a [`Value`] as YAML, each [`big_int`] as the plain integer it was.
+///
+/// # Errors
+///
+/// As `serde_norway::to_string`.
+pub fn to_yaml(value: &Value) -> Result<String, serde_norway::Error> {
+    serde_norway::to_string(&Yaml(value))
+}
+
+/// A [`Value`] that serializes its [`big_int`]s as integers.
+struct Yaml<'a>(&'a Value);
+
+impl Serialize for Yaml<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Some(digits) = big_int(self.0) {
+            return match (digits.parse::<i128>(), digits.parse::<u128>()) {
+                (_, Ok(u)) => serializer.serialize_u128(u),
+                (Ok(i), _) => serializer.serialize_i128(i),
+                _ => Err(serde::ser::Error::custom(format_args!(
+                    "`{digits}` is not a 128-bit integer"
+                ))),
+            };
+        }
+        match self.0 {
+            Value::Sequence(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Yaml(item))?;
+                }
+                seq.end()
+            }
+            Value::Mapping(mapping) => {
+                let mut map = serializer.serialize_map(Some(mapping.len()))?;
+                for (k, v) in mapping {
+                    map.serialize_entry(&Yaml(k), &Yaml(v))?;
+                }
+                map.end()
+            }
+            // As serde_norway writes a tagged value: a one-entry map whose key
+            // is the tag.
+            Value::Tagged(tagged) => {
+                struct TagText<'a>(&'a Tag);
+                impl Serialize for TagText<'_> {
+                    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                        serializer.collect_str(self.0)
+                    }
+                }
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(&TagText(&tagged.tag), &Yaml(&tagged.value))?;
+                map.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// The root scalar of `text`'s first document, as written, and where it
+/// starts; `None` when the root is a collection or there is no document.
+fn root_scalar(text: &str) -> Option<(String, Pos)> {
+    let mut parser = Parser::new_from_str(text);
+    while let Some(event) = parser.next_event() {
+        let (event, span) = event.ok()?;
+        let pos = Pos {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+        };
+        match event {
+            Event::Scalar(value, _, _, tag) => {
+                // A bare `---` or empty document is an empty untagged scalar.
+                if value.is_empty() && tag.is_none() {
+                    return Some((String::new(), pos));
+                }
+                let written: String = text
+                    .chars()
+                    .skip(span.start.index())
+                    .take(span.end.index().saturating_sub(span.start.index()))
+                    .collect();
+                let written = written.trim();
+                let shown = if written.is_empty() {
+                    value.into_owned()
+                } else {
+                    written.to_owned()
+                };
+                return Some((shown, pos));
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(_) => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where the root node of `text`'s first document starts.
+fn root_position(text: &str) -> Option<Pos> {
+    index_positions(text)?.get("").copied()
 }
 
 /// A dotted key path such as `http.listeners[1].binds[0].port`.
@@ -492,6 +781,72 @@ mod tests {
     #[test]
     fn empty_file_is_an_empty_mapping() {
         assert_eq!(doc("e", "").value, Value::Mapping(Mapping::new()));
+    }
+
+    #[test]
+    fn comments_only_and_a_bare_document_start_are_an_empty_mapping() {
+        for text in [
+            "# nothing yet\n",
+            "---\n",
+            "---\n# c\n",
+            "\n\n",
+            "--- # c\n...\n",
+        ] {
+            assert_eq!(
+                doc("e", text).value,
+                Value::Mapping(Mapping::new()),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_written_null_is_refused_as_figment_refuses_it() {
+        for (text, at, shown) in [
+            ("~\n", "1:1", "~"),
+            ("null\n", "1:1", "null"),
+            ("NULL\n", "1:1", "NULL"),
+            ("# c\n--- ~\n", "2:5", "~"),
+        ] {
+            let err = Document::parse(Path::new("c.yaml"), text)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                format!("c.yaml:{at}: the config is `{shown}`, a null, not a mapping of sections such as `http:`; MAS refuses it (\"invalid type: unit value, expected a map\"), though it reads an empty file as no settings; remove `{shown}` to leave the file empty, or write its sections, e.g. `http:`"),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_integer_beyond_128_bits_is_no_syntax_error() {
+        // serde_norway's own Value refuses what figment keeps as an i128/u128.
+        let d = doc("b", "weird:\n  big: 123456789012345678901234567890\n");
+        assert_eq!(
+            big_int(&d.value["weird"]["big"]),
+            Some("123456789012345678901234567890")
+        );
+        assert_eq!(kind_of(&d.value["weird"]["big"]), "a number");
+        assert_eq!(
+            to_yaml(&d.value).unwrap(),
+            "weird:\n  big: 123456789012345678901234567890\n"
+        );
+        let err = Document::parse(Path::new("c.yaml"), "a: 1\nb: -9223372036854775809\nb: 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.yaml:3:1: invalid YAML: `b` is given twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tagged_values_are_written_back_with_their_tag() {
+        let d = doc("t", "a: !custom {big: 123456789012345678901234567890}\n");
+        let yaml = to_yaml(&d.value).unwrap();
+        assert_eq!(yaml, "a: !custom\n  big: 123456789012345678901234567890\n");
+        assert_eq!(doc("t", &yaml).value, d.value);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! would misread or refuse is one error line at file:line:column.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::plan::Resolver;
 use super::*;
@@ -864,4 +864,102 @@ fn other_tools_sections_stay_silent() {
         with_binds(&["{port: 8080}"])
     ));
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}
+
+#[test]
+fn a_near_miss_is_warned_about_beside_the_errors() {
+    let text = format!("databse:\n  uri: x\n{}", with_binds(&["{port: 0}"]));
+    let Err(LoadError::Invalid(refused)) = check_texts(&[BASE, ("c.yaml", &text)], &FakeResolver)
+    else {
+        panic!("config should be refused");
+    };
+    assert_eq!(refused.errors.len(), 1, "{:?}", refused.errors);
+    assert_eq!(refused.warnings, ["c.yaml:1:1: databse: `databse` is not a section MAS knows (did you mean `database`?); MAS ignores it, so none of its settings apply; rename it to `database`"]);
+    // Also when `http` itself is refused before its listeners are read.
+    let Err(LoadError::Invalid(refused)) =
+        check_texts(&[("c.yaml", "databse: {}\nhttp: 5\n")], &FakeResolver)
+    else {
+        panic!("config should be refused");
+    };
+    assert_eq!(refused.warnings.len(), 1, "{:?}", refused.warnings);
+}
+
+/// figment keeps an integer that fits neither i64 nor u64 as a 128-bit
+/// number; MAS accepts it wherever it reads no setting from it.
+#[test]
+fn integers_beyond_64_bits_are_accepted_and_written_back_unchanged() {
+    let text = format!(
+        "{}weird:\n  big: 123456789012345678901234567890\n  neg: -9223372036854775809\n  max: 340282366920938463463374607431768211455\n  min: -170141183460469231731687303715884105728\n  hex: 0x1ffffffffffffffffffff\n  list: [18446744073709551616]\n  keyed: {{123456789012345678901234567890: a}}\n",
+        with_binds(&["{port: 8080}"])
+    );
+    let plan = plan(&text);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let weird = &plan.merged["weird"];
+    assert_eq!(
+        raw::big_int(&weird["big"]),
+        Some("123456789012345678901234567890")
+    );
+    assert_eq!(
+        raw::big_int(&weird["hex"]),
+        Some("2417851639229258349412351")
+    );
+    let yaml = raw::to_yaml(&plan.merged).unwrap();
+    for line in [
+        "  big: 123456789012345678901234567890\n",
+        "  neg: -9223372036854775809\n",
+        "  max: 340282366920938463463374607431768211455\n",
+        "  min: -170141183460469231731687303715884105728\n",
+        "  hex: 2417851639229258349412351\n",
+        "  - 18446744073709551616\n",
+        "    123456789012345678901234567890: a\n",
+    ] {
+        assert!(yaml.contains(line), "{line:?} not in:\n{yaml}");
+    }
+    // Read back, it is the same config.
+    let again = Document::parse(Path::new("rewritten.yaml"), &yaml).unwrap();
+    assert_eq!(again.value, plan.merged);
+}
+
+/// Beyond 128 bits serde_norway, like figment's serde_yaml, reads a number
+/// as a float, or as a string when no f64 holds it.
+#[test]
+fn integers_beyond_128_bits_read_as_figment_reads_them() {
+    let digits = "9".repeat(400);
+    let text = format!(
+        "{}weird:\n  float: 340282366920938463463374607431768211456\n  text: {digits}\n",
+        with_binds(&["{port: 8080}"])
+    );
+    let plan = plan(&text);
+    assert_eq!(
+        plan.merged["weird"]["float"].as_f64(),
+        Some(3.402823669209385e38)
+    );
+    assert_eq!(plan.merged["weird"]["text"].as_str(), Some(digits.as_str()));
+    let yaml = raw::to_yaml(&plan.merged).unwrap();
+    let again = Document::parse(Path::new("rewritten.yaml"), &yaml).unwrap();
+    assert_eq!(again.value, plan.merged);
+}
+
+#[test]
+fn a_big_integer_where_mas_sockets_reads_a_setting_gets_the_usual_error() {
+    assert_eq!(
+        one_error(&with_binds(&["{port: 99999999999999999999}"])),
+        "c.yaml:5:18: http.listeners[0].binds[0].port: port 99999999999999999999 is out of range, and MAS would read the bind as `fd: 0`; use 1 to 65535"
+    );
+    assert_eq!(
+        one_error(&with_binds(&["{fd: 99999999999999999999}"])),
+        "c.yaml:5:16: http.listeners[0].binds[0].fd: `fd: 99999999999999999999` is not a non-negative number; write the index into LISTEN_FDS, e.g. `fd: 0`"
+    );
+    assert_eq!(
+        one_error(&with_binds(&["{fd: -9223372036854775809}"])),
+        "c.yaml:5:16: http.listeners[0].binds[0].fd: `fd: -9223372036854775809` is not a non-negative number; write the index into LISTEN_FDS, e.g. `fd: 0`"
+    );
+    assert_eq!(
+        one_error(&with_binds(&["{socket: /run/mas.sock, mode: 123456789012345678901234567890}"])),
+        "c.yaml:5:41: http.listeners[0].binds[0].mode: `mode: 123456789012345678901234567890` is not an octal permission string; write it quoted, e.g. `mode: \"660\"`"
+    );
+    assert!(one_error(&with_binds(&[
+        "{host: 123456789012345678901234567890, port: 8080}"
+    ]))
+    .contains("`host` is a number, not a host name or IP address"),);
 }

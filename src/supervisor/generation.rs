@@ -61,7 +61,7 @@ impl Generation {
     ) -> Result<Generation, SuperviseError> {
         let dir = opts.runtime_dir.path();
         let config_path = dir.join(format!("config.{}.{number}.yaml", std::process::id()));
-        let text = serde_norway::to_string(config).map_err(SuperviseError::Serialize)?;
+        let text = crate::config::raw::to_yaml(config).map_err(SuperviseError::Serialize)?;
         // Only an earlier process with our pid (a reused pid, or PID 1 of a
         // container) can have left this name behind; it is stale.
         let _ = std::fs::remove_file(&config_path);

@@ -53,7 +53,8 @@ pub(crate) fn load_files(paths: &[PathBuf]) -> anyhow::Result<Value> {
 
 /// Parses one config file; an empty document is an empty mapping.
 fn parse_document(text: &str, path: &Path) -> anyhow::Result<Value> {
-    let value: Value = serde_norway::from_str(text)
+    let value = serde_norway::from_str::<Figment>(text)
+        .map(|v| v.0)
         .with_context(|| format!("config file {}: fix its YAML", path.display()))?;
     match value {
         Value::Null => Ok(Value::Mapping(Mapping::new())),
@@ -62,6 +63,95 @@ fn parse_document(text: &str, path: &Path) -> anyhow::Result<Value> {
             "config file {}: the top level must be a mapping of sections like `http:`",
             path.display()
         ),
+    }
+}
+
+/// A YAML value read as figment reads it: serde_norway's own `Value` refuses
+/// an integer beyond 64 bits, which figment keeps as a 128-bit number. No
+/// setting the stand-in reads can hold one (a `port` or `fd` that large is
+/// out of range for MAS too), so it is kept as its digits, a string.
+struct Figment(Value);
+
+impl<'de> Deserialize<'de> for Figment {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FigmentVisitor).map(Figment)
+    }
+}
+
+struct FigmentVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FigmentVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Number(i.into()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Value, E> {
+        Ok(Value::Number(u.into()))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, i: i128) -> Result<Value, E> {
+        Ok(Value::String(i.to_string()))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, u: u128) -> Result<Value, E> {
+        Ok(Value::String(u.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Number(f.into()))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Figment::deserialize(d).map(|v| v.0)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Figment(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Sequence(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        // figment lets a repeated key's last value win.
+        let mut mapping = Mapping::new();
+        while let Some((Figment(k), Figment(v))) = map.next_entry()? {
+            mapping.insert(k, v);
+        }
+        Ok(Value::Mapping(mapping))
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        use serde::de::VariantAccess;
+        let (tag, contents) = data.variant::<String>()?;
+        let Figment(value) = contents.newtype_variant()?;
+        Ok(Value::Tagged(Box::new(serde_norway::value::TaggedValue {
+            tag: serde_norway::value::Tag::new(tag),
+            value,
+        })))
     }
 }
 
