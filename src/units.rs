@@ -431,6 +431,9 @@ TimeoutStartSec={start_timeout}s
 TimeoutStopSec={stop_timeout}s
 Restart=on-failure
 RestartSec=2s
+# Exit status 2: the config, or sockets that do not fit it; no restart
+# mends those, so the unit fails and says why.
+RestartPreventExitStatus=2
 
 NoNewPrivileges=yes
 CapabilityBoundingSet=

@@ -268,6 +268,23 @@ impl LoadReport {
         self.samples.iter().filter(|sample| !sample.ok).collect()
     }
 
+    /// The failures split in two: those on a Unix target that were reset or
+    /// closed without an answer, and all the others.
+    ///
+    /// The first kind is MAS's own gap on a Unix socket: its graceful shutdown
+    /// (hyper's) closes, unanswered, a connection it has accepted but not yet
+    /// read from, and during a restart the old MAS may accept a connection
+    /// just before its SIGTERM and before the client has written. On TCP,
+    /// `TCP_DEFER_ACCEPT` keeps such a connection from the old MAS; a Unix
+    /// socket has no such option, so a test can only bound these.
+    pub fn failures_split_unix_unread_close(&self) -> (Vec<&Sample>, Vec<&Sample>) {
+        self.failures().into_iter().partition(|sample| {
+            let unix = matches!(self.targets.get(sample.target), Some(Target::Unix(_)));
+            let kind = sample.error.as_deref().unwrap_or("");
+            unix && (kind.starts_with("reset") || kind.starts_with("closed"))
+        })
+    }
+
     /// How many requests succeeded.
     pub fn ok(&self) -> usize {
         self.samples.iter().filter(|sample| sample.ok).count()
