@@ -145,14 +145,10 @@ mod tests {
     }
 
     #[test]
-    fn open_fds_include_stdio_and_not_the_listing_itself() {
+    fn open_fds_include_stdio() {
+        // Only stdio is asserted: the other tests of this binary open and
+        // close fds on their threads meanwhile.
         let fds = list_open_fds().unwrap();
         assert!(fds.starts_with(&[0, 1, 2]), "{fds:?}");
-        // The directory's fd is closed once listed: had it been included, it
-        // would no longer resolve.
-        for fd in fds {
-            let link = PathBuf::from(format!("/proc/self/fd/{fd}"));
-            assert!(link.read_link().is_ok(), "fd {fd} is listed but not open");
-        }
     }
 }
