@@ -312,3 +312,157 @@ impl NotifyListener {
         }
     }
 }
+
+/// The longest queue of a Unix datagram socket (`net.unix.max_dgram_qlen`);
+/// a sender that finds it full waits, or gets `EAGAIN` when it does not block.
+pub fn max_dgram_qlen() -> u64 {
+    fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .expect("read net.unix.max_dgram_qlen")
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// Another service talking to the same notify socket: sends one line over
+/// and over in blocking `send_to(2)` calls, as `sd_notify(3)` does, so that
+/// the queue is full whenever the reader has taken a datagram. Stops on drop.
+pub struct Flooder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flooder {
+    pub fn start(path: &Path, line: &'static str) -> Flooder {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{atomic::AtomicU64, Arc};
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let socket = UnixDatagram::unbound().expect("flooder socket");
+        // Blocking, but it looks at `stop` now and then while the queue is full.
+        socket
+            .set_write_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let path = path.to_owned();
+        let thread = std::thread::spawn({
+            let (stop, sent) = (stop.clone(), sent.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match socket.send_to(line.as_bytes(), &path) {
+                        Ok(_) => {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock
+                                    | std::io::ErrorKind::TimedOut
+                                    | std::io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(e) => panic!("flooding {}: {e}", path.display()),
+                    }
+                }
+            }
+        });
+        Flooder {
+            stop,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many datagrams went out so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Flooder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A busy systemd: takes one datagram off a [`NotifyListener`]'s queue every
+/// `every`, and hands on those that are not `skip` (the flood). Stops on drop.
+pub struct SlowReader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    datagrams: std::sync::mpsc::Receiver<String>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NotifyListener {
+    pub fn read_slowly(&self, every: Duration, skip: &'static str) -> SlowReader {
+        let socket = self.socket.try_clone().expect("clone the notify socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, datagrams) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut buf = vec![0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    // The pace of the reader, not a wait for an event.
+                    std::thread::sleep(every);
+                    match socket.recv(&mut buf) {
+                        Ok(n) => {
+                            let d = String::from_utf8_lossy(&buf[..n]).into_owned();
+                            if d != skip && tx.send(d).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock
+                                    | std::io::ErrorKind::TimedOut
+                                    | std::io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(e) => panic!("recv on the test's notify socket: {e}"),
+                    }
+                }
+            }
+        });
+        SlowReader {
+            stop,
+            datagrams,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl SlowReader {
+    /// Receives until a datagram contains `line`; returns everything received.
+    #[track_caller]
+    pub fn expect_line(&self, line: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.datagrams.recv_timeout(left) {
+                Ok(d) => {
+                    let hit = d.lines().any(|l| l == line);
+                    seen.push(d);
+                    if hit {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no `{line}` within {timeout:?}; got {seen:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for SlowReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
