@@ -9,6 +9,7 @@
 //! Deciding what to relay (never the child's `MAINPID=`, `RELOADING=1` with
 //! `MONOTONIC_USEC=`, ...) is the supervisor's job, not this module's.
 
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
@@ -18,8 +19,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
+
+use tracing::warn;
 
 use crate::sys;
 
@@ -242,22 +247,129 @@ pub enum NotifyError {
     Socket { value: String, error: io::Error },
 }
 
+/// How long a notification may wait for room in systemd's queue before it is
+/// given up.
+///
+/// PID 1 reads its notify socket in its event loop, a datagram per turn, so
+/// even a burst from many services is worked through in well under a second;
+/// a queue that stays full for seconds means systemd is stalled (a
+/// `daemon-reexec`, a hung job), and what we said then is stale. A few seconds
+/// also bound how long a stop waits for `STOPPING=1` to get out, and stay
+/// well below `TimeoutStartSec=`/`TimeoutStopSec=` (90 s by default), so a
+/// `READY=1` that waited still comes in time to count.
+pub const SEND_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Sends our notifications to systemd; does nothing when `NOTIFY_SOCKET` was unset.
 ///
 /// Our own sender rather than the sd-notify crate, because sd-notify 0.5 connects
 /// by path only and systemd may hand out an abstract `@name`. The kernel adds our
-/// credentials to every datagram (systemd's socket has `SO_PASSCRED`), which is
-/// how systemd knows it came from the main process.
+/// credentials to every datagram (systemd's socket has `SO_PASSCRED`): the pid
+/// of the process, whichever of its threads sent it, which is how systemd
+/// knows it came from the main process.
+///
+/// systemd's notify socket is shared by every service and its queue is short
+/// (`net.unix.max_dgram_qlen`, often 10), so a datagram may find it full. A
+/// thread of its own sends them, in order, in blocking `sendto(2)` calls with
+/// a send timeout: the kernel queues blocked senders and wakes them one at a
+/// time, first come first served, as systemd reads, so ours gets its turn
+/// however busy other services keep the queue. [`SystemdNotifier::send`]
+/// never blocks the caller: it puts the datagram behind those still waiting.
 #[derive(Debug)]
 pub struct SystemdNotifier {
-    target: Option<Target>,
+    sender: Option<Sender>,
 }
 
+/// The outbox and the thread that empties it.
 #[derive(Debug)]
-struct Target {
-    addr: SocketAddr,
-    socket: UnixDatagram,
+struct Sender {
+    outbox: Arc<Outbox>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// Datagrams waiting for the sending thread.
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: VecDeque<Pending>,
+    /// No more datagrams come: the thread ends once `waiting` is empty.
+    closed: bool,
+}
+
+/// A datagram for systemd.
+#[derive(Debug)]
+struct Pending {
+    message: String,
+    /// Set when a later datagram of the same kind replaces this one whole:
+    /// only the newest `STATUS=` (or `WATCHDOG=1`, or `EXTEND_TIMEOUT_USEC=`,
+    /// which counts from when it arrives) matters.
+    kind: Option<Supersedable>,
+    deadline: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Supersedable {
+    Status,
+    Watchdog,
+    ExtendTimeout,
+}
+
+impl Supersedable {
+    /// The kind of a datagram of one such line; `None` for anything that
+    /// carries state (`READY=1`, `RELOADING=1`, `STOPPING=1`, ...) or more
+    /// than one line, which is never replaced.
+    fn of(states: &[NotifyState]) -> Option<Self> {
+        match states {
+            [NotifyState::Status(_)] => Some(Supersedable::Status),
+            [NotifyState::Watchdog] => Some(Supersedable::Watchdog),
+            [NotifyState::ExtendTimeoutUsec(_)] => Some(Supersedable::ExtendTimeout),
+            _ => None,
+        }
+    }
+}
+
+impl Queue {
+    /// Puts `pending` last, or in place of the last waiting datagram when
+    /// both are of the same replaceable kind.
+    fn push(&mut self, pending: Pending) {
+        match self.waiting.back_mut() {
+            Some(last) if pending.kind.is_some() && last.kind == pending.kind => *last = pending,
+            _ => self.waiting.push_back(pending),
+        }
+    }
+}
+
+/// A datagram that systemd did not get.
+#[derive(Debug)]
+pub struct Undelivered {
+    /// Its lines, joined by `\n`.
+    pub message: String,
+    /// `WouldBlock` when the queue stayed full until its deadline; else the
+    /// errno of `sendto(2)`, such as `NotFound` or `ConnectionRefused` when
+    /// systemd's socket is gone.
+    pub error: io::Error,
+}
+
+impl fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self.message.replace('\n', " ");
+        if self.error.kind() == io::ErrorKind::WouldBlock {
+            write!(
+                f,
+                "systemd's notify socket stayed full for {SEND_DEADLINE:?}; gave up on `{shown}`"
+            )
+        } else {
+            write!(f, "cannot notify systemd of `{shown}`: {}", self.error)
+        }
+    }
+}
+
+/// What the sending thread does with a datagram it gave up.
+type Report = Box<dyn FnMut(Undelivered) + Send>;
 
 impl SystemdNotifier {
     /// Reads `NOTIFY_SOCKET` (it is left set; the caller removes it from the
@@ -270,16 +382,21 @@ impl SystemdNotifier {
         Self::from_value(std::env::var_os(NOTIFY_SOCKET).as_deref())
     }
 
-    /// Builds a notifier for a `NOTIFY_SOCKET` value; `None` or empty disables it.
+    /// Builds a notifier for a `NOTIFY_SOCKET` value; `None` or empty disables
+    /// it. A datagram it gives up is logged as a warning.
     ///
     /// # Errors
     ///
     /// [`NotifyError::BadAddress`] for a relative path, a `vsock:` address, or a
     /// path or name too long for `sun_path`; [`NotifyError::Socket`] when the
-    /// socket cannot be created.
+    /// socket or its thread cannot be made.
     pub fn from_value(value: Option<&OsStr>) -> Result<Self, NotifyError> {
+        Self::reporting(value, Box::new(|lost| warn!("{lost}")))
+    }
+
+    fn reporting(value: Option<&OsStr>, report: Report) -> Result<Self, NotifyError> {
         let Some(value) = value.filter(|v| !v.is_empty()) else {
-            return Ok(SystemdNotifier { target: None });
+            return Ok(SystemdNotifier { sender: None });
         };
         let shown = || value.to_string_lossy().into_owned();
         let bytes = value.as_bytes();
@@ -302,50 +419,142 @@ impl SystemdNotifier {
             value: shown(),
             reason: "too long for a unix socket address (at most 107 bytes)",
         })?;
-        let socket = UnixDatagram::unbound()
-            .and_then(|socket| {
-                // Never block the supervisor on a busy systemd: a full queue
-                // gives WouldBlock to the caller instead.
-                socket.set_nonblocking(true)?;
-                Ok(socket)
+        let socket_error = |error| NotifyError::Socket {
+            value: shown(),
+            error,
+        };
+        // Blocking, with a send timeout set per datagram; std makes it with
+        // SOCK_CLOEXEC.
+        let socket = UnixDatagram::unbound().map_err(socket_error)?;
+        let outbox = Arc::new(Outbox::default());
+        let thread = std::thread::Builder::new()
+            .name("notify".into())
+            .spawn({
+                let outbox = outbox.clone();
+                move || outbox.send_all(&socket, &addr, report)
             })
-            .map_err(|source| NotifyError::Socket {
-                value: shown(),
-                error: source,
-            })?;
+            .map_err(socket_error)?;
         Ok(SystemdNotifier {
-            target: Some(Target { addr, socket }),
+            sender: Some(Sender {
+                outbox,
+                thread: Some(thread),
+            }),
         })
     }
 
     /// Whether `NOTIFY_SOCKET` was set.
     pub fn is_enabled(&self) -> bool {
-        self.target.is_some()
+        self.sender.is_some()
     }
 
-    /// Sends `states` as one datagram, lines joined by `\n`. Does nothing when
-    /// disabled or when `states` is empty.
-    ///
-    /// # Errors
-    ///
-    /// The errno of `sendto(2)`: e.g. `NotFound`/`ConnectionRefused` when
-    /// systemd's socket is gone, `WouldBlock` when its queue is full.
-    pub fn send(&self, states: &[NotifyState]) -> io::Result<()> {
-        let Some(target) = &self.target else {
-            return Ok(());
+    /// Sends `states` as one datagram, lines joined by `\n`, after those still
+    /// waiting for room in systemd's queue; never blocks. A waiting datagram
+    /// of only `STATUS=` (or only `WATCHDOG=1`, or only
+    /// `EXTEND_TIMEOUT_USEC=`) is replaced by a newer one of the same kind
+    /// right behind it; nothing else is replaced or reordered. Does nothing
+    /// when disabled or when `states` is empty.
+    pub fn send(&self, states: &[NotifyState]) {
+        let Some(sender) = &self.sender else {
+            return;
         };
         if states.is_empty() {
-            return Ok(());
+            return;
         }
         let message = states
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("\n");
-        target
-            .socket
-            .send_to_addr(message.as_bytes(), &target.addr)?;
-        Ok(())
+        let pending = Pending {
+            message,
+            kind: Supersedable::of(states),
+            deadline: Instant::now() + SEND_DEADLINE,
+        };
+        sender.outbox.lock().push(pending);
+        sender.outbox.changed.notify_one();
+    }
+
+    /// Waits until everything sent so far has gone or been given up: at most
+    /// [`SEND_DEADLINE`] after the last [`SystemdNotifier::send`]. For the
+    /// end; nothing can be sent afterwards.
+    pub async fn finish(&mut self) {
+        if let Some(thread) = self.close() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// [`SystemdNotifier::finish`] outside an event loop.
+    pub fn finish_blocking(&mut self) {
+        if let Some(thread) = self.close() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Lets the thread end once its outbox is empty.
+    fn close(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        let sender = self.sender.as_mut()?;
+        sender.outbox.lock().closed = true;
+        sender.outbox.changed.notify_one();
+        sender.thread.take()
+    }
+}
+
+impl Drop for SystemdNotifier {
+    /// What waits still goes, from the thread, while the process lives.
+    fn drop(&mut self) {
+        drop(self.close());
+    }
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding the lock leaves a queue that is still whole.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sending thread: the datagrams in order, each within its deadline.
+    fn send_all(&self, socket: &UnixDatagram, addr: &SocketAddr, mut report: Report) {
+        loop {
+            let pending = {
+                let mut queue = self.lock();
+                loop {
+                    if let Some(pending) = queue.waiting.pop_front() {
+                        break pending;
+                    }
+                    if queue.closed {
+                        return;
+                    }
+                    queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            if let Err(error) = send_before(socket, addr, &pending) {
+                report(Undelivered {
+                    message: pending.message,
+                    error,
+                });
+            }
+        }
+    }
+}
+
+/// One blocking `sendto(2)`, waiting for room in the queue until the
+/// datagram's deadline.
+fn send_before(socket: &UnixDatagram, addr: &SocketAddr, pending: &Pending) -> io::Result<()> {
+    loop {
+        let left = pending.deadline.saturating_duration_since(Instant::now());
+        // A zero timeout would mean "block forever".
+        if left.is_zero() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        socket.set_write_timeout(Some(left))?;
+        match socket.send_to_addr(pending.message.as_bytes(), addr) {
+            Ok(_) => return Ok(()),
+            // A signal handled on this thread; a send timeout makes the call
+            // fail with EINTR even under SA_RESTART. The time left goes on.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The timeout: EAGAIN.
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -452,7 +661,7 @@ mod tests {
     fn notifier_is_disabled_without_notify_socket() {
         let notifier = SystemdNotifier::from_value(None).unwrap();
         assert!(!notifier.is_enabled());
-        notifier.send(&[NotifyState::Ready]).unwrap();
+        notifier.send(&[NotifyState::Ready]);
         assert!(!SystemdNotifier::from_value(Some(OsStr::new("")))
             .unwrap()
             .is_enabled());
@@ -479,9 +688,7 @@ mod tests {
         let systemd = UnixDatagram::bind(&path).unwrap();
         let notifier = SystemdNotifier::from_value(Some(path.as_os_str())).unwrap();
         assert!(notifier.is_enabled());
-        notifier
-            .send(&[NotifyState::Ready, NotifyState::Status("up".into())])
-            .unwrap();
+        notifier.send(&[NotifyState::Ready, NotifyState::Status("up".into())]);
         let mut buf = [0u8; 64];
         let n = systemd.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1\nSTATUS=up");
@@ -494,7 +701,7 @@ mod tests {
             UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
                 .unwrap();
         let notifier = SystemdNotifier::from_value(Some(OsStr::new(&format!("@{name}")))).unwrap();
-        notifier.send(&[NotifyState::Stopping]).unwrap();
+        notifier.send(&[NotifyState::Stopping]);
         let mut buf = [0u8; 64];
         let n = systemd.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"STOPPING=1");
@@ -507,14 +714,13 @@ mod tests {
         if !crate::child::tests::entry_selected("notify_sender") {
             return;
         }
-        let notifier = SystemdNotifier::from_env().expect("NOTIFY_SOCKET");
+        let mut notifier = SystemdNotifier::from_env().expect("NOTIFY_SOCKET");
         assert!(notifier.is_enabled());
-        notifier
-            .send(&[
-                NotifyState::Ready,
-                NotifyState::Status("sent by child".into()),
-            ])
-            .expect("send");
+        notifier.send(&[
+            NotifyState::Ready,
+            NotifyState::Status("sent by child".into()),
+        ]);
+        notifier.finish_blocking();
     }
 
     async fn recv_within(receiver: &NotifyReceiver) -> Datagram {
@@ -626,12 +832,113 @@ mod tests {
         assert!(!path.exists(), "the socket file is removed on drop");
     }
 
+    /// A notifier whose given-up datagrams come out of the returned channel.
+    fn reporting(value: &OsStr) -> (SystemdNotifier, std::sync::mpsc::Receiver<Undelivered>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let report = Box::new(move |lost| {
+            let _ = tx.send(lost);
+        });
+        (SystemdNotifier::reporting(Some(value), report).unwrap(), rx)
+    }
+
     #[test]
     fn notifier_reports_a_missing_socket() {
-        let notifier =
-            SystemdNotifier::from_value(Some(OsStr::new("/nonexistent/mas-sockets/notify")))
-                .unwrap();
-        let err = notifier.send(&[NotifyState::Ready]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let (mut notifier, lost) = reporting(OsStr::new("/nonexistent/mas-sockets/notify"));
+        notifier.send(&[NotifyState::Ready]);
+        notifier.finish_blocking();
+        let lost = lost.try_recv().expect("READY=1 was given up");
+        assert_eq!(lost.error.kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            lost.to_string(),
+            "cannot notify systemd of `READY=1`: No such file or directory (os error 2)"
+        );
+    }
+
+    /// A queue that stays full: the datagram waits for its deadline, then is
+    /// given up, and the next one still goes once there is room.
+    #[test]
+    fn a_datagram_waits_for_room_until_its_deadline() {
+        let dir = crate::activation::tests::TempDir::new("notify-full");
+        let path = dir.0.join("notify");
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        let filler = UnixDatagram::unbound().unwrap();
+        filler.set_nonblocking(true).unwrap();
+        let mut filled = 0;
+        while filler.send_to(b"X=1", &path).is_ok() {
+            filled += 1;
+        }
+        assert!(filled > 0, "the queue took nothing");
+
+        let (mut notifier, lost) = reporting(path.as_os_str());
+        let sent = Instant::now();
+        notifier.send(&[NotifyState::Ready]);
+        let lost = lost
+            .recv_timeout(SEND_DEADLINE * 2)
+            .expect("given up at its deadline");
+        assert!(sent.elapsed() >= SEND_DEADLINE, "{:?}", sent.elapsed());
+        assert_eq!(lost.error.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            lost.to_string(),
+            "systemd's notify socket stayed full for 5s; gave up on `READY=1`"
+        );
+
+        // Room for one: STOPPING=1 takes it.
+        let mut buf = [0u8; 64];
+        systemd.recv(&mut buf).unwrap();
+        notifier.send(&[NotifyState::Stopping]);
+        notifier.finish_blocking();
+        let mut got = Vec::new();
+        systemd.set_nonblocking(true).unwrap();
+        while let Ok(n) = systemd.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert_eq!(
+            got.last().map(String::as_str),
+            Some("STOPPING=1"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn only_state_changes_are_never_replaced_while_waiting() {
+        let pending = |states: &[NotifyState]| Pending {
+            message: states
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            kind: Supersedable::of(states),
+            deadline: Instant::now(),
+        };
+        let mut queue = Queue::default();
+        for states in [
+            &[NotifyState::Status("a".into())][..],
+            &[NotifyState::Status("b".into())],
+            &[NotifyState::Ready],
+            &[NotifyState::Ready],
+            &[NotifyState::Watchdog],
+            &[NotifyState::Watchdog],
+            &[NotifyState::ExtendTimeoutUsec(1)],
+            &[NotifyState::ExtendTimeoutUsec(2)],
+            &[NotifyState::Ready, NotifyState::Status("c".into())],
+            &[NotifyState::Ready, NotifyState::Status("d".into())],
+            &[NotifyState::Status("e".into())],
+        ] {
+            queue.push(pending(states));
+        }
+        let messages: Vec<&str> = queue.waiting.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "STATUS=b",
+                "READY=1",
+                "READY=1",
+                "WATCHDOG=1",
+                "EXTEND_TIMEOUT_USEC=2",
+                "READY=1\nSTATUS=c",
+                "READY=1\nSTATUS=d",
+                "STATUS=e",
+            ]
+        );
     }
 }

@@ -12,7 +12,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::util::{
-    free_port, get_tcp, get_unix, mas_sockets, standin, wait_until, NotifyListener, TempDir,
+    free_port, get_tcp, get_unix, mas_sockets, max_dgram_qlen, standin, wait_until, Flooder,
+    NotifyListener, TempDir,
 };
 
 pub(crate) const LONG: Duration = Duration::from_secs(20);
@@ -946,6 +947,62 @@ fn notifications_from_other_processes_are_ignored() {
         );
     }
     run.stop();
+}
+
+/// systemd's notify socket is shared by every service, and its queue is
+/// short: while other services keep it full, the supervisor's `READY=1`,
+/// `RELOADING=1` and `STOPPING=1` wait for room rather than being dropped,
+/// and arrive in the order they were sent.
+#[test]
+fn state_notifications_wait_out_a_full_notify_queue() {
+    const FLOOD: &str = "STATUS=another service";
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let dir = TempDir::new("full-notify-queue");
+    let systemd = NotifyListener::bind(dir.join("notify"));
+    let flooder = Flooder::start(&systemd.path, FLOOD);
+    // Nothing reads yet: the flooder stops at a full queue.
+    let full = max_dgram_qlen();
+    wait_until("the flooder to fill the queue", LONG, || {
+        flooder.sent() >= full
+    });
+    let reader = systemd.read_slowly(Duration::from_millis(10), FLOOD);
+    let mut run = Setup::new(&config)
+        .env("NOTIFY_SOCKET", systemd.path.display())
+        .start("full-notify-queue");
+
+    let mut seen = reader.expect_line("READY=1", LONG);
+    run.signal(libc::SIGHUP);
+    seen.extend(reader.expect_line("RELOADING=1", LONG));
+    seen.extend(reader.expect_line("READY=1", LONG));
+    run.signal(libc::SIGTERM);
+    seen.extend(reader.expect_line("STOPPING=1", LONG));
+    assert!(run.wait().success(), "{}", run.log());
+    drop(flooder);
+
+    let states: Vec<&str> = seen
+        .iter()
+        .flat_map(|d| d.lines())
+        .filter(|l| ["READY=1", "RELOADING=1", "STOPPING=1"].contains(l))
+        .collect();
+    assert_eq!(
+        states,
+        ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"],
+        "{seen:?}"
+    );
+    let reloading = seen.iter().find(|d| d.contains("RELOADING=1")).unwrap();
+    assert!(
+        reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{reloading:?}"
+    );
+    let log = run.log();
+    assert!(
+        !log.contains("cannot notify") && !log.contains("gave up on"),
+        "{log}"
+    );
 }
 
 /// systemd's notify socket may be an abstract name.

@@ -304,6 +304,9 @@ pub async fn run(
     // so that no other supervisor sweeps while they are still there.
     drop(control);
     drop(receiver);
+    // STOPPING=1 (or the status that says why we give up) may still wait for
+    // room in systemd's queue: it goes before we exit, within its deadline.
+    sv.systemd.finish().await;
     let status = sv
         .last_status
         .unwrap_or_else(|| ExitStatus::from_raw(1 << 8));
@@ -448,10 +451,10 @@ impl Supervisor<'_> {
         Ok(g)
     }
 
+    /// Sends to systemd, after what still waits for room in its queue; never
+    /// blocks.
     fn notify(&self, states: &[NotifyState]) {
-        if let Err(e) = self.systemd.send(states) {
-            warn!("cannot notify systemd: {e}");
-        }
+        self.systemd.send(states);
     }
 
     /// Everything has exited after a stop, or the supervisor gave up.
