@@ -193,7 +193,7 @@ fn unix_socket_site_with_tls_routes_every_path() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (name, site) = d.generate(&args);
     assert!(
-        site.contains("server unix:/run/mas-e2e-sock/web.sock;"),
+        site.contains("server unix:/run/mas-e2e-sock/web.sock max_fails=0;"),
         "{site}"
     );
     let (ngx, nginx) = d.nginx(&name, &site, port);
@@ -309,7 +309,7 @@ fn tcp_site_with_tls_routes_every_path() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (name, site) = d.generate(&args);
     assert!(
-        site.contains(&format!("server 127.0.0.1:{mas_port};")),
+        site.contains(&format!("server 127.0.0.1:{mas_port} max_fails=0 backup;")),
         "{site}"
     );
     let (_ngx, _nginx) = d.nginx(&name, &site, port);
