@@ -193,7 +193,7 @@ fn unix_socket_site_with_tls_routes_every_path() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (name, site) = d.generate(&args);
     assert!(
-        site.contains("server unix:/run/mas-e2e-sock/web.sock;"),
+        site.contains("server unix:/run/mas-e2e-sock/web.sock max_fails=0;"),
         "{site}"
     );
     let (ngx, nginx) = d.nginx(&name, &site, port);
@@ -309,7 +309,7 @@ fn tcp_site_with_tls_routes_every_path() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (name, site) = d.generate(&args);
     assert!(
-        site.contains(&format!("server 127.0.0.1:{mas_port};")),
+        site.contains(&format!("server 127.0.0.1:{mas_port} max_fails=0 backup;")),
         "{site}"
     );
     let (_ngx, _nginx) = d.nginx(&name, &site, port);
@@ -367,12 +367,20 @@ fn proxy_protocol_listener_sees_the_real_client_address() {
 }
 
 /// Under load through nginx, 10 `systemctl reload`s leave zero failed
-/// requests: no 502, no reset, no timeout.
+/// requests: no 502, no reset, no timeout. The load's requests are GETs, and
+/// each one that a reload's old MAS closed unanswered on the Unix socket is
+/// sent again by nginx, to the socket the generated upstream lists twice.
 #[test]
 fn ten_reloads_under_load_through_nginx_lose_no_request() {
+    // Each connection waits 20 ms before the stand-in reads it, so that in
+    // every reload some connections the old MAS accepted meet its shutdown
+    // unread: the gap of MAS on a Unix socket, met every time.
     let d = deploy(
         "nginx-load",
-        &config("[{socket: /run/mas-e2e-sock/web.sock}]", ""),
+        &format!(
+            "{}  first_read_delay_ms: 20\n",
+            config("[{socket: /run/mas-e2e-sock/web.sock}]", "")
+        ),
         &["--socket-group", "www-data"],
     );
     let port = free_port();
@@ -413,12 +421,13 @@ fn ten_reloads_under_load_through_nginx_lose_no_request() {
         pids.push(now);
     }
     let report = load.stop();
-    // MAS's own graceful shutdown may close, unanswered, a connection the old
-    // MAS accepted on the Unix socket just before nginx wrote its request
-    // (see `LoadReport::failures_split_unix_unread_close`); nginx answers
-    // such a request 502 and logs why. Only those are let pass, and few.
+    // MAS's own graceful shutdown closes, unanswered, a connection the old
+    // MAS accepted on the Unix socket but had not read from (see
+    // `LoadReport::failures_split_unix_unread_close`). nginx logs each such
+    // close and sends the request again to the upstream's next server, the
+    // same socket listed again, as it may for a GET: none may fail.
     let log = ngx.error_log();
-    let closed_unanswered = log
+    let closed = log
         .lines()
         .filter(|l| {
             (l.contains("upstream prematurely closed connection")
@@ -427,22 +436,20 @@ fn ten_reloads_under_load_through_nginx_lose_no_request() {
                 && l.contains("upstream: \"http://unix:")
         })
         .count();
-    let failures = report.failures();
-    let all_502 = failures
-        .iter()
-        .all(|f| f.error.as_deref().is_some_and(|e| e.contains("502")));
+    eprintln!(
+        "{} of {} requests failed; nginx met {closed} connection(s) that MAS closed unanswered",
+        report.failures().len(),
+        report.samples.len()
+    );
     assert!(
-        failures.is_empty() || (all_502 && failures.len() <= closed_unanswered.min(5)),
+        report.failures().is_empty(),
         "{}\n--- nginx error log\n{log}",
         report.describe_failures(20),
     );
-    if !failures.is_empty() {
-        eprintln!(
-            "{} of {} requests answered 502: the old MAS closed them unanswered",
-            failures.len(),
-            report.samples.len()
-        );
-    }
+    assert!(
+        closed > 0,
+        "no reload met MAS's gap, so nginx's resending went untested\n--- nginx error log\n{log}"
+    );
     assert!(report.ok() > 500, "too little load: {}", report.ok());
     assert!(report.pids().len() >= 11, "{:?}", report.pids());
     assert_eq!(d.sd.unit_property("mas.service", "ActiveState"), "active");

@@ -1,8 +1,10 @@
 //! A parsed nginx file held against the config, for `check --nginx`.
 //!
 //! Every `proxy_pass` (in http locations and stream servers, through
-//! `upstream` blocks) is resolved to sockets and matched with the binds. A
-//! match is then checked for the PROXY protocol: nginx sends a header exactly
+//! `upstream` blocks) is resolved to sockets and matched with the binds; a
+//! socket an upstream lists twice (generate-nginx lists a lone one again, as
+//! the next server nginx resends to) is one socket, named at its first line.
+//! A match is then checked for the PROXY protocol: nginx sends a header exactly
 //! when a stream server (or the stream block) says `proxy_protocol on`, and
 //! the listener must expect it exactly then. `proxy_protocol` in the http
 //! module is no nginx directive at all.
@@ -43,7 +45,7 @@ use std::path::Path;
 
 use self::advice::{lacking, unmatched, Need};
 use self::locations::{find_location, location_path, stays, Found, LocationPath};
-use self::targets::{reaches, targets_of};
+use self::targets::{reaches, targets_of, Target};
 use super::routes::{AUTH_ROUTES, COMPAT_SAMPLE};
 use super::syntax::Directive;
 use crate::config::plan::Resolver;
@@ -386,11 +388,26 @@ fn check_pass(
             return;
         }
     };
+    // An upstream may list a socket twice (generate-nginx does, so that
+    // nginx has a next server to resend to): one target, checked once, at
+    // its first line.
+    let mut distinct: Vec<(Target, Vec<usize>)> = Vec::new();
     for (target, line) in targets {
+        match distinct.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, lines)) => lines.push(line),
+            None => distinct.push((target, vec![line])),
+        }
+    }
+    for (target, lines) in distinct {
+        let line = lines[0];
+        let again: String = lines[1..]
+            .iter()
+            .map(|l| format!(", again at line {l}"))
+            .collect();
         let at = if line == pass.line {
             format!("{site}:{line}")
         } else {
-            format!("{site}:{line} (upstream of {site}:{})", pass.line)
+            format!("{site}:{line} (upstream of {site}:{}{again})", pass.line)
         };
         let hit: Option<(&Listener, &Bind)> = plan.listeners.iter().find_map(|l| {
             l.binds

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use super::options::{homeserver_target, parse_listen, plain, SiteOptions};
-use super::site::{Upstream, COMPAT_LOCATION};
+use super::site::{ServerRole, Upstream, COMPAT_LOCATION};
 use crate::config::Plan;
 
 pub(super) fn header(plan: &Plan) -> String {
@@ -60,17 +60,32 @@ pub(super) fn tls_lines(opts: &SiteOptions) -> String {
 
 pub(super) fn upstream_block(up: &Upstream) -> String {
     let mut out = format!("upstream {} {{\n    # {}\n", up.name, one_line(&up.about));
-    for (server, backup) in &up.servers {
-        let server = if plain(server) {
-            server.clone()
+    for server in &up.servers {
+        let address = &server.address;
+        if server.role == ServerRole::Retry {
+            let what = if address.starts_with("unix:") {
+                "socket"
+            } else {
+                "address"
+            };
+            let _ = write!(
+                out,
+                "    # The same {what} again: nginx resends a request that MAS closed unanswered\n    # (a restart may) only to a next server, and never a POST it has sent.\n"
+            );
+        }
+        let address = if plain(address) {
+            address.clone()
         } else {
-            format!("\"{}\"", server.replace('\\', "\\\\").replace('"', "\\\""))
+            format!("\"{}\"", address.replace('\\', "\\\\").replace('"', "\\\""))
         };
-        let _ = writeln!(
-            out,
-            "    server {server}{};",
-            if *backup { " backup" } else { "" }
-        );
+        let max_fails = server
+            .max_fails
+            .map_or_else(String::new, |n| format!(" max_fails={n}"));
+        let backup = match server.role {
+            ServerRole::Primary => "",
+            ServerRole::Backup | ServerRole::Retry => " backup",
+        };
+        let _ = writeln!(out, "    server {address}{max_fails}{backup};");
     }
     out.push_str("}\n");
     out

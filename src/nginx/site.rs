@@ -27,6 +27,11 @@
 //! connection to MAS for each request: a kept-alive idle connection that an
 //! old MAS closes while it drains could meet a request that nginx may not
 //! resend (a POST), which would be a 502 during a zero-downtime restart.
+//! And every upstream of a site gives nginx a next server to resend a
+//! request to that a restarting MAS closed unanswered: a lone socket or
+//! address is listed twice ([`Upstream::with_retry`]). A stream
+//! configuration keeps its one entry: nginx's stream proxy moves on to a
+//! next server only when it cannot connect, never once MAS has accepted.
 //!
 //! The output depends only on the plan and the options (and, for the socket
 //! permission check, on the host's users and groups), so the same input gives
@@ -221,6 +226,7 @@ pub fn generate(
             warnings,
         });
     }
+    let auth_up = auth_up.with_retry();
     let compat_up = match &opts.matrix {
         None => None,
         Some(m) => {
@@ -229,7 +235,8 @@ pub fn generate(
             if compat.index == auth.index {
                 Some(auth_up.clone())
             } else {
-                let mut up = Upstream::of(compat, opts, plan, accounts, &mut warnings)?;
+                let mut up =
+                    Upstream::of(compat, opts, plan, accounts, &mut warnings)?.with_retry();
                 // Names that differ only in characters nginx's names cannot
                 // hold (`web-1`, `web_1`), or a name used twice, would give
                 // both listeners one upstream block.
@@ -328,8 +335,40 @@ pub(super) struct Upstream {
     pub(super) prefix: String,
     /// The listener and bind, for the comment.
     pub(super) about: String,
-    /// `server` lines: the address, and whether it is a backup.
-    pub(super) servers: Vec<(String, bool)>,
+    /// The `server` lines, in order.
+    pub(super) servers: Vec<Server>,
+}
+
+/// One `server` line of an `upstream` block.
+#[derive(Debug, Clone)]
+pub(super) struct Server {
+    /// `unix:/path`, or an address with its port.
+    pub(super) address: String,
+    pub(super) role: ServerRole,
+    /// `max_fails=`; `None` leaves nginx's default (1 in 10 s).
+    pub(super) max_fails: Option<u32>,
+}
+
+/// What a `server` line is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ServerRole {
+    /// Tried first.
+    Primary,
+    /// `backup`: the bind's other loopback address, tried after the first.
+    Backup,
+    /// `backup`: the first server's address once more, as the next server of
+    /// a retry (see [`Upstream::with_retry`]).
+    Retry,
+}
+
+impl Server {
+    fn new(address: String, role: ServerRole) -> Server {
+        Server {
+            address,
+            role,
+            max_fails: None,
+        }
+    }
 }
 
 impl Upstream {
@@ -375,7 +414,10 @@ impl Upstream {
             }
             BindSpec::Unix { path, mode } => {
                 check_socket_access(bind, path, mode.unwrap_or(0o660), opts, accounts)?;
-                vec![(format!("unix:{}", path.display()), false)]
+                vec![Server::new(
+                    format!("unix:{}", path.display()),
+                    ServerRole::Primary,
+                )]
             }
             _ => tcp_servers(bind),
         };
@@ -388,9 +430,11 @@ impl Upstream {
         }
         let is_tcp = !matches!(bind.spec, BindSpec::Unix { .. });
         if is_tcp && listener.proxy_protocol {
-            let loopback_only = servers
-                .iter()
-                .all(|(s, _)| s.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback()));
+            let loopback_only = servers.iter().all(|s| {
+                s.address
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|a| a.ip().is_loopback())
+            });
             if !loopback_only || every_address.is_some() {
                 warnings.push(format!(
                     "{}: MAS believes the PROXY header of anyone who connects to listener {}, and it listens beyond loopback: anyone who reaches it can claim any client address; bind it to localhost or a Unix socket",
@@ -399,8 +443,8 @@ impl Upstream {
             }
         }
         if is_tcp && !listener.proxy_protocol {
-            for (server, _) in &servers {
-                let Ok(addr) = server.parse::<SocketAddr>() else {
+            for server in &servers {
+                let Ok(addr) = server.address.parse::<SocketAddr>() else {
                     continue;
                 };
                 let ip = addr.ip();
@@ -428,6 +472,33 @@ impl Upstream {
             ),
             servers,
         })
+    }
+
+    /// The upstream for nginx's http proxy: a lone server is listed again,
+    /// as `backup`, and every entry gets `max_fails=0`.
+    ///
+    /// Listed twice because nginx resends a request whose connection closed
+    /// before the response header (`proxy_next_upstream error`, its default)
+    /// only to a next server of the upstream, and a restarting MAS closes,
+    /// unanswered, connections it accepted but had not read (on a Unix socket
+    /// nothing keeps them from it; TCP has `TCP_DEFER_ACCEPT`). The new
+    /// connection reaches the new MAS. A POST, PATCH or LOCK that nginx has
+    /// sent is never resent (`non_idempotent` stays off). TCP upstreams get
+    /// the entry too, for the requests a crashed MAS reset: resent, they wait
+    /// in the socket's backlog for the next MAS. `localhost`'s two addresses
+    /// give a next server already. `backup` keeps the first entry the one
+    /// tried first; `max_fails=0` keeps a failure from taking an entry out
+    /// for 10 s, after which two failed entries would make nginx answer 502
+    /// without trying ("no live upstreams").
+    pub(super) fn with_retry(mut self) -> Upstream {
+        if let [first] = self.servers.as_slice() {
+            let again = Server::new(first.address.clone(), ServerRole::Retry);
+            self.servers.push(again);
+        }
+        for server in &mut self.servers {
+            server.max_fails = Some(0);
+        }
+        self
     }
 }
 
@@ -466,7 +537,7 @@ fn choose_bind(listener: &Listener) -> Option<&Bind> {
 /// loopback address of its port: `127.0.0.1` for `0.0.0.0`, and for a dual
 /// stack `[::]` (or no host) `127.0.0.1` with `[::1]` as backup, which also
 /// reaches it where the host made `[::]` IPv6-only.
-fn tcp_servers(bind: &Bind) -> Vec<(String, bool)> {
+fn tcp_servers(bind: &Bind) -> Vec<Server> {
     let v4 = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
     let v6 = |port| SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
     let mut addrs: Vec<SocketAddr> = Vec::new();
@@ -489,7 +560,14 @@ fn tcp_servers(bind: &Bind) -> Vec<(String, bool)> {
     addrs
         .iter()
         .enumerate()
-        .map(|(i, a)| (a.to_string(), i > 0))
+        .map(|(i, a)| {
+            let role = if i == 0 {
+                ServerRole::Primary
+            } else {
+                ServerRole::Backup
+            };
+            Server::new(a.to_string(), role)
+        })
         .collect()
 }
 

@@ -173,6 +173,41 @@ fn upstream_names_match_as_nginx_matches_them() {
 }
 
 #[test]
+fn a_socket_listed_twice_in_an_upstream_is_one_target() {
+    // generate-nginx lists a lone socket again, as the next server nginx
+    // resends to; a site with one entry and one with both match alike.
+    let site = |servers: &str| {
+        format!("upstream mas_web {{\n{servers}}}\nserver {{\n  server_name auth.example.com;\n  location / {{\n    proxy_pass http://mas_web;\n  }}\n}}\n")
+    };
+    let once = report(&site("  server unix:/run/mas/web.sock;\n"));
+    let twice = report(&site(
+        "  server unix:/run/mas/web.sock max_fails=0;\n  # again\n  server unix:/run/mas/web.sock max_fails=0 backup;\n",
+    ));
+    for r in [&once, &twice] {
+        assert!(r.problems.is_empty(), "{r:?}");
+        assert!(r.warnings.is_empty(), "{r:?}");
+        assert_eq!(r.notes.len(), 1, "{r:?}");
+    }
+    assert!(
+        once.notes[0].starts_with("site.conf:2 (upstream of site.conf:7): proxy_pass to unix:/run/mas/web.sock reaches listener web"),
+        "{once:?}"
+    );
+    assert!(
+        twice.notes[0].starts_with("site.conf:2 (upstream of site.conf:9, again at line 4): proxy_pass to unix:/run/mas/web.sock reaches listener web"),
+        "{twice:?}"
+    );
+    // A mismatch of a socket listed twice is one problem, naming both lines.
+    let r = report(&site(
+        "  server 127.0.0.1:8081 max_fails=0;\n  server 127.0.0.1:8081 max_fails=0 backup;\n",
+    ));
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:2 (upstream of site.conf:8, again at line 3): PROXY protocol on MAS's side only"),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn upstream_block_of_another_file_is_not_a_mismatch() {
     // An upstream defined elsewhere (conf.d/) is not a host nginx resolves:
     // it cannot be checked here, which is not a mismatch.

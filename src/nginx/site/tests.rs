@@ -85,7 +85,10 @@ fn unix_socket_site_with_tls_assets_and_matrix_host() {
 
 upstream mas_web {
     # listener web, bind 0: socket /run/mas/web.sock
-    server unix:/run/mas/web.sock;
+    server unix:/run/mas/web.sock max_fails=0;
+    # The same socket again: nginx resends a request that MAS closed unanswered
+    # (a restart may) only to a next server, and never a POST it has sent.
+    server unix:/run/mas/web.sock max_fails=0 backup;
 }
 
 # The authentication service.
@@ -171,12 +174,16 @@ fn unix_socket_is_preferred_and_localhost_gets_a_backup() {
         &opts(),
     );
     assert!(
-        text.contains("bind 1: socket /run/mas/web.sock\n    server unix:/run/mas/web.sock;\n}"),
+        text.contains(
+            "bind 1: socket /run/mas/web.sock\n    server unix:/run/mas/web.sock max_fails=0;\n"
+        ),
         "{text}"
     );
     let text = site(&config(ALL, "[{host: localhost, port: 8080}]", ""), &opts());
     assert!(
-        text.contains("    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n"),
+        text.contains(
+            "    server 127.0.0.1:8080 max_fails=0;\n    server [::1]:8080 max_fails=0 backup;\n}"
+        ),
         "{text}"
     );
     assert!(
@@ -184,6 +191,64 @@ fn unix_socket_is_preferred_and_localhost_gets_a_backup() {
         "{text}"
     );
     assert!(!text.contains("ssl"), "{text}");
+}
+
+#[test]
+fn http_upstreams_give_nginx_a_next_server_to_resend_to() {
+    // A lone socket or address is listed again as a backup, under a comment
+    // that says why, and no entry is ever taken out of service.
+    let retry = "    # The same {what} again: nginx resends a request that MAS closed unanswered\n    # (a restart may) only to a next server, and never a POST it has sent.\n";
+    for (binds, address, what) in [
+        (
+            "[{socket: /run/mas/web.sock}]",
+            "unix:/run/mas/web.sock",
+            "socket",
+        ),
+        (
+            "[{host: 127.0.0.1, port: 8080}]",
+            "127.0.0.1:8080",
+            "address",
+        ),
+        ("[{address: '0.0.0.0:8080'}]", "127.0.0.1:8080", "address"),
+    ] {
+        let text = site(&config(ALL, binds, ""), &opts());
+        let want = format!(
+            "    server {address} max_fails=0;\n{}    server {address} max_fails=0 backup;\n}}\n",
+            retry.replace("{what}", what)
+        );
+        assert!(text.contains(&want), "{binds}:\n{text}");
+    }
+    // The compat listener's upstream too.
+    let split = format!(
+        "{}    - name: compat\n      resources: [{{name: compat}}]\n      binds: [{{socket: /run/mas/compat.sock}}]\n",
+        config("[{name: discovery}, {name: human}, {name: oauth}, {name: graphql}, {name: assets}]", "[{socket: /run/mas/web.sock}]", "")
+    );
+    let text = site(&split, &with_matrix(opts()));
+    assert!(
+        text.contains("    server unix:/run/mas/compat.sock max_fails=0 backup;\n"),
+        "{text}"
+    );
+    // localhost has its second address already, which is the next server.
+    let text = site(&config(ALL, "[{host: localhost, port: 8080}]", ""), &opts());
+    assert_eq!(text.matches("    server ").count(), 2, "{text}");
+    assert!(!text.contains("The same"), "{text}");
+    // nginx's stream proxy moves on to a next server only when it cannot
+    // connect, never after MAS accepted and closed: one entry, as written.
+    let g = generate_for(
+        &config(
+            ALL,
+            "[{socket: /run/mas/web.sock}]",
+            "      proxy_protocol: true\n",
+        ),
+        &opts(),
+    )
+    .unwrap();
+    let text = &g.files[0].contents;
+    assert!(
+        text.contains("    server unix:/run/mas/web.sock;\n}"),
+        "{text}"
+    );
+    assert_eq!(text.matches("    server ").count(), 1, "{text}");
 }
 
 #[test]
@@ -377,15 +442,16 @@ fn warnings_for_exposed_binds_and_mismatched_public_base() {
         all.contains("without --tls-cert nginx serves plain HTTP"),
         "{all}"
     );
-    assert!(g.files[0]
-        .contents
-        .contains("    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n"));
+    assert!(g.files[0].contents.contains(
+        "    server 127.0.0.1:8080 max_fails=0;\n    server [::1]:8080 max_fails=0 backup;\n"
+    ));
 }
 
 #[test]
 fn bind_on_every_address_is_reached_on_loopback() {
-    let dual = "    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n}";
-    let v4 = "    server 127.0.0.1:8080;\n}";
+    let dual =
+        "    server 127.0.0.1:8080 max_fails=0;\n    server [::1]:8080 max_fails=0 backup;\n}";
+    let v4 = "    server 127.0.0.1:8080 max_fails=0;\n    # The same address again: nginx resends a request that MAS closed unanswered\n    # (a restart may) only to a next server, and never a POST it has sent.\n    server 127.0.0.1:8080 max_fails=0 backup;\n}";
     for (binds, servers) in [
         ("[{address: '[::]:8080'}]", dual),
         ("[{host: '::', port: 8080}]", dual),
@@ -415,7 +481,10 @@ fn bind_on_every_address_is_reached_on_loopback() {
         ),
         &opts(),
     );
-    assert!(text.contains("    server 127.0.0.1:8081;\n"), "{text}");
+    assert!(
+        text.contains("    server 127.0.0.1:8081 max_fails=0;\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -425,7 +494,7 @@ fn mas_built_in_listeners_get_a_site() {
     let g = generate(&plan, &opts(), &FakeAccounts).unwrap_or_else(|e| panic!("{e}"));
     let text = &g.files[0].contents;
     assert!(
-        text.contains("upstream mas_web {\n    # listener web, bind 0: address [::]:8080\n    server 127.0.0.1:8080;\n    server [::1]:8080 backup;\n}"),
+        text.contains("upstream mas_web {\n    # listener web, bind 0: address [::]:8080\n    server 127.0.0.1:8080 max_fails=0;\n    server [::1]:8080 max_fails=0 backup;\n}"),
         "{text}"
     );
 }

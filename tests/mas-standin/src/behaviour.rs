@@ -23,6 +23,7 @@ const NEVER_READY: (&str, &str) = ("MAS_STANDIN_NEVER_READY", "never_ready");
 const EXIT_AT_START: (&str, &str) = ("MAS_STANDIN_EXIT_AT_START", "exit_at_start");
 const IGNORE_SIGTERM: (&str, &str) = ("MAS_STANDIN_IGNORE_SIGTERM", "ignore_sigterm");
 const REQUEST_DELAY: (&str, &str) = ("MAS_STANDIN_REQUEST_DELAY_MS", "request_delay_ms");
+const FIRST_READ_DELAY: (&str, &str) = ("MAS_STANDIN_FIRST_READ_DELAY_MS", "first_read_delay_ms");
 const GRACE: (&str, &str) = ("MAS_STANDIN_GRACE_MS", "grace_ms");
 const WATCHDOG_STOP_AFTER: (&str, &str) = (
     "MAS_STANDIN_WATCHDOG_STOP_AFTER_MS",
@@ -31,12 +32,13 @@ const WATCHDOG_STOP_AFTER: (&str, &str) = (
 const CRASH_AFTER: (&str, &str) = ("MAS_STANDIN_CRASH_AFTER_MS", "crash_after_ms");
 const NOTIFY_AT_START: (&str, &str) = ("MAS_STANDIN_NOTIFY_AT_START", "notify_at_start");
 const HANG_ON_SIGHUP: (&str, &str) = ("MAS_STANDIN_HANG_ON_SIGHUP", "hang_on_sighup");
-const ALL: [(&str, &str); 10] = [
+const ALL: [(&str, &str); 11] = [
     STARTUP_DELAY,
     NEVER_READY,
     EXIT_AT_START,
     IGNORE_SIGTERM,
     REQUEST_DELAY,
+    FIRST_READ_DELAY,
     GRACE,
     WATCHDOG_STOP_AFTER,
     CRASH_AFTER,
@@ -61,6 +63,12 @@ pub(crate) struct Switches {
     pub(crate) ignore_sigterm: bool,
     /// Every request waits this long before it is answered.
     pub(crate) request_delay: Duration,
+    /// Every accepted connection waits this long before its first byte is
+    /// read, as on a MAS too busy to poll it at once. A shutdown that starts
+    /// meanwhile closes it unanswered, as MAS closes a connection it has not
+    /// read from: this widens that gap of a restart from an instant to this
+    /// long, so that a test meets it every time.
+    pub(crate) first_read_delay: Duration,
     /// After the first stop signal, exit anyway once this has passed.
     pub(crate) grace: Duration,
     /// Stop sending `WATCHDOG=1` this long after `READY=1`, as a hung server would.
@@ -116,6 +124,7 @@ impl Switches {
             exit_at_start: lookup(EXIT_AT_START).flag()?,
             ignore_sigterm: lookup(IGNORE_SIGTERM).flag()?,
             request_delay: lookup(REQUEST_DELAY).millis()?.unwrap_or_default(),
+            first_read_delay: lookup(FIRST_READ_DELAY).millis()?.unwrap_or_default(),
             grace: lookup(GRACE).millis()?.unwrap_or(DEFAULT_GRACE),
             watchdog_stop_after: lookup(WATCHDOG_STOP_AFTER).millis()?,
             crash_after: lookup(CRASH_AFTER).millis()?,
@@ -204,6 +213,7 @@ mod tests {
                 exit_at_start: false,
                 ignore_sigterm: false,
                 request_delay: Duration::ZERO,
+                first_read_delay: Duration::ZERO,
                 grace: Duration::from_secs(60),
                 watchdog_stop_after: None,
                 crash_after: None,
@@ -242,6 +252,8 @@ mod tests {
         assert_eq!(switches.grace, Duration::from_millis(7));
         let switches = read("{}", &[("MAS_STANDIN_IGNORE_SIGTERM", "yes")]).unwrap();
         assert!(switches.ignore_sigterm);
+        let switches = read("standin: {first_read_delay_ms: 20}", &[]).unwrap();
+        assert_eq!(switches.first_read_delay, Duration::from_millis(20));
     }
 
     #[test]

@@ -86,6 +86,7 @@ async fn live(config: &Value) -> anyhow::Result<ExitCode> {
     let mut server = Server::start(
         opened,
         switches.request_delay,
+        switches.first_read_delay,
         config::trusted_proxies(config),
     )?;
     notify(&[NotifyState::Ready]);

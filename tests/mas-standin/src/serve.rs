@@ -21,8 +21,10 @@
 //! address (split on `,` and not trimmed, as MAS does), and the client is the
 //! last of those that `trusted_proxies` does not hold, else the first.
 //!
-//! The `request_delay` switch makes every request wait first. Connections are
-//! kept alive as hyper's HTTP/1.1 server does by default.
+//! The `request_delay` switch makes every request wait first, and
+//! `first_read_delay` every connection before its first read (so that a
+//! shutdown that starts meanwhile closes it unanswered, see below).
+//! Connections are kept alive as hyper's HTTP/1.1 server does by default.
 //!
 //! Shutdown follows hyper's graceful shutdown in the order MAS's server
 //! (`mas-listener`) uses: the stop is looked at before anything else, so the
@@ -89,6 +91,7 @@ struct Site {
     label_header: HeaderValue,
     pid_header: HeaderValue,
     request_delay: Duration,
+    first_read_delay: Duration,
     resources: Arc<[String]>,
     prefix: Arc<str>,
     proxy_protocol: bool,
@@ -124,6 +127,7 @@ impl Server {
     pub(crate) fn start(
         opened: Vec<Opened>,
         request_delay: Duration,
+        first_read_delay: Duration,
         trusted: Vec<Net>,
     ) -> anyhow::Result<Self> {
         let trusted: Arc<[Net]> = trusted.into();
@@ -149,6 +153,7 @@ impl Server {
                 label_header,
                 pid_header: pid_header.clone(),
                 request_delay,
+                first_read_delay,
                 resources: resources.into(),
                 prefix: prefix.into(),
                 proxy_protocol,
@@ -260,6 +265,9 @@ async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    if !site.first_read_delay.is_zero() {
+        tokio::time::sleep(site.first_read_delay).await;
+    }
     let (proxy, pending) = if site.proxy_protocol {
         match tokio::time::timeout(proxy::HANDSHAKE_TIMEOUT, proxy::read_header(&mut stream)).await
         {
