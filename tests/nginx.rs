@@ -294,8 +294,8 @@ fn check_nginx_names_locations_sent_to_a_listener_without_their_resources() {
         );
     assert_eq!(
         check("internal.conf", &to_internal),
-        "mas-sockets: DIR/internal.conf:35: proxy_pass to 127.0.0.1:8081 reaches listener internal (tests/configs/nginx-unix.yaml:14:7: http.listeners[1]), which does not serve `discovery`, `human`, `oauth`, `graphql`, which paths of this location need (/.well-known/openid-configuration, /login, /oauth2/token, /graphql), so MAS answers 404 to them; point it at unix:/run/mas/web.sock\n\
-         mas-sockets: DIR/internal.conf:52: proxy_pass to 127.0.0.1:8081 reaches listener internal (tests/configs/nginx-unix.yaml:14:7: http.listeners[1]), which does not serve `compat`, which paths of this location need (/_matrix/client/v3/login), so MAS answers 404 to them; point it at unix:/run/mas/web.sock\n"
+        "mas-sockets: DIR/internal.conf:39: proxy_pass to 127.0.0.1:8081 reaches listener internal (tests/configs/nginx-unix.yaml:14:7: http.listeners[1]), which does not serve `discovery`, `human`, `oauth`, `graphql`, which paths of this location need (/.well-known/openid-configuration, /login, /oauth2/token, /graphql), so MAS answers 404 to them; point it at unix:/run/mas/web.sock\n\
+         mas-sockets: DIR/internal.conf:60: proxy_pass to 127.0.0.1:8081 reaches listener internal (tests/configs/nginx-unix.yaml:14:7: http.listeners[1]), which does not serve `compat`, which paths of this location need (/_matrix/client/v3/login), so MAS answers 404 to them; point it at unix:/run/mas/web.sock\n"
     );
     let to_nowhere = site.replacen(
         "proxy_pass http://mas_web;",
@@ -304,7 +304,7 @@ fn check_nginx_names_locations_sent_to_a_listener_without_their_resources() {
     );
     assert_eq!(
         check("nowhere.conf", &to_nowhere),
-        "mas-sockets: DIR/nowhere.conf:35: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at tests/configs/nginx-unix.yaml:13:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock\n"
+        "mas-sockets: DIR/nowhere.conf:39: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at tests/configs/nginx-unix.yaml:13:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock\n"
     );
 }
 

@@ -92,11 +92,16 @@ pub(super) fn upstream_block(up: &Upstream) -> String {
 }
 
 /// The directives every proxied location shares, at server level so that
-/// locations inherit them.
+/// locations inherit them. A request that outlives `proxy_read_timeout` is
+/// answered 504 rather than sent to MAS a second time.
 pub(super) const PROXY_HEADERS: &str = "    proxy_http_version 1.1;
     proxy_set_header Host $host;
     proxy_set_header X-Forwarded-For $remote_addr;
     proxy_set_header X-Forwarded-Proto $scheme;
+    # A request goes to the next server of its upstream only when the
+    # connection failed or was closed before the response header, not when
+    # the answer is merely slow (nginx's default also resends on a timeout).
+    proxy_next_upstream error;
 ";
 
 pub(super) fn http_file(

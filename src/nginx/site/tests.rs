@@ -105,6 +105,10 @@ server {
     proxy_set_header Host $host;
     proxy_set_header X-Forwarded-For $remote_addr;
     proxy_set_header X-Forwarded-Proto $scheme;
+    # A request goes to the next server of its upstream only when the
+    # connection failed or was closed before the response header, not when
+    # the answer is merely slow (nginx's default also resends on a timeout).
+    proxy_next_upstream error;
 
     # MAS's assets, from nginx itself: the pre-compressed .gz files when
     # the client takes gzip, cached for a year.
@@ -135,6 +139,10 @@ server {
     proxy_set_header Host $host;
     proxy_set_header X-Forwarded-For $remote_addr;
     proxy_set_header X-Forwarded-Proto $scheme;
+    # A request goes to the next server of its upstream only when the
+    # connection failed or was closed before the response header, not when
+    # the answer is merely slow (nginx's default also resends on a timeout).
+    proxy_next_upstream error;
 
     location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {
         proxy_pass http://mas_web;
