@@ -62,7 +62,7 @@ pub struct Report {
     pub problems: Vec<String>,
     /// What each `proxy_pass` reaches, for the summary.
     pub notes: Vec<String>,
-    /// What could not be checked.
+    /// What could not be checked, and what works but loses requests.
     pub warnings: Vec<String>,
 }
 
@@ -398,6 +398,13 @@ fn check_pass(
             None => distinct.push((target, vec![line])),
         }
     }
+    // nginx resends an idempotent request whose connection MAS closed
+    // unanswered only to a next server; a restart may close one on a Unix
+    // socket (MAS's own gap, which TCP_DEFER_ACCEPT closes over TCP).
+    let lone_unix = match distinct.as_slice() {
+        [(Target::Unix(_), lines)] if pass.module == Module::Http => lines.len() == 1,
+        _ => false,
+    };
     for (target, lines) in distinct {
         let line = lines[0];
         let again: String = lines[1..]
@@ -423,9 +430,9 @@ fn check_pass(
             }
             continue;
         };
-        if let Some(problem) = lacking(plan, &at, &target, listener, &pass.needs) {
-            report.problems.push(problem);
-        }
+        let lacks = lacking(plan, &at, &target, listener, &pass.needs);
+        let fits = lacks.is_none();
+        report.problems.extend(lacks);
         let sends = pass.proxy_protocol.is_some_and(|(on, _)| on);
         let expects = listener.proxy_protocol;
         let name = listener.label();
@@ -447,12 +454,20 @@ fn check_pass(
                     pass.arg, listener.proxy_protocol_location
                 ));
             }
-            _ => report.notes.push(format!(
-                "{at}: proxy_pass to {target} reaches listener {name} (bind {} at {}), PROXY protocol {}",
-                bind.index,
-                bind.location,
-                if sends { "on both sides" } else { "on neither side" }
-            )),
+            _ => {
+                report.notes.push(format!(
+                    "{at}: proxy_pass to {target} reaches listener {name} (bind {} at {}), PROXY protocol {}",
+                    bind.index,
+                    bind.location,
+                    if sends { "on both sides" } else { "on neither side" }
+                ));
+                // Said only of a pass that is right otherwise.
+                if lone_unix && fits {
+                    report.warnings.push(format!(
+                        "{at}: {target} is nginx's only server here, so a request that a restart of MAS closes unanswered on it (see `mas-sockets reload`) is answered 502 rather than sent again; list it twice in an upstream, `server {target} max_fails=0;` and then the same with `backup`, as generate-nginx does"
+                    ));
+                }
+            }
         }
     }
 }

@@ -185,9 +185,14 @@ fn a_socket_listed_twice_in_an_upstream_is_one_target() {
     ));
     for r in [&once, &twice] {
         assert!(r.problems.is_empty(), "{r:?}");
-        assert!(r.warnings.is_empty(), "{r:?}");
         assert_eq!(r.notes.len(), 1, "{r:?}");
     }
+    // Once, nginx has no next server: a warning says what that costs.
+    assert_eq!(
+        once.warnings,
+        ["site.conf:2 (upstream of site.conf:7): unix:/run/mas/web.sock is nginx's only server here, so a request that a restart of MAS closes unanswered on it (see `mas-sockets reload`) is answered 502 rather than sent again; list it twice in an upstream, `server unix:/run/mas/web.sock max_fails=0;` and then the same with `backup`, as generate-nginx does"]
+    );
+    assert!(twice.warnings.is_empty(), "{twice:?}");
     assert!(
         once.notes[0].starts_with("site.conf:2 (upstream of site.conf:7): proxy_pass to unix:/run/mas/web.sock reaches listener web"),
         "{once:?}"
@@ -205,6 +210,26 @@ fn a_socket_listed_twice_in_an_upstream_is_one_target() {
         r.problems[0].starts_with("site.conf:2 (upstream of site.conf:8, again at line 3): PROXY protocol on MAS's side only"),
         "{r:?}"
     );
+}
+
+#[test]
+fn a_unix_socket_without_a_next_server_is_warned_of_over_http_only() {
+    let direct = report("server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock:/;\n  }\n}\n");
+    assert!(direct.problems.is_empty(), "{direct:?}");
+    assert_eq!(direct.warnings.len(), 1, "{direct:?}");
+    assert!(
+        direct.warnings[0]
+            .starts_with("site.conf:4: unix:/run/mas/web.sock is nginx's only server here"),
+        "{direct:?}"
+    );
+    // TCP has no such gap; a stream proxy cannot resend at all.
+    let tcp =
+        report("server {\n  listen 8443;\n  proxy_pass 127.0.0.1:8081;\n  proxy_protocol on;\n}\n");
+    let stream = report("server {\n  listen 8443;\n  proxy_pass unix:/run/mas/web.sock;\n}\n");
+    for r in [&tcp, &stream] {
+        assert!(r.warnings.is_empty(), "{r:?}");
+        assert_eq!(r.notes.len(), 1, "{r:?}");
+    }
 }
 
 #[test]
