@@ -18,7 +18,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The built `mas-sockets` binary.
@@ -323,51 +324,82 @@ pub fn max_dgram_qlen() -> u64 {
         .expect("a number")
 }
 
+/// A thread that loops until it is dropped: `turn` runs while the flag is
+/// unset, and returns so often (its socket's timeout) that a drop is quick.
+struct Looping {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Looping {
+    fn spawn(mut turn: impl FnMut() -> std::ops::ControlFlow<()> + Send + 'static) -> Looping {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) && turn().is_continue() {}
+            }
+        });
+        Looping {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Looping {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A socket call that ran out of its timeout (or met a signal): try again.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
 /// Another service talking to the same notify socket: sends one line over
 /// and over in blocking `send_to(2)` calls, as `sd_notify(3)` does, so that
 /// the queue is full whenever the reader has taken a datagram. Stops on drop.
 pub struct Flooder {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    sent: Arc<AtomicU64>,
+    _thread: Looping,
 }
 
 impl Flooder {
     pub fn start(path: &Path, line: &'static str) -> Flooder {
-        use std::sync::atomic::AtomicBool;
-        use std::sync::{atomic::AtomicU64, Arc};
-        let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let socket = UnixDatagram::unbound().expect("flooder socket");
-        // Blocking, but it looks at `stop` now and then while the queue is full.
+        // Blocking, but it looks at the stop flag now and then while the
+        // queue is full.
         socket
             .set_write_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
         let path = path.to_owned();
-        let thread = std::thread::spawn({
-            let (stop, sent) = (stop.clone(), sent.clone());
+        let thread = Looping::spawn({
+            let sent = sent.clone();
             move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match socket.send_to(line.as_bytes(), &path) {
-                        Ok(_) => {
-                            sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock
-                                    | std::io::ErrorKind::TimedOut
-                                    | std::io::ErrorKind::Interrupted
-                            ) => {}
-                        Err(e) => panic!("flooding {}: {e}", path.display()),
+                match socket.send_to(line.as_bytes(), &path) {
+                    Ok(_) => {
+                        sent.fetch_add(1, Ordering::Relaxed);
                     }
+                    Err(e) if timed_out(&e) => {}
+                    Err(e) => panic!("flooding {}: {e}", path.display()),
                 }
+                std::ops::ControlFlow::Continue(())
             }
         });
         Flooder {
-            stop,
             sent,
-            thread: Some(thread),
+            _thread: thread,
         }
     }
 
@@ -377,21 +409,11 @@ impl Flooder {
     }
 }
 
-impl Drop for Flooder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// A busy systemd: takes one datagram off a [`NotifyListener`]'s queue every
 /// `every`, and hands on those that are not `skip` (the flood). Stops on drop.
 pub struct SlowReader {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     datagrams: std::sync::mpsc::Receiver<String>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: Looping,
 }
 
 impl NotifyListener {
@@ -400,38 +422,26 @@ impl NotifyListener {
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tx, datagrams) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                let mut buf = vec![0u8; 4096];
-                while !stop.load(Ordering::Relaxed) {
-                    // The pace of the reader, not a wait for an event.
-                    std::thread::sleep(every);
-                    match socket.recv(&mut buf) {
-                        Ok(n) => {
-                            let d = String::from_utf8_lossy(&buf[..n]).into_owned();
-                            if d != skip && tx.send(d).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock
-                                    | std::io::ErrorKind::TimedOut
-                                    | std::io::ErrorKind::Interrupted
-                            ) => {}
-                        Err(e) => panic!("recv on the test's notify socket: {e}"),
+        let mut buf = vec![0u8; 4096];
+        let thread = Looping::spawn(move || {
+            // The pace of the reader, not a wait for an event.
+            std::thread::sleep(every);
+            match socket.recv(&mut buf) {
+                Ok(n) => {
+                    let d = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if d != skip && tx.send(d).is_err() {
+                        return std::ops::ControlFlow::Break(());
                     }
                 }
+                Err(e) if timed_out(&e) => {}
+                Err(e) => panic!("recv on the test's notify socket: {e}"),
             }
+            std::ops::ControlFlow::Continue(())
         });
         SlowReader {
-            stop,
             datagrams,
-            thread: Some(thread),
+            _thread: thread,
         }
     }
 }
@@ -454,15 +464,6 @@ impl SlowReader {
                 }
                 Err(_) => panic!("no `{line}` within {timeout:?}; got {seen:?}"),
             }
-        }
-    }
-}
-
-impl Drop for SlowReader {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
