@@ -295,22 +295,7 @@ impl NotifyListener {
     /// Receives until a datagram contains `line`; returns everything received.
     #[track_caller]
     pub fn expect_line(&self, line: &str, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no `{line}` within {timeout:?}; got {seen:?}"
-            );
-            if let Some(d) = self.recv(left) {
-                let hit = d.lines().any(|l| l == line);
-                seen.push(d);
-                if hit {
-                    return seen;
-                }
-            }
-        }
+        expect_line(line, timeout, |left| self.recv(left))
     }
 }
 
@@ -450,19 +435,31 @@ impl SlowReader {
     /// Receives until a datagram contains `line`; returns everything received.
     #[track_caller]
     pub fn expect_line(&self, line: &str, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.datagrams.recv_timeout(left) {
-                Ok(d) => {
-                    let hit = d.lines().any(|l| l == line);
-                    seen.push(d);
-                    if hit {
-                        return seen;
-                    }
-                }
-                Err(_) => panic!("no `{line}` within {timeout:?}; got {seen:?}"),
+        expect_line(line, timeout, |left| self.datagrams.recv_timeout(left).ok())
+    }
+}
+
+/// Takes datagrams from `next` (given the time left; `None` when it ran
+/// out) until one has `line`; returns all it took.
+#[track_caller]
+fn expect_line(
+    line: &str,
+    timeout: Duration,
+    mut next: impl FnMut(Duration) -> Option<String>,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no `{line}` within {timeout:?}; got {seen:?}"
+        );
+        if let Some(d) = next(left) {
+            let hit = d.lines().any(|l| l == line);
+            seen.push(d);
+            if hit {
+                return seen;
             }
         }
     }
