@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::sys;
 
@@ -247,17 +247,39 @@ pub enum NotifyError {
     Socket { value: String, error: io::Error },
 }
 
-/// How long a notification may wait for room in systemd's queue before it is
-/// given up.
-///
-/// PID 1 reads its notify socket in its event loop, a datagram per turn, so
-/// even a burst from many services is worked through in well under a second;
-/// a queue that stays full for seconds means systemd is stalled (a
-/// `daemon-reexec`, a hung job), and what we said then is stale. A few seconds
-/// also bound how long a stop waits for `STOPPING=1` to get out, and stay
-/// well below `TimeoutStartSec=`/`TimeoutStopSec=` (90 s by default), so a
-/// `READY=1` that waited still comes in time to count.
-pub const SEND_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the sender waits on systemd, and how it reports that.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// One `sendto(2)` waits this long for room in a full queue before the
+    /// sender says that systemd is not reading, and then waits on.
+    stall: Duration,
+    /// A socket that is missing or refuses (systemd re-executing, say) is
+    /// tried again this long before a datagram is given up.
+    retry_for: Duration,
+    /// The pause between those tries.
+    retry_every: Duration,
+    /// At the end, what still waits gets this long to go.
+    finish_within: Duration,
+}
+
+impl Limits {
+    /// PID 1 reads its notify socket in its event loop, a datagram per turn,
+    /// so even a burst from many services goes through in well under a
+    /// second; five seconds without room means systemd is stalled (a hung
+    /// job, a long `daemon-reload`). Only at the end does waiting stop, so
+    /// that a stop is bounded, well within `TimeoutStopSec=`.
+    const SYSTEMD: Limits = Limits {
+        stall: Duration::from_secs(5),
+        retry_for: Duration::from_secs(5),
+        retry_every: Duration::from_millis(100),
+        finish_within: Duration::from_secs(5),
+    };
+}
+
+/// At most this many datagrams wait; beyond, the oldest is dropped. Only a
+/// child that floods us while systemd is stalled gets there: replaced
+/// kinds keep one each, and a state repeated back to back is kept once.
+const MAX_WAITING: usize = 64;
 
 /// Sends our notifications to systemd; does nothing when `NOTIFY_SOCKET` was unset.
 ///
@@ -268,12 +290,14 @@ pub const SEND_DEADLINE: Duration = Duration::from_secs(5);
 /// knows it came from the main process.
 ///
 /// systemd's notify socket is shared by every service and its queue is short
-/// (`net.unix.max_dgram_qlen`, often 10), so a datagram may find it full. A
-/// thread of its own sends them, in order, in blocking `sendto(2)` calls with
-/// a send timeout: the kernel queues blocked senders and wakes them one at a
-/// time, first come first served, as systemd reads, so ours gets its turn
-/// however busy other services keep the queue. [`SystemdNotifier::send`]
-/// never blocks the caller: it puts the datagram behind those still waiting.
+/// (`net.unix.max_dgram_qlen`), so a datagram may find it full. A thread of
+/// its own sends them, in order, in blocking `sendto(2)` calls: the kernel
+/// queues blocked senders and wakes them one at a time, first come first
+/// served, as systemd reads, so ours gets its turn however busy other
+/// services keep the queue. A datagram waits as long as systemd does not
+/// read: a `READY=1` given up would leave the unit starting until its
+/// timeout. [`SystemdNotifier::send`] never blocks the caller: it puts the
+/// datagram behind those still waiting.
 #[derive(Debug)]
 pub struct SystemdNotifier {
     sender: Option<Sender>,
@@ -296,80 +320,142 @@ struct Outbox {
 #[derive(Debug, Default)]
 struct Queue {
     waiting: VecDeque<Pending>,
-    /// No more datagrams come: the thread ends once `waiting` is empty.
-    closed: bool,
+    /// Dropped for [`MAX_WAITING`] since the last report.
+    dropped: usize,
+    /// No more datagrams come: what waits may go until then, and the
+    /// thread ends once nothing waits.
+    closing: Option<Instant>,
 }
 
 /// A datagram for systemd.
 #[derive(Debug)]
 struct Pending {
     message: String,
-    /// Set when a later datagram of the same kind replaces this one whole:
-    /// only the newest `STATUS=` (or `WATCHDOG=1`, or `EXTEND_TIMEOUT_USEC=`,
-    /// which counts from when it arrives) matters.
-    kind: Option<Supersedable>,
-    deadline: Instant,
+    kind: Kind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Supersedable {
-    Status,
-    Watchdog,
-    ExtendTimeout,
+/// What decides which waiting datagram a newer one replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// Only the newest matters: `STATUS=`, `WATCHDOG=1`, or
+    /// `EXTEND_TIMEOUT_USEC=` (which counts from when systemd reads it).
+    /// A newer one replaces the waiting one, wherever it is, and goes last.
+    Replaceable(&'static str),
+    /// A change of state (`READY=1`, `RELOADING=1`, `STOPPING=1`, ...),
+    /// named by its first line. It replaces only the same state waiting with
+    /// no other state behind it, which says nothing systemd needs.
+    State(String),
 }
 
-impl Supersedable {
-    /// The kind of a datagram of one such line; `None` for anything that
-    /// carries state (`READY=1`, `RELOADING=1`, `STOPPING=1`, ...) or more
-    /// than one line, which is never replaced.
-    fn of(states: &[NotifyState]) -> Option<Self> {
+impl Kind {
+    fn of(states: &[NotifyState]) -> Self {
         match states {
-            [NotifyState::Status(_)] => Some(Supersedable::Status),
-            [NotifyState::Watchdog] => Some(Supersedable::Watchdog),
-            [NotifyState::ExtendTimeoutUsec(_)] => Some(Supersedable::ExtendTimeout),
-            _ => None,
+            [NotifyState::Status(_)] => Kind::Replaceable("STATUS"),
+            [NotifyState::Watchdog] => Kind::Replaceable("WATCHDOG"),
+            [NotifyState::ExtendTimeoutUsec(_)] => Kind::Replaceable("EXTEND_TIMEOUT_USEC"),
+            _ => Kind::State(states.first().map(ToString::to_string).unwrap_or_default()),
         }
     }
 }
 
 impl Queue {
-    /// Puts `pending` last, or in place of the last waiting datagram when
-    /// both are of the same replaceable kind.
+    /// Puts `pending` last, in place of the waiting datagram it replaces
+    /// (see [`Kind`]); drops the oldest when more than [`MAX_WAITING`] wait.
     fn push(&mut self, pending: Pending) {
-        match self.waiting.back_mut() {
-            Some(last) if pending.kind.is_some() && last.kind == pending.kind => *last = pending,
-            _ => self.waiting.push_back(pending),
+        let replaced = match &pending.kind {
+            Kind::Replaceable(_) => self.waiting.iter().rposition(|p| p.kind == pending.kind),
+            Kind::State(_) => self
+                .waiting
+                .iter()
+                .rposition(|p| matches!(p.kind, Kind::State(_)))
+                .filter(|&i| self.waiting[i].kind == pending.kind),
+        };
+        if let Some(i) = replaced {
+            self.waiting.remove(i);
+        }
+        self.waiting.push_back(pending);
+        if self.waiting.len() > MAX_WAITING {
+            self.waiting.pop_front();
+            self.dropped += 1;
         }
     }
 }
 
-/// A datagram that systemd did not get.
+/// What the sending thread has to say; logged by [`SystemdNotifier`].
 #[derive(Debug)]
-pub struct Undelivered {
-    /// Its lines, joined by `\n`.
-    pub message: String,
-    /// `WouldBlock` when the queue stayed full until its deadline; else the
-    /// errno of `sendto(2)`, such as `NotFound` or `ConnectionRefused` when
-    /// systemd's socket is gone.
-    pub error: io::Error,
+pub enum Event {
+    /// A datagram found no room for [`Limits::stall`]; it goes on waiting.
+    Stalled { waited: Duration, message: String },
+    /// systemd read again after a stall, or its socket works again after
+    /// errors; `given_up` and `dropped` count what it did not get meanwhile.
+    Resumed {
+        waited: Duration,
+        given_up: usize,
+        dropped: usize,
+    },
+    /// A datagram met an error for [`Limits::retry_for`] (the errno of
+    /// `sendto(2)`, such as `NotFound` or `ConnectionRefused` when systemd's
+    /// socket is gone): it and the datagrams after it are given up until a
+    /// send works again.
+    Failing { message: String, error: io::Error },
+    /// At the end, what waited longer than [`Limits::finish_within`].
+    GaveUp { count: usize, first: String },
 }
 
-impl fmt::Display for Undelivered {
+impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = self.message.replace('\n', " ");
-        if self.error.kind() == io::ErrorKind::WouldBlock {
-            write!(
+        let shown = |m: &str| m.replace('\n', " ");
+        match self {
+            Event::Stalled { waited, message } => write!(
                 f,
-                "systemd's notify socket stayed full for {SEND_DEADLINE:?}; gave up on `{shown}`"
-            )
-        } else {
-            write!(f, "cannot notify systemd of `{shown}`: {}", self.error)
+                "systemd has not read its notify socket for {waited:?}; `{}` and what follows wait for it",
+                shown(message)
+            ),
+            Event::Resumed {
+                waited,
+                given_up,
+                dropped,
+            } => {
+                write!(f, "systemd takes notifications again, after {waited:?}")?;
+                if *given_up > 0 {
+                    write!(f, "; {given_up} were given up meanwhile")?;
+                }
+                if *dropped > 0 {
+                    write!(
+                        f,
+                        "; {dropped} were dropped as more than {MAX_WAITING} waited"
+                    )?;
+                }
+                Ok(())
+            }
+            Event::Failing { message, error } => write!(
+                f,
+                "cannot notify systemd of `{}`: {error}; notifications are given up until that works again",
+                shown(message)
+            ),
+            Event::GaveUp { count, first } => write!(
+                f,
+                "gave up {count} notification(s) to systemd at exit, from `{}` on: its notify socket stayed full",
+                shown(first)
+            ),
         }
     }
 }
 
-/// What the sending thread does with a datagram it gave up.
-type Report = Box<dyn FnMut(Undelivered) + Send>;
+/// What the sending thread does with an [`Event`].
+type Report = Box<dyn FnMut(Event) + Send>;
+
+/// Logs an event: a warning, except the news that systemd reads again.
+fn log_event(event: Event) {
+    match event {
+        Event::Resumed {
+            given_up: 0,
+            dropped: 0,
+            ..
+        } => info!("{event}"),
+        _ => warn!("{event}"),
+    }
+}
 
 impl SystemdNotifier {
     /// Reads `NOTIFY_SOCKET` (it is left set; the caller removes it from the
@@ -383,7 +469,7 @@ impl SystemdNotifier {
     }
 
     /// Builds a notifier for a `NOTIFY_SOCKET` value; `None` or empty disables
-    /// it. A datagram it gives up is logged as a warning.
+    /// it. What it has to say about systemd (see [`Event`]) is logged.
     ///
     /// # Errors
     ///
@@ -391,10 +477,14 @@ impl SystemdNotifier {
     /// path or name too long for `sun_path`; [`NotifyError::Socket`] when the
     /// socket or its thread cannot be made.
     pub fn from_value(value: Option<&OsStr>) -> Result<Self, NotifyError> {
-        Self::reporting(value, Box::new(|lost| warn!("{lost}")))
+        Self::reporting(value, Limits::SYSTEMD, Box::new(log_event))
     }
 
-    fn reporting(value: Option<&OsStr>, report: Report) -> Result<Self, NotifyError> {
+    fn reporting(
+        value: Option<&OsStr>,
+        limits: Limits,
+        report: Report,
+    ) -> Result<Self, NotifyError> {
         let Some(value) = value.filter(|v| !v.is_empty()) else {
             return Ok(SystemdNotifier { sender: None });
         };
@@ -423,16 +513,20 @@ impl SystemdNotifier {
             value: shown(),
             error,
         };
-        // Blocking, with a send timeout set per datagram; std makes it with
-        // SOCK_CLOEXEC.
+        // Blocking, with a send timeout; std makes it with SOCK_CLOEXEC.
         let socket = UnixDatagram::unbound().map_err(socket_error)?;
         let outbox = Arc::new(Outbox::default());
+        let mut thread = SendingThread {
+            outbox: outbox.clone(),
+            socket,
+            addr,
+            limits,
+            report,
+            trouble: None,
+        };
         let thread = std::thread::Builder::new()
             .name("notify".into())
-            .spawn({
-                let outbox = outbox.clone();
-                move || outbox.send_all(&socket, &addr, report)
-            })
+            .spawn(move || thread.run())
             .map_err(socket_error)?;
         Ok(SystemdNotifier {
             sender: Some(Sender {
@@ -449,10 +543,8 @@ impl SystemdNotifier {
 
     /// Sends `states` as one datagram, lines joined by `\n`, after those still
     /// waiting for room in systemd's queue; never blocks. A waiting datagram
-    /// of only `STATUS=` (or only `WATCHDOG=1`, or only
-    /// `EXTEND_TIMEOUT_USEC=`) is replaced by a newer one of the same kind
-    /// right behind it; nothing else is replaced or reordered. Does nothing
-    /// when disabled or when `states` is empty.
+    /// that says nothing more than this one is replaced (see [`Kind`]).
+    /// Does nothing when disabled or when `states` is empty.
     pub fn send(&self, states: &[NotifyState]) {
         let Some(sender) = &self.sender else {
             return;
@@ -467,16 +559,15 @@ impl SystemdNotifier {
             .join("\n");
         let pending = Pending {
             message,
-            kind: Supersedable::of(states),
-            deadline: Instant::now() + SEND_DEADLINE,
+            kind: Kind::of(states),
         };
         sender.outbox.lock().push(pending);
         sender.outbox.changed.notify_one();
     }
 
-    /// Waits until everything sent so far has gone or been given up: at most
-    /// [`SEND_DEADLINE`] after the last [`SystemdNotifier::send`]. For the
-    /// end; nothing can be sent afterwards.
+    /// Waits until everything sent so far has gone, or for 5 s while
+    /// systemd does not read; then gives up what still waits. For the end:
+    /// nothing can be sent afterwards.
     pub async fn finish(&mut self) {
         if let Some(thread) = self.close() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -490,12 +581,14 @@ impl SystemdNotifier {
         }
     }
 
-    /// Lets the thread end once its outbox is empty.
+    /// Lets the thread end once its outbox is empty, or at the deadline.
     fn close(&mut self) -> Option<std::thread::JoinHandle<()>> {
         let sender = self.sender.as_mut()?;
-        sender.outbox.lock().closed = true;
+        let thread = sender.thread.take()?;
+        // The thread holds the limits; it sets the deadline when it sees this.
+        sender.outbox.lock().closing = Some(Instant::now());
         sender.outbox.changed.notify_one();
-        sender.thread.take()
+        Some(thread)
     }
 }
 
@@ -511,49 +604,167 @@ impl Outbox {
         // A panic while holding the lock leaves a queue that is still whole.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// The sending thread: the datagrams in order, each within its deadline.
-    fn send_all(&self, socket: &UnixDatagram, addr: &SocketAddr, mut report: Report) {
-        loop {
-            let pending = {
-                let mut queue = self.lock();
-                loop {
-                    if let Some(pending) = queue.waiting.pop_front() {
-                        break pending;
-                    }
-                    if queue.closed {
-                        return;
-                    }
-                    queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+/// The thread that empties the outbox.
+struct SendingThread {
+    outbox: Arc<Outbox>,
+    socket: UnixDatagram,
+    addr: SocketAddr,
+    limits: Limits,
+    report: Report,
+    /// Since when systemd has not taken a datagram, when that lasted long
+    /// enough to be said.
+    trouble: Option<Trouble>,
+}
+
+/// A stall or a run of errors, said once when it began and once when it ends.
+struct Trouble {
+    since: Instant,
+    given_up: usize,
+    /// Sends fail (rather than wait): each datagram gets one try.
+    failing: bool,
+}
+
+/// Why one datagram did not go.
+enum Missed {
+    /// The end came first.
+    Deadline,
+    /// Errors other than a full queue, for [`Limits::retry_for`].
+    Failed(io::Error),
+}
+
+impl SendingThread {
+    /// The datagrams, in order, until the outbox is closed and empty.
+    fn run(&mut self) {
+        while let Some((pending, deadline)) = self.next() {
+            match self.send(&pending, deadline) {
+                Ok(()) => self.resumed(),
+                Err(Missed::Deadline) => {
+                    let rest = {
+                        let mut queue = self.outbox.lock();
+                        let rest = queue.waiting.len() + queue.dropped;
+                        queue.waiting.clear();
+                        rest
+                    };
+                    (self.report)(Event::GaveUp {
+                        count: 1 + rest,
+                        first: pending.message,
+                    });
+                    return;
                 }
-            };
-            if let Err(error) = send_before(socket, addr, &pending) {
-                report(Undelivered {
-                    message: pending.message,
-                    error,
-                });
+                Err(Missed::Failed(error)) => {
+                    let trouble = self.trouble.get_or_insert(Trouble {
+                        since: Instant::now(),
+                        given_up: 0,
+                        failing: true,
+                    });
+                    trouble.failing = true;
+                    trouble.given_up += 1;
+                    if trouble.given_up == 1 {
+                        (self.report)(Event::Failing {
+                            message: pending.message,
+                            error,
+                        });
+                    }
+                }
             }
         }
     }
-}
 
-/// One blocking `sendto(2)`, waiting for room in the queue until the
-/// datagram's deadline.
-fn send_before(socket: &UnixDatagram, addr: &SocketAddr, pending: &Pending) -> io::Result<()> {
-    loop {
-        let left = pending.deadline.saturating_duration_since(Instant::now());
-        // A zero timeout would mean "block forever".
-        if left.is_zero() {
-            return Err(io::ErrorKind::WouldBlock.into());
+    /// The next datagram, and the deadline once the outbox is closing;
+    /// `None` when it is closed and empty.
+    fn next(&mut self) -> Option<(Pending, Option<Instant>)> {
+        let mut queue = self.outbox.lock();
+        loop {
+            let deadline = queue.closing.map(|at| at + self.limits.finish_within);
+            if let Some(pending) = queue.waiting.pop_front() {
+                return Some((pending, deadline));
+            }
+            if queue.closing.is_some() {
+                return None;
+            }
+            queue = self
+                .outbox
+                .changed
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
         }
-        socket.set_write_timeout(Some(left))?;
-        match socket.send_to_addr(pending.message.as_bytes(), addr) {
-            Ok(_) => return Ok(()),
-            // A signal handled on this thread; a send timeout makes the call
-            // fail with EINTR even under SA_RESTART. The time left goes on.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // The timeout: EAGAIN.
-            Err(e) => return Err(e),
+    }
+
+    /// Blocking `sendto(2)` calls until the datagram goes. A full queue is
+    /// waited out, with a word when it lasts; other errors are tried again
+    /// for a while.
+    fn send(&mut self, pending: &Pending, mut deadline: Option<Instant>) -> Result<(), Missed> {
+        let began = Instant::now();
+        let mut stalled = false;
+        // During a run of errors, a datagram gets one try.
+        let one_try = self.trouble.as_ref().is_some_and(|t| t.failing);
+        let mut failing_since = None;
+        loop {
+            let mut wait = self.limits.stall;
+            if let Some(at) = deadline {
+                wait = wait.min(at.saturating_duration_since(Instant::now()));
+            }
+            // A zero timeout would mean "block forever".
+            if wait.is_zero() {
+                return Err(Missed::Deadline);
+            }
+            let sent = self.socket.set_write_timeout(Some(wait)).and_then(|()| {
+                self.socket
+                    .send_to_addr(pending.message.as_bytes(), &self.addr)
+            });
+            let error = match sent {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            match error.kind() {
+                // A signal handled on this thread; a send timeout makes the
+                // call fail with EINTR even under SA_RESTART.
+                io::ErrorKind::Interrupted => {}
+                // The send timeout: still no room.
+                io::ErrorKind::WouldBlock => {
+                    if !stalled && deadline.is_none() {
+                        stalled = true;
+                        self.trouble.get_or_insert(Trouble {
+                            since: began,
+                            given_up: 0,
+                            failing: false,
+                        });
+                        (self.report)(Event::Stalled {
+                            waited: began.elapsed(),
+                            message: pending.message.clone(),
+                        });
+                    }
+                }
+                _ => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if one_try || since.elapsed() >= self.limits.retry_for {
+                        return Err(Missed::Failed(error));
+                    }
+                    std::thread::sleep(self.limits.retry_every);
+                }
+            }
+            // The end may have come meanwhile.
+            if deadline.is_none() {
+                deadline = self
+                    .outbox
+                    .lock()
+                    .closing
+                    .map(|at| at + self.limits.finish_within);
+            }
+        }
+    }
+
+    /// A datagram went: the end of a stall or of a run of errors.
+    fn resumed(&mut self) {
+        if let Some(trouble) = self.trouble.take() {
+            let dropped = std::mem::take(&mut self.outbox.lock().dropped);
+            (self.report)(Event::Resumed {
+                waited: trouble.since.elapsed(),
+                given_up: trouble.given_up,
+                dropped,
+            });
         }
     }
 }
@@ -832,97 +1043,198 @@ mod tests {
         assert!(!path.exists(), "the socket file is removed on drop");
     }
 
-    /// A notifier whose given-up datagrams come out of the returned channel.
-    fn reporting(value: &OsStr) -> (SystemdNotifier, std::sync::mpsc::Receiver<Undelivered>) {
+    /// Limits short enough for a test, with the reporter's events coming
+    /// out of the returned channel.
+    fn reporting(
+        value: &OsStr,
+        limits: Limits,
+    ) -> (SystemdNotifier, std::sync::mpsc::Receiver<Event>) {
         let (tx, rx) = std::sync::mpsc::channel();
-        let report = Box::new(move |lost| {
-            let _ = tx.send(lost);
+        let report = Box::new(move |event| {
+            let _ = tx.send(event);
         });
-        (SystemdNotifier::reporting(Some(value), report).unwrap(), rx)
+        let notifier = SystemdNotifier::reporting(Some(value), limits, report).unwrap();
+        (notifier, rx)
     }
 
-    #[test]
-    fn notifier_reports_a_missing_socket() {
-        let (mut notifier, lost) = reporting(OsStr::new("/nonexistent/mas-sockets/notify"));
-        notifier.send(&[NotifyState::Ready]);
-        notifier.finish_blocking();
-        let lost = lost.try_recv().expect("READY=1 was given up");
-        assert_eq!(lost.error.kind(), io::ErrorKind::NotFound);
-        assert_eq!(
-            lost.to_string(),
-            "cannot notify systemd of `READY=1`: No such file or directory (os error 2)"
-        );
-    }
+    const QUICK: Limits = Limits {
+        stall: Duration::from_millis(100),
+        retry_for: Duration::from_millis(100),
+        retry_every: Duration::from_millis(10),
+        finish_within: Duration::from_millis(200),
+    };
 
-    /// A queue that stays full: the datagram waits for its deadline, then is
-    /// given up, and the next one still goes once there is room.
-    #[test]
-    fn a_datagram_waits_for_room_until_its_deadline() {
-        let dir = crate::activation::tests::TempDir::new("notify-full");
-        let path = dir.0.join("notify");
-        let systemd = UnixDatagram::bind(&path).unwrap();
-        let filler = UnixDatagram::unbound().unwrap();
-        filler.set_nonblocking(true).unwrap();
-        let mut filled = 0;
-        while filler.send_to(b"X=1", &path).is_ok() {
-            filled += 1;
-        }
-        assert!(filled > 0, "the queue took nothing");
+    const LONG: Duration = Duration::from_secs(20);
 
-        let (mut notifier, lost) = reporting(path.as_os_str());
-        let sent = Instant::now();
-        notifier.send(&[NotifyState::Ready]);
-        let lost = lost
-            .recv_timeout(SEND_DEADLINE * 2)
-            .expect("given up at its deadline");
-        assert!(sent.elapsed() >= SEND_DEADLINE, "{:?}", sent.elapsed());
-        assert_eq!(lost.error.kind(), io::ErrorKind::WouldBlock);
-        assert_eq!(
-            lost.to_string(),
-            "systemd's notify socket stayed full for 5s; gave up on `READY=1`"
-        );
-
-        // Room for one: STOPPING=1 takes it.
-        let mut buf = [0u8; 64];
-        systemd.recv(&mut buf).unwrap();
-        notifier.send(&[NotifyState::Stopping]);
-        notifier.finish_blocking();
-        let mut got = Vec::new();
+    fn recv_all(systemd: &UnixDatagram) -> Vec<String> {
         systemd.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 256];
+        let mut got = Vec::new();
         while let Ok(n) = systemd.recv(&mut buf) {
             got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
+        systemd.set_nonblocking(false).unwrap();
+        got
+    }
+
+    /// Fills `path`'s queue; returns how many datagrams it took.
+    fn fill(path: &Path) -> usize {
+        let filler = UnixDatagram::unbound().unwrap();
+        filler.set_nonblocking(true).unwrap();
+        let mut filled = 0;
+        while filler.send_to(b"X=1", path).is_ok() {
+            filled += 1;
+        }
+        assert!(filled > 0, "the queue took nothing");
+        filled
+    }
+
+    #[test]
+    fn a_missing_socket_is_tried_again_then_given_up_until_it_works() {
+        let dir = crate::activation::tests::TempDir::new("notify-missing");
+        let path = dir.0.join("notify");
+        let (mut notifier, events) = reporting(path.as_os_str(), QUICK);
+        notifier.send(&[NotifyState::Ready]);
+        match events.recv_timeout(LONG).expect("an event") {
+            Event::Failing { message, error } => {
+                assert_eq!(message, "READY=1");
+                assert_eq!(error.kind(), io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        notifier.send(&[NotifyState::Stopping]);
+        notifier.finish_blocking();
+        let got = recv_all(&systemd);
         assert_eq!(
             got.last().map(String::as_str),
             Some("STOPPING=1"),
             "{got:?}"
         );
+        let said: Vec<String> = events.try_iter().map(|e| e.to_string()).collect();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].starts_with("systemd takes notifications again, after "),
+            "{said:?}"
+        );
+        assert!(said[0].ends_with("; 1 were given up meanwhile"), "{said:?}");
     }
 
     #[test]
-    fn only_state_changes_are_never_replaced_while_waiting() {
-        let pending = |states: &[NotifyState]| Pending {
+    fn a_socket_that_comes_back_in_time_gets_the_datagram() {
+        let dir = crate::activation::tests::TempDir::new("notify-back");
+        let path = dir.0.join("notify");
+        let limits = Limits {
+            retry_for: LONG,
+            ..QUICK
+        };
+        let (mut notifier, events) = reporting(path.as_os_str(), limits);
+        notifier.send(&[NotifyState::Ready]);
+        // Bound only now: the datagram arrives on a later try.
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        systemd.set_read_timeout(Some(LONG)).unwrap();
+        let mut buf = [0u8; 64];
+        let n = systemd
+            .recv(&mut buf)
+            .expect("READY=1 once the socket is there");
+        assert_eq!(&buf[..n], b"READY=1");
+        notifier.finish_blocking();
+        assert!(events.try_recv().is_err(), "nothing to say");
+    }
+
+    /// systemd stalled: the datagrams wait, in order, however long, with
+    /// one word when the stall begins and one when it ends.
+    #[test]
+    fn a_full_queue_is_waited_out_and_said_once() {
+        let dir = crate::activation::tests::TempDir::new("notify-full");
+        let path = dir.0.join("notify");
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        let filled = fill(&path);
+        let (mut notifier, events) = reporting(path.as_os_str(), QUICK);
+        notifier.send(&[NotifyState::Ready]);
+        notifier.send(&[NotifyState::Reloading, NotifyState::MonotonicUsec(1)]);
+        notifier.send(&[NotifyState::Ready]);
+        match events.recv_timeout(LONG).expect("the stall is said") {
+            Event::Stalled { message, .. } => assert_eq!(message, "READY=1"),
+            other => panic!("{other:?}"),
+        }
+        // Several stall periods pass (the condition under test, not a wait
+        // for an event): nothing is given up while we run.
+        std::thread::sleep(QUICK.stall * 5);
+        let mut seen = Vec::new();
+        while seen.len() < filled + 3 {
+            let mut buf = [0u8; 256];
+            systemd.set_read_timeout(Some(LONG)).unwrap();
+            let n = systemd.recv(&mut buf).expect("the datagrams in time");
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert_eq!(
+            &seen[filled..],
+            ["READY=1", "RELOADING=1\nMONOTONIC_USEC=1", "READY=1"]
+        );
+        match events
+            .recv_timeout(LONG)
+            .expect("the end of the stall is said")
+        {
+            e @ Event::Resumed {
+                given_up: 0,
+                dropped: 0,
+                ..
+            } => assert!(e
+                .to_string()
+                .starts_with("systemd takes notifications again")),
+            other => panic!("{other:?}"),
+        }
+        notifier.finish_blocking();
+        assert!(events.try_recv().is_err(), "said only once");
+    }
+
+    #[test]
+    fn at_the_end_what_cannot_go_is_given_up_in_one_line() {
+        let dir = crate::activation::tests::TempDir::new("notify-end");
+        let path = dir.0.join("notify");
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        fill(&path);
+        let (mut notifier, events) = reporting(path.as_os_str(), QUICK);
+        notifier.send(&[NotifyState::Stopping]);
+        notifier.send(&[NotifyState::Status("stopped".into())]);
+        notifier.finish_blocking();
+        let said: Vec<String> = events.try_iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            said.last().map(String::as_str),
+            Some("gave up 2 notification(s) to systemd at exit, from `STOPPING=1` on: its notify socket stayed full"),
+            "{said:?}"
+        );
+        drop(systemd);
+    }
+
+    fn pending(states: &[NotifyState]) -> Pending {
+        Pending {
             message: states
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("\n"),
-            kind: Supersedable::of(states),
-            deadline: Instant::now(),
-        };
+            kind: Kind::of(states),
+        }
+    }
+
+    #[test]
+    fn a_waiting_datagram_is_replaced_only_by_one_that_says_as_much() {
         let mut queue = Queue::default();
         for states in [
             &[NotifyState::Status("a".into())][..],
+            &[NotifyState::Ready],
             &[NotifyState::Status("b".into())],
-            &[NotifyState::Ready],
-            &[NotifyState::Ready],
-            &[NotifyState::Watchdog],
-            &[NotifyState::Watchdog],
             &[NotifyState::ExtendTimeoutUsec(1)],
-            &[NotifyState::ExtendTimeoutUsec(2)],
+            &[NotifyState::Watchdog],
             &[NotifyState::Ready, NotifyState::Status("c".into())],
+            &[NotifyState::Watchdog],
+            &[NotifyState::ExtendTimeoutUsec(2)],
+            &[NotifyState::Reloading, NotifyState::MonotonicUsec(5)],
             &[NotifyState::Ready, NotifyState::Status("d".into())],
-            &[NotifyState::Status("e".into())],
+            &[NotifyState::Stopping],
+            &[NotifyState::Stopping],
         ] {
             queue.push(pending(states));
         }
@@ -930,15 +1242,34 @@ mod tests {
         assert_eq!(
             messages,
             [
+                // READY=1 then READY=1 with a status, back to back as states.
                 "STATUS=b",
-                "READY=1",
-                "READY=1",
+                "READY=1\nSTATUS=c",
                 "WATCHDOG=1",
                 "EXTEND_TIMEOUT_USEC=2",
-                "READY=1\nSTATUS=c",
+                // A state between keeps both READY=1.
+                "RELOADING=1\nMONOTONIC_USEC=5",
                 "READY=1\nSTATUS=d",
-                "STATUS=e",
+                "STOPPING=1",
             ]
         );
+        assert_eq!(queue.dropped, 0);
+    }
+
+    #[test]
+    fn a_flood_of_changing_states_keeps_the_newest() {
+        let mut queue = Queue::default();
+        for i in 0..MAX_WAITING * 3 {
+            queue.push(pending(&[NotifyState::Reloading]));
+            queue.push(pending(&[
+                NotifyState::Ready,
+                NotifyState::Status(i.to_string()),
+            ]));
+            queue.push(pending(&[NotifyState::Status(format!("s{i}"))]));
+        }
+        assert_eq!(queue.waiting.len(), MAX_WAITING);
+        assert_eq!(queue.dropped, MAX_WAITING * 6 + 1 - MAX_WAITING);
+        let last = queue.waiting.back().unwrap();
+        assert_eq!(last.message, format!("STATUS=s{}", MAX_WAITING * 3 - 1));
     }
 }
