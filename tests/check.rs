@@ -139,6 +139,8 @@ fn likely_mistakes_are_warnings_and_the_check_passes() {
          "mas-sockets: warning: CONFIG:6:11: http.listeners[0].binds[0]: the socket path `web.sock` is relative: MAS binds it in its working directory, but generate-units and generate-nginx need the absolute path for the socket unit and nginx, and refuse it; write the full path, e.g. /run/mas/web.sock"),
         ("socket in the runtime directory", listener("        - socket: /run/mas-sockets/mas/web.sock\n"),
          "mas-sockets: warning: CONFIG:6:11: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock"),
+        ("PROXY protocol on every address", "http:\n  listeners:\n    - name: web\n      proxy_protocol: true\n      resources: [{name: human}]\n      binds: [{port: 9500}, {host: 127.0.0.1, port: 9501}]\n  public_base: https://a/\n".into(),
+         "mas-sockets: warning: CONFIG:6:15: http.listeners[0].binds[0]: MAS believes the PROXY header of anyone who connects to listener web, and it listens beyond loopback: anyone who reaches it can claim any client address; bind it to localhost or a Unix socket"),
     ];
     let mut failures = Vec::new();
     for (name, text, want) in &cases {

@@ -98,8 +98,9 @@ fn check_site(plan: &Plan, site: &Path) -> anyhow::Result<SiteOutcome> {
 }
 
 /// What MAS accepts but generate-units or generate-nginx would refuse, or
-/// what would break once the units run: a relative socket path, and a
-/// socket in a service's runtime directory.
+/// what would break or be unsafe once the units run: a relative socket
+/// path, a PROXY-protocol listener that takes connections from beyond
+/// loopback, and a socket in a service's runtime directory.
 fn deployment_warnings(plan: &Plan) -> Vec<String> {
     let relative = plan.binds().filter_map(|bind| match &bind.spec {
         BindSpec::Unix { path, .. } if !path.is_absolute() => Some(format!(
@@ -109,7 +110,15 @@ fn deployment_warnings(plan: &Plan) -> Vec<String> {
         )),
         _ => None,
     });
+    let exposed = plan.listeners.iter().flat_map(|listener| {
+        listener
+            .binds
+            .iter()
+            .filter(|b| listener.proxy_protocol && b.reaches_beyond_loopback())
+            .map(|b| b.proxy_protocol_exposed(listener))
+    });
     relative
+        .chain(exposed)
         .chain(units::runtime_directory_warnings(plan))
         .collect()
 }

@@ -352,6 +352,28 @@ pub struct Listener {
     pub location: Location,
 }
 
+impl Bind {
+    /// Whether the bind takes connections from beyond loopback: a TCP socket
+    /// on every address or on an address other than loopback.
+    pub fn reaches_beyond_loopback(&self) -> bool {
+        self.endpoints.iter().any(|e| match e {
+            Endpoint::AnyTcp(_) => true,
+            Endpoint::Tcp(addr) => !addr.ip().is_loopback(),
+            Endpoint::Unix(_) => false,
+        })
+    }
+
+    /// The warning for a bind of a PROXY-protocol `listener` that
+    /// [reaches beyond loopback](Bind::reaches_beyond_loopback).
+    pub fn proxy_protocol_exposed(&self, listener: &Listener) -> String {
+        format!(
+            "{}: MAS believes the PROXY header of anyone who connects to listener {}, and it listens beyond loopback: anyone who reaches it can claim any client address; bind it to localhost or a Unix socket",
+            self.location,
+            listener.label()
+        )
+    }
+}
+
 impl Listener {
     /// The name to show for this listener: its `name`, or `#<index>`.
     pub fn label(&self) -> String {

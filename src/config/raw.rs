@@ -48,7 +48,7 @@ pub enum DocumentError {
         hint: String,
         error: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: invalid YAML: {message}; fix the syntax at that position", path = path.display())]
+    #[error("{path}:{line}:{column}: invalid YAML: {message}; fix the syntax there or just before it (for an unclosed bracket or quote, this is where the parser gave up)", path = path.display())]
     Syntax {
         path: PathBuf,
         line: usize,
