@@ -480,6 +480,11 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
             vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into(), "--assets-dir".into(), "/".into()],
             "--assets-dir `/` is the root of the file system, every file of which nginx would serve",
         ),
+        // nginx -t would fail with "a duplicate listen".
+        (
+            vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into(), "--assets-dir".into(), "/srv/assets".into(), "--listen".into(), "443".into(), "--listen".into(), "0.0.0.0:443".into()],
+            "--listen `443` and --listen `0.0.0.0:443` are the same address to nginx (0.0.0.0:443), which refuses a server that listens on one address twice (\"a duplicate listen\"); give each address once",
+        ),
     ];
     for (args, want) in cases {
         let mut cmd = Command::new(mas_sockets());

@@ -165,6 +165,12 @@ pub enum SiteError {
         listener: String,
         location: Location,
     },
+    #[error("--listen `{first}` and --listen `{second}` are the same address to nginx ({address}), which refuses a server that listens on one address twice (\"a duplicate listen\"); give each address once")]
+    DuplicateListen {
+        first: String,
+        second: String,
+        address: SocketAddr,
+    },
     #[error("{option} `{value}` {why}")]
     BadOption {
         option: &'static str,

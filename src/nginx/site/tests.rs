@@ -423,6 +423,29 @@ fn bad_options_are_refused() {
         .starts_with("--homeserver `http://localhost:8008/synapse` is not http://HOST:PORT"));
 }
 
+/// nginx refuses a server that listens twice on one address, whichever way
+/// it is written: `443` is `0.0.0.0:443` to it, `[::0]:443` is `[::]:443`.
+#[test]
+fn an_address_given_twice_to_listen_is_refused_naming_both() {
+    let text = config(ALL, "[{socket: /run/mas/web.sock}]", "");
+    for (first, second, address) in [
+        ("18443", "18443", "0.0.0.0:18443"),
+        ("443", "0.0.0.0:443", "0.0.0.0:443"),
+        ("[::]:443", "[::0]:443", "[::]:443"),
+    ] {
+        let mut o = opts();
+        o.listen = vec![first.into(), "[::1]:443".into(), second.into()];
+        assert_eq!(
+            refusal(&text, &o),
+            format!("--listen `{first}` and --listen `{second}` are the same address to nginx ({address}), which refuses a server that listens on one address twice (\"a duplicate listen\"); give each address once")
+        );
+    }
+    // IPv4 and IPv6 on one port are two addresses (nginx sets ipv6only).
+    let mut o = opts();
+    o.listen = vec!["443".into(), "[::]:443".into()];
+    assert!(site(&text, &o).contains("    listen 443;\n    listen [::]:443;\n"));
+}
+
 #[test]
 fn warnings_for_exposed_binds_and_mismatched_public_base() {
     let g = generate_for(
