@@ -480,6 +480,11 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
             vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into(), "--assets-dir".into(), "/".into()],
             "--assets-dir `/` is the root of the file system, every file of which nginx would serve",
         ),
+        // Never `usermod -aG root www-data`.
+        (
+            vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "root".into(), "--assets-dir".into(), "/srv/assets".into()],
+            "; give MAS's sockets a group that `www-data` is in instead (generate-units --socket-group www-data, and the same --socket-group here), and do not add `www-data` to group `root`: gid 0 is root's group\n",
+        ),
         // nginx -t would fail with "a duplicate listen".
         (
             vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into(), "--assets-dir".into(), "/srv/assets".into(), "--listen".into(), "443".into(), "--listen".into(), "0.0.0.0:443".into()],

@@ -86,6 +86,13 @@ pub trait Accounts {
     ///
     /// When the user or the group does not exist: a text saying which.
     fn is_member(&self, user: &str, group: &str) -> Result<bool, String>;
+
+    /// The gid of `group`, a name or a number.
+    ///
+    /// # Errors
+    ///
+    /// When the group does not exist: a text saying which.
+    fn gid(&self, group: &str) -> Result<u32, String>;
 }
 
 /// This host's users and groups (getpwnam, getgrnam, getgrgid).
@@ -93,21 +100,29 @@ pub struct SystemAccounts;
 
 impl Accounts for SystemAccounts {
     fn is_member(&self, user: &str, group: &str) -> Result<bool, String> {
-        use nix::unistd::{Group, User};
+        use nix::unistd::User;
         let u = User::from_name(user)
             .map_err(|e| format!("cannot look up user `{user}`: {e}"))?
             .ok_or_else(|| format!("there is no user `{user}` on this machine"))?;
-        // A number is a gid, as systemd reads `SocketGroup=`.
-        let g = match group.parse::<u32>() {
-            Ok(gid) if group.bytes().all(|b| b.is_ascii_digit()) => {
-                Group::from_gid(nix::unistd::Gid::from_raw(gid))
-            }
-            _ => Group::from_name(group),
-        }
-        .map_err(|e| format!("cannot look up group `{group}`: {e}"))?
-        .ok_or_else(|| format!("there is no group `{group}` on this machine"))?;
+        let g = system_group(group)?;
         Ok(u.gid == g.gid || g.mem.iter().any(|m| m == user))
     }
+
+    fn gid(&self, group: &str) -> Result<u32, String> {
+        Ok(system_group(group)?.gid.as_raw())
+    }
+}
+
+/// The group of this host named `group`; a number is a gid, as systemd
+/// reads `SocketGroup=`.
+fn system_group(group: &str) -> Result<nix::unistd::Group, String> {
+    use nix::unistd::{Gid, Group};
+    match group.parse::<u32>() {
+        Ok(gid) if group.bytes().all(|b| b.is_ascii_digit()) => Group::from_gid(Gid::from_raw(gid)),
+        _ => Group::from_name(group),
+    }
+    .map_err(|e| format!("cannot look up group `{group}`: {e}"))?
+    .ok_or_else(|| format!("there is no group `{group}` on this machine"))
 }
 
 /// Why no site can be written for this config and these options.
@@ -614,8 +629,15 @@ fn check_socket_access(
             path: path.display().to_string(),
             reason,
         })?;
+    // Adding nginx's user to gid 0 would give every worker, and whoever
+    // takes one over, root's group: files such as /etc/shadow on some
+    // systems, and whatever an admin made group-root writable.
+    let root_group = || accounts.gid(group).is_ok_and(|gid| gid == 0);
     match (member, group_may) {
         (true, true) | (false, false) => Ok(()),
+        (false, true) if root_group() => Err(refuse(format!(
+            "give MAS's sockets a group that `{user}` is in instead (generate-units --socket-group www-data, and the same --socket-group here), and do not add `{user}` to group `{group}`: gid 0 is root's group"
+        ))),
         (false, true) => Err(refuse(format!(
             "give the sockets a group of nginx's (generate-units --socket-group www-data, and the same --socket-group here), or add the user to the group (usermod -aG {group} {user}, then restart nginx)"
         ))),

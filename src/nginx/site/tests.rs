@@ -14,9 +14,20 @@ impl Accounts for FakeAccounts {
     fn is_member(&self, user: &str, group: &str) -> Result<bool, String> {
         match (user, group) {
             ("www-data", "www-data" | "web") => Ok(true),
-            ("www-data" | "nginx", "mas" | "nogroup") => Ok(false),
+            ("www-data" | "nginx", "mas" | "nogroup" | "root" | "0") => Ok(false),
             ("www-data" | "nginx", g) => Err(format!("there is no group `{g}` on this machine")),
             (u, _) => Err(format!("there is no user `{u}` on this machine")),
+        }
+    }
+
+    fn gid(&self, group: &str) -> Result<u32, String> {
+        match group {
+            "root" | "0" => Ok(0),
+            "www-data" => Ok(33),
+            "web" => Ok(1001),
+            "mas" => Ok(999),
+            "nogroup" => Ok(65534),
+            g => Err(format!("there is no group `{g}` on this machine")),
         }
     }
 }
@@ -606,6 +617,25 @@ fn homeserver_is_a_host_and_port_that_nginx_takes() {
             "{good}: {site}"
         );
     }
+}
+
+/// A socket of root's group is no reason to put nginx's user in it: the fix
+/// is a group of nginx's for the sockets, whether gid 0 is named or numbered.
+#[test]
+fn nginx_user_is_never_told_to_join_root_group() {
+    let text = config(ALL, "[{socket: /run/mas/web.sock}]", "");
+    for group in ["root", "0"] {
+        let mut o = opts();
+        o.socket_group = group.into();
+        let got = refusal(&text, &o);
+        assert!(!got.contains("usermod"), "{got}");
+        assert_eq!(
+            got,
+            format!("c.yaml:6:15: http.listeners[0].binds[0]: the Unix socket /run/mas/web.sock is owned by group `{group}` with mode 0660, and nginx's user `www-data` is not allowed to connect, so nginx would answer 502 (permission denied); give MAS's sockets a group that `www-data` is in instead (generate-units --socket-group www-data, and the same --socket-group here), and do not add `www-data` to group `{group}`: gid 0 is root's group")
+        );
+    }
+    assert_eq!(SystemAccounts.gid("root"), Ok(0));
+    assert_eq!(SystemAccounts.gid("0"), Ok(0));
 }
 
 #[test]
