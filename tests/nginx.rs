@@ -527,6 +527,50 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
     }
 }
 
+/// Two config files, the second adding a listener that expects the PROXY
+/// protocol: the site is for the first, and stderr names the one left out,
+/// with how nginx would reach it; exit status 0.
+#[test]
+fn generate_nginx_names_a_proxy_protocol_listener_it_leaves_out() {
+    let dir = TempDir::new("nginx-left-out");
+    let second = dir.write(
+        "proxied.yaml",
+        "http:\n  listeners:\n    - name: proxied\n      proxy_protocol: true\n      resources: [{name: human}]\n      binds: [{socket: /run/mas/proxied.sock}]\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo())
+        .args([
+            "generate-nginx",
+            "--config",
+            "tests/configs/nginx-unix.yaml",
+            "--config",
+        ])
+        .arg(&second)
+        .args([
+            "--server-name",
+            "auth.example.com",
+            "--socket-group",
+            "www-data",
+        ])
+        .args(["--assets-dir", "/usr/share/mas/assets"]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&cmd, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("### mas.conf\n"),
+        "{}",
+        explain(&cmd, &out)
+    );
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    // After the warning of https without --tls-cert.
+    assert_eq!(
+        stderr.lines().nth(1).unwrap_or_default(),
+        "mas-sockets: warning: DIR/proxied.yaml:4:23: http.listeners[2].proxy_protocol: listener proxied expects the PROXY protocol and gets no nginx configuration: generate-nginx writes it only for the auth host's listener, web; for nginx in front of proxied too, write a stream server by hand (`server { listen PORT; proxy_pass unix:/run/mas/proxied.sock; proxy_protocol on; }` in a `stream { }` block of nginx.conf; Debian: apt-get install libnginx-mod-stream) and check it with mas-sockets check --nginx",
+        "{}",
+        explain(&cmd, &out)
+    );
+}
+
 /// Whether process `pid`, a child of this test process, has exited; reaps it.
 fn has_exited(pid: u32) -> bool {
     let mut status = 0;

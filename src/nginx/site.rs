@@ -224,6 +224,11 @@ pub fn generate(
         ));
     }
     let header = render::header(plan);
+    let compat = match &opts.matrix {
+        Some(_) if !auth.proxy_protocol => Some(pick_compat_listener(plan, auth)?),
+        _ => None,
+    };
+    warn_of_unreached_proxy_protocol(plan, auth, compat, &mut warnings);
     if auth.proxy_protocol {
         if opts.assets_dir.is_some() {
             return Err(SiteError::AssetsBehindProxyProtocol {
@@ -252,7 +257,7 @@ pub fn generate(
         None => None,
         Some(m) => {
             check_matrix_endpoint(plan, m, &mut warnings);
-            let compat = pick_compat_listener(plan, auth)?;
+            let compat = compat.expect("picked with the Matrix host");
             if compat.index == auth.index {
                 Some(auth_up.clone())
             } else {
@@ -277,6 +282,40 @@ pub fn generate(
         }],
         warnings,
     })
+}
+
+/// A listener with `proxy_protocol: true` is meant for a proxy in front of
+/// it, and only nginx's stream module can be that proxy; the site reaches
+/// only the auth host's listener (and the Matrix host's compat one), so any
+/// other is said, with how to reach it, rather than left out silently.
+fn warn_of_unreached_proxy_protocol(
+    plan: &Plan,
+    auth: &Listener,
+    compat: Option<&Listener>,
+    warnings: &mut Vec<String>,
+) {
+    let reached =
+        |l: &Listener| l.index == auth.index || compat.is_some_and(|c| c.index == l.index);
+    for listener in plan
+        .listeners
+        .iter()
+        .filter(|l| l.proxy_protocol && !reached(l))
+    {
+        let target = match choose_bind(listener).map(|b| (b, &b.spec)) {
+            Some((_, BindSpec::Unix { path, .. })) => format!("unix:{}", path.display()),
+            Some((bind, _)) => tcp_servers(bind)
+                .first()
+                .map_or_else(|| "ADDRESS".to_owned(), |s| s.address.clone()),
+            None => "ADDRESS".to_owned(),
+        };
+        warnings.push(format!(
+            "{}: listener {} expects the PROXY protocol and gets no nginx configuration: generate-nginx writes it only for the auth host's listener, {}; for nginx in front of {} too, write a stream server by hand (`server {{ listen PORT; proxy_pass {target}; proxy_protocol on; }}` in a `stream {{ }}` block of nginx.conf; Debian: apt-get install libnginx-mod-stream) and check it with mas-sockets check --nginx",
+            listener.proxy_protocol_location,
+            listener.label(),
+            auth.label(),
+            listener.label(),
+        ));
+    }
 }
 
 /// The resources the auth host needs from its listener.

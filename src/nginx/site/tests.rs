@@ -638,6 +638,38 @@ fn nginx_user_is_never_told_to_join_root_group() {
     assert_eq!(SystemAccounts.gid("0"), Ok(0));
 }
 
+/// A listener that expects the PROXY protocol, which the site does not
+/// reach, is named on stderr with the stream server that would reach it.
+#[test]
+fn a_proxy_protocol_listener_left_out_of_the_site_is_warned_about() {
+    let text = config(
+        ALL,
+        "[{socket: /run/mas/web.sock}]",
+        "    - name: proxied\n      proxy_protocol: true\n      resources: [{name: human}]\n      binds: [{host: localhost, port: 8443}]\n",
+    );
+    let g = generate_for(&text, &opts()).expect("a site");
+    assert_eq!(g.files.len(), 1);
+    assert_eq!(
+        g.warnings[1..],
+        ["c.yaml:8:23: http.listeners[1].proxy_protocol: listener proxied expects the PROXY protocol and gets no nginx configuration: generate-nginx writes it only for the auth host's listener, web; for nginx in front of proxied too, write a stream server by hand (`server { listen PORT; proxy_pass 127.0.0.1:8443; proxy_protocol on; }` in a `stream { }` block of nginx.conf; Debian: apt-get install libnginx-mod-stream) and check it with mas-sockets check --nginx"]
+    );
+    // The one the site reaches is not.
+    let reached = config(
+        ALL,
+        "[{socket: /run/mas/web.sock}]",
+        "      proxy_protocol: true\n",
+    );
+    let warnings = generate_for(&reached, &opts())
+        .expect("a stream file")
+        .warnings;
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.contains("no nginx configuration")),
+        "{warnings:?}"
+    );
+}
+
 #[test]
 fn socket_group_may_be_a_number_as_systemd_takes_it() {
     // generate-units writes `SocketGroup=0`, which systemd reads as gid 0.
