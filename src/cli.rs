@@ -182,6 +182,11 @@ pub struct GenerateNginxArgs {
     /// Default: 443 and [::]:443 with TLS, 80 and [::]:80 without.
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
+    /// With TLS, leave out the servers on port 80 that redirect plain HTTP
+    /// to https (written on port 80 of each address on 443), for when
+    /// something else answers port 80.
+    #[arg(long, requires = "tls_cert")]
+    pub no_redirect: bool,
     /// The group of MAS's Unix sockets, as given to generate-units
     /// (--socket-group, else --group); nginx's user must be in it.
     #[arg(long, default_value = "mas", value_name = "GROUP")]

@@ -158,7 +158,46 @@ fn generated_sites_match_golden_files_and_pass_nginx_t() {
             "{config}: {} warning(s) {warnings:?}\n{said}",
             warnings.len()
         );
+        // The file as generated, every server of it (the port-80 redirects
+        // too), with each listen address moved to a free port of its own.
+        let site = dir.dir.write(name, &with_local_listens(body_of(&first)));
+        let conf = if name.ends_with("-stream.conf") {
+            dir.main_conf(&[], &[&site])
+        } else {
+            dir.main_conf(&[&site], &[])
+        };
+        dir.test(&conf, None);
     }
+}
+
+/// The file after generate-nginx's `### <file>` line.
+fn body_of(output: &str) -> &str {
+    output.split_once('\n').map_or(output, |(_, b)| b)
+}
+
+/// `site` with each distinct address of its `listen` lines replaced by
+/// 127.0.0.1 and a free port of its own, so that `nginx -t` (which binds
+/// them) runs on any host, and two servers that share an address still do.
+fn with_local_listens(site: &str) -> String {
+    let mut ports: Vec<(String, u16)> = Vec::new();
+    site.lines()
+        .map(|line| {
+            let Some(rest) = line.strip_prefix("    listen ") else {
+                return format!("{line}\n");
+            };
+            let (addr, params) = rest.split_once([' ', ';']).expect("listen ADDR;");
+            let port = match ports.iter().find(|(a, _)| a == addr) {
+                Some((_, p)) => *p,
+                None => {
+                    let p = free_port();
+                    ports.push((addr.to_owned(), p));
+                    p
+                }
+            };
+            let sep = &rest[addr.len()..addr.len() + 1];
+            format!("    listen 127.0.0.1:{port}{sep}{params}\n")
+        })
+        .collect()
 }
 
 /// A generated site passes `check --nginx`, and every proxy_pass is noted.
@@ -525,6 +564,45 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
             explain(&cmd, &out)
         );
     }
+}
+
+/// With TLS the site redirects plain HTTP on port 80 (see the golden
+/// files); `--no-redirect` leaves that out, and without TLS it is a usage
+/// error, since there is nothing to redirect to.
+#[test]
+fn no_redirect_leaves_out_the_port_80_servers() {
+    let certs_dir = TempDir::new("nginx-certs");
+    let certs = Certs::make(certs_dir.path(), &["auth.example.com"]);
+    let args = ["--assets-dir", "/usr/share/mas/assets", "--tls"];
+    let (with, _) = generate("tests/configs/nginx-unix.yaml", &args, &certs, None);
+    assert!(
+        with.contains("    listen [::]:80;\n    server_name auth.example.com;\n\n    return 301 https://$host$request_uri;\n"),
+        "{with}"
+    );
+    let (without, _) = generate(
+        "tests/configs/nginx-unix.yaml",
+        &[&args[..], &["--no-redirect"]].concat(),
+        &certs,
+        None,
+    );
+    assert!(!without.contains("return 301"), "{without}");
+    assert!(with.starts_with(&without), "{without}");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo()).args([
+        "generate-nginx",
+        "--config",
+        "tests/configs/nginx-unix.yaml",
+        "--server-name",
+        "auth.example.com",
+        "--no-redirect",
+    ]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: the following required arguments were not provided:\n  --tls-key <PATH>\n  --tls-cert <PATH>\n"),
+        "{}",
+        explain(&cmd, &out)
+    );
 }
 
 /// Two config files, the second adding a listener that expects the PROXY

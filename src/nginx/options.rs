@@ -22,10 +22,23 @@ pub struct SiteOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// nginx's listen addresses; empty means 443 and [::]:443 (80 without TLS).
     pub listen: Vec<String>,
+    /// With TLS, whether plain HTTP on port 80 is redirected to https.
+    pub redirect: RedirectMode,
     /// Group of MAS's Unix sockets (generate-units' `--socket-group`).
     pub socket_group: String,
     /// The user nginx's workers run as.
     pub nginx_user: String,
+}
+
+/// What nginx does with plain HTTP when it terminates TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectMode {
+    /// A server on port 80 for each host answers 301 to the https URL, on
+    /// port 80 of each address that listens on 443 (`80` and `[::]:80` by
+    /// default); none when a `--listen` is on port 80 already.
+    ToHttps,
+    /// No port-80 servers: something else answers there (`--no-redirect`).
+    Off,
 }
 
 /// The Matrix host and its homeserver.

@@ -42,7 +42,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use super::options::{homeserver_target, plain, validate_options};
-pub use super::options::{MatrixHost, SiteOptions};
+pub use super::options::{MatrixHost, RedirectMode, SiteOptions};
 use super::render;
 use crate::config::{Bind, BindSpec, Endpoint, Listener, Location, Plan};
 

@@ -40,6 +40,7 @@ fn opts() -> SiteOptions {
         assets_dir: None,
         tls: None,
         listen: Vec::new(),
+        redirect: RedirectMode::ToHttps,
         socket_group: "www-data".into(),
         nginx_user: "www-data".into(),
     }
@@ -173,6 +174,24 @@ server {
         return 404;
     }
 }
+
+# Plain HTTP for auth.example.com: every request is redirected to https.
+server {
+    listen 80;
+    listen [::]:80;
+    server_name auth.example.com;
+
+    return 301 https://$host$request_uri;
+}
+
+# Plain HTTP for matrix.example.com: every request is redirected to https.
+server {
+    listen 80;
+    listen [::]:80;
+    server_name matrix.example.com;
+
+    return 301 https://$host$request_uri;
+}
 ";
     assert_eq!(text, want);
     // The same input gives the same bytes.
@@ -180,6 +199,46 @@ server {
         site(&config(ALL, "[{socket: /run/mas/web.sock}]", ""), &o),
         text
     );
+}
+
+/// With TLS, plain HTTP is redirected to https on port 80 of each address
+/// that listens on 443; not where https is on another port (the redirect's
+/// URL is port 443), nor when a --listen is on port 80, nor without TLS or
+/// with --no-redirect.
+#[test]
+fn tls_sites_redirect_plain_http_on_port_80_of_the_443_addresses() {
+    let text = config(ALL, "[{socket: /run/mas/web.sock}]", "");
+    let with = |listen: &[&str], redirect| {
+        let mut o = opts();
+        o.tls = Some(("/etc/ssl/mas.pem".into(), "/etc/ssl/mas.key".into()));
+        o.listen = listen.iter().map(|l| (*l).to_owned()).collect();
+        o.redirect = redirect;
+        site(&text, &o)
+    };
+    let redirect = |listen: &str| {
+        format!("\n# Plain HTTP for auth.example.com: every request is redirected to https.\nserver {{\n{listen}    server_name auth.example.com;\n\n    return 301 https://$host$request_uri;\n}}\n")
+    };
+    for (listen, want) in [
+        (&[][..], "    listen 80;\n    listen [::]:80;\n"),
+        (&["443"][..], "    listen 80;\n"),
+        (
+            &["192.0.2.10:443", "[2001:db8::1]:443", "127.0.0.1:8443"][..],
+            "    listen 192.0.2.10:80;\n    listen [2001:db8::1]:80;\n",
+        ),
+    ] {
+        let got = with(listen, RedirectMode::ToHttps);
+        assert!(got.ends_with(&redirect(want)), "{listen:?}: {got}");
+        assert_eq!(got.matches("return 301").count(), 1, "{got}");
+    }
+    for (listen, mode) in [
+        (&["127.0.0.1:8443"][..], RedirectMode::ToHttps),
+        (&["443", "80"][..], RedirectMode::ToHttps),
+        (&[][..], RedirectMode::Off),
+    ] {
+        let got = with(listen, mode);
+        assert!(!got.contains("return 301"), "{listen:?}: {got}");
+    }
+    assert!(!site(&text, &opts()).contains("return 301"));
 }
 
 #[test]
