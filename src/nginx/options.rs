@@ -173,7 +173,7 @@ pub(crate) fn homeserver_target(url: &str) -> Result<String, SiteError> {
         SiteError::BadOption {
         option: "--homeserver",
         value: url.to_owned(),
-        why: "is not http://HOST:PORT or https://HOST:PORT (no path: nginx passes the request's own path on)",
+        why: "is not http://HOST[:PORT] or https://HOST[:PORT] (no path: nginx passes the request's own path on)",
     }
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;

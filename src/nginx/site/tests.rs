@@ -490,7 +490,7 @@ fn bad_options_are_refused() {
         m.homeserver = "http://localhost:8008/synapse".into();
     }
     assert!(refusal(&text, &o)
-        .starts_with("--homeserver `http://localhost:8008/synapse` is not http://HOST:PORT"));
+        .starts_with("--homeserver `http://localhost:8008/synapse` is not http://HOST[:PORT] or https://HOST[:PORT]"));
 }
 
 /// nginx refuses a server that listens twice on one address, whichever way
@@ -656,7 +656,9 @@ fn homeserver_is_a_host_and_port_that_nginx_takes() {
     ] {
         let got = refusal(&text, &with(bad));
         assert!(
-            got.starts_with(&format!("--homeserver `{bad}` is not http://HOST:PORT")),
+            got.starts_with(&format!(
+                "--homeserver `{bad}` is not http://HOST[:PORT] or https://HOST[:PORT]"
+            )),
             "{bad}: {got}"
         );
     }
