@@ -519,6 +519,12 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
             vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into(), "--assets-dir".into(), "/".into()],
             "--assets-dir `/` is the root of the file system, every file of which nginx would serve",
         ),
+        // The socket group is looked up where generate-nginx runs (README:
+        // "Unix socket permissions").
+        (
+            vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "no-such-group".into(), "--assets-dir".into(), "/srv/assets".into()],
+            "mas-sockets: cannot check that nginx (user `www-data`) may connect to /run/mas/web.sock: there is no group `no-such-group` on this machine; run generate-nginx on the host that runs nginx, or fix --nginx-user / --socket-group\n",
+        ),
         // Never `usermod -aG root www-data`.
         (
             vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "root".into(), "--assets-dir".into(), "/srv/assets".into()],
