@@ -172,7 +172,8 @@ pub struct GenerateNginxArgs {
     /// pre-compressed .gz files, cached for a year.
     #[arg(long, value_name = "DIR")]
     pub assets_dir: Option<PathBuf>,
-    /// TLS certificate (full chain) for nginx; plain HTTP without it.
+    /// TLS certificate (full chain) for nginx; plain HTTP without it. With
+    /// it, plain HTTP on port 80 is redirected to https (see --no-redirect).
     #[arg(long, value_name = "PATH", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key for --tls-cert.
