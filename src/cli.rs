@@ -172,7 +172,8 @@ pub struct GenerateNginxArgs {
     /// pre-compressed .gz files, cached for a year.
     #[arg(long, value_name = "DIR")]
     pub assets_dir: Option<PathBuf>,
-    /// TLS certificate (full chain) for nginx; plain HTTP without it.
+    /// TLS certificate (full chain) for nginx; plain HTTP without it. With
+    /// it, plain HTTP on port 80 is redirected to https (see --no-redirect).
     #[arg(long, value_name = "PATH", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key for --tls-cert.
@@ -182,6 +183,11 @@ pub struct GenerateNginxArgs {
     /// Default: 443 and [::]:443 with TLS, 80 and [::]:80 without.
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
+    /// With TLS, leave out the servers on port 80 that redirect plain HTTP
+    /// to https (written on port 80 of each address on 443), for when
+    /// something else answers port 80.
+    #[arg(long, requires = "tls_cert")]
+    pub no_redirect: bool,
     /// The group of MAS's Unix sockets, as given to generate-units
     /// (--socket-group, else --group); nginx's user must be in it.
     #[arg(long, default_value = "mas", value_name = "GROUP")]

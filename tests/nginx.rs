@@ -158,7 +158,46 @@ fn generated_sites_match_golden_files_and_pass_nginx_t() {
             "{config}: {} warning(s) {warnings:?}\n{said}",
             warnings.len()
         );
+        // The file as generated, every server of it (the port-80 redirects
+        // too), with each listen address moved to a free port of its own.
+        let site = dir.dir.write(name, &with_local_listens(body_of(&first)));
+        let conf = if name.ends_with("-stream.conf") {
+            dir.main_conf(&[], &[&site])
+        } else {
+            dir.main_conf(&[&site], &[])
+        };
+        dir.test(&conf, None);
     }
+}
+
+/// The file after generate-nginx's `### <file>` line.
+fn body_of(output: &str) -> &str {
+    output.split_once('\n').map_or(output, |(_, b)| b)
+}
+
+/// `site` with each distinct address of its `listen` lines replaced by
+/// 127.0.0.1 and a free port of its own, so that `nginx -t` (which binds
+/// them) runs on any host, and two servers that share an address still do.
+fn with_local_listens(site: &str) -> String {
+    let mut ports: Vec<(String, u16)> = Vec::new();
+    site.lines()
+        .map(|line| {
+            let Some(rest) = line.strip_prefix("    listen ") else {
+                return format!("{line}\n");
+            };
+            let (addr, params) = rest.split_once([' ', ';']).expect("listen ADDR;");
+            let port = match ports.iter().find(|(a, _)| a == addr) {
+                Some((_, p)) => *p,
+                None => {
+                    let p = free_port();
+                    ports.push((addr.to_owned(), p));
+                    p
+                }
+            };
+            let sep = &rest[addr.len()..addr.len() + 1];
+            format!("    listen 127.0.0.1:{port}{sep}{params}\n")
+        })
+        .collect()
 }
 
 /// A generated site passes `check --nginx`, and every proxy_pass is noted.
@@ -480,6 +519,22 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
             vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into(), "--assets-dir".into(), "/".into()],
             "--assets-dir `/` is the root of the file system, every file of which nginx would serve",
         ),
+        // The socket group is looked up where generate-nginx runs (README:
+        // "Unix socket permissions").
+        (
+            vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "no-such-group".into(), "--assets-dir".into(), "/srv/assets".into()],
+            "mas-sockets: cannot check that nginx (user `www-data`) may connect to /run/mas/web.sock: there is no group `no-such-group` on this machine; run generate-nginx on the host that runs nginx, or fix --nginx-user / --socket-group\n",
+        ),
+        // Never `usermod -aG root www-data`.
+        (
+            vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "root".into(), "--assets-dir".into(), "/srv/assets".into()],
+            "; give MAS's sockets a group that `www-data` is in instead (generate-units --socket-group www-data, and the same --socket-group here), and do not add `www-data` to group `root`: gid 0 is root's group\n",
+        ),
+        // nginx -t would fail with "a duplicate listen".
+        (
+            vec!["--config".into(), unix.display().to_string(), "--socket-group".into(), "www-data".into(), "--assets-dir".into(), "/srv/assets".into(), "--listen".into(), "443".into(), "--listen".into(), "0.0.0.0:443".into()],
+            "--listen `443` and --listen `0.0.0.0:443` are the same address to nginx (0.0.0.0:443), which refuses a server that listens on one address twice (\"a duplicate listen\"); give each address once",
+        ),
     ];
     for (args, want) in cases {
         let mut cmd = Command::new(mas_sockets());
@@ -515,6 +570,89 @@ fn generate_nginx_refuses_with_one_line_and_exit_2() {
             explain(&cmd, &out)
         );
     }
+}
+
+/// With TLS the site redirects plain HTTP on port 80 (see the golden
+/// files); `--no-redirect` leaves that out, and without TLS it is a usage
+/// error, since there is nothing to redirect to.
+#[test]
+fn no_redirect_leaves_out_the_port_80_servers() {
+    let certs_dir = TempDir::new("nginx-certs");
+    let certs = Certs::make(certs_dir.path(), &["auth.example.com"]);
+    let args = ["--assets-dir", "/usr/share/mas/assets", "--tls"];
+    let (with, _) = generate("tests/configs/nginx-unix.yaml", &args, &certs, None);
+    assert!(
+        with.contains("    listen [::]:80;\n    server_name auth.example.com;\n\n    return 301 https://$host$request_uri;\n"),
+        "{with}"
+    );
+    let (without, _) = generate(
+        "tests/configs/nginx-unix.yaml",
+        &[&args[..], &["--no-redirect"]].concat(),
+        &certs,
+        None,
+    );
+    assert!(!without.contains("return 301"), "{without}");
+    assert!(with.starts_with(&without), "{without}");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo()).args([
+        "generate-nginx",
+        "--config",
+        "tests/configs/nginx-unix.yaml",
+        "--server-name",
+        "auth.example.com",
+        "--no-redirect",
+    ]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: the following required arguments were not provided:\n  --tls-key <PATH>\n  --tls-cert <PATH>\n"),
+        "{}",
+        explain(&cmd, &out)
+    );
+}
+
+/// Two config files, the second adding a listener that expects the PROXY
+/// protocol: the site is for the first, and stderr names the one left out,
+/// with how nginx would reach it; exit status 0.
+#[test]
+fn generate_nginx_names_a_proxy_protocol_listener_it_leaves_out() {
+    let dir = TempDir::new("nginx-left-out");
+    let second = dir.write(
+        "proxied.yaml",
+        "http:\n  listeners:\n    - name: proxied\n      proxy_protocol: true\n      resources: [{name: human}]\n      binds: [{socket: /run/mas/proxied.sock}]\n",
+    );
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo())
+        .args([
+            "generate-nginx",
+            "--config",
+            "tests/configs/nginx-unix.yaml",
+            "--config",
+        ])
+        .arg(&second)
+        .args([
+            "--server-name",
+            "auth.example.com",
+            "--socket-group",
+            "www-data",
+        ])
+        .args(["--assets-dir", "/usr/share/mas/assets"]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&cmd, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("### mas.conf\n"),
+        "{}",
+        explain(&cmd, &out)
+    );
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    // After the warning of https without --tls-cert.
+    assert_eq!(
+        stderr.lines().nth(1).unwrap_or_default(),
+        "mas-sockets: warning: DIR/proxied.yaml:4:23: http.listeners[2].proxy_protocol: listener proxied expects the PROXY protocol and gets no nginx configuration: generate-nginx writes it only for the auth host's listener, web; for nginx in front of proxied too, write a stream server by hand (`server { listen PORT; proxy_pass unix:/run/mas/proxied.sock; proxy_protocol on; }` in a `stream { }` block of nginx.conf; Debian: apt-get install libnginx-mod-stream) and check it with mas-sockets check --nginx",
+        "{}",
+        explain(&cmd, &out)
+    );
 }
 
 /// Whether process `pid`, a child of this test process, has exited; reaps it.

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::cli::GenerateNginxArgs;
 use crate::config::plan::escape_controls;
-use crate::nginx::site::{self, Context, MatrixHost, SiteOptions, SystemAccounts};
+use crate::nginx::site::{self, Context, MatrixHost, RedirectMode, SiteOptions, SystemAccounts};
 
 /// Runs `generate-nginx`.
 ///
@@ -36,6 +36,11 @@ pub fn run(args: GenerateNginxArgs) -> anyhow::Result<ExitCode> {
         assets_dir: args.assets_dir,
         tls: args.tls_cert.zip(args.tls_key),
         listen: args.listen,
+        redirect: if args.no_redirect {
+            RedirectMode::Off
+        } else {
+            RedirectMode::ToHttps
+        },
         socket_group: args.socket_group,
         nginx_user: args.nginx_user,
     };

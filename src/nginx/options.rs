@@ -2,7 +2,7 @@
 //! names, paths and addresses that nginx's configuration can hold as one
 //! plain word, and the homeserver as a `proxy_pass` target.
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use super::site::SiteError;
@@ -22,10 +22,23 @@ pub struct SiteOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// nginx's listen addresses; empty means 443 and [::]:443 (80 without TLS).
     pub listen: Vec<String>,
+    /// With TLS, whether plain HTTP on port 80 is redirected to https.
+    pub redirect: RedirectMode,
     /// Group of MAS's Unix sockets (generate-units' `--socket-group`).
     pub socket_group: String,
     /// The user nginx's workers run as.
     pub nginx_user: String,
+}
+
+/// What nginx does with plain HTTP when it terminates TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectMode {
+    /// A server on port 80 for each host answers 301 to the https URL, on
+    /// port 80 of each address that listens on 443 (`80` and `[::]:80` by
+    /// default); none when a `--listen` is on port 80 already.
+    ToHttps,
+    /// No port-80 servers: something else answers there (`--no-redirect`).
+    Off,
 }
 
 /// The Matrix host and its homeserver.
@@ -113,12 +126,34 @@ pub(crate) fn validate_options(opts: &SiteOptions) -> Result<(), SiteError> {
             return bad(option, &text, "is the root of the file system, every file of which nginx would serve; give MAS's assets directory (the `share/assets` of its install)");
         }
     }
+    let mut seen: Vec<(&str, SocketAddr)> = Vec::new();
     for listen in &opts.listen {
-        if parse_listen(listen).is_none() {
+        let Some(addr) = listen_address(listen) else {
             return bad("--listen", listen, "is not PORT, IPV4:PORT or [IPV6]:PORT");
+        };
+        // nginx refuses one server listening twice on an address ("a
+        // duplicate listen"), however it is spelled; two spellings are
+        // likely two intentions, so neither is dropped silently.
+        if let Some((first, _)) = seen.iter().find(|(_, a)| *a == addr) {
+            return Err(SiteError::DuplicateListen {
+                first: (*first).to_owned(),
+                second: listen.clone(),
+                address: addr,
+            });
         }
+        seen.push((listen, addr));
     }
     Ok(())
+}
+
+/// The address nginx reads a `--listen` value as: a bare `PORT` is
+/// `0.0.0.0:PORT` (nginx's `listen 443` is IPv4 only).
+pub(crate) fn listen_address(text: &str) -> Option<SocketAddr> {
+    let text = parse_listen(text)?;
+    match text.parse::<u16>() {
+        Ok(port) => Some(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)),
+        Err(_) => text.parse().ok(),
+    }
 }
 
 /// `PORT`, `IPV4:PORT` or `[IPV6]:PORT`, as nginx's `listen` writes them.
@@ -138,7 +173,7 @@ pub(crate) fn homeserver_target(url: &str) -> Result<String, SiteError> {
         SiteError::BadOption {
         option: "--homeserver",
         value: url.to_owned(),
-        why: "is not http://HOST:PORT or https://HOST:PORT (no path: nginx passes the request's own path on)",
+        why: "is not http://HOST[:PORT] or https://HOST[:PORT] (no path: nginx passes the request's own path on)",
     }
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;

@@ -8,7 +8,9 @@
 
 use std::fmt::Write as _;
 
-use super::options::{homeserver_target, parse_listen, plain, SiteOptions};
+use super::options::{
+    homeserver_target, listen_address, parse_listen, plain, RedirectMode, SiteOptions,
+};
 use super::site::{ServerRole, Upstream, COMPAT_LOCATION};
 use crate::config::Plan;
 
@@ -45,6 +47,47 @@ pub(super) fn listen_lines(opts: &SiteOptions, params: &str) -> String {
         .iter()
         .map(|a| format!("    listen {a}{params};\n"))
         .collect()
+}
+
+/// Where the plain-HTTP servers that redirect to https listen: port 80 of
+/// each address that listens on 443, since `https://$host` is port 443 to
+/// the client. None without TLS, with `--no-redirect`, or when a `--listen`
+/// is on port 80, where the https server (or the operator) answers already.
+pub(super) fn redirect_addresses(opts: &SiteOptions) -> Vec<String> {
+    if opts.tls.is_none() || opts.redirect == RedirectMode::Off {
+        return Vec::new();
+    }
+    if opts.listen.is_empty() {
+        return vec!["80".to_owned(), "[::]:80".to_owned()];
+    }
+    let addrs: Vec<_> = opts
+        .listen
+        .iter()
+        .filter_map(|l| listen_address(l))
+        .collect();
+    if addrs.iter().any(|a| a.port() == 80) {
+        return Vec::new();
+    }
+    opts.listen
+        .iter()
+        .filter_map(|l| Some((l, listen_address(l)?)))
+        .filter(|(_, a)| a.port() == 443)
+        .map(|(text, mut addr)| {
+            // A bare port stays one: nginx's `listen 80` is IPv4's.
+            if text.bytes().all(|b| b.is_ascii_digit()) {
+                "80".to_owned()
+            } else {
+                addr.set_port(80);
+                addr.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A plain-HTTP server for `server_name` that sends every request to https.
+fn redirect_server(addrs: &[String], server_name: &str) -> String {
+    let listen: String = addrs.iter().map(|a| format!("    listen {a};\n")).collect();
+    format!("\n# Plain HTTP for {server_name}: every request is redirected to https.\nserver {{\n{listen}    server_name {server_name};\n\n    return 301 https://$host$request_uri;\n}}\n")
 }
 
 pub(super) fn tls_lines(opts: &SiteOptions) -> String {
@@ -166,6 +209,13 @@ pub(super) fn http_file(
             );
         }
         out.push_str("\n    location / {\n        return 404;\n    }\n}\n");
+    }
+    let redirect = redirect_addresses(opts);
+    if !redirect.is_empty() {
+        out.push_str(&redirect_server(&redirect, &opts.server_name));
+        if let Some(m) = &opts.matrix {
+            out.push_str(&redirect_server(&redirect, &m.server_name));
+        }
     }
     out
 }

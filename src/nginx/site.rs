@@ -42,7 +42,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use super::options::{homeserver_target, plain, validate_options};
-pub use super::options::{MatrixHost, SiteOptions};
+pub use super::options::{MatrixHost, RedirectMode, SiteOptions};
 use super::render;
 use crate::config::{Bind, BindSpec, Endpoint, Listener, Location, Plan};
 
@@ -86,6 +86,13 @@ pub trait Accounts {
     ///
     /// When the user or the group does not exist: a text saying which.
     fn is_member(&self, user: &str, group: &str) -> Result<bool, String>;
+
+    /// The gid of `group`, a name or a number.
+    ///
+    /// # Errors
+    ///
+    /// When the group does not exist: a text saying which.
+    fn gid(&self, group: &str) -> Result<u32, String>;
 }
 
 /// This host's users and groups (getpwnam, getgrnam, getgrgid).
@@ -93,21 +100,29 @@ pub struct SystemAccounts;
 
 impl Accounts for SystemAccounts {
     fn is_member(&self, user: &str, group: &str) -> Result<bool, String> {
-        use nix::unistd::{Group, User};
+        use nix::unistd::User;
         let u = User::from_name(user)
             .map_err(|e| format!("cannot look up user `{user}`: {e}"))?
             .ok_or_else(|| format!("there is no user `{user}` on this machine"))?;
-        // A number is a gid, as systemd reads `SocketGroup=`.
-        let g = match group.parse::<u32>() {
-            Ok(gid) if group.bytes().all(|b| b.is_ascii_digit()) => {
-                Group::from_gid(nix::unistd::Gid::from_raw(gid))
-            }
-            _ => Group::from_name(group),
-        }
-        .map_err(|e| format!("cannot look up group `{group}`: {e}"))?
-        .ok_or_else(|| format!("there is no group `{group}` on this machine"))?;
+        let g = system_group(group)?;
         Ok(u.gid == g.gid || g.mem.iter().any(|m| m == user))
     }
+
+    fn gid(&self, group: &str) -> Result<u32, String> {
+        Ok(system_group(group)?.gid.as_raw())
+    }
+}
+
+/// The group of this host named `group`; a number is a gid, as systemd
+/// reads `SocketGroup=`.
+fn system_group(group: &str) -> Result<nix::unistd::Group, String> {
+    use nix::unistd::{Gid, Group};
+    match group.parse::<u32>() {
+        Ok(gid) if group.bytes().all(|b| b.is_ascii_digit()) => Group::from_gid(Gid::from_raw(gid)),
+        _ => Group::from_name(group),
+    }
+    .map_err(|e| format!("cannot look up group `{group}`: {e}"))?
+    .ok_or_else(|| format!("there is no group `{group}` on this machine"))
 }
 
 /// Why no site can be written for this config and these options.
@@ -165,6 +180,12 @@ pub enum SiteError {
         listener: String,
         location: Location,
     },
+    #[error("--listen `{first}` and --listen `{second}` are the same address to nginx ({address}), which refuses a server that listens on one address twice (\"a duplicate listen\"); give each address once")]
+    DuplicateListen {
+        first: String,
+        second: String,
+        address: SocketAddr,
+    },
     #[error("{option} `{value}` {why}")]
     BadOption {
         option: &'static str,
@@ -203,6 +224,11 @@ pub fn generate(
         ));
     }
     let header = render::header(plan);
+    let compat = match &opts.matrix {
+        Some(_) if !auth.proxy_protocol => Some(pick_compat_listener(plan, auth)?),
+        _ => None,
+    };
+    warn_of_unreached_proxy_protocol(plan, auth, compat, &mut warnings);
     if auth.proxy_protocol {
         if opts.assets_dir.is_some() {
             return Err(SiteError::AssetsBehindProxyProtocol {
@@ -231,7 +257,7 @@ pub fn generate(
         None => None,
         Some(m) => {
             check_matrix_endpoint(plan, m, &mut warnings);
-            let compat = pick_compat_listener(plan, auth)?;
+            let compat = compat.expect("picked with the Matrix host");
             if compat.index == auth.index {
                 Some(auth_up.clone())
             } else {
@@ -256,6 +282,40 @@ pub fn generate(
         }],
         warnings,
     })
+}
+
+/// A listener with `proxy_protocol: true` is meant for a proxy in front of
+/// it, and only nginx's stream module can be that proxy; the site reaches
+/// only the auth host's listener (and the Matrix host's compat one), so any
+/// other is said, with how to reach it, rather than left out silently.
+fn warn_of_unreached_proxy_protocol(
+    plan: &Plan,
+    auth: &Listener,
+    compat: Option<&Listener>,
+    warnings: &mut Vec<String>,
+) {
+    let reached =
+        |l: &Listener| l.index == auth.index || compat.is_some_and(|c| c.index == l.index);
+    for listener in plan
+        .listeners
+        .iter()
+        .filter(|l| l.proxy_protocol && !reached(l))
+    {
+        let target = match choose_bind(listener).map(|b| (b, &b.spec)) {
+            Some((_, BindSpec::Unix { path, .. })) => format!("unix:{}", path.display()),
+            Some((bind, _)) => tcp_servers(bind)
+                .first()
+                .map_or_else(|| "ADDRESS".to_owned(), |s| s.address.clone()),
+            None => "ADDRESS".to_owned(),
+        };
+        warnings.push(format!(
+            "{}: listener {} expects the PROXY protocol and gets no nginx configuration: generate-nginx writes it only for the auth host's listener, {}; for nginx in front of {} too, write a stream server by hand (`server {{ listen PORT; proxy_pass {target}; proxy_protocol on; }}` in a `stream {{ }}` block of nginx.conf; Debian: apt-get install libnginx-mod-stream) and check it with mas-sockets check --nginx",
+            listener.proxy_protocol_location,
+            listener.label(),
+            auth.label(),
+            listener.label(),
+        ));
+    }
 }
 
 /// The resources the auth host needs from its listener.
@@ -608,8 +668,15 @@ fn check_socket_access(
             path: path.display().to_string(),
             reason,
         })?;
+    // Adding nginx's user to gid 0 would give every worker, and whoever
+    // takes one over, root's group: files such as /etc/shadow on some
+    // systems, and whatever an admin made group-root writable.
+    let root_group = || accounts.gid(group).is_ok_and(|gid| gid == 0);
     match (member, group_may) {
         (true, true) | (false, false) => Ok(()),
+        (false, true) if root_group() => Err(refuse(format!(
+            "give MAS's sockets a group that `{user}` is in instead (generate-units --socket-group www-data, and the same --socket-group here), and do not add `{user}` to group `{group}`: gid 0 is root's group"
+        ))),
         (false, true) => Err(refuse(format!(
             "give the sockets a group of nginx's (generate-units --socket-group www-data, and the same --socket-group here), or add the user to the group (usermod -aG {group} {user}, then restart nginx)"
         ))),

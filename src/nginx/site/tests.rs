@@ -14,9 +14,20 @@ impl Accounts for FakeAccounts {
     fn is_member(&self, user: &str, group: &str) -> Result<bool, String> {
         match (user, group) {
             ("www-data", "www-data" | "web") => Ok(true),
-            ("www-data" | "nginx", "mas" | "nogroup") => Ok(false),
+            ("www-data" | "nginx", "mas" | "nogroup" | "root" | "0") => Ok(false),
             ("www-data" | "nginx", g) => Err(format!("there is no group `{g}` on this machine")),
             (u, _) => Err(format!("there is no user `{u}` on this machine")),
+        }
+    }
+
+    fn gid(&self, group: &str) -> Result<u32, String> {
+        match group {
+            "root" | "0" => Ok(0),
+            "www-data" => Ok(33),
+            "web" => Ok(1001),
+            "mas" => Ok(999),
+            "nogroup" => Ok(65534),
+            g => Err(format!("there is no group `{g}` on this machine")),
         }
     }
 }
@@ -29,6 +40,7 @@ fn opts() -> SiteOptions {
         assets_dir: None,
         tls: None,
         listen: Vec::new(),
+        redirect: RedirectMode::ToHttps,
         socket_group: "www-data".into(),
         nginx_user: "www-data".into(),
     }
@@ -162,6 +174,24 @@ server {
         return 404;
     }
 }
+
+# Plain HTTP for auth.example.com: every request is redirected to https.
+server {
+    listen 80;
+    listen [::]:80;
+    server_name auth.example.com;
+
+    return 301 https://$host$request_uri;
+}
+
+# Plain HTTP for matrix.example.com: every request is redirected to https.
+server {
+    listen 80;
+    listen [::]:80;
+    server_name matrix.example.com;
+
+    return 301 https://$host$request_uri;
+}
 ";
     assert_eq!(text, want);
     // The same input gives the same bytes.
@@ -169,6 +199,46 @@ server {
         site(&config(ALL, "[{socket: /run/mas/web.sock}]", ""), &o),
         text
     );
+}
+
+/// With TLS, plain HTTP is redirected to https on port 80 of each address
+/// that listens on 443; not where https is on another port (the redirect's
+/// URL is port 443), nor when a --listen is on port 80, nor without TLS or
+/// with --no-redirect.
+#[test]
+fn tls_sites_redirect_plain_http_on_port_80_of_the_443_addresses() {
+    let text = config(ALL, "[{socket: /run/mas/web.sock}]", "");
+    let with = |listen: &[&str], redirect| {
+        let mut o = opts();
+        o.tls = Some(("/etc/ssl/mas.pem".into(), "/etc/ssl/mas.key".into()));
+        o.listen = listen.iter().map(|l| (*l).to_owned()).collect();
+        o.redirect = redirect;
+        site(&text, &o)
+    };
+    let redirect = |listen: &str| {
+        format!("\n# Plain HTTP for auth.example.com: every request is redirected to https.\nserver {{\n{listen}    server_name auth.example.com;\n\n    return 301 https://$host$request_uri;\n}}\n")
+    };
+    for (listen, want) in [
+        (&[][..], "    listen 80;\n    listen [::]:80;\n"),
+        (&["443"][..], "    listen 80;\n"),
+        (
+            &["192.0.2.10:443", "[2001:db8::1]:443", "127.0.0.1:8443"][..],
+            "    listen 192.0.2.10:80;\n    listen [2001:db8::1]:80;\n",
+        ),
+    ] {
+        let got = with(listen, RedirectMode::ToHttps);
+        assert!(got.ends_with(&redirect(want)), "{listen:?}: {got}");
+        assert_eq!(got.matches("return 301").count(), 1, "{got}");
+    }
+    for (listen, mode) in [
+        (&["127.0.0.1:8443"][..], RedirectMode::ToHttps),
+        (&["443", "80"][..], RedirectMode::ToHttps),
+        (&[][..], RedirectMode::Off),
+    ] {
+        let got = with(listen, mode);
+        assert!(!got.contains("return 301"), "{listen:?}: {got}");
+    }
+    assert!(!site(&text, &opts()).contains("return 301"));
 }
 
 #[test]
@@ -420,7 +490,30 @@ fn bad_options_are_refused() {
         m.homeserver = "http://localhost:8008/synapse".into();
     }
     assert!(refusal(&text, &o)
-        .starts_with("--homeserver `http://localhost:8008/synapse` is not http://HOST:PORT"));
+        .starts_with("--homeserver `http://localhost:8008/synapse` is not http://HOST[:PORT] or https://HOST[:PORT]"));
+}
+
+/// nginx refuses a server that listens twice on one address, whichever way
+/// it is written: `443` is `0.0.0.0:443` to it, `[::0]:443` is `[::]:443`.
+#[test]
+fn an_address_given_twice_to_listen_is_refused_naming_both() {
+    let text = config(ALL, "[{socket: /run/mas/web.sock}]", "");
+    for (first, second, address) in [
+        ("18443", "18443", "0.0.0.0:18443"),
+        ("443", "0.0.0.0:443", "0.0.0.0:443"),
+        ("[::]:443", "[::0]:443", "[::]:443"),
+    ] {
+        let mut o = opts();
+        o.listen = vec![first.into(), "[::1]:443".into(), second.into()];
+        assert_eq!(
+            refusal(&text, &o),
+            format!("--listen `{first}` and --listen `{second}` are the same address to nginx ({address}), which refuses a server that listens on one address twice (\"a duplicate listen\"); give each address once")
+        );
+    }
+    // IPv4 and IPv6 on one port are two addresses (nginx sets ipv6only).
+    let mut o = opts();
+    o.listen = vec!["443".into(), "[::]:443".into()];
+    assert!(site(&text, &o).contains("    listen 443;\n    listen [::]:443;\n"));
 }
 
 #[test]
@@ -563,7 +656,9 @@ fn homeserver_is_a_host_and_port_that_nginx_takes() {
     ] {
         let got = refusal(&text, &with(bad));
         assert!(
-            got.starts_with(&format!("--homeserver `{bad}` is not http://HOST:PORT")),
+            got.starts_with(&format!(
+                "--homeserver `{bad}` is not http://HOST[:PORT] or https://HOST[:PORT]"
+            )),
             "{bad}: {got}"
         );
     }
@@ -583,6 +678,57 @@ fn homeserver_is_a_host_and_port_that_nginx_takes() {
             "{good}: {site}"
         );
     }
+}
+
+/// A socket of root's group is no reason to put nginx's user in it: the fix
+/// is a group of nginx's for the sockets, whether gid 0 is named or numbered.
+#[test]
+fn nginx_user_is_never_told_to_join_root_group() {
+    let text = config(ALL, "[{socket: /run/mas/web.sock}]", "");
+    for group in ["root", "0"] {
+        let mut o = opts();
+        o.socket_group = group.into();
+        let got = refusal(&text, &o);
+        assert!(!got.contains("usermod"), "{got}");
+        assert_eq!(
+            got,
+            format!("c.yaml:6:15: http.listeners[0].binds[0]: the Unix socket /run/mas/web.sock is owned by group `{group}` with mode 0660, and nginx's user `www-data` is not allowed to connect, so nginx would answer 502 (permission denied); give MAS's sockets a group that `www-data` is in instead (generate-units --socket-group www-data, and the same --socket-group here), and do not add `www-data` to group `{group}`: gid 0 is root's group")
+        );
+    }
+    assert_eq!(SystemAccounts.gid("root"), Ok(0));
+    assert_eq!(SystemAccounts.gid("0"), Ok(0));
+}
+
+/// A listener that expects the PROXY protocol, which the site does not
+/// reach, is named on stderr with the stream server that would reach it.
+#[test]
+fn a_proxy_protocol_listener_left_out_of_the_site_is_warned_about() {
+    let text = config(
+        ALL,
+        "[{socket: /run/mas/web.sock}]",
+        "    - name: proxied\n      proxy_protocol: true\n      resources: [{name: human}]\n      binds: [{host: localhost, port: 8443}]\n",
+    );
+    let g = generate_for(&text, &opts()).expect("a site");
+    assert_eq!(g.files.len(), 1);
+    assert_eq!(
+        g.warnings[1..],
+        ["c.yaml:8:23: http.listeners[1].proxy_protocol: listener proxied expects the PROXY protocol and gets no nginx configuration: generate-nginx writes it only for the auth host's listener, web; for nginx in front of proxied too, write a stream server by hand (`server { listen PORT; proxy_pass 127.0.0.1:8443; proxy_protocol on; }` in a `stream { }` block of nginx.conf; Debian: apt-get install libnginx-mod-stream) and check it with mas-sockets check --nginx"]
+    );
+    // The one the site reaches is not.
+    let reached = config(
+        ALL,
+        "[{socket: /run/mas/web.sock}]",
+        "      proxy_protocol: true\n",
+    );
+    let warnings = generate_for(&reached, &opts())
+        .expect("a stream file")
+        .warnings;
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.contains("no nginx configuration")),
+        "{warnings:?}"
+    );
 }
 
 #[test]
