@@ -496,10 +496,7 @@ impl Upstream {
                     .is_ok_and(|a| a.ip().is_loopback())
             });
             if !loopback_only || every_address.is_some() {
-                warnings.push(format!(
-                    "{}: MAS believes the PROXY header of anyone who connects to listener {}, and it listens beyond loopback: anyone who reaches it can claim any client address; bind it to localhost or a Unix socket",
-                    bind.location, listener.label()
-                ));
+                warnings.push(bind.proxy_protocol_exposed(listener));
             }
         }
         if is_tcp && !listener.proxy_protocol {
