@@ -31,6 +31,12 @@
 //! bind, the fix offers the binds of the listeners that serve what its
 //! location needs (`advice`).
 //!
+//! Where a pass is right, what keeps nginx from sending a request that MAS
+//! closed unanswered to a next server is warned of (`retry`): an upstream
+//! of two or more entries without `max_fails=0`, and, for a Unix socket
+//! over http, `proxy_next_upstream` without `error`,
+//! `proxy_next_upstream_tries 1` or the other entry `down`.
+//!
 //! Which module a file is for: a file with `http`, `stream` or `events`
 //! blocks is a whole nginx.conf; otherwise a file whose `server` blocks hold
 //! `proxy_pass` directly is stream configuration, else a site. `include` is
@@ -45,7 +51,8 @@ use std::path::Path;
 
 use self::advice::{lacking, unmatched, Need};
 use self::locations::{find_location, location_path, stays, Found, LocationPath};
-use self::targets::{reaches, targets_of, Target};
+use self::retry::Resend;
+use self::targets::{addresses, entry_target, reaches, targets_of, Target};
 use super::routes::{AUTH_ROUTES, COMPAT_SAMPLE};
 use super::syntax::Directive;
 use crate::config::plan::Resolver;
@@ -53,6 +60,7 @@ use crate::config::{Bind, Listener, Plan};
 
 mod advice;
 mod locations;
+mod retry;
 mod targets;
 
 /// What the comparison found.
@@ -84,6 +92,8 @@ struct Pass<'a> {
     for_mas: bool,
     /// What its location needs from the listener it reaches.
     needs: Vec<Need>,
+    /// The resend directives that apply to it (http only).
+    resend: Resend<'a>,
 }
 
 /// Compares `tree`, read from `site`, with `plan`.
@@ -123,6 +133,10 @@ pub fn compare(plan: &Plan, site: &Path, tree: &[Directive], resolver: &dyn Reso
     for pass in &passes {
         check_pass(plan, &shown, pass, &upstreams, resolver, &mut report);
     }
+    // A directive or an upstream that several proxy_passes share is said
+    // once.
+    let mut said = std::collections::HashSet::new();
+    report.warnings.retain(|w| said.insert(w.clone()));
     report
 }
 
@@ -146,6 +160,7 @@ impl<'t> Walker<'_, 't> {
 
     fn http_block(&mut self, items: &'t [Directive]) {
         let host = public_host(self.plan);
+        let resend = Resend::default().within(items);
         for d in items {
             match d.name.as_str() {
                 "upstream" => {
@@ -161,7 +176,8 @@ impl<'t> Walker<'_, 't> {
                                 .any(|n| host.as_deref().is_some_and(|h| n.eq_ignore_ascii_case(h)))
                     });
                     let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
-                    self.http_items(d.children(), mas.as_ref(), false, false, &[]);
+                    let resend = resend.within(d.children());
+                    self.http_items(d.children(), mas.as_ref(), false, false, &[], resend);
                 }
                 _ => self.http_other(d),
             }
@@ -171,7 +187,8 @@ impl<'t> Walker<'_, 't> {
     /// Directives inside an http server, location, `if` or `limit_except`.
     /// `mas` is set in a server named after public_base's host; `for_mas`
     /// says whether the enclosing location is one of MAS's there, and
-    /// `needs` what it needs from the listener it reaches.
+    /// `needs` what it needs from the listener it reaches; `resend` the
+    /// resend directives of the levels around `items`, theirs included.
     fn http_items(
         &mut self,
         items: &'t [Directive],
@@ -179,6 +196,7 @@ impl<'t> Walker<'_, 't> {
         compat: bool,
         for_mas: bool,
         needs: &[Need],
+        resend: Resend<'t>,
     ) {
         for d in items {
             match d.name.as_str() {
@@ -200,7 +218,14 @@ impl<'t> Walker<'_, 't> {
                             path: COMPAT_SAMPLE.to_owned(),
                         });
                     }
-                    self.http_items(d.children(), mas, compat_here, for_mas_here, &needs_here);
+                    self.http_items(
+                        d.children(),
+                        mas,
+                        compat_here,
+                        for_mas_here,
+                        &needs_here,
+                        resend.within(d.children()),
+                    );
                 }
                 "proxy_pass" => {
                     if let Some(arg) = d.args.first() {
@@ -211,11 +236,13 @@ impl<'t> Walker<'_, 't> {
                             proxy_protocol: None,
                             for_mas: for_mas || compat,
                             needs: needs.to_vec(),
+                            resend,
                         });
                     }
                 }
                 _ if d.block.is_some() => {
-                    self.http_items(d.children(), mas, compat, for_mas, needs);
+                    let resend = resend.within(d.children());
+                    self.http_items(d.children(), mas, compat, for_mas, needs, resend);
                 }
                 _ => self.http_other(d),
             }
@@ -254,6 +281,7 @@ impl<'t> Walker<'_, 't> {
                                     for_mas: pp.is_some_and(|(on, _)| on),
                                     // A stream server sees no paths.
                                     needs: Vec::new(),
+                                    resend: Resend::default(),
                                 });
                             }
                         } else {
@@ -378,8 +406,8 @@ fn check_pass(
     resolver: &dyn Resolver,
     report: &mut Report,
 ) {
-    let targets = match targets_of(pass, upstreams, resolver) {
-        Ok(t) => t,
+    let (targets, upstream) = match targets_of(pass, upstreams, resolver) {
+        Ok(r) => (r.targets, r.upstream),
         Err(why) => {
             report.warnings.push(format!(
                 "{site}:{}: `proxy_pass {}` is not checked: {why}",
@@ -462,10 +490,41 @@ fn check_pass(
                     if sends { "on both sides" } else { "on neither side" }
                 ));
                 // Said only of a pass that is right otherwise.
-                if lone_unix && fits {
+                if !fits || pass.module != Module::Http {
+                    continue;
+                }
+                if lone_unix {
                     report.warnings.push(format!(
-                        "{at}: {target} is nginx's only server here, so a request that a restart of MAS closes unanswered on it (see `mas-sockets reload`) is answered 502 rather than sent again; list it twice in an upstream, `server {target} max_fails=0;` and then the same with `backup`, as generate-nginx does"
+                        "{at}: {target} is nginx's only server here, so a request that a restart of MAS closes unanswered on it (see `mas-sockets reload`) is answered 502 rather than sent again; {}",
+                        retry::lone_fix(&target, upstream)
                     ));
+                }
+                if let Target::Unix(_) = target {
+                    report
+                        .warnings
+                        .extend(retry::defeated(site, &target, &pass.resend));
+                    if let Some(up) = upstream {
+                        report
+                            .warnings
+                            .extend(retry::down_entries(site, &target, up, &lines));
+                    }
+                }
+                if let Some(up) = upstream {
+                    let peers = up
+                        .children()
+                        .iter()
+                        .filter(|d| d.name == "server")
+                        .filter_map(|d| entry_target(d, Some(80)))
+                        .map(|t| match t {
+                            Target::Unix(_) => 1,
+                            Target::Tcp { host, port } => {
+                                addresses(&host, port, resolver).len().max(1)
+                            }
+                        })
+                        .sum();
+                    report
+                        .warnings
+                        .extend(retry::max_fails(site, up, peers, &name));
                 }
             }
         }

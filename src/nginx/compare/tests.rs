@@ -496,3 +496,132 @@ fn a_proxy_pass_that_reaches_no_bind_is_pointed_at_listeners_that_serve_its_loca
         "{r:?}"
     );
 }
+
+/// An http site for the auth host whose `location /` reaches upstream
+/// `mas_web` (line 1) holding `servers`, with `server_extra` in the server
+/// and `location_extra` in the location.
+fn upstream_site(servers: &str, server_extra: &str, location_extra: &str) -> String {
+    format!("upstream mas_web {{\n{servers}}}\nserver {{\n  server_name auth.example.com;\n{server_extra}  location / {{\n{location_extra}    proxy_pass http://mas_web;\n  }}\n}}\n")
+}
+
+const TWICE: &str = "  server unix:/run/mas/web.sock max_fails=0;\n  server unix:/run/mas/web.sock max_fails=0 backup;\n";
+
+#[test]
+fn an_upstream_of_two_entries_without_max_fails_0_is_warned_of() {
+    // nginx: one failed connection takes an entry out for 10 s; with both
+    // out it answers 502 ("no live upstreams") without trying.
+    let r = report(&upstream_site(
+        "  server unix:/run/mas/web.sock;\n  server unix:/run/mas/web.sock backup;\n",
+        "",
+        "",
+    ));
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(
+        r.warnings,
+        ["site.conf:2: upstream mas_web, which reaches listener web, has entries without `max_fails=0` (lines 2 and 3): nginx takes such an entry out for fail_timeout (10 s by default) after one failed connection, so a restart or crash of MAS that closes one connection on each leaves none, and nginx answers 502 to every request (\"no live upstreams\") until they are back; add `max_fails=0` to each"],
+        "{r:?}"
+    );
+    // One without: the other stays, but the resend loses its next server.
+    let r = report(&upstream_site(
+        "  server unix:/run/mas/web.sock max_fails=0;\n  server unix:/run/mas/web.sock fail_timeout=0 backup;\n",
+        "",
+        "",
+    ));
+    assert_eq!(r.warnings.len(), 1, "{r:?}");
+    assert!(
+        r.warnings[0].starts_with("site.conf:3: upstream mas_web, which reaches listener web, has entries without `max_fails=0` (line 3)") && r.warnings[0].contains("may have no next server"),
+        "{r:?}"
+    );
+    // A lone entry never counts failures; `localhost` is two addresses.
+    let lone = report(&upstream_site("  server unix:/run/mas/web.sock;\n", "", ""));
+    assert!(
+        !lone.warnings.iter().any(|w| w.contains("max_fails=0` (")),
+        "{lone:?}"
+    );
+    let on_localhost = format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: {ALL}\n      binds:\n        - host: localhost\n          port: 8080\n");
+    let localhost = report_for(
+        &on_localhost,
+        &upstream_site("  server localhost:8080;\n", "", ""),
+    );
+    assert!(
+        localhost
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("site.conf:2: upstream mas_web, which reaches listener web, has entries without `max_fails=0` (line 2)")),
+        "{localhost:?}"
+    );
+    // Two locations through one upstream: said once.
+    let r = report("upstream mas_web {\n  server unix:/run/mas/web.sock;\n  server unix:/run/mas/web.sock backup;\n}\nserver {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://mas_web;\n  }\n  location /graphql {\n    proxy_pass http://mas_web;\n  }\n}\n");
+    assert_eq!(r.warnings.len(), 1, "{r:?}");
+    // The form generate-nginx writes: nothing to say.
+    let r = report(&upstream_site(TWICE, "", ""));
+    assert!(r.warnings.is_empty(), "{r:?}");
+}
+
+#[test]
+fn settings_that_keep_nginx_from_resending_are_warned_of() {
+    let then = "so nginx answers 502 to a request that a restart of MAS closes unanswered on unix:/run/mas/web.sock (see `mas-sockets reload`) instead of sending it to the next server";
+    let r = report(&upstream_site(TWICE, "", "    proxy_next_upstream off;\n"));
+    assert_eq!(
+        r.warnings,
+        [format!("site.conf:8: `proxy_next_upstream off` turns resending off, {then}; make it `proxy_next_upstream error;`")],
+        "{r:?}"
+    );
+    // The server's, replacing the http level's, and itself replaced by
+    // the location's as nginx inherits them.
+    let r = report(&format!(
+        "proxy_next_upstream error;\n{}",
+        upstream_site(TWICE, "  proxy_next_upstream timeout http_502;\n", "")
+    ));
+    assert_eq!(
+        r.warnings,
+        [format!("site.conf:8: `proxy_next_upstream timeout http_502` does not hold `error`, and replaces any outer `proxy_next_upstream` entirely, {then}; add `error` to it")],
+        "{r:?}"
+    );
+    let r = report(&upstream_site(
+        TWICE,
+        "  proxy_next_upstream off;\n",
+        "    proxy_next_upstream error timeout;\n",
+    ));
+    assert!(r.warnings.is_empty(), "{r:?}");
+    let r = report(&format!(
+        "proxy_next_upstream_tries 1;\n{}",
+        upstream_site(TWICE, "", "")
+    ));
+    assert_eq!(
+        r.warnings,
+        [format!("site.conf:1: `proxy_next_upstream_tries 1` lets nginx try one server only, {then}; remove it, or make it 2 or more (0 is no limit)")],
+        "{r:?}"
+    );
+    // The second entry `down`: no next server.
+    let r = report(&upstream_site(
+        "  server unix:/run/mas/web.sock max_fails=0;\n  server unix:/run/mas/web.sock max_fails=0 backup down;\n",
+        "",
+        "",
+    ));
+    assert_eq!(
+        r.warnings,
+        ["site.conf:3: this entry of unix:/run/mas/web.sock is marked `down`, which leaves nginx no next server: it answers 502 to a request that a restart of MAS closes unanswered on unix:/run/mas/web.sock (see `mas-sockets reload`) instead of sending it again; remove `down`"],
+        "{r:?}"
+    );
+    // Over TCP there is no such gap on restart: left alone.
+    let r = report("server {\n  listen 8443;\n  proxy_next_upstream off;\n  proxy_pass 127.0.0.1:8081;\n  proxy_protocol on;\n}\n");
+    assert!(r.warnings.is_empty(), "{r:?}");
+}
+
+#[test]
+fn a_lone_socket_under_a_balancing_method_without_backup_is_listed_twice_without_it() {
+    for method in ["hash $request_uri", "ip_hash", "random"] {
+        let r = report(&upstream_site(
+            &format!("  {method};\n  server unix:/run/mas/web.sock;\n"),
+            "",
+            "",
+        ));
+        let name = method.split(' ').next().unwrap();
+        assert_eq!(
+            r.warnings,
+            [format!("site.conf:3 (upstream of site.conf:8): unix:/run/mas/web.sock is nginx's only server here, so a request that a restart of MAS closes unanswered on it (see `mas-sockets reload`) is answered 502 rather than sent again; list it twice in the upstream, `server unix:/run/mas/web.sock max_fails=0;` and the same line again, without `backup`, which nginx refuses with `{name}`")],
+            "{r:?}"
+        );
+    }
+}
