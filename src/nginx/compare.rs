@@ -4,7 +4,8 @@
 //! `upstream` blocks) is resolved to sockets and matched with the binds; a
 //! socket an upstream lists twice (generate-nginx lists a lone one again, as
 //! the next server nginx resends to) is one socket, named at its first line.
-//! A match is then checked for the PROXY protocol: nginx sends a header exactly
+//! A match is then checked for TLS (an http `proxy_pass` must say `https://`
+//! exactly when the listener has `tls:`) and for the PROXY protocol: nginx sends a header exactly
 //! when a stream server (or the stream block) says `proxy_protocol on`, and
 //! the listener must expect it exactly then. `proxy_protocol` in the http
 //! module is no nginx directive at all.
@@ -458,6 +459,10 @@ fn check_pass(
             }
             continue;
         };
+        if let Some(mismatch) = tls_mismatch(pass, &at, &target, listener) {
+            report.problems.push(mismatch);
+            continue;
+        }
         let lacks = lacking(plan, &at, &target, listener, &pass.needs);
         let fits = lacks.is_none();
         report.problems.extend(lacks);
@@ -528,6 +533,30 @@ fn check_pass(
                 }
             }
         }
+    }
+}
+
+/// The problem when an http `proxy_pass` and the listener it reaches
+/// disagree on TLS: nginx's `https://` against a listener without `tls:`
+/// fails the handshake (nginx: "wrong version number"), and `http://`
+/// against one with `tls:` gets the connection dropped; nginx answers 502
+/// to both.
+fn tls_mismatch(pass: &Pass, at: &str, target: &Target, listener: &Listener) -> Option<String> {
+    if pass.module != Module::Http {
+        return None;
+    }
+    let https = pass.arg.starts_with("https://");
+    let name = listener.label();
+    match (https, listener.tls) {
+        (true, false) => Some(format!(
+            "{at}: `proxy_pass {}` speaks TLS to {target}, but listener {name} ({}) has no `tls:` and speaks plain HTTP, so the handshake fails and nginx answers 502; write `http://` instead of `https://`",
+            pass.arg, listener.location
+        )),
+        (false, true) => Some(format!(
+            "{at}: `proxy_pass {}` speaks plain HTTP to {target}, but listener {name} ({}) terminates TLS itself (`tls:`), so MAS drops every connection and nginx answers 502; remove `tls:` from the listener (nginx terminates TLS), or write `https://` instead of `http://`",
+            pass.arg, listener.location
+        )),
+        _ => None,
     }
 }
 

@@ -625,3 +625,22 @@ fn a_lone_socket_under_a_balancing_method_without_backup_is_listed_twice_without
         );
     }
 }
+
+#[test]
+fn a_proxy_pass_and_its_listener_must_agree_on_tls() {
+    let plain = report_for(WITH_INTERNAL, &auth_site("https://unix:/run/mas/web.sock"));
+    assert_eq!(
+        plain.problems,
+        ["site.conf:7: `proxy_pass https://unix:/run/mas/web.sock` speaks TLS to unix:/run/mas/web.sock, but listener web (mas.yaml:4:7: http.listeners[0]) has no `tls:` and speaks plain HTTP, so the handshake fails and nginx answers 502; write `http://` instead of `https://`"],
+        "{plain:?}"
+    );
+    let with_tls = format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      tls: {{certificate_file: /etc/mas/cert.pem, key_file: /etc/mas/key.pem}}\n      resources: {ALL}\n      binds:\n        - host: 127.0.0.1\n          port: 8443\n    - name: internal\n      resources: [{{name: health}}]\n      binds:\n        - host: 127.0.0.1\n          port: 8081\n");
+    let r = report_for(&with_tls, &auth_site("http://127.0.0.1:8443"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:7: `proxy_pass http://127.0.0.1:8443` speaks plain HTTP to 127.0.0.1:8443, but listener web (mas.yaml:4:7: http.listeners[0]) terminates TLS itself (`tls:`), so MAS drops every connection and nginx answers 502; remove `tls:` from the listener (nginx terminates TLS), or write `https://` instead of `http://`"],
+        "{r:?}"
+    );
+    let r = report_for(&with_tls, &auth_site("https://127.0.0.1:8443"));
+    assert!(r.problems.is_empty(), "{r:?}");
+}
