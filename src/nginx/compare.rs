@@ -28,9 +28,12 @@
 //! of MAS reaches (`= /health`) needs nothing. Paths that nginx answers or
 //! rewrites first, or that a regular expression might take, are left out.
 //! A location of the compatibility endpoints needs `compat`. A stream
-//! server sees no paths and needs nothing. When a `proxy_pass` reaches no
-//! bind, the fix offers the binds of the listeners that serve what its
-//! location needs (`advice`).
+//! server sees no paths and is not checked for resources. When a
+//! `proxy_pass` reaches no bind, the fix offers the binds of the listeners
+//! that serve what its location needs and take what it sends (`advice`);
+//! for a stream server that sends the PROXY protocol (the only kind meant
+//! for MAS, its public port as generate-nginx writes it) that is what the
+//! auth host needs, all of it from one listener.
 //!
 //! Where a pass is right, what keeps nginx from sending a request that MAS
 //! closed unanswered to a next server is warned of (`retry`): an upstream
@@ -280,8 +283,11 @@ impl<'t> Walker<'_, 't> {
                                     arg,
                                     proxy_protocol: pp,
                                     for_mas: pp.is_some_and(|(on, _)| on),
-                                    // A stream server sees no paths.
-                                    needs: Vec::new(),
+                                    needs: if pp.is_some_and(|(on, _)| on) {
+                                        public_site_needs(self.plan)
+                                    } else {
+                                        Vec::new()
+                                    },
                                     resend: Resend::default(),
                                 });
                             }
@@ -363,6 +369,21 @@ impl<'t> MasPaths<'t> {
             .map(|(_, need)| need.clone())
             .collect()
     }
+}
+
+/// What a stream server that sends the PROXY protocol (MAS's public port,
+/// as generate-nginx writes it) needs, for the fix when it reaches no bind:
+/// every path of the auth host goes to the one listener, since a stream
+/// server sees no paths and cannot serve the assets itself.
+fn public_site_needs(plan: &Plan) -> Vec<Need> {
+    let base = format!("{}/", public_path(plan).trim_end_matches('/'));
+    AUTH_ROUTES
+        .iter()
+        .map(|(resource, route)| Need {
+            resource,
+            path: format!("{base}{}", route.trim_start_matches('/')),
+        })
+        .collect()
 }
 
 /// The path of `public_base`, `/` without one.
@@ -453,9 +474,7 @@ fn check_pass(
         });
         let Some((listener, bind)) = hit else {
             if pass.for_mas {
-                report
-                    .problems
-                    .push(unmatched(plan, &at, &target, &pass.needs));
+                report.problems.push(unmatched(plan, &at, &target, pass));
             }
             continue;
         };
@@ -463,7 +482,7 @@ fn check_pass(
             report.problems.push(mismatch);
             continue;
         }
-        let lacks = lacking(plan, &at, &target, listener, &pass.needs);
+        let lacks = lacking(plan, &at, &target, listener, pass);
         let fits = lacks.is_none();
         report.problems.extend(lacks);
         let sends = pass.proxy_protocol.is_some_and(|(on, _)| on);

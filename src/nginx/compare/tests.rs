@@ -89,7 +89,7 @@ fn proxy_pass_to_a_socket_no_bind_has() {
     assert_eq!(r.problems.len(), 1, "{r:?}");
     assert_eq!(
         r.problems[0],
-        "site.conf:4: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock or 127.0.0.1:8081"
+        "site.conf:4: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock"
     );
     // The compat endpoints on another host are meant for MAS too.
     let r = report("server {\n  server_name matrix.example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh) {\n    proxy_pass http://127.0.0.1:9999;\n  }\n  location /_matrix/ {\n    proxy_pass http://127.0.0.1:8008;\n  }\n}\n");
@@ -488,11 +488,12 @@ fn a_proxy_pass_that_reaches_no_bind_is_pointed_at_listeners_that_serve_its_loca
         ["site.conf:7: proxy_pass to 127.0.0.1:8080, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock"],
         "{r:?}"
     );
-    // Where nothing tells what the location needs, every bind is offered.
+    // A stream server with the PROXY protocol needs what the auth host
+    // needs, from a listener that expects the header: none here.
     let r = report_for(WITH_INTERNAL, "stream {\n  server {\n    listen 8443;\n    proxy_protocol on;\n    proxy_pass 127.0.0.1:9999;\n  }\n}\n");
-    assert!(
-        r.problems[0]
-            .ends_with("point it at unix:/run/mas/web.sock or 127.0.0.1:8081 or [::1]:8081"),
+    assert_eq!(
+        r.problems,
+        ["site.conf:5: proxy_pass to 127.0.0.1:9999, which no bind of the config has; no listener of the config takes what it sends (the PROXY protocol, which a listener with `proxy_protocol: true` takes); add such a listener that serves `discovery`, `human`, `oauth`, `graphql`, `assets`"],
         "{r:?}"
     );
 }
@@ -643,4 +644,88 @@ fn a_proxy_pass_and_its_listener_must_agree_on_tls() {
     );
     let r = report_for(&with_tls, &auth_site("https://127.0.0.1:8443"));
     assert!(r.problems.is_empty(), "{r:?}");
+}
+
+/// An operator's two files: `a.yaml` with the public listener on a socket,
+/// `b.yaml` adding one that expects the PROXY protocol, and one for health
+/// checks that does too.
+const A_YAML: &str = "http:
+  public_base: https://auth.example.com/
+  listeners:
+    - name: web
+      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]
+      binds:
+        - socket: /run/mas/web.sock
+";
+const B_YAML: &str = "http:
+  listeners:
+    - name: proxied
+      proxy_protocol: true
+      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]
+      binds:
+        - socket: /run/mas/proxied.sock
+    - name: health
+      proxy_protocol: true
+      resources: [{name: health}]
+      binds:
+        - socket: /run/mas/health.sock
+";
+
+fn report_two(files: &[(&str, &str)], site: &str) -> Report {
+    let plan = check_texts(files, &SystemResolver).expect("valid config");
+    let tree = parse(site).expect("valid nginx syntax");
+    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+}
+
+#[test]
+fn a_proxy_pass_that_reaches_no_bind_is_pointed_only_at_listeners_that_take_what_it_sends() {
+    let files = [("a.yaml", A_YAML), ("b.yaml", B_YAML)];
+    // http: never a listener that expects the PROXY protocol.
+    let r = report_two(&files, "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/wbe.sock;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].ends_with("; point it at unix:/run/mas/web.sock"),
+        "{r:?}"
+    );
+    // A stream server with the PROXY protocol: only the listener that
+    // expects it and serves the auth host, not the one for health checks.
+    let stream = |pp: &str| {
+        report_two(&files, &format!("stream {{\n  server {{\n    listen 8443;\n{pp}    proxy_pass unix:/run/mas/proxid.sock;\n  }}\n}}\n"))
+    };
+    let r = stream("    proxy_protocol on;\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:5: proxy_pass to unix:/run/mas/proxid.sock, which no bind of the config has (the nearest is socket /run/mas/proxied.sock at b.yaml:7:11: http.listeners[1].binds[0]); point it at unix:/run/mas/proxied.sock"),
+        "{r:?}"
+    );
+    assert!(r.problems[0].ends_with("proxied.sock"), "{r:?}");
+    // One that reaches the listener for health checks is left alone.
+    let r = report_two(&files, "stream {\n  server {\n    listen 8443;\n    proxy_protocol on;\n    proxy_pass unix:/run/mas/health.sock;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    // Without it, the stream server is not meant for MAS: nothing to say.
+    assert!(stream("").problems.is_empty());
+    // Only a listener that does not take it serves the location: what to
+    // change instead.
+    let web_for_health = A_YAML.replace(
+        "[{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]",
+        "[{name: health}]",
+    );
+    let r = report_two(
+        &[("a.yaml", &web_for_health), ("b.yaml", B_YAML)],
+        "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/wbe.sock;\n  }\n}\n",
+    );
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: proxy_pass to unix:/run/mas/wbe.sock, which no bind of the config has (the nearest is socket /run/mas/proxied.sock at b.yaml:7:11: http.listeners[1].binds[0]); no listener that serves what this location needs takes what it sends: listener proxied (b.yaml:3:7: http.listeners[1]) serves it but expects the PROXY protocol, which nginx's http proxy cannot send; set `proxy_protocol: false` on it (nginx passes the client's address in X-Forwarded-For), or reach it from a stream server with `proxy_protocol on`, and point it at unix:/run/mas/proxied.sock"],
+        "{r:?}"
+    );
+    // `https://` where no listener has `tls:`.
+    let r = report_for(
+        WITH_INTERNAL,
+        &auth_site("https://unix:/run/mas/wrong.sock"),
+    );
+    assert!(
+        r.problems[0].ends_with("no listener that serves what this location needs takes what it sends: listener web (mas.yaml:4:7: http.listeners[0]) serves it but has no `tls:` and speaks plain HTTP; write `http://` instead of `https://`, and point it at unix:/run/mas/web.sock"),
+        "{r:?}"
+    );
 }
