@@ -4,7 +4,8 @@
 //! `upstream` blocks) is resolved to sockets and matched with the binds; a
 //! socket an upstream lists twice (generate-nginx lists a lone one again, as
 //! the next server nginx resends to) is one socket, named at its first line.
-//! A match is then checked for the PROXY protocol: nginx sends a header exactly
+//! A match is then checked for TLS (an http `proxy_pass` must say `https://`
+//! exactly when the listener has `tls:`) and for the PROXY protocol: nginx sends a header exactly
 //! when a stream server (or the stream block) says `proxy_protocol on`, and
 //! the listener must expect it exactly then. `proxy_protocol` in the http
 //! module is no nginx directive at all.
@@ -27,9 +28,18 @@
 //! of MAS reaches (`= /health`) needs nothing. Paths that nginx answers or
 //! rewrites first, or that a regular expression might take, are left out.
 //! A location of the compatibility endpoints needs `compat`. A stream
-//! server sees no paths and needs nothing. When a `proxy_pass` reaches no
-//! bind, the fix offers the binds of the listeners that serve what its
-//! location needs (`advice`).
+//! server sees no paths and is not checked for resources. When a
+//! `proxy_pass` reaches no bind, the fix offers the binds of the listeners
+//! that serve what its location needs and take what it sends (`advice`);
+//! for a stream server that sends the PROXY protocol (the only kind meant
+//! for MAS, its public port as generate-nginx writes it) that is what the
+//! auth host needs, all of it from one listener.
+//!
+//! Where a pass is right, what keeps nginx from sending a request that MAS
+//! closed unanswered to a next server is warned of (`retry`): an upstream
+//! of two or more entries without `max_fails=0`, and, for a Unix socket
+//! over http, `proxy_next_upstream` without `error`,
+//! `proxy_next_upstream_tries 1` or the other entry `down`.
 //!
 //! Which module a file is for: a file with `http`, `stream` or `events`
 //! blocks is a whole nginx.conf; otherwise a file whose `server` blocks hold
@@ -45,7 +55,8 @@ use std::path::Path;
 
 use self::advice::{lacking, unmatched, Need};
 use self::locations::{find_location, location_path, stays, Found, LocationPath};
-use self::targets::{reaches, targets_of, Target};
+use self::retry::Resend;
+use self::targets::{addresses, entry_target, reaches, targets_of, Target};
 use super::routes::{AUTH_ROUTES, COMPAT_SAMPLE};
 use super::syntax::Directive;
 use crate::config::plan::Resolver;
@@ -53,6 +64,7 @@ use crate::config::{Bind, Listener, Plan};
 
 mod advice;
 mod locations;
+mod retry;
 mod targets;
 
 /// What the comparison found.
@@ -84,6 +96,8 @@ struct Pass<'a> {
     for_mas: bool,
     /// What its location needs from the listener it reaches.
     needs: Vec<Need>,
+    /// The resend directives that apply to it (http only).
+    resend: Resend<'a>,
 }
 
 /// Compares `tree`, read from `site`, with `plan`.
@@ -123,6 +137,10 @@ pub fn compare(plan: &Plan, site: &Path, tree: &[Directive], resolver: &dyn Reso
     for pass in &passes {
         check_pass(plan, &shown, pass, &upstreams, resolver, &mut report);
     }
+    // A directive or an upstream that several proxy_passes share is said
+    // once.
+    let mut said = std::collections::HashSet::new();
+    report.warnings.retain(|w| said.insert(w.clone()));
     report
 }
 
@@ -146,6 +164,7 @@ impl<'t> Walker<'_, 't> {
 
     fn http_block(&mut self, items: &'t [Directive]) {
         let host = public_host(self.plan);
+        let resend = Resend::default().within(items);
         for d in items {
             match d.name.as_str() {
                 "upstream" => {
@@ -161,7 +180,8 @@ impl<'t> Walker<'_, 't> {
                                 .any(|n| host.as_deref().is_some_and(|h| n.eq_ignore_ascii_case(h)))
                     });
                     let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
-                    self.http_items(d.children(), mas.as_ref(), false, false, &[]);
+                    let resend = resend.within(d.children());
+                    self.http_items(d.children(), mas.as_ref(), false, false, &[], resend);
                 }
                 _ => self.http_other(d),
             }
@@ -171,7 +191,8 @@ impl<'t> Walker<'_, 't> {
     /// Directives inside an http server, location, `if` or `limit_except`.
     /// `mas` is set in a server named after public_base's host; `for_mas`
     /// says whether the enclosing location is one of MAS's there, and
-    /// `needs` what it needs from the listener it reaches.
+    /// `needs` what it needs from the listener it reaches; `resend` the
+    /// resend directives of the levels around `items`, theirs included.
     fn http_items(
         &mut self,
         items: &'t [Directive],
@@ -179,6 +200,7 @@ impl<'t> Walker<'_, 't> {
         compat: bool,
         for_mas: bool,
         needs: &[Need],
+        resend: Resend<'t>,
     ) {
         for d in items {
             match d.name.as_str() {
@@ -200,7 +222,14 @@ impl<'t> Walker<'_, 't> {
                             path: COMPAT_SAMPLE.to_owned(),
                         });
                     }
-                    self.http_items(d.children(), mas, compat_here, for_mas_here, &needs_here);
+                    self.http_items(
+                        d.children(),
+                        mas,
+                        compat_here,
+                        for_mas_here,
+                        &needs_here,
+                        resend.within(d.children()),
+                    );
                 }
                 "proxy_pass" => {
                     if let Some(arg) = d.args.first() {
@@ -211,11 +240,13 @@ impl<'t> Walker<'_, 't> {
                             proxy_protocol: None,
                             for_mas: for_mas || compat,
                             needs: needs.to_vec(),
+                            resend,
                         });
                     }
                 }
                 _ if d.block.is_some() => {
-                    self.http_items(d.children(), mas, compat, for_mas, needs);
+                    let resend = resend.within(d.children());
+                    self.http_items(d.children(), mas, compat, for_mas, needs, resend);
                 }
                 _ => self.http_other(d),
             }
@@ -252,8 +283,12 @@ impl<'t> Walker<'_, 't> {
                                     arg,
                                     proxy_protocol: pp,
                                     for_mas: pp.is_some_and(|(on, _)| on),
-                                    // A stream server sees no paths.
-                                    needs: Vec::new(),
+                                    needs: if pp.is_some_and(|(on, _)| on) {
+                                        public_site_needs(self.plan)
+                                    } else {
+                                        Vec::new()
+                                    },
+                                    resend: Resend::default(),
                                 });
                             }
                         } else {
@@ -336,6 +371,21 @@ impl<'t> MasPaths<'t> {
     }
 }
 
+/// What a stream server that sends the PROXY protocol (MAS's public port,
+/// as generate-nginx writes it) needs, for the fix when it reaches no bind:
+/// every path of the auth host goes to the one listener, since a stream
+/// server sees no paths and cannot serve the assets itself.
+fn public_site_needs(plan: &Plan) -> Vec<Need> {
+    let base = format!("{}/", public_path(plan).trim_end_matches('/'));
+    AUTH_ROUTES
+        .iter()
+        .map(|(resource, route)| Need {
+            resource,
+            path: format!("{base}{}", route.trim_start_matches('/')),
+        })
+        .collect()
+}
+
 /// The path of `public_base`, `/` without one.
 fn public_path(plan: &Plan) -> String {
     let Some(base) = plan.public_base.as_deref() else {
@@ -378,8 +428,8 @@ fn check_pass(
     resolver: &dyn Resolver,
     report: &mut Report,
 ) {
-    let targets = match targets_of(pass, upstreams, resolver) {
-        Ok(t) => t,
+    let (targets, upstream) = match targets_of(pass, upstreams, resolver) {
+        Ok(r) => (r.targets, r.upstream),
         Err(why) => {
             report.warnings.push(format!(
                 "{site}:{}: `proxy_pass {}` is not checked: {why}",
@@ -424,13 +474,15 @@ fn check_pass(
         });
         let Some((listener, bind)) = hit else {
             if pass.for_mas {
-                report
-                    .problems
-                    .push(unmatched(plan, &at, &target, &pass.needs));
+                report.problems.push(unmatched(plan, &at, &target, pass));
             }
             continue;
         };
-        let lacks = lacking(plan, &at, &target, listener, &pass.needs);
+        if let Some(mismatch) = tls_mismatch(pass, &at, &target, listener) {
+            report.problems.push(mismatch);
+            continue;
+        }
+        let lacks = lacking(plan, &at, &target, listener, pass);
         let fits = lacks.is_none();
         report.problems.extend(lacks);
         let sends = pass.proxy_protocol.is_some_and(|(on, _)| on);
@@ -462,13 +514,68 @@ fn check_pass(
                     if sends { "on both sides" } else { "on neither side" }
                 ));
                 // Said only of a pass that is right otherwise.
-                if lone_unix && fits {
+                if !fits || pass.module != Module::Http {
+                    continue;
+                }
+                if lone_unix {
                     report.warnings.push(format!(
-                        "{at}: {target} is nginx's only server here, so a request that a restart of MAS closes unanswered on it (see `mas-sockets reload`) is answered 502 rather than sent again; list it twice in an upstream, `server {target} max_fails=0;` and then the same with `backup`, as generate-nginx does"
+                        "{at}: {target} is nginx's only server here, so a request that a restart of MAS closes unanswered on it (see `mas-sockets reload`) is answered 502 rather than sent again; {}",
+                        retry::lone_fix(&target, upstream)
                     ));
+                }
+                if let Target::Unix(_) = target {
+                    report
+                        .warnings
+                        .extend(retry::defeated(site, &target, &pass.resend));
+                    if let Some(up) = upstream {
+                        report
+                            .warnings
+                            .extend(retry::down_entries(site, &target, up, &lines));
+                    }
+                }
+                if let Some(up) = upstream {
+                    let peers = up
+                        .children()
+                        .iter()
+                        .filter(|d| d.name == "server")
+                        .filter_map(|d| entry_target(d, Some(80)))
+                        .map(|t| match t {
+                            Target::Unix(_) => 1,
+                            Target::Tcp { host, port } => {
+                                addresses(&host, port, resolver).len().max(1)
+                            }
+                        })
+                        .sum();
+                    report
+                        .warnings
+                        .extend(retry::max_fails(site, up, peers, &name));
                 }
             }
         }
+    }
+}
+
+/// The problem when an http `proxy_pass` and the listener it reaches
+/// disagree on TLS: nginx's `https://` against a listener without `tls:`
+/// fails the handshake (nginx: "wrong version number"), and `http://`
+/// against one with `tls:` gets the connection dropped; nginx answers 502
+/// to both.
+fn tls_mismatch(pass: &Pass, at: &str, target: &Target, listener: &Listener) -> Option<String> {
+    if pass.module != Module::Http {
+        return None;
+    }
+    let https = pass.arg.starts_with("https://");
+    let name = listener.label();
+    match (https, listener.tls) {
+        (true, false) => Some(format!(
+            "{at}: `proxy_pass {}` speaks TLS to {target}, but listener {name} ({}) has no `tls:` and speaks plain HTTP, so the handshake fails and nginx answers 502; write `http://` instead of `https://`",
+            pass.arg, listener.location
+        )),
+        (false, true) => Some(format!(
+            "{at}: `proxy_pass {}` speaks plain HTTP to {target}, but listener {name} ({}) terminates TLS itself (`tls:`), so MAS drops every connection and nginx answers 502; remove `tls:` from the listener (nginx terminates TLS), or write `https://` instead of `http://`",
+            pass.arg, listener.location
+        )),
+        _ => None,
     }
 }
 

@@ -2,9 +2,15 @@
 //! the messages when it reaches no bind or a listener without it: each
 //! fix points at the binds of listeners that serve what the location
 //! needs, as nginx would write them (a bind on every address is reached on
-//! loopback), never at a listener that would answer 404.
+//! loopback), never at a listener that would answer 404, nor at one that
+//! does not take what the `proxy_pass` sends: an http one reaches only
+//! listeners without `proxy_protocol: true` and with `tls:` exactly for
+//! `https://`; a stream server listeners that expect the PROXY protocol
+//! exactly when it sends it. When no listener fits, the fix says what to
+//! change in the config or the site instead.
 
 use super::targets::Target;
+use super::{Module, Pass};
 use crate::config::{Bind, Endpoint, Listener, Plan};
 
 /// A resource that a location needs from the listener it reaches, with a
@@ -16,9 +22,9 @@ pub(super) struct Need {
 }
 
 /// The message for a `proxy_pass` meant for MAS that reaches no bind.
-pub(super) fn unmatched(plan: &Plan, at: &str, target: &Target, needs: &[Need]) -> String {
-    let needs = distinct(needs);
-    let advice = advise(plan, &needs, None);
+pub(super) fn unmatched(plan: &Plan, at: &str, target: &Target, pass: &Pass) -> String {
+    let needs = distinct(&pass.needs);
+    let advice = advise(plan, &needs, None, pass);
     let binds = || advice.point_at.iter().flat_map(|l| l.binds.iter());
     let same_kind = |b: &&Bind| match target {
         Target::Unix(_) => b.endpoints.iter().any(|e| matches!(e, Endpoint::Unix(_))),
@@ -52,9 +58,16 @@ pub(super) fn lacking(
     at: &str,
     target: &Target,
     listener: &Listener,
-    needs: &[Need],
+    pass: &Pass,
 ) -> Option<String> {
-    let needs = distinct(needs);
+    // A stream server that reaches a bind is not held to the auth host's
+    // resources: it may serve a listener of another purpose (health checks
+    // over the PROXY protocol), and only one that reaches no bind is taken
+    // for MAS's public port, to choose what to point it at.
+    if pass.module == Module::Stream {
+        return None;
+    }
+    let needs = distinct(&pass.needs);
     let missing: Vec<&Need> = needs
         .iter()
         .copied()
@@ -63,7 +76,7 @@ pub(super) fn lacking(
     if missing.is_empty() {
         return None;
     }
-    let advice = advise(plan, &needs, Some(listener));
+    let advice = advise(plan, &needs, Some(listener), pass);
     Some(format!(
         "{at}: proxy_pass to {target} reaches listener {} ({}), which does not serve {}, which paths of this location need ({}), so MAS answers 404 to them; {}",
         listener.label(),
@@ -80,15 +93,62 @@ struct Advice<'p> {
     text: String,
 }
 
+/// Why `listener` does not take what `pass` sends, and what to change in
+/// the config or the site so that it does; `None` when it takes it.
+fn refusal(listener: &Listener, pass: &Pass) -> Option<(&'static str, String)> {
+    match pass.module {
+        Module::Http if listener.proxy_protocol => Some((
+            "expects the PROXY protocol, which nginx's http proxy cannot send",
+            "set `proxy_protocol: false` on it (nginx passes the client's address in X-Forwarded-For), or reach it from a stream server with `proxy_protocol on`".to_owned(),
+        )),
+        Module::Http => {
+            let https = pass.arg.starts_with("https://");
+            match (https, listener.tls) {
+                (true, false) => Some((
+                    "has no `tls:` and speaks plain HTTP",
+                    "write `http://` instead of `https://`".to_owned(),
+                )),
+                (false, true) => Some((
+                    "terminates TLS itself (`tls:`)",
+                    "remove `tls:` from it (nginx terminates TLS), or write `https://` instead of `http://`".to_owned(),
+                )),
+                _ => None,
+            }
+        }
+        Module::Stream => match (pass.proxy_protocol, listener.proxy_protocol) {
+            (Some((true, line)), false) => Some((
+                "does not expect the PROXY protocol that this stream server sends",
+                format!("set `proxy_protocol: true` on it, or remove `proxy_protocol on` (line {line})"),
+            )),
+            (None | Some((false, _)), true) => Some((
+                "expects the PROXY protocol, which this stream server does not send",
+                "add `proxy_protocol on;` to the stream server".to_owned(),
+            )),
+            _ => None,
+        },
+    }
+}
+
 /// The fix for a location that needs `needs` (and reaches `reached`, if
-/// any listener): the binds of every listener that serves all of it; else
-/// what to add to the listener that serves the most of it (`reached` when
-/// it serves as much as any), and where else the rest could go.
-fn advise<'p>(plan: &'p Plan, needs: &[&Need], reached: Option<&Listener>) -> Advice<'p> {
+/// any listener), among the listeners that take what `pass` sends: the
+/// binds of every one that serves all of it; else, when only listeners
+/// that do not take it serve all of it, what to change for the first of
+/// them; else what to add to the listener that serves the most of it
+/// (`reached` when it serves as much as any), and where else the rest
+/// could go.
+fn advise<'p>(
+    plan: &'p Plan,
+    needs: &[&Need],
+    reached: Option<&Listener>,
+    pass: &Pass,
+) -> Advice<'p> {
+    let takes = |l: &&Listener| refusal(l, pass).is_none();
+    let serves_all = |l: &&Listener| needs.iter().all(|n| serves(l, n));
     let fit: Vec<&Listener> = plan
         .listeners
         .iter()
-        .filter(|l| needs.iter().all(|n| serves(l, n)))
+        .filter(takes)
+        .filter(serves_all)
         .collect();
     if let Some(first) = fit.first() {
         let addresses = addresses(fit.iter().flat_map(|l| l.binds.iter()));
@@ -106,16 +166,54 @@ fn advise<'p>(plan: &'p Plan, needs: &[&Need], reached: Option<&Listener>) -> Ad
             text,
         };
     }
+    if let Some(other) = plan.listeners.iter().find(serves_all) {
+        let (why, change) = refusal(other, pass).expect("a listener that fits was returned above");
+        let at = addresses(other.binds.iter());
+        let point = if at.is_empty() {
+            "add a `socket:` or `host:` bind to it".to_owned()
+        } else {
+            format!("point it at {}", at.join(" or "))
+        };
+        return Advice {
+            point_at: vec![other],
+            text: format!(
+                "no listener that serves what {} needs takes what it sends: listener {} ({}) serves it but {why}; {change}, and {point}",
+                whose(pass),
+                other.label(),
+                other.location
+            ),
+        };
+    }
+    let usable: Vec<&Listener> = plan.listeners.iter().filter(takes).collect();
     let served = |l: &Listener| needs.iter().filter(|n| serves(l, n)).count();
-    let most = plan.listeners.iter().map(served).max().unwrap_or(0);
-    let best = plan.listeners.iter().find(|l| match reached {
+    let most = usable.iter().map(|l| served(l)).max().unwrap_or(0);
+    let best = usable.iter().copied().find(|l| match reached {
         Some(r) if served(r) == most => l.index == r.index,
         _ => served(l) == most,
     });
     let Some(best) = best else {
+        let sends = match pass.module {
+            Module::Http if pass.arg.starts_with("https://") => {
+                "HTTPS without the PROXY protocol, which a listener with `tls:` and without `proxy_protocol: true` takes"
+            }
+            Module::Http => {
+                "plain HTTP without the PROXY protocol, which a listener without `tls:` and without `proxy_protocol: true` takes"
+            }
+            Module::Stream if pass.proxy_protocol.is_some_and(|(on, _)| on) => {
+                "the PROXY protocol, which a listener with `proxy_protocol: true` takes"
+            }
+            Module::Stream => "no PROXY header, which a listener without `proxy_protocol: true` takes",
+        };
+        let serving = if needs.is_empty() {
+            String::new()
+        } else {
+            format!(" that serves {}", resource_list(needs))
+        };
         return Advice {
             point_at: Vec::new(),
-            text: "add a listener to the config".to_owned(),
+            text: format!(
+                "no listener of the config takes what it sends ({sends}); add such a listener{serving}"
+            ),
         };
     };
     let reached_is_best = reached.is_some_and(|r| r.index == best.index);
@@ -143,7 +241,7 @@ fn advise<'p>(plan: &'p Plan, needs: &[&Need], reached: Option<&Listener>) -> Ad
     // Paths that another listener serves may go there in locations of
     // their own; each path is offered once, to the first such listener.
     let mut offered: Vec<&str> = Vec::new();
-    for other in plan.listeners.iter().filter(|l| l.index != best.index) {
+    for other in usable.iter().filter(|l| l.index != best.index) {
         let theirs: Vec<&Need> = missing
             .iter()
             .copied()
@@ -169,6 +267,14 @@ fn advise<'p>(plan: &'p Plan, needs: &[&Need], reached: Option<&Listener>) -> Ad
     Advice {
         point_at: vec![best],
         text,
+    }
+}
+
+/// What a pass's needs are those of, for messages.
+fn whose(pass: &Pass) -> &'static str {
+    match pass.module {
+        Module::Http => "this location",
+        Module::Stream => "this stream server",
     }
 }
 

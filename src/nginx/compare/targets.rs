@@ -30,13 +30,20 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// What a `proxy_pass` argument resolves to: each socket with the line
+/// that names it, and the upstream block, if it goes through one.
+pub(super) struct Resolved<'u> {
+    pub(super) targets: Vec<(Target, usize)>,
+    pub(super) upstream: Option<&'u Directive>,
+}
+
 /// The sockets of a `proxy_pass` argument: through an upstream block, or as
 /// written. `Err` with a reason when it cannot be resolved.
-pub(super) fn targets_of(
+pub(super) fn targets_of<'u>(
     pass: &Pass,
-    upstreams: &[(Module, &str, &Directive)],
+    upstreams: &[(Module, &str, &'u Directive)],
     resolver: &dyn Resolver,
-) -> Result<Vec<(Target, usize)>, String> {
+) -> Result<Resolved<'u>, String> {
     let variables = |what: &str| {
         Err(format!(
             "its {what} uses variables, which only nginx can resolve at run time"
@@ -65,7 +72,10 @@ pub(super) fn targets_of(
         if path.contains('$') {
             return variables("socket path");
         }
-        return Ok(vec![(Target::Unix(PathBuf::from(path)), pass.line)]);
+        return Ok(Resolved {
+            targets: vec![(Target::Unix(PathBuf::from(path)), pass.line)],
+            upstream: None,
+        });
     }
     let authority = match pass.module {
         Module::Http => http_authority(rest),
@@ -84,16 +94,14 @@ pub(super) fn targets_of(
     {
         let mut found = Vec::new();
         for server in up.children().iter().filter(|d| d.name == "server") {
-            let Some(addr) = server.args.first() else {
-                continue;
-            };
-            if let Some(path) = addr.strip_prefix("unix:") {
-                found.push((Target::Unix(PathBuf::from(path)), server.line));
-            } else if let Some(t) = parse_host_port(addr, default_port.or(Some(80))) {
+            if let Some(t) = entry_target(server, default_port.or(Some(80))) {
                 found.push((t, server.line));
             }
         }
-        return Ok(found);
+        return Ok(Resolved {
+            targets: found,
+            upstream: Some(*up),
+        });
     }
     let target = parse_host_port(authority, default_port).ok_or_else(|| {
         format!("`{authority}` is neither host:port nor an upstream block of the file")
@@ -107,7 +115,19 @@ pub(super) fn targets_of(
             ));
         }
     }
-    Ok(vec![(target, pass.line)])
+    Ok(Resolved {
+        targets: vec![(target, pass.line)],
+        upstream: None,
+    })
+}
+
+/// The socket of an upstream block's `server` entry.
+pub(super) fn entry_target(server: &Directive, default_port: Option<u16>) -> Option<Target> {
+    let addr = server.args.first()?;
+    match addr.strip_prefix("unix:") {
+        Some(path) => Some(Target::Unix(PathBuf::from(path))),
+        None => parse_host_port(addr, default_port),
+    }
 }
 
 /// The host and port of an http `proxy_pass` URL without its scheme: what

@@ -89,7 +89,7 @@ fn proxy_pass_to_a_socket_no_bind_has() {
     assert_eq!(r.problems.len(), 1, "{r:?}");
     assert_eq!(
         r.problems[0],
-        "site.conf:4: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock or 127.0.0.1:8081"
+        "site.conf:4: proxy_pass to unix:/run/mas/wrong.sock, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock"
     );
     // The compat endpoints on another host are meant for MAS too.
     let r = report("server {\n  server_name matrix.example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh) {\n    proxy_pass http://127.0.0.1:9999;\n  }\n  location /_matrix/ {\n    proxy_pass http://127.0.0.1:8008;\n  }\n}\n");
@@ -488,11 +488,244 @@ fn a_proxy_pass_that_reaches_no_bind_is_pointed_at_listeners_that_serve_its_loca
         ["site.conf:7: proxy_pass to 127.0.0.1:8080, which no bind of the config has (the nearest is socket /run/mas/web.sock at mas.yaml:7:11: http.listeners[0].binds[0]); point it at unix:/run/mas/web.sock"],
         "{r:?}"
     );
-    // Where nothing tells what the location needs, every bind is offered.
+    // A stream server with the PROXY protocol needs what the auth host
+    // needs, from a listener that expects the header: none here.
     let r = report_for(WITH_INTERNAL, "stream {\n  server {\n    listen 8443;\n    proxy_protocol on;\n    proxy_pass 127.0.0.1:9999;\n  }\n}\n");
+    assert_eq!(
+        r.problems,
+        ["site.conf:5: proxy_pass to 127.0.0.1:9999, which no bind of the config has; no listener of the config takes what it sends (the PROXY protocol, which a listener with `proxy_protocol: true` takes); add such a listener that serves `discovery`, `human`, `oauth`, `graphql`, `assets`"],
+        "{r:?}"
+    );
+}
+
+/// An http site for the auth host whose `location /` reaches upstream
+/// `mas_web` (line 1) holding `servers`, with `server_extra` in the server
+/// and `location_extra` in the location.
+fn upstream_site(servers: &str, server_extra: &str, location_extra: &str) -> String {
+    format!("upstream mas_web {{\n{servers}}}\nserver {{\n  server_name auth.example.com;\n{server_extra}  location / {{\n{location_extra}    proxy_pass http://mas_web;\n  }}\n}}\n")
+}
+
+const TWICE: &str = "  server unix:/run/mas/web.sock max_fails=0;\n  server unix:/run/mas/web.sock max_fails=0 backup;\n";
+
+#[test]
+fn an_upstream_of_two_entries_without_max_fails_0_is_warned_of() {
+    // nginx: one failed connection takes an entry out for 10 s; with both
+    // out it answers 502 ("no live upstreams") without trying.
+    let r = report(&upstream_site(
+        "  server unix:/run/mas/web.sock;\n  server unix:/run/mas/web.sock backup;\n",
+        "",
+        "",
+    ));
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(
+        r.warnings,
+        ["site.conf:2: upstream mas_web, which reaches listener web, has entries without `max_fails=0` (lines 2 and 3): nginx takes such an entry out for fail_timeout (10 s by default) after one failed connection, so a restart or crash of MAS that closes one connection on each leaves none, and nginx answers 502 to every request (\"no live upstreams\") until they are back; add `max_fails=0` to each"],
+        "{r:?}"
+    );
+    // One without: the other stays, but the resend loses its next server.
+    let r = report(&upstream_site(
+        "  server unix:/run/mas/web.sock max_fails=0;\n  server unix:/run/mas/web.sock fail_timeout=0 backup;\n",
+        "",
+        "",
+    ));
+    assert_eq!(r.warnings.len(), 1, "{r:?}");
     assert!(
-        r.problems[0]
-            .ends_with("point it at unix:/run/mas/web.sock or 127.0.0.1:8081 or [::1]:8081"),
+        r.warnings[0].starts_with("site.conf:3: upstream mas_web, which reaches listener web, has entries without `max_fails=0` (line 3)") && r.warnings[0].contains("may have no next server"),
+        "{r:?}"
+    );
+    // A lone entry never counts failures; `localhost` is two addresses.
+    let lone = report(&upstream_site("  server unix:/run/mas/web.sock;\n", "", ""));
+    assert!(
+        !lone.warnings.iter().any(|w| w.contains("max_fails=0` (")),
+        "{lone:?}"
+    );
+    let on_localhost = format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: {ALL}\n      binds:\n        - host: localhost\n          port: 8080\n");
+    let localhost = report_for(
+        &on_localhost,
+        &upstream_site("  server localhost:8080;\n", "", ""),
+    );
+    assert!(
+        localhost
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("site.conf:2: upstream mas_web, which reaches listener web, has entries without `max_fails=0` (line 2)")),
+        "{localhost:?}"
+    );
+    // Two locations through one upstream: said once.
+    let r = report("upstream mas_web {\n  server unix:/run/mas/web.sock;\n  server unix:/run/mas/web.sock backup;\n}\nserver {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://mas_web;\n  }\n  location /graphql {\n    proxy_pass http://mas_web;\n  }\n}\n");
+    assert_eq!(r.warnings.len(), 1, "{r:?}");
+    // The form generate-nginx writes: nothing to say.
+    let r = report(&upstream_site(TWICE, "", ""));
+    assert!(r.warnings.is_empty(), "{r:?}");
+}
+
+#[test]
+fn settings_that_keep_nginx_from_resending_are_warned_of() {
+    let then = "so nginx answers 502 to a request that a restart of MAS closes unanswered on unix:/run/mas/web.sock (see `mas-sockets reload`) instead of sending it to the next server";
+    let r = report(&upstream_site(TWICE, "", "    proxy_next_upstream off;\n"));
+    assert_eq!(
+        r.warnings,
+        [format!("site.conf:8: `proxy_next_upstream off` turns resending off, {then}; make it `proxy_next_upstream error;`")],
+        "{r:?}"
+    );
+    // The server's, replacing the http level's, and itself replaced by
+    // the location's as nginx inherits them.
+    let r = report(&format!(
+        "proxy_next_upstream error;\n{}",
+        upstream_site(TWICE, "  proxy_next_upstream timeout http_502;\n", "")
+    ));
+    assert_eq!(
+        r.warnings,
+        [format!("site.conf:8: `proxy_next_upstream timeout http_502` does not hold `error`, and replaces any outer `proxy_next_upstream` entirely, {then}; add `error` to it")],
+        "{r:?}"
+    );
+    let r = report(&upstream_site(
+        TWICE,
+        "  proxy_next_upstream off;\n",
+        "    proxy_next_upstream error timeout;\n",
+    ));
+    assert!(r.warnings.is_empty(), "{r:?}");
+    let r = report(&format!(
+        "proxy_next_upstream_tries 1;\n{}",
+        upstream_site(TWICE, "", "")
+    ));
+    assert_eq!(
+        r.warnings,
+        [format!("site.conf:1: `proxy_next_upstream_tries 1` lets nginx try one server only, {then}; remove it, or make it 2 or more (0 is no limit)")],
+        "{r:?}"
+    );
+    // The second entry `down`: no next server.
+    let r = report(&upstream_site(
+        "  server unix:/run/mas/web.sock max_fails=0;\n  server unix:/run/mas/web.sock max_fails=0 backup down;\n",
+        "",
+        "",
+    ));
+    assert_eq!(
+        r.warnings,
+        ["site.conf:3: this entry of unix:/run/mas/web.sock is marked `down`, which leaves nginx no next server: it answers 502 to a request that a restart of MAS closes unanswered on unix:/run/mas/web.sock (see `mas-sockets reload`) instead of sending it again; remove `down`"],
+        "{r:?}"
+    );
+    // Over TCP there is no such gap on restart: left alone.
+    let r = report("server {\n  listen 8443;\n  proxy_next_upstream off;\n  proxy_pass 127.0.0.1:8081;\n  proxy_protocol on;\n}\n");
+    assert!(r.warnings.is_empty(), "{r:?}");
+}
+
+#[test]
+fn a_lone_socket_under_a_balancing_method_without_backup_is_listed_twice_without_it() {
+    for method in ["hash $request_uri", "ip_hash", "random"] {
+        let r = report(&upstream_site(
+            &format!("  {method};\n  server unix:/run/mas/web.sock;\n"),
+            "",
+            "",
+        ));
+        let name = method.split(' ').next().unwrap();
+        assert_eq!(
+            r.warnings,
+            [format!("site.conf:3 (upstream of site.conf:8): unix:/run/mas/web.sock is nginx's only server here, so a request that a restart of MAS closes unanswered on it (see `mas-sockets reload`) is answered 502 rather than sent again; list it twice in the upstream, `server unix:/run/mas/web.sock max_fails=0;` and the same line again, without `backup`, which nginx refuses with `{name}`")],
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn a_proxy_pass_and_its_listener_must_agree_on_tls() {
+    let plain = report_for(WITH_INTERNAL, &auth_site("https://unix:/run/mas/web.sock"));
+    assert_eq!(
+        plain.problems,
+        ["site.conf:7: `proxy_pass https://unix:/run/mas/web.sock` speaks TLS to unix:/run/mas/web.sock, but listener web (mas.yaml:4:7: http.listeners[0]) has no `tls:` and speaks plain HTTP, so the handshake fails and nginx answers 502; write `http://` instead of `https://`"],
+        "{plain:?}"
+    );
+    let with_tls = format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      tls: {{certificate_file: /etc/mas/cert.pem, key_file: /etc/mas/key.pem}}\n      resources: {ALL}\n      binds:\n        - host: 127.0.0.1\n          port: 8443\n    - name: internal\n      resources: [{{name: health}}]\n      binds:\n        - host: 127.0.0.1\n          port: 8081\n");
+    let r = report_for(&with_tls, &auth_site("http://127.0.0.1:8443"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:7: `proxy_pass http://127.0.0.1:8443` speaks plain HTTP to 127.0.0.1:8443, but listener web (mas.yaml:4:7: http.listeners[0]) terminates TLS itself (`tls:`), so MAS drops every connection and nginx answers 502; remove `tls:` from the listener (nginx terminates TLS), or write `https://` instead of `http://`"],
+        "{r:?}"
+    );
+    let r = report_for(&with_tls, &auth_site("https://127.0.0.1:8443"));
+    assert!(r.problems.is_empty(), "{r:?}");
+}
+
+/// An operator's two files: `a.yaml` with the public listener on a socket,
+/// `b.yaml` adding one that expects the PROXY protocol, and one for health
+/// checks that does too.
+const A_YAML: &str = "http:
+  public_base: https://auth.example.com/
+  listeners:
+    - name: web
+      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]
+      binds:
+        - socket: /run/mas/web.sock
+";
+const B_YAML: &str = "http:
+  listeners:
+    - name: proxied
+      proxy_protocol: true
+      resources: [{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]
+      binds:
+        - socket: /run/mas/proxied.sock
+    - name: health
+      proxy_protocol: true
+      resources: [{name: health}]
+      binds:
+        - socket: /run/mas/health.sock
+";
+
+fn report_two(files: &[(&str, &str)], site: &str) -> Report {
+    let plan = check_texts(files, &SystemResolver).expect("valid config");
+    let tree = parse(site).expect("valid nginx syntax");
+    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+}
+
+#[test]
+fn a_proxy_pass_that_reaches_no_bind_is_pointed_only_at_listeners_that_take_what_it_sends() {
+    let files = [("a.yaml", A_YAML), ("b.yaml", B_YAML)];
+    // http: never a listener that expects the PROXY protocol.
+    let r = report_two(&files, "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/wbe.sock;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].ends_with("; point it at unix:/run/mas/web.sock"),
+        "{r:?}"
+    );
+    // A stream server with the PROXY protocol: only the listener that
+    // expects it and serves the auth host, not the one for health checks.
+    let stream = |pp: &str| {
+        report_two(&files, &format!("stream {{\n  server {{\n    listen 8443;\n{pp}    proxy_pass unix:/run/mas/proxid.sock;\n  }}\n}}\n"))
+    };
+    let r = stream("    proxy_protocol on;\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:5: proxy_pass to unix:/run/mas/proxid.sock, which no bind of the config has (the nearest is socket /run/mas/proxied.sock at b.yaml:7:11: http.listeners[1].binds[0]); point it at unix:/run/mas/proxied.sock"),
+        "{r:?}"
+    );
+    assert!(r.problems[0].ends_with("proxied.sock"), "{r:?}");
+    // One that reaches the listener for health checks is left alone.
+    let r = report_two(&files, "stream {\n  server {\n    listen 8443;\n    proxy_protocol on;\n    proxy_pass unix:/run/mas/health.sock;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    // Without it, the stream server is not meant for MAS: nothing to say.
+    assert!(stream("").problems.is_empty());
+    // Only a listener that does not take it serves the location: what to
+    // change instead.
+    let web_for_health = A_YAML.replace(
+        "[{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]",
+        "[{name: health}]",
+    );
+    let r = report_two(
+        &[("a.yaml", &web_for_health), ("b.yaml", B_YAML)],
+        "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/wbe.sock;\n  }\n}\n",
+    );
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: proxy_pass to unix:/run/mas/wbe.sock, which no bind of the config has (the nearest is socket /run/mas/proxied.sock at b.yaml:7:11: http.listeners[1].binds[0]); no listener that serves what this location needs takes what it sends: listener proxied (b.yaml:3:7: http.listeners[1]) serves it but expects the PROXY protocol, which nginx's http proxy cannot send; set `proxy_protocol: false` on it (nginx passes the client's address in X-Forwarded-For), or reach it from a stream server with `proxy_protocol on`, and point it at unix:/run/mas/proxied.sock"],
+        "{r:?}"
+    );
+    // `https://` where no listener has `tls:`.
+    let r = report_for(
+        WITH_INTERNAL,
+        &auth_site("https://unix:/run/mas/wrong.sock"),
+    );
+    assert!(
+        r.problems[0].ends_with("no listener that serves what this location needs takes what it sends: listener web (mas.yaml:4:7: http.listeners[0]) serves it but has no `tls:` and speaks plain HTTP; write `http://` instead of `https://`, and point it at unix:/run/mas/web.sock"),
         "{r:?}"
     );
 }
