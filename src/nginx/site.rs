@@ -93,6 +93,9 @@ pub trait Accounts {
     ///
     /// When the group does not exist: a text saying which.
     fn gid(&self, group: &str) -> Result<u32, String>;
+
+    /// The name of `user`'s primary group, when both exist.
+    fn primary_group(&self, user: &str) -> Option<String>;
 }
 
 /// This host's users and groups (getpwnam, getgrnam, getgrgid).
@@ -110,6 +113,12 @@ impl Accounts for SystemAccounts {
 
     fn gid(&self, group: &str) -> Result<u32, String> {
         Ok(system_group(group)?.gid.as_raw())
+    }
+
+    fn primary_group(&self, user: &str) -> Option<String> {
+        use nix::unistd::{Group, User};
+        let gid = User::from_name(user).ok()??.gid;
+        Some(Group::from_gid(gid).ok()??.name)
     }
 }
 
@@ -644,6 +653,10 @@ fn check_socket_access(
         return Ok(());
     }
     let (user, group) = (&opts.nginx_user, &opts.socket_group);
+    // The group to suggest: nginx's own, so that the fix works as written.
+    let own = accounts
+        .primary_group(user)
+        .unwrap_or_else(|| "GROUP".to_owned());
     let refuse = |fix: String| {
         SiteError::SocketPermission {
         location: bind.location.clone(),
@@ -655,7 +668,7 @@ fn check_socket_access(
     };
     if !group_may && !others_may {
         return Err(refuse(format!(
-            "give the bind `mode: \"660\"` and the sockets a group that `{user}` is in (generate-units and generate-nginx --socket-group, e.g. www-data)"
+            "give the bind `mode: \"660\"` and the sockets a group that `{user}` is in (generate-units and generate-nginx --socket-group {own})"
         )));
     }
     let member = accounts
@@ -672,10 +685,10 @@ fn check_socket_access(
     match (member, group_may) {
         (true, true) | (false, false) => Ok(()),
         (false, true) if root_group() => Err(refuse(format!(
-            "give MAS's sockets a group that `{user}` is in instead (generate-units --socket-group www-data, and the same --socket-group here), and do not add `{user}` to group `{group}`: gid 0 is root's group"
+            "give MAS's sockets a group that `{user}` is in instead (generate-units --socket-group {own}, and the same --socket-group here), and do not add `{user}` to group `{group}`: gid 0 is root's group"
         ))),
         (false, true) => Err(refuse(format!(
-            "give the sockets a group of nginx's (generate-units --socket-group www-data, and the same --socket-group here), or add the user to the group (usermod -aG {group} {user}, then restart nginx)"
+            "give the sockets a group of nginx's (generate-units --socket-group {own}, and the same --socket-group here), or add the user to the group (usermod -aG {group} {user}, then restart nginx)"
         ))),
         (true, false) => Err(refuse(
             "as a member of the group it gets the group's permissions, not the others'; give the bind `mode: \"660\"`".to_owned(),

@@ -30,6 +30,14 @@ impl Accounts for FakeAccounts {
             g => Err(format!("there is no group `{g}` on this machine")),
         }
     }
+
+    fn primary_group(&self, user: &str) -> Option<String> {
+        match user {
+            "www-data" => Some("www-data".into()),
+            "nginx" => Some("nginx".into()),
+            _ => None,
+        }
+    }
 }
 
 fn opts() -> SiteOptions {
@@ -400,6 +408,8 @@ fn refusals_name_the_input_and_the_fix() {
     nogroup.socket_group = "nogroup".into();
     let mut nobody = opts();
     nobody.nginx_user = "nginx-missing".into();
+    let mut rhel = nogroup.clone();
+    rhel.nginx_user = "nginx".into();
     let mut assets = opts();
     assets.assets_dir = Some("/srv/assets".into());
     let cases: Vec<(&str, String, SiteOptions, &str)> = vec![
@@ -409,6 +419,8 @@ fn refusals_name_the_input_and_the_fix() {
          "c.yaml:4:7: http.listeners[0]: listener web has only `fd:` binds"),
         ("socket group", config(ALL, unix, ""), nogroup,
          "c.yaml:6:15: http.listeners[0].binds[0]: the Unix socket /run/mas/web.sock is owned by group `nogroup` with mode 0660, and nginx's user `www-data` is not allowed to connect, so nginx would answer 502 (permission denied); give the sockets a group of nginx's (generate-units --socket-group www-data, and the same --socket-group here), or add the user to the group (usermod -aG nogroup www-data, then restart nginx)"),
+        ("another nginx user", config(ALL, unix, ""), rhel,
+         "nginx's user `nginx` is not allowed to connect, so nginx would answer 502 (permission denied); give the sockets a group of nginx's (generate-units --socket-group nginx, and the same --socket-group here), or add the user to the group (usermod -aG nogroup nginx, then restart nginx)"),
         ("owner-only mode", config(ALL, "[{socket: /run/mas/web.sock, mode: '600'}]", ""), opts(),
          "with mode 0600, and nginx's user `www-data` is not allowed to connect"),
         ("unknown user", config(ALL, unix, ""), nobody,
