@@ -263,6 +263,40 @@ fn config_paths_in_exec_start_are_absolute() {
     assert!(out.contains(&want), "{out}");
 }
 
+/// `..` leaves the unit as the kernel resolves it: through a symlinked
+/// directory to its target's parent, not lexically, while a symlink after
+/// the last `..` stays as the operator gave it.
+#[test]
+fn config_paths_in_exec_start_carry_no_dot_dot() {
+    let dir = TempDir::new("dotdot");
+    let example = fs::read_to_string(repo().join("examples/reverse-proxy.yaml")).unwrap();
+    fs::create_dir_all(dir.path().join("real/a/b")).unwrap();
+    dir.write("real/a/config.yaml", &example);
+    std::os::unix::fs::symlink(dir.path().join("real/a/b"), dir.path().join("b")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("real/a"), dir.path().join("real/a/b/conf"))
+        .unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    for (cwd, given, want) in [
+        // b/.. is real/a, where b points into.
+        (".", "b/../config.yaml", "real/a/config.yaml"),
+        (
+            "real/a/b",
+            "../../a/b/conf/config.yaml",
+            "real/a/b/conf/config.yaml",
+        ),
+    ] {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.current_dir(dir.path().join(cwd))
+            .args(["generate-units", "--config", given]);
+        let out = run_ok(&mut cmd);
+        let want = format!(
+            "ExecStart=/usr/bin/mas-sockets supervise --config {}/{want} --",
+            root.display()
+        );
+        assert!(out.contains(&want), "{given}: {out}");
+    }
+}
+
 #[test]
 fn fd_binds_are_refused_with_the_way_forward() {
     let dir = TempDir::new("fd");

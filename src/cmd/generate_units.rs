@@ -155,13 +155,31 @@ fn stale_units(dir: &Path, name: &str, written: &[UnitFile]) -> Vec<String> {
     stale
 }
 
+/// `path` as the unit should name it: absolute, and without `..`, which
+/// would make the service walk through directories it may not enter (from
+/// /root, `../etc/mas/config.yaml` is `/root/../etc/...`, and ProtectHome=
+/// hides /root). The part up to the last `..` is resolved as the kernel
+/// would; symlinks after it stay as given.
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    std::path::absolute(path).with_context(|| {
+    use std::path::Component;
+    let path = std::path::absolute(path).with_context(|| {
         format!(
             "cannot make {} absolute; give the full path with --config, or the path for the unit with --config-in-unit",
             path.display()
         )
-    })
+    })?;
+    let components: Vec<Component> = path.components().collect();
+    let Some(last) = components.iter().rposition(|c| *c == Component::ParentDir) else {
+        return Ok(path);
+    };
+    let head: PathBuf = components[..=last].iter().collect();
+    let head = head.canonicalize().with_context(|| {
+        format!(
+            "cannot resolve `..` in {}; give the config's path without `..`",
+            path.display()
+        )
+    })?;
+    Ok(components[last + 1..].iter().fold(head, |p, c| p.join(c)))
 }
 
 /// Writes the units all or nothing: every file goes to a temporary name in
