@@ -5,6 +5,7 @@
 //! Set `MAS_SOCKETS_BLESS=1` to rewrite the golden files after a deliberate change.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -136,43 +137,65 @@ fn generated_sites_match_golden_files_and_pass_nginx_t() {
         let (first, _) = generate(config, extra, &certs, None);
         let (second, _) = generate(config, extra, &certs, None);
         assert_eq!(first, second, "{config}: not byte-stable");
-        let (name, body) = first
-            .split_once('\n')
-            .and_then(|(h, b)| Some((h.strip_prefix("### ")?, b)))
-            .unwrap_or_else(|| panic!("{config}: no ### header in {first}"));
-        assert_golden(
-            golden,
-            &body.replace(&certs_dir.path().display().to_string(), "CERTS"),
-        );
+        let files = files_of(&first);
+        assert!(!files.is_empty(), "{config}: no ### header in {first}");
+        // The first file's golden is the case's; a file beside it gets the
+        // case's name with its own.
+        for (i, (name, body)) in files.iter().enumerate() {
+            let golden = if i == 0 {
+                (*golden).to_owned()
+            } else {
+                format!("{}.{name}", golden.trim_end_matches(".conf"))
+            };
+            assert_golden(
+                &golden,
+                &body.replace(&certs_dir.path().display().to_string(), "CERTS"),
+            );
+        }
         let (local, warnings) = generate(config, extra, &certs, Some(free_port()));
-        let body = local.split_once('\n').unwrap().1;
         let dir = NginxDir::new("t");
-        let site = dir.dir.write(name, body);
-        let conf = if name.ends_with("-stream.conf") {
-            dir.main_conf(&[], &[&site])
-        } else {
-            dir.main_conf(&[&site], &[])
-        };
-        let said = dir.test(&conf, None);
+        let said = nginx_t(&dir, &files_of(&local));
         eprintln!(
             "{config}: {} warning(s) {warnings:?}\n{said}",
             warnings.len()
         );
-        // The file as generated, every server of it (the port-80 redirects
-        // too), with each listen address moved to a free port of its own.
-        let site = dir.dir.write(name, &with_local_listens(body_of(&first)));
-        let conf = if name.ends_with("-stream.conf") {
-            dir.main_conf(&[], &[&site])
-        } else {
-            dir.main_conf(&[&site], &[])
-        };
-        dir.test(&conf, None);
+        // The files as generated, every server of them (the port-80
+        // redirects too), with each listen address moved to a free port of
+        // its own.
+        let moved: Vec<(String, String)> = files
+            .iter()
+            .map(|(name, body)| (name.clone(), with_local_listens(body)))
+            .collect();
+        nginx_t(&dir, &moved);
     }
 }
 
-/// The file after generate-nginx's `### <file>` line.
-fn body_of(output: &str) -> &str {
-    output.split_once('\n').map_or(output, |(_, b)| b)
+/// generate-nginx's stdout as (file name, text), one for each `### <file>` line.
+fn files_of(output: &str) -> Vec<(String, String)> {
+    output
+        .split("### ")
+        .skip(1)
+        .filter_map(|f| f.split_once('\n'))
+        .map(|(name, body)| (name.to_owned(), body.to_owned()))
+        .collect()
+}
+
+/// `nginx -t` on `files` in `dir`: `-stream.conf` ones in the stream
+/// context, the others in http.
+fn nginx_t(dir: &NginxDir, files: &[(String, String)]) -> String {
+    let written: Vec<(bool, PathBuf)> = files
+        .iter()
+        .map(|(name, body)| (name.ends_with("-stream.conf"), dir.dir.write(name, body)))
+        .collect();
+    let of = |stream: bool| -> Vec<&Path> {
+        written
+            .iter()
+            .filter(|(s, _)| *s == stream)
+            .map(|(_, p)| p.as_path())
+            .collect()
+    };
+    let conf = dir.main_conf(&of(false), &of(true));
+    dir.test(&conf, None)
 }
 
 /// `site` with each distinct address of its `listen` lines replaced by

@@ -220,6 +220,27 @@ pub(super) fn http_file(
     out
 }
 
+/// The http-context file beside a stream configuration with TLS: its
+/// port-80 server that redirects to https, which a stream server cannot be.
+/// None when there is nothing to redirect (see [`redirect_addresses`]).
+pub(super) fn stream_redirect_file(header: &str, opts: &SiteOptions) -> Option<String> {
+    let redirect = redirect_addresses(opts);
+    if redirect.is_empty() {
+        return None;
+    }
+    let mut out = String::from(header);
+    let _ = write!(
+        out,
+        "# For nginx's http context, beside {}-stream.conf: the stream server there speaks
+# TLS only, so plain HTTP is answered here (Debian: link it into
+# /etc/nginx/sites-enabled/).
+",
+        opts.name
+    );
+    out.push_str(&redirect_server(&redirect, &opts.server_name));
+    Some(out)
+}
+
 pub(super) fn stream_file(header: &str, auth: &Upstream, opts: &SiteOptions) -> String {
     let mut out = String::from(header);
     let _ = write!(

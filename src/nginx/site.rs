@@ -251,15 +251,19 @@ pub fn generate(
                 location: auth.proxy_protocol_location.clone(),
             });
         }
-        let contents = render::stream_file(&header, &auth_up, opts);
-        return Ok(Generated {
-            files: vec![SiteFile {
-                name: format!("{}-stream.conf", opts.name),
-                context: Context::Stream,
+        let mut files = vec![SiteFile {
+            name: format!("{}-stream.conf", opts.name),
+            context: Context::Stream,
+            contents: render::stream_file(&header, &auth_up, opts),
+        }];
+        if let Some(contents) = render::stream_redirect_file(&header, opts) {
+            files.push(SiteFile {
+                name: format!("{}-redirect.conf", opts.name),
+                context: Context::Http,
                 contents,
-            }],
-            warnings,
-        });
+            });
+        }
+        return Ok(Generated { files, warnings });
     }
     let auth_up = auth_up.with_retry();
     let compat_up = match &opts.matrix {

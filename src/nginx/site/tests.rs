@@ -385,6 +385,50 @@ fn proxy_protocol_listener_gets_a_stream_server() {
     assert!(g.warnings.is_empty(), "{:?}", g.warnings);
 }
 
+/// A stream server speaks TLS only; the redirect from plain HTTP, as the
+/// http site has it, comes in an http-context file beside it, on port 80 of
+/// each address that listens on 443.
+#[test]
+fn stream_server_with_tls_gets_a_redirect_file_beside_it() {
+    let proxied = config(
+        ALL,
+        "[{host: 127.0.0.1, port: 8080}]",
+        "      proxy_protocol: true\n",
+    );
+    let mut o = opts();
+    o.tls = Some(("/etc/ssl/mas.pem".into(), "/etc/ssl/mas.key".into()));
+    o.listen = vec!["192.0.2.10:443".into(), "[2001:db8::10]:443".into()];
+    let g = generate_for(&proxied, &o).unwrap();
+    let names: Vec<(&str, Context)> = g
+        .files
+        .iter()
+        .map(|f| (f.name.as_str(), f.context))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("mas-stream.conf", Context::Stream),
+            ("mas-redirect.conf", Context::Http)
+        ]
+    );
+    assert!(
+        g.files[1].contents.ends_with("server {\n    listen 192.0.2.10:80;\n    listen [2001:db8::10]:80;\n    server_name auth.example.com;\n\n    return 301 https://$host$request_uri;\n}\n"),
+        "{}",
+        g.files[1].contents
+    );
+    // Nothing to redirect: no TLS, --no-redirect, or port 80 in use already.
+    let mut plain = opts();
+    plain.listen = vec!["192.0.2.10:443".into()];
+    let mut off = o.clone();
+    off.redirect = RedirectMode::Off;
+    let mut on_80 = o.clone();
+    on_80.listen.push("192.0.2.10:80".into());
+    for o in [plain, off, on_80] {
+        let g = generate_for(&proxied, &o).unwrap();
+        assert_eq!(g.files.len(), 1, "{o:?}");
+    }
+}
+
 #[test]
 fn another_listener_serves_compat_when_the_auth_listener_does_not() {
     let text = format!(
