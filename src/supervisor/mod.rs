@@ -531,7 +531,23 @@ impl Supervisor<'_> {
             );
             return;
         }
-        for state in &datagram.states {
+        let mut states: Vec<&NotifyState> = datagram.states.iter().collect();
+        let reload_part =
+            |s: &NotifyState| matches!(s, NotifyState::Reloading | NotifyState::MonotonicUsec(_));
+        if is_current
+            && self.stopping.is_none()
+            && states.iter().any(|s| **s == NotifyState::Reloading)
+        {
+            // systemd reads MONOTONIC_USEC= from RELOADING=1's own datagram.
+            let reloading: Vec<NotifyState> = states
+                .iter()
+                .filter(|s| reload_part(s))
+                .map(|s| (*s).clone())
+                .collect();
+            self.notify(&reloading);
+            states.retain(|s| !reload_part(s));
+        }
+        for state in states {
             if is_candidate {
                 self.on_candidate_state(state);
             } else if is_current {
