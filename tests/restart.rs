@@ -378,7 +378,7 @@ fn serving_with_a_hanging_watchdog(
     let port = crate::util::free_port();
     let config = web_listener(
         &format!("        - host: 127.0.0.1\n          port: {port}\n"),
-        "standin:\n  watchdog_stop_after_ms: 300\n",
+        "standin:\n  watchdog_stop_on_sigusr1: true\n",
     );
     let mut setup = Setup::new(&config)
         .listen(localhost(port))
@@ -388,7 +388,10 @@ fn serving_with_a_hanging_watchdog(
     knock(localhost(port));
     run.notify.expect_line("READY=1", LONG);
     let pid = get_tcp(localhost(port), "/").expect("first request").pid();
+    // The replacement reads `next`; only then does this MAS hang.
     rewrite_config(&run, port, next);
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGUSR1) }, 0);
     (run, port, pid)
 }
 

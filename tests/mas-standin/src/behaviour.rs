@@ -25,9 +25,9 @@ const IGNORE_SIGTERM: (&str, &str) = ("MAS_STANDIN_IGNORE_SIGTERM", "ignore_sigt
 const REQUEST_DELAY: (&str, &str) = ("MAS_STANDIN_REQUEST_DELAY_MS", "request_delay_ms");
 const FIRST_READ_DELAY: (&str, &str) = ("MAS_STANDIN_FIRST_READ_DELAY_MS", "first_read_delay_ms");
 const GRACE: (&str, &str) = ("MAS_STANDIN_GRACE_MS", "grace_ms");
-const WATCHDOG_STOP_AFTER: (&str, &str) = (
-    "MAS_STANDIN_WATCHDOG_STOP_AFTER_MS",
-    "watchdog_stop_after_ms",
+const WATCHDOG_STOP_ON_SIGUSR1: (&str, &str) = (
+    "MAS_STANDIN_WATCHDOG_STOP_ON_SIGUSR1",
+    "watchdog_stop_on_sigusr1",
 );
 const CRASH_AFTER: (&str, &str) = ("MAS_STANDIN_CRASH_AFTER_MS", "crash_after_ms");
 const NOTIFY_AT_START: (&str, &str) = ("MAS_STANDIN_NOTIFY_AT_START", "notify_at_start");
@@ -40,7 +40,7 @@ const ALL: [(&str, &str); 11] = [
     REQUEST_DELAY,
     FIRST_READ_DELAY,
     GRACE,
-    WATCHDOG_STOP_AFTER,
+    WATCHDOG_STOP_ON_SIGUSR1,
     CRASH_AFTER,
     NOTIFY_AT_START,
     HANG_ON_SIGHUP,
@@ -71,8 +71,10 @@ pub(crate) struct Switches {
     pub(crate) first_read_delay: Duration,
     /// After the first stop signal, exit anyway once this has passed.
     pub(crate) grace: Duration,
-    /// Stop sending `WATCHDOG=1` this long after `READY=1`, as a hung server would.
-    pub(crate) watchdog_stop_after: Option<Duration>,
+    /// Stop sending `WATCHDOG=1` on SIGUSR1, as a server that hangs would,
+    /// at the moment a test chooses. Without it SIGUSR1 kills the process,
+    /// as it does MAS.
+    pub(crate) watchdog_stop_on_sigusr1: bool,
     /// Exit with status 1 this long after `READY=1`, as a crash would: no
     /// `STOPPING=1`, no drain. A stop signal that comes first wins.
     pub(crate) crash_after: Option<Duration>,
@@ -126,7 +128,7 @@ impl Switches {
             request_delay: lookup(REQUEST_DELAY).millis()?.unwrap_or_default(),
             first_read_delay: lookup(FIRST_READ_DELAY).millis()?.unwrap_or_default(),
             grace: lookup(GRACE).millis()?.unwrap_or(DEFAULT_GRACE),
-            watchdog_stop_after: lookup(WATCHDOG_STOP_AFTER).millis()?,
+            watchdog_stop_on_sigusr1: lookup(WATCHDOG_STOP_ON_SIGUSR1).flag()?,
             crash_after: lookup(CRASH_AFTER).millis()?,
             notify_at_start: lookup(NOTIFY_AT_START).text()?,
             hang_on_sighup: lookup(HANG_ON_SIGHUP).flag()?,
@@ -215,7 +217,7 @@ mod tests {
                 request_delay: Duration::ZERO,
                 first_read_delay: Duration::ZERO,
                 grace: Duration::from_secs(60),
-                watchdog_stop_after: None,
+                watchdog_stop_on_sigusr1: false,
                 crash_after: None,
                 notify_at_start: None,
                 hang_on_sighup: false,

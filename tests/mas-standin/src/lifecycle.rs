@@ -12,7 +12,8 @@
 //! 4. Inherited fds are taken and the other binds bound, serving starts, and
 //!    `READY=1` is sent.
 //! 5. While serving: `WATCHDOG=1` every half `WATCHDOG_USEC` when the
-//!    watchdog is meant for this pid; on SIGHUP, `RELOADING=1` and
+//!    watchdog is meant for this pid (until SIGUSR1, with the
+//!    `watchdog_stop_on_sigusr1` switch); on SIGHUP, `RELOADING=1` and
 //!    `MONOTONIC_USEC=` in one datagram, then `READY=1`.
 //! 6. The first SIGTERM or SIGINT sends `STOPPING=1` and starts the graceful
 //!    shutdown. The process exits 0 once drained, on a second signal, or when
@@ -26,7 +27,6 @@
 //! messages go to `NOTIFY_SOCKET` through the sd-notify crate, as MAS's do.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use sd_notify::NotifyState;
@@ -60,6 +60,10 @@ async fn live(config: &Value) -> anyhow::Result<ExitCode> {
 
     let listeners = config::listeners(config)?;
     let switches = Switches::read(config, |var| std::env::var(var).ok())?;
+    if switches.watchdog_stop_on_sigusr1 {
+        signals.usr1 =
+            Some(signal(SignalKind::user_defined1()).context("cannot install a SIGUSR1 handler")?);
+    }
     if let Some(text) = &switches.notify_at_start {
         log!("notify_at_start: sending {} bytes", text.len());
         notify(&[NotifyState::Custom(text)]);
@@ -110,7 +114,7 @@ async fn live(config: &Value) -> anyhow::Result<ExitCode> {
 
 /// Serves until a stop signal that is not ignored; returns its name.
 async fn serve_until_stop(signals: &mut Signals, switches: &Switches) -> &'static str {
-    let mut watchdog = Watchdog::start(switches.watchdog_stop_after);
+    let mut watchdog = Watchdog::start();
     let crash_at = switches.crash_after.map(|after| Instant::now() + after);
     loop {
         tokio::select! {
@@ -121,15 +125,12 @@ async fn serve_until_stop(signals: &mut Signals, switches: &Switches) -> &'stati
                 }
                 Event::Stop(name) => return name,
                 Event::Reload => reload(switches.hang_on_sighup),
-            },
-            () = Watchdog::tick(&mut watchdog) => {
-                if watchdog.as_ref().is_some_and(Watchdog::is_past_stop) {
-                    log!("watchdog: pings stopped (watchdog_stop_after_ms)");
+                Event::Hang => {
+                    log!("watchdog: pings stopped (SIGUSR1, watchdog_stop_on_sigusr1)");
                     watchdog = None;
-                } else {
-                    notify(&[NotifyState::Watchdog]);
                 }
-            }
+            },
+            () = Watchdog::tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
         }
     }
 }
@@ -163,6 +164,7 @@ async fn wait_unready(signals: &mut Signals, switches: &Switches) {
                 return;
             }
             Event::Reload => log!("SIGHUP received: ignored, never ready"),
+            Event::Hang => log!("SIGUSR1 received: no watchdog pings to stop, never ready"),
         }
     }
 }
@@ -192,11 +194,21 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
+/// The next delivery of `signal`; never, without one.
+async fn recv_some(signal: &mut Option<Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The signals MAS handles.
 struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    /// With the `watchdog_stop_on_sigusr1` switch only.
+    usr1: Option<Signal>,
 }
 
 /// A handled signal.
@@ -205,6 +217,8 @@ enum Event {
     Stop(&'static str),
     /// SIGHUP.
     Reload,
+    /// SIGUSR1, with the `watchdog_stop_on_sigusr1` switch.
+    Hang,
 }
 
 impl Signals {
@@ -218,6 +232,7 @@ impl Signals {
             term: install(SignalKind::terminate(), "SIGTERM")?,
             int: install(SignalKind::interrupt(), "SIGINT")?,
             hup: install(SignalKind::hangup(), "SIGHUP")?,
+            usr1: None,
         })
     }
 
@@ -227,6 +242,7 @@ impl Signals {
             _ = self.term.recv() => Event::Stop("SIGTERM"),
             _ = self.int.recv() => Event::Stop("SIGINT"),
             _ = self.hup.recv() => Event::Reload,
+            Some(()) = recv_some(&mut self.usr1) => Event::Hang,
         }
     }
 
@@ -236,6 +252,7 @@ impl Signals {
             match self.next().await {
                 Event::Stop(name) => return name,
                 Event::Reload => log!("SIGHUP received: ignored while stopping"),
+                Event::Hang => log!("SIGUSR1 received: ignored while stopping"),
             }
         }
     }
@@ -244,13 +261,11 @@ impl Signals {
 /// Sends `WATCHDOG=1` every half period, as MAS does.
 struct Watchdog {
     interval: Interval,
-    /// When the `watchdog_stop_after_ms` switch makes the pings stop.
-    stop_at: Option<Instant>,
 }
 
 impl Watchdog {
     /// Starts when `WATCHDOG_USEC` is set and `WATCHDOG_PID` is unset or ours.
-    fn start(stop_after: Option<Duration>) -> Option<Self> {
+    fn start() -> Option<Self> {
         let period = sd_notify::watchdog_enabled()?;
         let half = period / 2;
         if half.is_zero() {
@@ -263,10 +278,7 @@ impl Watchdog {
         log!("watchdog: WATCHDOG=1 every {} ms", half.as_millis());
         let mut interval = tokio::time::interval(half);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Some(Self {
-            interval,
-            stop_at: stop_after.map(|after| Instant::now() + after),
-        })
+        Some(Self { interval })
     }
 
     /// The next ping time; never, without a watchdog.
@@ -277,10 +289,5 @@ impl Watchdog {
             }
             None => std::future::pending().await,
         }
-    }
-
-    /// Whether the stop switch says the pings are over.
-    fn is_past_stop(&self) -> bool {
-        self.stop_at.is_some_and(|at| Instant::now() >= at)
     }
 }

@@ -310,20 +310,21 @@ fn sighup_reloads_with_monotonic_usec_then_ready() {
 }
 
 /// With `WATCHDOG_USEC` for this pid, `WATCHDOG=1` comes every half period
-/// until the stop switch silences it.
+/// until SIGUSR1 silences it (the `watchdog_stop_on_sigusr1` switch).
 #[test]
-fn watchdog_pings_until_the_stop_switch() {
+fn watchdog_pings_until_sigusr1() {
     let scratch = Scratch::new("watchdog");
     let notify = NotifySocket::bind(&scratch);
     let config = scratch.config(&[("web", "[{port: 0}]")]);
     let standin = launch_with(&config, &notify)
         .env("WATCHDOG_USEC", 200_000)
-        .env("MAS_STANDIN_WATCHDOG_STOP_AFTER_MS", 1000)
+        .env("MAS_STANDIN_WATCHDOG_STOP_ON_SIGUSR1", 1)
         .spawn(&scratch);
     notify.expect_ready(&standin);
     for _ in 0..3 {
         notify.expect(&standin, "WATCHDOG=1\n");
     }
+    standin.signal(Signal::SIGUSR1);
     standin.wait_for_log("watchdog: pings stopped");
     // Pings sent before the stop may still be queued; after it, none may come.
     while let Some(got) = notify.recv(Duration::from_millis(1)) {
