@@ -15,6 +15,7 @@
 //! addresses and socket paths is written, so no secret can reach a unit.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -322,10 +323,8 @@ fn socket_unit(
         BindSpec::HostPort { .. } | BindSpec::Address(_) => {
             for endpoint in &bind.endpoints {
                 match endpoint {
-                    // A scoped IPv6 address carries `%`, a specifier to systemd.
                     Endpoint::Tcp(addr) => {
-                        let _ =
-                            writeln!(out, "ListenStream={}", escape_specifiers(&addr.to_string()));
+                        let _ = writeln!(out, "ListenStream={}", listen_address(addr));
                     }
                     // A bare port is systemd's dual-stack socket, as MAS's `[::]`.
                     Endpoint::AnyTcp(port) => {
@@ -595,6 +594,18 @@ fn escape_specifiers(text: &str) -> String {
     text.replace('%', "%%")
 }
 
+/// A socket address as `ListenStream=` takes it: systemd reads an IPv6
+/// scope after the port (`[fe80::1]:8080%2`), not inside the brackets as
+/// Rust writes it, and `%` is a specifier to it.
+fn listen_address(addr: &SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(v6) if v6.scope_id() != 0 => {
+            format!("[{}]:{}%%{}", v6.ip(), v6.port(), v6.scope_id())
+        }
+        _ => addr.to_string(),
+    }
+}
+
 /// A path in a `ListenStream=` line: specifiers escaped, no quoting there.
 fn escape_path(path: &Path) -> String {
     escape_specifiers(&one_line(&path.display().to_string()))
@@ -643,6 +654,27 @@ mod tests {
         let plan = check_texts(&[("base.yaml", base), ("c.yaml", text)], &SystemResolver)
             .expect("valid config");
         generate(&plan, opts)
+    }
+
+    /// systemd.socket(5) takes an IPv6 scope after the port; inside the
+    /// brackets, as Rust writes it, systemd refuses the whole socket unit.
+    #[test]
+    fn a_scoped_ipv6_address_has_its_scope_after_the_port() {
+        let files = units(
+            "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{address: \"[fe80::1%1]:8080\"}, {address: \"[fe80::2]:8080\"}]\n",
+            &opts(),
+        )
+        .unwrap();
+        assert!(
+            files[0]
+                .contents
+                .contains("ListenStream=[fe80::1]:8080%%1\nFileDescriptorName=web-0\n"),
+            "{}",
+            files[0].contents
+        );
+        assert!(files
+            .iter()
+            .any(|f| f.contents.contains("ListenStream=[fe80::2]:8080\n")));
     }
 
     #[test]
