@@ -501,6 +501,18 @@ pub fn hidden_path_warnings(opts: &UnitOptions) -> Vec<String> {
                 "the config path `{}` in ExecStart= is under {dir}, which {why}, so MAS could not read it; move the config, e.g. to /etc/mas/, or give --config-in-unit with the path it will have",
                 path.display()
             ));
+        } else if let Some((target, (dir, why))) = path
+            .canonicalize()
+            .ok()
+            .and_then(|target| Some((target.clone(), hidden(&target)?)))
+        {
+            // A link (of the file or of a directory on the way) into a
+            // hidden directory leads the service nowhere.
+            warnings.push(format!(
+                "the config path `{}` in ExecStart= leads through a symlink to `{}`, under {dir}, which {why}, so MAS could not read it; move the config, e.g. to /etc/mas/, and make the link point there (or copy the file)",
+                path.display(),
+                target.display()
+            ));
         }
     }
     for (option, path, example) in [

@@ -245,6 +245,49 @@ fn a_config_path_the_service_cannot_see_is_warned_about() {
     );
 }
 
+/// A link outside the hidden directories that leads into one (the file
+/// itself, or a directory on the way) hides the config just the same.
+#[test]
+fn a_config_linked_into_a_hidden_directory_is_warned_about() {
+    /// A directory removed on drop.
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let made = |path: String| {
+        let dir = Dir(PathBuf::from(path));
+        let _ = fs::remove_dir_all(&dir.0);
+        fs::create_dir_all(&dir.0).unwrap();
+        dir
+    };
+    let pid = std::process::id();
+    // Under /tmp itself, whatever TMPDIR says; the links under /run, which
+    // the service sees.
+    let hidden = made(format!("/tmp/mas-sockets-test.{pid}.linked"));
+    let target = hidden.0.join("config.yaml");
+    fs::copy(repo().join("examples/reverse-proxy.yaml"), &target).unwrap();
+    let links = made(format!("/run/mas-sockets-test.{pid}.links"));
+    let links = &links.0;
+    let file_link = links.join("config.yaml");
+    std::os::unix::fs::symlink(&target, &file_link).unwrap();
+    let dir_link = links.join("mas");
+    std::os::unix::fs::symlink(&hidden.0, &dir_link).unwrap();
+    for given in [file_link, dir_link.join("config.yaml")] {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.args(["generate-units", "--config"]).arg(&given);
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{}", explain(&cmd, &out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("mas-sockets: warning: the config path `{}` in ExecStart= leads through a symlink to `{}`, under /tmp, which PrivateTmp=yes replaces with an empty directory of the service's own, so MAS could not read it; move the config, e.g. to /etc/mas/, and make the link point there (or copy the file)\n", given.display(), target.display()),
+            "{}",
+            explain(&cmd, &out)
+        );
+    }
+}
+
 #[test]
 fn config_paths_in_exec_start_are_absolute() {
     let dir = TempDir::new("abs");
