@@ -37,6 +37,20 @@ const CASES: &[(&str, &[&str], &str)] = &[
         &["--tls"],
         "nginx-proxy-stream.conf",
     ),
+    (
+        "tests/configs/nginx-shared.yaml",
+        &[
+            "--server-name-matrix.example.com",
+            "--matrix-server-name",
+            "matrix.example.com",
+            "--homeserver",
+            "http://localhost:8008",
+            "--assets-dir",
+            "/usr/share/mas/assets",
+            "--tls",
+        ],
+        "nginx-shared.conf",
+    ),
     // MAS's built-in listeners: `web` binds `[::]:8080`, which nginx
     // reaches on loopback.
     (

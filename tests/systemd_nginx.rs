@@ -328,6 +328,71 @@ fn tcp_site_with_tls_routes_every_path() {
     d.sd.stop().unwrap();
 }
 
+/// MAS under `/auth` on the Matrix host's own name (`--matrix-server-name`
+/// equal to `--server-name`): one server, where MAS answers its prefix and
+/// the compat endpoints, and the homeserver the rest of `/_matrix/`.
+#[test]
+fn auth_under_a_prefix_shares_the_matrix_host() {
+    let mas_port = free_port();
+    let d = deploy(
+        "nginx-shared",
+        &format!(
+            "http:\n  public_base: https://{MATRIX}/auth/\n  trusted_proxies: [127.0.0.1/32]\n  listeners:\n    - name: web\n      prefix: /auth\n      resources: [{{name: discovery}}, {{name: human}}, {{name: oauth}}, {{name: compat}}, {{name: graphql}}, {{name: assets}}]\n      binds: [{{host: 127.0.0.1, port: {mas_port}}}]\nstandin:\n  startup_delay_ms: 500\n"
+        ),
+        &[],
+    );
+    let hs = Homeserver::start();
+    let port = free_port();
+    let mut args = d.tls_args();
+    args.extend([
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--matrix-server-name".into(),
+        MATRIX.into(),
+        "--homeserver".into(),
+        format!("http://127.0.0.1:{}", hs.port),
+    ]);
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-nginx")
+        .arg("--config")
+        .arg(d.sd.host_path(&format!("{STAGE}/config.yaml")))
+        .args(["--server-name", MATRIX])
+        .args(&args);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, site) = text.split_once('\n').expect("a ### line");
+    let (_ngx, _nginx) = d.nginx(head.trim_start_matches("### "), site, port);
+    let client = d.client(port);
+    let r = client.get(MATRIX, "/auth/login", &[]);
+    let pid = r
+        .header("x-standin-pid")
+        .unwrap_or_else(|| panic!("{r:?}"))
+        .to_owned();
+    assert!(d.supervised().contains(&pid), "{pid} is not supervised");
+    for (path, resource) in AUTH_PATHS {
+        let path = if path.starts_with("/_matrix/") {
+            (*path).to_owned()
+        } else {
+            format!("/auth{path}")
+        };
+        assert_reaches_mas(&client, MATRIX, &path, resource, &pid);
+    }
+    assert_reaches_mas(&client, MATRIX, "/auth/assets/app.js", "assets", &pid);
+    for path in ["/_matrix/client/v3/sync", "/_synapse/client/pick_idp"] {
+        let r = client.get(MATRIX, path, &[]);
+        assert_eq!(
+            (r.status, r.header("x-standin-name")),
+            (200, Some("homeserver")),
+            "{MATRIX}{path}: {r:?}"
+        );
+    }
+    // Outside both, nothing: not MAS's unprefixed pages, not the homeserver.
+    let r = client.get(MATRIX, "/login", &[]);
+    assert_eq!((r.status, r.header("x-standin-name")), (404, None), "{r:?}");
+    d.sd.stop().unwrap();
+}
+
 /// A listener with `proxy_protocol: true`: generate-nginx writes a stream
 /// server with `proxy_protocol on`, and the stand-in learns the client's
 /// real address from the PROXY header, not nginx's.

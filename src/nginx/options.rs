@@ -30,6 +30,16 @@ pub struct SiteOptions {
     pub nginx_user: String,
 }
 
+impl SiteOptions {
+    /// The Matrix host when it is the auth host too: MAS under its prefix
+    /// and the homeserver share one server.
+    pub(crate) fn shared_matrix_host(&self) -> Option<&MatrixHost> {
+        self.matrix
+            .as_ref()
+            .filter(|m| m.server_name.eq_ignore_ascii_case(&self.server_name))
+    }
+}
+
 /// What nginx does with plain HTTP when it terminates TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedirectMode {
@@ -85,13 +95,6 @@ pub(crate) fn validate_options(opts: &SiteOptions) -> Result<(), SiteError> {
                 "--matrix-server-name",
                 &m.server_name,
                 "is not a host name; give e.g. matrix.example.com",
-            );
-        }
-        if m.server_name.eq_ignore_ascii_case(&opts.server_name) {
-            return bad(
-                "--matrix-server-name",
-                &m.server_name,
-                "is the auth host's name too; MAS and the Matrix host need a name each",
             );
         }
         homeserver_target(&m.homeserver)?;

@@ -165,10 +165,15 @@ pub(super) fn http_file(
     let listen = listen_lines(opts, params);
     let tls = tls_lines(opts);
     let p = &auth.prefix;
-
+    let shared = opts.shared_matrix_host();
+    let title = if shared.is_some() {
+        format!("# The authentication service under {p}/, and the Matrix homeserver's host: MAS\n# answers its prefix and the login, logout and refresh endpoints, the homeserver\n# everything else under /_matrix/ and /_synapse/client/.")
+    } else {
+        "# The authentication service.".to_owned()
+    };
     let _ = write!(
         out,
-        "\n# The authentication service.\nserver {{\n{listen}    server_name {};\n{tls}\n{PROXY_HEADERS}",
+        "\n{title}\nserver {{\n{listen}    server_name {};\n{tls}\n{PROXY_HEADERS}",
         opts.server_name
     );
     if let Some(dir) = &opts.assets_dir {
@@ -184,38 +189,56 @@ pub(super) fn http_file(
         "\n    location {p}/ {{\n        proxy_pass http://{};\n    }}\n",
         auth.name
     );
-    if !p.is_empty() {
-        out.push_str("\n    # MAS serves nothing outside its prefix.\n    location / {\n        return 404;\n    }\n");
+    match (shared, compat) {
+        (Some(m), Some(c)) => {
+            out.push_str(&matrix_locations(m, c));
+            out.push_str("\n    location / {\n        return 404;\n    }\n}\n");
+        }
+        _ => {
+            if !p.is_empty() {
+                out.push_str("\n    # MAS serves nothing outside its prefix.\n    location / {\n        return 404;\n    }\n");
+            }
+            out.push_str("}\n");
+        }
     }
-    out.push_str("}\n");
 
-    if let (Some(m), Some(c)) = (&opts.matrix, compat) {
-        let hs = homeserver_target(&m.homeserver).expect("validated with the options");
-        let compat_pass = if c.prefix.is_empty() {
-            format!("http://{}", c.name)
-        } else {
-            // A regex location takes a URI in proxy_pass only with variables.
-            format!("http://{}{}$request_uri", c.name, c.prefix)
-        };
+    if let (Some(m), Some(c), None) = (&opts.matrix, compat, shared) {
         let _ = write!(
             out,
-            "\n# The Matrix homeserver's host: MAS answers the login, logout and refresh\n# endpoints, the homeserver everything else under /_matrix/ and /_synapse/client/.\nserver {{\n{listen}    server_name {};\n{tls}\n{PROXY_HEADERS}\n    location ~ {COMPAT_LOCATION} {{\n        proxy_pass {compat_pass};\n    }}\n",
+            "\n# The Matrix homeserver's host: MAS answers the login, logout and refresh\n# endpoints, the homeserver everything else under /_matrix/ and /_synapse/client/.\nserver {{\n{listen}    server_name {};\n{tls}\n{PROXY_HEADERS}",
             m.server_name
         );
-        for path in ["/_matrix/", "/_synapse/client/"] {
-            let _ = write!(
-                out,
-                "\n    location {path} {{\n        proxy_pass {hs};\n        client_max_body_size 50M;\n    }}\n"
-            );
-        }
+        out.push_str(&matrix_locations(m, c));
         out.push_str("\n    location / {\n        return 404;\n    }\n}\n");
     }
     let redirect = redirect_addresses(opts);
     if !redirect.is_empty() {
         out.push_str(&redirect_server(&redirect, &opts.server_name));
-        if let Some(m) = &opts.matrix {
+        if let (Some(m), None) = (&opts.matrix, shared) {
             out.push_str(&redirect_server(&redirect, &m.server_name));
         }
+    }
+    out
+}
+
+/// The Matrix host's locations: MAS's compat endpoints (a regex location,
+/// which wins over the prefix ones), the homeserver's paths.
+fn matrix_locations(m: &super::options::MatrixHost, compat: &Upstream) -> String {
+    let hs = homeserver_target(&m.homeserver).expect("validated with the options");
+    let compat_pass = if compat.prefix.is_empty() {
+        format!("http://{}", compat.name)
+    } else {
+        // A regex location takes a URI in proxy_pass only with variables.
+        format!("http://{}{}$request_uri", compat.name, compat.prefix)
+    };
+    let mut out = format!(
+        "\n    location ~ {COMPAT_LOCATION} {{\n        proxy_pass {compat_pass};\n    }}\n"
+    );
+    for path in ["/_matrix/", "/_synapse/client/"] {
+        let _ = write!(
+            out,
+            "\n    location {path} {{\n        proxy_pass {hs};\n        client_max_body_size 50M;\n    }}\n"
+        );
     }
     out
 }

@@ -184,6 +184,12 @@ pub enum SiteError {
     },
     #[error("no listener serves `compat` for the Matrix host's login, logout and refresh endpoints; add `- name: compat` to a listener, or leave out --matrix-server-name")]
     NoCompat,
+    #[error("{location}: --matrix-server-name `{server_name}` is the auth host's name too, and listener {listener} has no `prefix`, so MAS's paths and the homeserver's would share one host's root; give the listener a prefix (e.g. `prefix: /auth`, with public_base https://{server_name}/auth/), or give MAS a host name of its own")]
+    SharedHostWithoutPrefix {
+        server_name: String,
+        listener: String,
+        location: Location,
+    },
     #[error("{location}: listener {listener} serves `compat` but expects the PROXY protocol, which nginx's http proxy cannot send, and the Matrix host needs the http proxy to tell MAS's paths from the homeserver's; serve `compat` from a listener without proxy_protocol too")]
     CompatBehindProxyProtocol {
         listener: String,
@@ -264,6 +270,15 @@ pub fn generate(
             });
         }
         return Ok(Generated { files, warnings });
+    }
+    if let Some(m) = opts.shared_matrix_host() {
+        if auth_up.prefix.is_empty() {
+            return Err(SiteError::SharedHostWithoutPrefix {
+                server_name: m.server_name.clone(),
+                listener: auth.label(),
+                location: auth.location.clone(),
+            });
+        }
     }
     let auth_up = auth_up.with_retry();
     let compat_up = match &opts.matrix {

@@ -429,6 +429,45 @@ fn stream_server_with_tls_gets_a_redirect_file_beside_it() {
     }
 }
 
+/// MAS under a prefix on the Matrix host's own name: one server, where the
+/// prefix and the compat endpoints reach MAS and the rest of `/_matrix/`
+/// the homeserver; without a prefix the two would share the root.
+#[test]
+fn auth_under_a_prefix_may_share_the_matrix_host() {
+    let mut o = with_matrix(opts());
+    o.server_name = "matrix.example.com".into();
+    o.tls = Some(("/etc/ssl/mas.pem".into(), "/etc/ssl/mas.key".into()));
+    let text = site(
+        &config(
+            ALL,
+            "[{socket: /run/mas/web.sock}]",
+            "      prefix: /auth\n",
+        )
+        .replace(
+            "https://auth.example.com/",
+            "https://matrix.example.com/auth/",
+        ),
+        &o,
+    );
+    assert_eq!(
+        text.matches("\nserver {").count(),
+        2,
+        "one https server and its redirect:\n{text}"
+    );
+    for want in [
+        "    server_name matrix.example.com;\n",
+        "    location /auth/ {\n        proxy_pass http://mas_web;\n    }\n",
+        "    location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {\n        proxy_pass http://mas_web/auth$request_uri;\n    }\n",
+        "    location /_matrix/ {\n        proxy_pass http://localhost:8008;\n",
+        "    location /_synapse/client/ {\n        proxy_pass http://localhost:8008;\n",
+        "    location / {\n        return 404;\n    }\n}\n",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+    assert_eq!(refusal(&config(ALL, "[{socket: /run/mas/web.sock}]", ""), &o),
+        "c.yaml:4:7: http.listeners[0]: --matrix-server-name `matrix.example.com` is the auth host's name too, and listener web has no `prefix`, so MAS's paths and the homeserver's would share one host's root; give the listener a prefix (e.g. `prefix: /auth`, with public_base https://matrix.example.com/auth/), or give MAS a host name of its own");
+}
+
 #[test]
 fn another_listener_serves_compat_when_the_auth_listener_does_not() {
     let text = format!(
