@@ -19,6 +19,8 @@ use crate::config::{Bind, Endpoint, Listener, Plan};
 pub(super) struct Need {
     pub(super) resource: &'static str,
     pub(super) path: String,
+    /// The path of it in MAS's routes, before the listener's `prefix`.
+    pub(super) route: &'static str,
 }
 
 /// The message for a `proxy_pass` meant for MAS that reaches no bind.

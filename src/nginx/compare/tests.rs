@@ -729,3 +729,86 @@ fn a_proxy_pass_that_reaches_no_bind_is_pointed_only_at_listeners_that_take_what
         "{r:?}"
     );
 }
+
+#[test]
+fn a_uri_part_that_moves_mas_paths_out_of_the_prefix_is_a_problem() {
+    // nginx replaces the part of the path that matches the location with
+    // the URI part: `/auth/login` reaches MAS as `/login`, outside `/auth`.
+    let location = |path: &str, pass: &str| {
+        format!("server {{\n  server_name example.com;\n  location {path} {{\n    proxy_pass {pass};\n  }}\n}}\n")
+    };
+    let r = report_same_host(&location("/auth/", "http://127.0.0.1:8080/"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: `proxy_pass http://127.0.0.1:8080/` sends /auth/.well-known/openid-configuration to MAS as /.well-known/openid-configuration (nginx replaces the location's `/auth/` with `/`), but listener web (mas.yaml:4:7: http.listeners[0]) serves it at /auth/.well-known/openid-configuration, under its `prefix: /auth`, so MAS answers 404 to it (and 24 more of this location's paths); drop the URI part: `proxy_pass http://127.0.0.1:8080;`"],
+        "{r:?}"
+    );
+    // What keeps the paths is left alone.
+    for (path, pass) in [
+        ("/auth/", "http://127.0.0.1:8080/auth/"),
+        ("/auth/", "http://127.0.0.1:8080"),
+        ("/", "http://127.0.0.1:8080/"),
+    ] {
+        let r = report_same_host(&location(path, pass));
+        assert!(r.problems.is_empty(), "{path} {pass}: {r:?}");
+    }
+    // `location /auth` with `/auth/` doubles the slash.
+    let r = report_same_host(&location("/auth", "http://127.0.0.1:8080/auth/"));
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].contains("sends /auth/.well-known/openid-configuration to MAS as /auth//.well-known/openid-configuration")
+            && r.problems[0].ends_with("; drop the URI part: `proxy_pass http://127.0.0.1:8080;`"),
+        "{r:?}"
+    );
+    // A `rewrite ... break` makes nginx send the rewritten URI instead.
+    let r = report_same_host("server {\n  server_name example.com;\n  location /auth/ {\n    rewrite ^/auth/(.*)$ /auth/$1 break;\n    proxy_pass http://127.0.0.1:8080/;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    // Without a prefix, a URI part that adds one is as wrong, and one that
+    // strips public_base's path is right.
+    let r = report("server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock:/mas/;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:4: `proxy_pass http://unix:/run/mas/web.sock:/mas/` sends /.well-known/openid-configuration to MAS as /mas/.well-known/openid-configuration")
+            && r.problems[0].ends_with("without a `prefix`, so MAS answers 404 to it (and 24 more of this location's paths); drop the URI part: `proxy_pass http://unix:/run/mas/web.sock;`"),
+        "{r:?}"
+    );
+    let unprefixed = SAME_HOST.replace("      prefix: /auth\n", "");
+    let r = report_for(&unprefixed, &location("/auth/", "http://127.0.0.1:8080/"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    // There, one that keeps the path is wrong, and dropping it is no fix:
+    // the URI part that fits is.
+    let r = report_for(
+        &unprefixed,
+        &location("/auth/", "http://127.0.0.1:8080/auth/"),
+    );
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].ends_with("; make it `proxy_pass http://127.0.0.1:8080/;`"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_uri_part_with_variables_replaces_the_whole_uri() {
+    let compat = |pass: &str| {
+        format!("server {{\n  server_name example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {{\n    proxy_pass {pass};\n  }}\n}}\n")
+    };
+    let r = report_same_host(&compat("http://127.0.0.1:8080/auth$request_uri"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    let r = report_same_host(&compat("http://127.0.0.1:8080$request_uri"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: `proxy_pass http://127.0.0.1:8080$request_uri` sends /_matrix/client/v3/login to MAS as /_matrix/client/v3/login (nginx sends `$request_uri`, evaluated, in place of the request's URI), but listener web (mas.yaml:4:7: http.listeners[0]) serves it at /auth/_matrix/client/v3/login, under its `prefix: /auth`, so MAS answers 404 to it; change the URI part so that MAS gets /auth/_matrix/client/v3/login for /_matrix/client/v3/login"],
+        "{r:?}"
+    );
+    // Variables not known here leave it unchecked.
+    let r = report_same_host(&compat("http://127.0.0.1:8080/auth/_matrix/client/$1"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    // A literal URI part in a regular expression location: nginx -t refuses it.
+    let r = report_same_host(&compat("http://127.0.0.1:8080/auth/"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: `proxy_pass http://127.0.0.1:8080/auth/` has a URI part (`/auth/`) in a location given by a regular expression (`location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)`), which nginx refuses (nginx -t: \"proxy_pass\" cannot have URI part ...); drop it, `proxy_pass http://127.0.0.1:8080;`, so that nginx passes the request's URI as it is"],
+        "{r:?}"
+    );
+}
