@@ -50,15 +50,17 @@
 //! written with variables cannot be resolved: both are said in a warning.
 //! Variables after a literal host and port are the URI's
 //! (`http://127.0.0.1:8080$request_uri`) and leave the socket known. Host
-//! names other than `localhost` are resolved with the resolver the config
-//! uses.
+//! names, `localhost` too, are resolved as nginx resolves them when it
+//! loads its config: with the system resolver (getaddrinfo, which reads
+//! `/etc/hosts`), every address it returns; an address of them that the
+//! listener reached does not bind is warned of.
 
 use std::path::Path;
 
 use self::advice::{lacking, unmatched, Need};
 use self::locations::{find_location, location_path, stays, Found, LocationPath};
 use self::retry::Resend;
-use self::targets::{addresses, entry_target, reaches, targets_of, Target};
+use self::targets::{addresses, entry_target, reaches, targets_of, unheld, Target};
 use super::routes::{AUTH_ROUTES, COMPAT_SAMPLE};
 use super::syntax::Directive;
 use crate::config::plan::Resolver;
@@ -512,10 +514,22 @@ fn check_pass(
         });
         let Some((listener, bind)) = hit else {
             if pass.for_mas {
-                report.problems.push(unmatched(plan, &at, &target, pass));
+                let resolved = resolved_note(&target, resolver);
+                report
+                    .problems
+                    .push(unmatched(plan, &at, &target, &resolved, pass));
             }
             continue;
         };
+        if let Target::Tcp { host, port } = &target {
+            let refused = unheld(&target, listener.binds.iter(), resolver);
+            if !refused.is_empty() {
+                let all = addresses(host, *port, resolver);
+                report
+                    .warnings
+                    .push(partly_held(&at, &target, &all, &refused, listener));
+            }
+        }
         if let Some(mismatch) = tls_mismatch(pass, &at, &target, listener) {
             report.problems.push(mismatch);
             continue;
@@ -598,6 +612,64 @@ fn check_pass(
             }
         }
     }
+}
+
+/// What nginx resolves the host name of a TCP `target` to, for messages:
+/// ` (nginx resolves `localhost` to 127.0.0.1 here)`; empty for an address
+/// or a Unix socket.
+fn resolved_note(target: &Target, resolver: &dyn Resolver) -> String {
+    match target {
+        Target::Tcp { host, port } if host.parse::<std::net::IpAddr>().is_err() => format!(
+            " (nginx resolves `{host}` to {} here)",
+            address_list(&addresses(host, *port, resolver))
+        ),
+        _ => String::new(),
+    }
+}
+
+/// `127.0.0.1, [::1]`, the addresses without their port.
+fn address_list(addrs: &[std::net::SocketAddr]) -> String {
+    let shown: Vec<String> = addrs
+        .iter()
+        .map(|a| match a {
+            std::net::SocketAddr::V4(v4) => v4.ip().to_string(),
+            std::net::SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+        })
+        .collect();
+    shown.join(", ")
+}
+
+/// The warning for a host name that nginx resolves to addresses of which
+/// only some are `listener`'s (`refused`, the others): nginx tries each in
+/// turn, so its connections to those are refused, and it takes each out
+/// for fail_timeout before it moves to the next.
+fn partly_held(
+    at: &str,
+    target: &Target,
+    all: &[std::net::SocketAddr],
+    refused: &[std::net::SocketAddr],
+    listener: &Listener,
+) -> String {
+    let host = match target {
+        Target::Tcp { host, .. } => host.as_str(),
+        Target::Unix(_) => "",
+    };
+    let held = all.iter().find(|a| !refused.contains(a));
+    let fix = match held {
+        Some(a) => format!("write `{a}` instead of `{target}`"),
+        None => format!("write the address listener {} binds", listener.label()),
+    };
+    format!(
+        "{at}: nginx resolves `{host}` to {} here (when it loads its config) and connects to each in turn, but listener {} ({}) has no socket at {}, so those connections are refused and nginx takes each such address out for fail_timeout (10 s) before it tries the next; {fix}, or bind the listener there too",
+        address_list(all),
+        listener.label(),
+        listener.location,
+        refused
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// The problem when an http `proxy_pass` and the listener it reaches

@@ -1,13 +1,33 @@
 //! Specs of `check --nginx`: each mismatch is one line naming the site's
 //! line and the config's position; a matching site gives notes only.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use super::*;
 use crate::config::check_texts;
 use crate::config::plan::SystemResolver;
 use crate::nginx::syntax::parse;
+
+/// A resolver for specs, which need no DNS and no particular /etc/hosts:
+/// each name resolves to its addresses, in order; other names do not.
+struct Hosts(&'static [(&'static str, &'static [IpAddr])]);
+
+impl Resolver for Hosts {
+    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        self.0
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(host))
+            .map(|(_, ips)| ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+            .ok_or_else(|| format!("{host}: not known"))
+    }
+}
+
+const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+/// `localhost` as most hosts resolve it: both loopback addresses.
+const LOOPBACK: Hosts = Hosts(&[("localhost", &[V4, V6])]);
 
 /// Every resource of MAS that the auth host and the Matrix host need.
 const ALL: &str = "[{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]";
@@ -30,7 +50,7 @@ const CONFIG: &str = "http:
 fn report(site: &str) -> Report {
     let plan = check_texts(&[("mas.yaml", CONFIG)], &SystemResolver).expect("valid config");
     let tree = parse(site).expect("valid nginx syntax");
-    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
 }
 
 #[test]
@@ -148,7 +168,7 @@ fn bind_on_every_address_is_reached_on_loopback() {
         let check = |target: &str| {
             let site = format!("server {{\n  server_name auth.example.com;\n  location / {{\n    proxy_pass http://{target};\n  }}\n}}\n");
             let tree = parse(&site).expect("valid nginx syntax");
-            compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+            compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
         };
         for target in reached {
             let r = check(target);
@@ -269,7 +289,7 @@ const SAME_HOST: &str = "http:
 fn report_same_host(site: &str) -> Report {
     let plan = check_texts(&[("mas.yaml", SAME_HOST)], &SystemResolver).expect("valid config");
     let tree = parse(site).expect("valid nginx syntax");
-    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
 }
 
 #[test]
@@ -314,10 +334,12 @@ fn a_literal_host_and_port_followed_by_variables_is_resolved() {
           port: 8081
 ";
     let plan = check_texts(&[("mas.yaml", config)], &SystemResolver).expect("valid config");
+    // `localhost` is 127.0.0.1 only, as the listener binds.
+    const LOCALHOST_V4: Hosts = Hosts(&[("localhost", &[V4])]);
     let check = |pass: &str| {
         let site = format!("upstream mas_compat {{\n  server 127.0.0.1:8081;\n}}\nserver {{\n  server_name matrix.example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {{\n    proxy_pass {pass};\n  }}\n}}\n");
         let tree = parse(&site).expect("valid nginx syntax");
-        compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+        compare(&plan, Path::new("site.conf"), &tree, &LOCALHOST_V4)
     };
     for pass in [
         "http://127.0.0.1:8081$request_uri",
@@ -375,7 +397,7 @@ const WITH_INTERNAL: &str = "http:
 fn report_for(config: &str, site: &str) -> Report {
     let plan = check_texts(&[("mas.yaml", config)], &SystemResolver).expect("valid config");
     let tree = parse(site).expect("valid nginx syntax");
-    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
 }
 
 /// The auth host with nginx serving the assets, and `pass` in `location /`
@@ -674,7 +696,7 @@ const B_YAML: &str = "http:
 fn report_two(files: &[(&str, &str)], site: &str) -> Report {
     let plan = check_texts(files, &SystemResolver).expect("valid config");
     let tree = parse(site).expect("valid nginx syntax");
-    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
 }
 
 #[test]
@@ -809,6 +831,55 @@ fn a_uri_part_with_variables_replaces_the_whole_uri() {
     assert_eq!(
         r.problems,
         ["site.conf:4: `proxy_pass http://127.0.0.1:8080/auth/` has a URI part (`/auth/`) in a location given by a regular expression (`location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)`), which nginx refuses (nginx -t: \"proxy_pass\" cannot have URI part ...); drop it, `proxy_pass http://127.0.0.1:8080;`, so that nginx passes the request's URI as it is"],
+        "{r:?}"
+    );
+}
+
+#[test]
+fn localhost_in_a_proxy_pass_is_what_the_resolver_says_it_is() {
+    // nginx resolves it when it loads its config (getaddrinfo, so
+    // /etc/hosts), and connects only to what that returns.
+    let config = |host: &str| {
+        format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: {ALL}\n      binds:\n        - host: \"{host}\"\n          port: 8080\n")
+    };
+    let site = "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://localhost:8080;\n  }\n}\n";
+    let check = |host: &str, resolver: &Hosts| {
+        let plan =
+            check_texts(&[("mas.yaml", &config(host))], &SystemResolver).expect("valid config");
+        let tree = parse(site).expect("valid nginx syntax");
+        compare(&plan, Path::new("site.conf"), &tree, resolver)
+    };
+    let v4_only = Hosts(&[("localhost", &[V4])]);
+    let v6_only = Hosts(&[("localhost", &[V6])]);
+    let r = check("::1", &v4_only);
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: proxy_pass to localhost:8080 (nginx resolves `localhost` to 127.0.0.1 here), which no bind of the config has (the nearest is host ::1 port 8080 at mas.yaml:7:11: http.listeners[0].binds[0]); point it at [::1]:8080"],
+        "{r:?}"
+    );
+    let r = check("127.0.0.1", &v6_only);
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:4: proxy_pass to localhost:8080 (nginx resolves `localhost` to [::1] here), which no bind"),
+        "{r:?}"
+    );
+    for (host, resolver) in [
+        ("127.0.0.1", &v4_only),
+        ("::1", &v6_only),
+        ("localhost", &LOOPBACK),
+    ] {
+        let r = check(host, resolver);
+        assert!(r.problems.is_empty(), "{host}: {r:?}");
+        assert!(r.warnings.is_empty(), "{host}: {r:?}");
+        assert_eq!(r.notes.len(), 1, "{host}: {r:?}");
+    }
+    // Both addresses, one bound: nginx's connections to the other are
+    // refused.
+    let r = check("127.0.0.1", &LOOPBACK);
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(
+        r.warnings,
+        ["site.conf:4: nginx resolves `localhost` to 127.0.0.1, [::1] here (when it loads its config) and connects to each in turn, but listener web (mas.yaml:4:7: http.listeners[0]) has no socket at [::1]:8080, so those connections are refused and nginx takes each such address out for fail_timeout (10 s) before it tries the next; write `127.0.0.1:8080` instead of `localhost:8080`, or bind the listener there too"],
         "{r:?}"
     );
 }
