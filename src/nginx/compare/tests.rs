@@ -883,3 +883,16 @@ fn localhost_in_a_proxy_pass_is_what_the_resolver_says_it_is() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_unix_socket_path_with_dot_dot_reaches_the_bind_it_resolves_to() {
+    // See: /run/mas/../mas/web.sock is the kernel's /run/mas/web.sock.
+    for pass in [
+        "http://unix:/run/mas/../mas/web.sock",
+        "http://unix:/run//mas/./web.sock",
+    ] {
+        let r = report(&format!("server {{\n  server_name auth.example.com;\n  location / {{\n    proxy_pass {pass};\n  }}\n}}\n"));
+        assert!(r.problems.is_empty(), "{pass}: {r:?}");
+        assert_eq!(r.notes.len(), 1, "{pass}: {r:?}");
+    }
+}
