@@ -197,9 +197,9 @@ impl<'t> Walker<'_, 't> {
                 "server" => {
                     let named_for_mas = d.children().iter().any(|c| {
                         c.name == "server_name"
-                            && c.args
-                                .iter()
-                                .any(|n| host.as_deref().is_some_and(|h| n.eq_ignore_ascii_case(h)))
+                            && c.args.iter().any(|n| {
+                                host.as_deref().is_some_and(|h| super::idn::same_host(n, h))
+                            })
                     });
                     let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
                     let resend = resend.within(d.children());
