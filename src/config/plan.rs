@@ -289,17 +289,47 @@ impl Endpoint {
 }
 
 /// Whether two socket paths name the same file: equal as written, or equal
-/// once their directories are resolved (`/var/run` is often `/run`).
+/// once their directories are resolved as the kernel resolves them
+/// (`/var/run` is often `/run`; `/run/mas/../mas` is `/run/mas`).
 pub fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
     if a == b {
         return true;
     }
     let resolve = |p: &std::path::Path| -> Option<PathBuf> {
         let p = std::path::absolute(p).ok()?;
-        let dir = p.parent()?.canonicalize().ok()?;
-        Some(dir.join(p.file_name()?))
+        Some(resolve_dir(p.parent()?).join(p.file_name()?))
     };
     matches!((resolve(a), resolve(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// An absolute directory as the kernel walks it: each component that
+/// exists with its symlinks resolved, and `..` the parent of what it
+/// reached; from the first one that does not exist here (a socket
+/// directory made only at boot, say), the rest is taken as written, with
+/// `..` and `.` applied to it and `//` read as `/`.
+fn resolve_dir(dir: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    let mut exists = true;
+    for component in dir.components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir => out.push(component),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(name) => {
+                out.push(name);
+                if exists {
+                    match out.canonicalize() {
+                        Ok(real) => out = real,
+                        Err(_) => exists = false,
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Whether binding `wild` makes `other` (on the same port) unavailable.

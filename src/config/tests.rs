@@ -963,3 +963,40 @@ fn a_big_integer_where_mas_sockets_reads_a_setting_gets_the_usual_error() {
     ]))
     .contains("`host` is a number, not a host name or IP address"),);
 }
+
+#[test]
+fn socket_paths_compare_as_the_kernel_resolves_them() {
+    use super::plan::same_path;
+    let same = |a: &str, b: &str| same_path(Path::new(a), Path::new(b));
+    // Directories that do not exist here (made at boot): `..`, `.` and
+    // `//` as the kernel would apply them.
+    assert!(same(
+        "/nonexistent-mas/../nonexistent-mas/web.sock",
+        "/nonexistent-mas/web.sock"
+    ));
+    assert!(same(
+        "/nonexistent-mas//./web.sock",
+        "/nonexistent-mas/web.sock"
+    ));
+    assert!(!same(
+        "/nonexistent-mas/../web.sock",
+        "/nonexistent-mas/web.sock"
+    ));
+    assert!(!same("/nonexistent-mas/web.sock/..", "/nonexistent-mas"));
+    // `..` after a symlink is the parent of its target, as the kernel walks it.
+    let dir = std::env::temp_dir().join(format!("mas-sockets-same-path-{}", std::process::id()));
+    let real = dir.join("real/run");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = dir.join("link");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert!(same_path(
+        &link.join("../run/web.sock"),
+        &real.join("web.sock")
+    ));
+    assert!(!same_path(
+        &link.join("../run/web.sock"),
+        &dir.join("run/web.sock")
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -27,7 +27,9 @@
 //! `assets`; `location /graphql` only `graphql`; a location that no path
 //! of MAS reaches (`= /health`) needs nothing. Paths that nginx answers or
 //! rewrites first, or that a regular expression might take, are left out.
-//! A location of the compatibility endpoints needs `compat`. A stream
+//! A location of the compatibility endpoints needs `compat`. A URI part
+//! of the `proxy_pass` must send those paths where the listener serves
+//! them, under its `prefix` (`uri`). A stream
 //! server sees no paths and is not checked for resources. When a
 //! `proxy_pass` reaches no bind, the fix offers the binds of the listeners
 //! that serve what its location needs and take what it sends (`advice`);
@@ -48,15 +50,17 @@
 //! written with variables cannot be resolved: both are said in a warning.
 //! Variables after a literal host and port are the URI's
 //! (`http://127.0.0.1:8080$request_uri`) and leave the socket known. Host
-//! names other than `localhost` are resolved with the resolver the config
-//! uses.
+//! names, `localhost` too, are resolved as nginx resolves them when it
+//! loads its config: with the system resolver (getaddrinfo, which reads
+//! `/etc/hosts`), every address it returns; an address of them that the
+//! listener reached does not bind is warned of.
 
 use std::path::Path;
 
 use self::advice::{lacking, unmatched, Need};
 use self::locations::{find_location, location_path, stays, Found, LocationPath};
 use self::retry::Resend;
-use self::targets::{addresses, entry_target, reaches, targets_of, Target};
+use self::targets::{addresses, entry_target, reaches, targets_of, unheld, Target};
 use super::routes::{AUTH_ROUTES, COMPAT_SAMPLE};
 use super::syntax::Directive;
 use crate::config::plan::Resolver;
@@ -66,6 +70,7 @@ mod advice;
 mod locations;
 mod retry;
 mod targets;
+mod uri;
 
 /// What the comparison found.
 #[derive(Debug, Default)]
@@ -98,6 +103,23 @@ struct Pass<'a> {
     needs: Vec<Need>,
     /// The resend directives that apply to it (http only).
     resend: Resend<'a>,
+    /// The http location it is in, and whether it is in an `if` or
+    /// `limit_except` block there: what nginx replaces with its URI part.
+    location: Option<&'a Directive>,
+    in_block: bool,
+}
+
+/// What the levels around an http directive say of it: whether it is in a
+/// location for the compatibility endpoints, or one of MAS's, what that
+/// location needs from the listener it reaches, the location itself, and
+/// whether an `if` or `limit_except` block lies between.
+#[derive(Clone, Default)]
+struct Scope<'t> {
+    compat: bool,
+    for_mas: bool,
+    needs: Vec<Need>,
+    location: Option<&'t Directive>,
+    in_block: bool,
 }
 
 /// Compares `tree`, read from `site`, with `plan`.
@@ -175,13 +197,13 @@ impl<'t> Walker<'_, 't> {
                 "server" => {
                     let named_for_mas = d.children().iter().any(|c| {
                         c.name == "server_name"
-                            && c.args
-                                .iter()
-                                .any(|n| host.as_deref().is_some_and(|h| n.eq_ignore_ascii_case(h)))
+                            && c.args.iter().any(|n| {
+                                host.as_deref().is_some_and(|h| super::idn::same_host(n, h))
+                            })
                     });
                     let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
                     let resend = resend.within(d.children());
-                    self.http_items(d.children(), mas.as_ref(), false, false, &[], resend);
+                    self.http_items(d.children(), mas.as_ref(), &Scope::default(), resend);
                 }
                 _ => self.http_other(d),
             }
@@ -189,24 +211,21 @@ impl<'t> Walker<'_, 't> {
     }
 
     /// Directives inside an http server, location, `if` or `limit_except`.
-    /// `mas` is set in a server named after public_base's host; `for_mas`
-    /// says whether the enclosing location is one of MAS's there, and
-    /// `needs` what it needs from the listener it reaches; `resend` the
-    /// resend directives of the levels around `items`, theirs included.
+    /// `mas` is set in a server named after public_base's host; `scope`
+    /// says what the levels around `items` say of them, and `resend` holds
+    /// the resend directives of those levels, theirs included.
     fn http_items(
         &mut self,
         items: &'t [Directive],
         mas: Option<&MasPaths<'t>>,
-        compat: bool,
-        for_mas: bool,
-        needs: &[Need],
+        scope: &Scope<'t>,
         resend: Resend<'t>,
     ) {
         for d in items {
             match d.name.as_str() {
                 "location" => {
                     let path = d.args.join(" ");
-                    let compat_here = compat
+                    let compat_here = scope.compat
                         || (path.contains("_matrix/client")
                             && ["login", "logout", "refresh"]
                                 .iter()
@@ -220,16 +239,17 @@ impl<'t> Walker<'_, 't> {
                         needs_here.push(Need {
                             resource: "compat",
                             path: COMPAT_SAMPLE.to_owned(),
+                            route: COMPAT_SAMPLE,
                         });
                     }
-                    self.http_items(
-                        d.children(),
-                        mas,
-                        compat_here,
-                        for_mas_here,
-                        &needs_here,
-                        resend.within(d.children()),
-                    );
+                    let inner = Scope {
+                        compat: compat_here,
+                        for_mas: for_mas_here,
+                        needs: needs_here,
+                        location: Some(d),
+                        in_block: false,
+                    };
+                    self.http_items(d.children(), mas, &inner, resend.within(d.children()));
                 }
                 "proxy_pass" => {
                     if let Some(arg) = d.args.first() {
@@ -238,15 +258,21 @@ impl<'t> Walker<'_, 't> {
                             line: d.line,
                             arg,
                             proxy_protocol: None,
-                            for_mas: for_mas || compat,
-                            needs: needs.to_vec(),
+                            for_mas: scope.for_mas || scope.compat,
+                            needs: scope.needs.clone(),
                             resend,
+                            location: scope.location,
+                            in_block: scope.in_block,
                         });
                     }
                 }
                 _ if d.block.is_some() => {
                     let resend = resend.within(d.children());
-                    self.http_items(d.children(), mas, compat, for_mas, needs, resend);
+                    let inner = Scope {
+                        in_block: true,
+                        ..scope.clone()
+                    };
+                    self.http_items(d.children(), mas, &inner, resend);
                 }
                 _ => self.http_other(d),
             }
@@ -289,6 +315,8 @@ impl<'t> Walker<'_, 't> {
                                         Vec::new()
                                     },
                                     resend: Resend::default(),
+                                    location: None,
+                                    in_block: false,
                                 });
                             }
                         } else {
@@ -331,9 +359,14 @@ impl<'t> MasPaths<'t> {
             .filter_map(|(resource, route)| {
                 let path = format!("{base}{}", route.trim_start_matches('/'));
                 match find_location(server, &path) {
-                    Found::At(location) if stays(server, location, &path) => {
-                        Some((location, Need { resource, path }))
-                    }
+                    Found::At(location) if stays(server, location, &path) => Some((
+                        location,
+                        Need {
+                            resource,
+                            path,
+                            route,
+                        },
+                    )),
                     // Answered by nginx, rewritten, or not known.
                     Found::At(_) | Found::Nowhere | Found::Unknown => None,
                 }
@@ -382,6 +415,7 @@ fn public_site_needs(plan: &Plan) -> Vec<Need> {
         .map(|(resource, route)| Need {
             resource,
             path: format!("{base}{}", route.trim_start_matches('/')),
+            route,
         })
         .collect()
 }
@@ -428,6 +462,9 @@ fn check_pass(
     resolver: &dyn Resolver,
     report: &mut Report,
 ) {
+    if pass.for_mas {
+        report.problems.extend(uri::refused(site, pass));
+    }
     let (targets, upstream) = match targets_of(pass, upstreams, resolver) {
         Ok(r) => (r.targets, r.upstream),
         Err(why) => {
@@ -455,6 +492,9 @@ fn check_pass(
         [(Target::Unix(_), lines)] if pass.module == Module::Http => lines.len() == 1,
         _ => false,
     };
+    // What the URI part makes of MAS's paths is said once, for the first
+    // listener reached.
+    let mut paths_checked = false;
     for (target, lines) in distinct {
         let line = lines[0];
         let again: String = lines[1..]
@@ -474,17 +514,36 @@ fn check_pass(
         });
         let Some((listener, bind)) = hit else {
             if pass.for_mas {
-                report.problems.push(unmatched(plan, &at, &target, pass));
+                let resolved = resolved_note(&target, resolver);
+                report
+                    .problems
+                    .push(unmatched(plan, &at, &target, &resolved, pass));
             }
             continue;
         };
+        if let Target::Tcp { host, port } = &target {
+            let refused = unheld(&target, listener.binds.iter(), resolver);
+            if !refused.is_empty() {
+                let all = addresses(host, *port, resolver);
+                report
+                    .warnings
+                    .push(partly_held(&at, &target, &all, &refused, listener));
+            }
+        }
         if let Some(mismatch) = tls_mismatch(pass, &at, &target, listener) {
             report.problems.push(mismatch);
             continue;
         }
         let lacks = lacking(plan, &at, &target, listener, pass);
-        let fits = lacks.is_none();
+        let misrouted = if paths_checked {
+            None
+        } else {
+            uri::misrouted(&at, pass, listener)
+        };
+        paths_checked = true;
+        let fits = lacks.is_none() && misrouted.is_none();
         report.problems.extend(lacks);
+        report.problems.extend(misrouted);
         let sends = pass.proxy_protocol.is_some_and(|(on, _)| on);
         let expects = listener.proxy_protocol;
         let name = listener.label();
@@ -553,6 +612,64 @@ fn check_pass(
             }
         }
     }
+}
+
+/// What nginx resolves the host name of a TCP `target` to, for messages:
+/// ` (nginx resolves `localhost` to 127.0.0.1 here)`; empty for an address
+/// or a Unix socket.
+fn resolved_note(target: &Target, resolver: &dyn Resolver) -> String {
+    match target {
+        Target::Tcp { host, port } if host.parse::<std::net::IpAddr>().is_err() => format!(
+            " (nginx resolves `{host}` to {} here)",
+            address_list(&addresses(host, *port, resolver))
+        ),
+        _ => String::new(),
+    }
+}
+
+/// `127.0.0.1, [::1]`, the addresses without their port.
+fn address_list(addrs: &[std::net::SocketAddr]) -> String {
+    let shown: Vec<String> = addrs
+        .iter()
+        .map(|a| match a {
+            std::net::SocketAddr::V4(v4) => v4.ip().to_string(),
+            std::net::SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+        })
+        .collect();
+    shown.join(", ")
+}
+
+/// The warning for a host name that nginx resolves to addresses of which
+/// only some are `listener`'s (`refused`, the others): nginx tries each in
+/// turn, so its connections to those are refused, and it takes each out
+/// for fail_timeout before it moves to the next.
+fn partly_held(
+    at: &str,
+    target: &Target,
+    all: &[std::net::SocketAddr],
+    refused: &[std::net::SocketAddr],
+    listener: &Listener,
+) -> String {
+    let host = match target {
+        Target::Tcp { host, .. } => host.as_str(),
+        Target::Unix(_) => "",
+    };
+    let held = all.iter().find(|a| !refused.contains(a));
+    let fix = match held {
+        Some(a) => format!("write `{a}` instead of `{target}`"),
+        None => format!("write the address listener {} binds", listener.label()),
+    };
+    format!(
+        "{at}: nginx resolves `{host}` to {} here (when it loads its config) and connects to each in turn, but listener {} ({}) has no socket at {}, so those connections are refused and nginx takes each such address out for fail_timeout (10 s) before it tries the next; {fix}, or bind the listener there too",
+        address_list(all),
+        listener.label(),
+        listener.location,
+        refused
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// The problem when an http `proxy_pass` and the listener it reaches

@@ -8,6 +8,7 @@
 //!   one side only, `proxy_pass` to a socket or port that no bind has, or to
 //!   a listener without the resources its location needs; `routes` lists
 //!   the paths MAS serves for each resource.
+//! - `idn`: host names in the ASCII form nginx and browsers compare.
 //!
 //! What nginx can do decides the shape of the sites: its http proxy speaks
 //! HTTP/1.x to MAS with forwarded headers but cannot send the PROXY protocol;
@@ -18,6 +19,7 @@
 //! listener without it.
 
 pub mod compare;
+mod idn;
 mod options;
 mod render;
 mod routes;

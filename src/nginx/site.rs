@@ -41,7 +41,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use super::options::{homeserver_target, plain, validate_options};
+use super::options::{homeserver_target, listen_address, plain, validate_options};
 pub use super::options::{MatrixHost, RedirectMode, SiteOptions};
 use super::render;
 use crate::config::{Bind, BindSpec, Endpoint, Listener, Location, Plan};
@@ -731,6 +731,47 @@ fn url_host_and_path(url: &str) -> (&str, &str) {
     (host, path)
 }
 
+/// The port a URL names, or its scheme's (`https` 443, `http` 80); `None`
+/// for another scheme or a port that is no number.
+fn url_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.1.strip_prefix(':'),
+        None => authority.rsplit_once(':').map(|(_, p)| p),
+    };
+    match port.filter(|p| !p.is_empty()) {
+        Some(p) => p.parse().ok(),
+        None if scheme.eq_ignore_ascii_case("https") => Some(443),
+        None if scheme.eq_ignore_ascii_case("http") => Some(80),
+        None => None,
+    }
+}
+
+/// The ports browsers reach the auth host's servers on: the `--listen`
+/// ones, else 443 with TLS and 80 without (the port-80 redirect servers
+/// are not counted: they only send browsers to https). Empty when nginx
+/// listens on loopback only, behind something else that browsers reach.
+fn nginx_ports(opts: &SiteOptions) -> Vec<u16> {
+    if opts.listen.is_empty() {
+        return vec![if opts.tls.is_some() { 443 } else { 80 }];
+    }
+    let mut ports: Vec<u16> = Vec::new();
+    for port in opts
+        .listen
+        .iter()
+        .filter_map(|l| listen_address(l))
+        .filter(|a| !a.ip().is_loopback())
+        .map(|a| a.port())
+    {
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
 /// MAS calls the homeserver's `/_synapse/mas/` endpoints at
 /// `matrix.endpoint`; through the Matrix host's site, which publishes only
 /// what clients need, they are not found.
@@ -754,10 +795,35 @@ fn check_public_base(plan: &Plan, auth: &Listener, opts: &SiteOptions, warnings:
         return;
     };
     let (host, path) = url_host_and_path(base);
-    if !host.eq_ignore_ascii_case(&opts.server_name) {
+    // MAS's `url::Url`, nginx and browsers all take an internationalized
+    // name in its `xn--` form.
+    if !super::idn::same_host(host, &opts.server_name) {
+        let ascii = super::idn::to_ascii(host)
+            .filter(|_| !host.is_ascii())
+            .map(|a| format!(" (`{a}` to nginx and browsers)"))
+            .unwrap_or_default();
         warnings.push(format!(
-            "public_base {base} names host `{host}`, not --server-name `{}`; MAS's links would lead elsewhere",
+            "public_base {base} names host `{host}`{ascii}, not --server-name `{}`; MAS's links would lead elsewhere",
             opts.server_name
+        ));
+    }
+    // Only where nginx serves public_base's scheme: an https public_base
+    // before a plain-HTTP nginx has a TLS terminator in front (warned of
+    // below), whose port is not nginx's.
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let same_scheme = base
+        .split_once("://")
+        .is_some_and(|(s, _)| s.eq_ignore_ascii_case(scheme));
+    let ports = nginx_ports(opts);
+    let elsewhere = |p: &u16| same_scheme && !ports.is_empty() && !ports.contains(p);
+    if let Some(port) = url_port(base).filter(elsewhere) {
+        let listens = ports
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        warnings.push(format!(
+            "public_base {base} names port {port}, but nginx listens on {listens} here; MAS's links and redirects would lead to a port nginx does not answer: give --listen {port} (and --listen [::]:{port}), or make public_base's port one nginx listens on"
         ));
     }
     let path = format!("/{}", path.trim_end_matches('/'));

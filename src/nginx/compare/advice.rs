@@ -19,10 +19,19 @@ use crate::config::{Bind, Endpoint, Listener, Plan};
 pub(super) struct Need {
     pub(super) resource: &'static str,
     pub(super) path: String,
+    /// The path of it in MAS's routes, before the listener's `prefix`.
+    pub(super) route: &'static str,
 }
 
-/// The message for a `proxy_pass` meant for MAS that reaches no bind.
-pub(super) fn unmatched(plan: &Plan, at: &str, target: &Target, pass: &Pass) -> String {
+/// The message for a `proxy_pass` meant for MAS that reaches no bind;
+/// `resolved` says what nginx resolves a host name of `target` to.
+pub(super) fn unmatched(
+    plan: &Plan,
+    at: &str,
+    target: &Target,
+    resolved: &str,
+    pass: &Pass,
+) -> String {
     let needs = distinct(&pass.needs);
     let advice = advise(plan, &needs, None, pass);
     let binds = || advice.point_at.iter().flat_map(|l| l.binds.iter());
@@ -35,17 +44,17 @@ pub(super) fn unmatched(plan: &Plan, at: &str, target: &Target, pass: &Pass) -> 
         .or_else(|| binds().find(|b| !b.endpoints.is_empty()));
     match nearest {
         Some(bind) => format!(
-            "{at}: proxy_pass to {target}, which no bind of the config has (the nearest is {} at {}); {}",
+            "{at}: proxy_pass to {target}{resolved}, which no bind of the config has (the nearest is {} at {}); {}",
             bind.spec, bind.location, advice.text
         ),
         None if needs.is_empty() => format!(
-            "{at}: proxy_pass to {target}, which no bind of the config has, and no bind has an address nginx could use ({} has only `fd:` binds); add a `socket:` or `host:` bind",
+            "{at}: proxy_pass to {target}{resolved}, which no bind of the config has, and no bind has an address nginx could use ({} has only `fd:` binds); add a `socket:` or `host:` bind",
             plan.listeners
                 .first()
                 .map_or_else(|| "the config".to_owned(), |l| l.location.to_string())
         ),
         None => format!(
-            "{at}: proxy_pass to {target}, which no bind of the config has; {}",
+            "{at}: proxy_pass to {target}{resolved}, which no bind of the config has; {}",
             advice.text
         ),
     }

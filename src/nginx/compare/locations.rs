@@ -182,7 +182,7 @@ pub(super) fn stays(server: &[Directive], location: &Directive, uri: &str) -> bo
 /// Whether the regular expression `pattern` matches `uri`, where its
 /// literal start (after `^`) or end (before `$`) decides it; `None` when
 /// they do not.
-fn regex_matches(pattern: &str, caseless: bool, uri: &str) -> Option<bool> {
+pub(super) fn regex_matches(pattern: &str, caseless: bool, uri: &str) -> Option<bool> {
     // Inline flags (`(?i)`) change how the literals compare, and an
     // alternation at the top level makes each side a pattern of its own.
     if pattern.contains("(?") || has_top_level_alternation(pattern) {

@@ -5,7 +5,7 @@
 //! resolved with the resolver the config uses. nginx finds upstream blocks
 //! by name whatever its case. Upstream blocks of other files are not read.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use super::{Module, Pass};
@@ -159,18 +159,53 @@ pub(super) fn parse_host_port(text: &str, default_port: Option<u16>) -> Option<T
     })
 }
 
-/// The addresses a TCP target stands for.
+/// The addresses a TCP target stands for: nginx resolves a host name in
+/// `proxy_pass` or an upstream's `server` once, when it loads its config,
+/// with the system resolver (getaddrinfo, so `/etc/hosts` for `localhost`),
+/// and connects to every address it returns, in turn. `localhost` is no
+/// exception: where it is only `127.0.0.1`, nginx never tries `[::1]`.
 pub(super) fn addresses(host: &str, port: u16, resolver: &dyn Resolver) -> Vec<SocketAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return vec![SocketAddr::new(ip, port)];
     }
-    if host.eq_ignore_ascii_case("localhost") {
-        return vec![
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
-        ];
+    let mut found: Vec<SocketAddr> = Vec::new();
+    for addr in resolver.resolve(host, port).unwrap_or_default() {
+        if !found.contains(&addr) {
+            found.push(addr);
+        }
     }
-    resolver.resolve(host, port).unwrap_or_default()
+    found
+}
+
+/// Whether `bind` has a socket at `addr`.
+fn holds(bind: &Bind, addr: &SocketAddr) -> bool {
+    bind.endpoints.iter().any(|e| match e {
+        // `[::]` is dual stack (the kernel's default); `0.0.0.0` holds the
+        // IPv4 addresses of its port.
+        Endpoint::Tcp(a) if a.ip().is_unspecified() => {
+            a.port() == addr.port() && (a.is_ipv6() || addr.is_ipv4())
+        }
+        Endpoint::Tcp(a) => a == addr,
+        // A bind on every address holds every local address of its port.
+        Endpoint::AnyTcp(p) => *p == addr.port(),
+        Endpoint::Unix(_) => false,
+    })
+}
+
+/// The addresses of a TCP `target` that no bind of `binds` holds: nginx's
+/// connections there are refused. Empty for a Unix socket.
+pub(super) fn unheld<'b>(
+    target: &Target,
+    binds: impl Iterator<Item = &'b Bind> + Clone,
+    resolver: &dyn Resolver,
+) -> Vec<SocketAddr> {
+    let Target::Tcp { host, port } = target else {
+        return Vec::new();
+    };
+    addresses(host, *port, resolver)
+        .into_iter()
+        .filter(|a| !binds.clone().any(|b| holds(b, a)))
+        .collect()
 }
 
 /// Whether connecting to `target` reaches a socket of `bind`.
@@ -180,19 +215,8 @@ pub(super) fn reaches(target: &Target, bind: &Bind, resolver: &dyn Resolver) -> 
             .endpoints
             .iter()
             .any(|e| matches!(e, Endpoint::Unix(p) if same_path(p, path))),
-        Target::Tcp { host, port } => {
-            let addrs = addresses(host, *port, resolver);
-            bind.endpoints.iter().any(|e| match e {
-                // `[::]` is dual stack (the kernel's default); `0.0.0.0`
-                // holds the IPv4 addresses of its port.
-                Endpoint::Tcp(a) if a.ip().is_unspecified() => {
-                    a.port() == *port && addrs.iter().any(|t| a.is_ipv6() || t.is_ipv4())
-                }
-                Endpoint::Tcp(a) => addrs.contains(a),
-                // A bind on every address holds every local address of its port.
-                Endpoint::AnyTcp(p) => *p == *port && !addrs.is_empty(),
-                Endpoint::Unix(_) => false,
-            })
-        }
+        Target::Tcp { host, port } => addresses(host, *port, resolver)
+            .iter()
+            .any(|a| holds(bind, a)),
     }
 }

@@ -1,13 +1,33 @@
 //! Specs of `check --nginx`: each mismatch is one line naming the site's
 //! line and the config's position; a matching site gives notes only.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use super::*;
 use crate::config::check_texts;
 use crate::config::plan::SystemResolver;
 use crate::nginx::syntax::parse;
+
+/// A resolver for specs, which need no DNS and no particular /etc/hosts:
+/// each name resolves to its addresses, in order; other names do not.
+struct Hosts(&'static [(&'static str, &'static [IpAddr])]);
+
+impl Resolver for Hosts {
+    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        self.0
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(host))
+            .map(|(_, ips)| ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+            .ok_or_else(|| format!("{host}: not known"))
+    }
+}
+
+const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+/// `localhost` as most hosts resolve it: both loopback addresses.
+const LOOPBACK: Hosts = Hosts(&[("localhost", &[V4, V6])]);
 
 /// Every resource of MAS that the auth host and the Matrix host need.
 const ALL: &str = "[{name: discovery}, {name: human}, {name: oauth}, {name: compat}, {name: graphql}, {name: assets}]";
@@ -30,7 +50,7 @@ const CONFIG: &str = "http:
 fn report(site: &str) -> Report {
     let plan = check_texts(&[("mas.yaml", CONFIG)], &SystemResolver).expect("valid config");
     let tree = parse(site).expect("valid nginx syntax");
-    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
 }
 
 #[test]
@@ -148,7 +168,7 @@ fn bind_on_every_address_is_reached_on_loopback() {
         let check = |target: &str| {
             let site = format!("server {{\n  server_name auth.example.com;\n  location / {{\n    proxy_pass http://{target};\n  }}\n}}\n");
             let tree = parse(&site).expect("valid nginx syntax");
-            compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+            compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
         };
         for target in reached {
             let r = check(target);
@@ -269,7 +289,7 @@ const SAME_HOST: &str = "http:
 fn report_same_host(site: &str) -> Report {
     let plan = check_texts(&[("mas.yaml", SAME_HOST)], &SystemResolver).expect("valid config");
     let tree = parse(site).expect("valid nginx syntax");
-    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
 }
 
 #[test]
@@ -314,10 +334,12 @@ fn a_literal_host_and_port_followed_by_variables_is_resolved() {
           port: 8081
 ";
     let plan = check_texts(&[("mas.yaml", config)], &SystemResolver).expect("valid config");
+    // `localhost` is 127.0.0.1 only, as the listener binds.
+    const LOCALHOST_V4: Hosts = Hosts(&[("localhost", &[V4])]);
     let check = |pass: &str| {
         let site = format!("upstream mas_compat {{\n  server 127.0.0.1:8081;\n}}\nserver {{\n  server_name matrix.example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {{\n    proxy_pass {pass};\n  }}\n}}\n");
         let tree = parse(&site).expect("valid nginx syntax");
-        compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+        compare(&plan, Path::new("site.conf"), &tree, &LOCALHOST_V4)
     };
     for pass in [
         "http://127.0.0.1:8081$request_uri",
@@ -375,7 +397,7 @@ const WITH_INTERNAL: &str = "http:
 fn report_for(config: &str, site: &str) -> Report {
     let plan = check_texts(&[("mas.yaml", config)], &SystemResolver).expect("valid config");
     let tree = parse(site).expect("valid nginx syntax");
-    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
 }
 
 /// The auth host with nginx serving the assets, and `pass` in `location /`
@@ -674,7 +696,7 @@ const B_YAML: &str = "http:
 fn report_two(files: &[(&str, &str)], site: &str) -> Report {
     let plan = check_texts(files, &SystemResolver).expect("valid config");
     let tree = parse(site).expect("valid nginx syntax");
-    compare(&plan, Path::new("site.conf"), &tree, &SystemResolver)
+    compare(&plan, Path::new("site.conf"), &tree, &LOOPBACK)
 }
 
 #[test]
@@ -728,4 +750,149 @@ fn a_proxy_pass_that_reaches_no_bind_is_pointed_only_at_listeners_that_take_what
         r.problems[0].ends_with("no listener that serves what this location needs takes what it sends: listener web (mas.yaml:4:7: http.listeners[0]) serves it but has no `tls:` and speaks plain HTTP; write `http://` instead of `https://`, and point it at unix:/run/mas/web.sock"),
         "{r:?}"
     );
+}
+
+#[test]
+fn a_uri_part_that_moves_mas_paths_out_of_the_prefix_is_a_problem() {
+    // nginx replaces the part of the path that matches the location with
+    // the URI part: `/auth/login` reaches MAS as `/login`, outside `/auth`.
+    let location = |path: &str, pass: &str| {
+        format!("server {{\n  server_name example.com;\n  location {path} {{\n    proxy_pass {pass};\n  }}\n}}\n")
+    };
+    let r = report_same_host(&location("/auth/", "http://127.0.0.1:8080/"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: `proxy_pass http://127.0.0.1:8080/` sends /auth/.well-known/openid-configuration to MAS as /.well-known/openid-configuration (nginx replaces the location's `/auth/` with `/`), but listener web (mas.yaml:4:7: http.listeners[0]) serves it at /auth/.well-known/openid-configuration, under its `prefix: /auth`, so MAS answers 404 to it (and 24 more of this location's paths); drop the URI part: `proxy_pass http://127.0.0.1:8080;`"],
+        "{r:?}"
+    );
+    // What keeps the paths is left alone.
+    for (path, pass) in [
+        ("/auth/", "http://127.0.0.1:8080/auth/"),
+        ("/auth/", "http://127.0.0.1:8080"),
+        ("/", "http://127.0.0.1:8080/"),
+    ] {
+        let r = report_same_host(&location(path, pass));
+        assert!(r.problems.is_empty(), "{path} {pass}: {r:?}");
+    }
+    // `location /auth` with `/auth/` doubles the slash.
+    let r = report_same_host(&location("/auth", "http://127.0.0.1:8080/auth/"));
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].contains("sends /auth/.well-known/openid-configuration to MAS as /auth//.well-known/openid-configuration")
+            && r.problems[0].ends_with("; drop the URI part: `proxy_pass http://127.0.0.1:8080;`"),
+        "{r:?}"
+    );
+    // A `rewrite ... break` makes nginx send the rewritten URI instead.
+    let r = report_same_host("server {\n  server_name example.com;\n  location /auth/ {\n    rewrite ^/auth/(.*)$ /auth/$1 break;\n    proxy_pass http://127.0.0.1:8080/;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    // Without a prefix, a URI part that adds one is as wrong, and one that
+    // strips public_base's path is right.
+    let r = report("server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock:/mas/;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:4: `proxy_pass http://unix:/run/mas/web.sock:/mas/` sends /.well-known/openid-configuration to MAS as /mas/.well-known/openid-configuration")
+            && r.problems[0].ends_with("without a `prefix`, so MAS answers 404 to it (and 24 more of this location's paths); drop the URI part: `proxy_pass http://unix:/run/mas/web.sock;`"),
+        "{r:?}"
+    );
+    let unprefixed = SAME_HOST.replace("      prefix: /auth\n", "");
+    let r = report_for(&unprefixed, &location("/auth/", "http://127.0.0.1:8080/"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    // There, one that keeps the path is wrong, and dropping it is no fix:
+    // the URI part that fits is.
+    let r = report_for(
+        &unprefixed,
+        &location("/auth/", "http://127.0.0.1:8080/auth/"),
+    );
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].ends_with("; make it `proxy_pass http://127.0.0.1:8080/;`"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_uri_part_with_variables_replaces_the_whole_uri() {
+    let compat = |pass: &str| {
+        format!("server {{\n  server_name example.com;\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {{\n    proxy_pass {pass};\n  }}\n}}\n")
+    };
+    let r = report_same_host(&compat("http://127.0.0.1:8080/auth$request_uri"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    let r = report_same_host(&compat("http://127.0.0.1:8080$request_uri"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: `proxy_pass http://127.0.0.1:8080$request_uri` sends /_matrix/client/v3/login to MAS as /_matrix/client/v3/login (nginx sends `$request_uri`, evaluated, in place of the request's URI), but listener web (mas.yaml:4:7: http.listeners[0]) serves it at /auth/_matrix/client/v3/login, under its `prefix: /auth`, so MAS answers 404 to it; change the URI part so that MAS gets /auth/_matrix/client/v3/login for /_matrix/client/v3/login"],
+        "{r:?}"
+    );
+    // Variables not known here leave it unchecked.
+    let r = report_same_host(&compat("http://127.0.0.1:8080/auth/_matrix/client/$1"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    // A literal URI part in a regular expression location: nginx -t refuses it.
+    let r = report_same_host(&compat("http://127.0.0.1:8080/auth/"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: `proxy_pass http://127.0.0.1:8080/auth/` has a URI part (`/auth/`) in a location given by a regular expression (`location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)`), which nginx refuses (nginx -t: \"proxy_pass\" cannot have URI part ...); drop it, `proxy_pass http://127.0.0.1:8080;`, so that nginx passes the request's URI as it is"],
+        "{r:?}"
+    );
+}
+
+#[test]
+fn localhost_in_a_proxy_pass_is_what_the_resolver_says_it_is() {
+    // nginx resolves it when it loads its config (getaddrinfo, so
+    // /etc/hosts), and connects only to what that returns.
+    let config = |host: &str| {
+        format!("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: {ALL}\n      binds:\n        - host: \"{host}\"\n          port: 8080\n")
+    };
+    let site = "server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://localhost:8080;\n  }\n}\n";
+    let check = |host: &str, resolver: &Hosts| {
+        let plan =
+            check_texts(&[("mas.yaml", &config(host))], &SystemResolver).expect("valid config");
+        let tree = parse(site).expect("valid nginx syntax");
+        compare(&plan, Path::new("site.conf"), &tree, resolver)
+    };
+    let v4_only = Hosts(&[("localhost", &[V4])]);
+    let v6_only = Hosts(&[("localhost", &[V6])]);
+    let r = check("::1", &v4_only);
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: proxy_pass to localhost:8080 (nginx resolves `localhost` to 127.0.0.1 here), which no bind of the config has (the nearest is host ::1 port 8080 at mas.yaml:7:11: http.listeners[0].binds[0]); point it at [::1]:8080"],
+        "{r:?}"
+    );
+    let r = check("127.0.0.1", &v6_only);
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+    assert!(
+        r.problems[0].starts_with("site.conf:4: proxy_pass to localhost:8080 (nginx resolves `localhost` to [::1] here), which no bind"),
+        "{r:?}"
+    );
+    for (host, resolver) in [
+        ("127.0.0.1", &v4_only),
+        ("::1", &v6_only),
+        ("localhost", &LOOPBACK),
+    ] {
+        let r = check(host, resolver);
+        assert!(r.problems.is_empty(), "{host}: {r:?}");
+        assert!(r.warnings.is_empty(), "{host}: {r:?}");
+        assert_eq!(r.notes.len(), 1, "{host}: {r:?}");
+    }
+    // Both addresses, one bound: nginx's connections to the other are
+    // refused.
+    let r = check("127.0.0.1", &LOOPBACK);
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(
+        r.warnings,
+        ["site.conf:4: nginx resolves `localhost` to 127.0.0.1, [::1] here (when it loads its config) and connects to each in turn, but listener web (mas.yaml:4:7: http.listeners[0]) has no socket at [::1]:8080, so those connections are refused and nginx takes each such address out for fail_timeout (10 s) before it tries the next; write `127.0.0.1:8080` instead of `localhost:8080`, or bind the listener there too"],
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_unix_socket_path_with_dot_dot_reaches_the_bind_it_resolves_to() {
+    // See: /run/mas/../mas/web.sock is the kernel's /run/mas/web.sock.
+    for pass in [
+        "http://unix:/run/mas/../mas/web.sock",
+        "http://unix:/run//mas/./web.sock",
+    ] {
+        let r = report(&format!("server {{\n  server_name auth.example.com;\n  location / {{\n    proxy_pass {pass};\n  }}\n}}\n"));
+        assert!(r.problems.is_empty(), "{pass}: {r:?}");
+        assert_eq!(r.notes.len(), 1, "{pass}: {r:?}");
+    }
 }

@@ -908,3 +908,61 @@ fn mas_reaching_the_homeserver_through_the_matrix_host_is_warned_about() {
         g.warnings
     );
 }
+
+#[test]
+fn public_base_port_is_held_against_the_ports_nginx_listens_on() {
+    let with_port = config(ALL, "[{socket: /run/mas/web.sock}]", "").replace(
+        "https://auth.example.com/",
+        "https://auth.example.com:8443/",
+    );
+    let tls = SiteOptions {
+        tls: Some(("/etc/ssl/c.pem".into(), "/etc/ssl/k.pem".into())),
+        ..opts()
+    };
+    let port_warnings = |text: &str, o: &SiteOptions| -> Vec<String> {
+        let g = generate_for(text, o).expect("a site");
+        g.warnings
+            .into_iter()
+            .filter(|w| w.contains("names port"))
+            .collect()
+    };
+    assert_eq!(
+        port_warnings(&with_port, &tls),
+        ["public_base https://auth.example.com:8443/ names port 8443, but nginx listens on 443 here; MAS's links and redirects would lead to a port nginx does not answer: give --listen 8443 (and --listen [::]:8443), or make public_base's port one nginx listens on"]
+    );
+    let on_8443 = SiteOptions {
+        listen: vec!["8443".into(), "[::]:8443".into()],
+        ..tls.clone()
+    };
+    assert!(port_warnings(&with_port, &on_8443).is_empty());
+    // The default port of the scheme, and nginx's default listen.
+    let plain = config(ALL, "[{socket: /run/mas/web.sock}]", "");
+    assert!(port_warnings(&plain, &tls).is_empty());
+    assert_eq!(port_warnings(&plain, &on_8443).len(), 1);
+    // Without TLS an https public_base has a terminator in front, whose
+    // port is not nginx's.
+    assert!(port_warnings(&with_port, &opts()).is_empty());
+}
+
+#[test]
+fn an_internationalized_public_base_host_matches_its_xn_form() {
+    let idn = config(ALL, "[{socket: /run/mas/web.sock}]", "")
+        .replace("auth.example.com", "äuth.example.com");
+    let host_warnings = |server_name: &str| -> Vec<String> {
+        let o = SiteOptions {
+            server_name: server_name.into(),
+            ..opts()
+        };
+        let g = generate_for(&idn, &o).expect("a site");
+        g.warnings
+            .into_iter()
+            .filter(|w| w.contains("names host"))
+            .collect()
+    };
+    assert!(host_warnings("xn--uth-pla.example.com").is_empty());
+    assert!(host_warnings("XN--UTH-PLA.example.com").is_empty());
+    assert_eq!(
+        host_warnings("auth.example.com"),
+        ["public_base https://äuth.example.com/ names host `äuth.example.com` (`xn--uth-pla.example.com` to nginx and browsers), not --server-name `auth.example.com`; MAS's links would lead elsewhere"]
+    );
+}
