@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use serde_norway::{Mapping, Value};
 
+use super::fields;
 use super::names;
 use super::net::{default_trusted_proxies, IpNet};
 use super::raw::{big_int, kind_of, Merged, Pos};
@@ -116,6 +117,28 @@ pub enum ErrorKind {
     ComplexKey,
     #[error("`http` has no `public_base`, which MAS requires; add e.g. `public_base: https://auth.example.com/`")]
     NoPublicBase,
+    #[error("`{key}: {value}` is not a URL MAS can parse ({reason}), so MAS refuses the config; write the full URL, like `{key}: {example}`")]
+    BadUrl {
+        key: &'static str,
+        value: String,
+        /// The `url` crate's reason, which MAS shows too.
+        reason: String,
+        example: String,
+    },
+    #[error("`tls` sets both `{inline}` and `{file}`, and MAS refuses the config (only one of them may be set); remove one")]
+    TlsBoth {
+        inline: &'static str,
+        file: &'static str,
+    },
+    #[error("`tls` has no {what}{hint}, and MAS refuses the config (\"TLS configuration is missing a {what}\"); add e.g. `{file}: /etc/mas/{example}.pem`, or remove `tls` for plain http", example = if *what == "certificate" { "cert" } else { "key" })]
+    TlsMissing {
+        /// "certificate" or "private key".
+        what: &'static str,
+        /// The key of the file form.
+        file: &'static str,
+        /// A misspelt key that may be meant, as ` (is `x` meant to be `y`?)`.
+        hint: String,
+    },
     #[error("there are no listeners, so MAS would serve nothing; add one under http.listeners")]
     NoListeners,
     #[error("a listener is {found}, not a mapping; give it `resources:` and `binds:`")]
@@ -514,6 +537,18 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
             if matches!(http.get("public_base"), None | Some(Value::Null)) {
                 cx.error_at("http", ErrorKind::NoPublicBase);
             }
+            for key in ["public_base", "issuer"] {
+                let Some(value) = http.get(key) else { continue };
+                let at = format!("http.{key}");
+                match fields::check_url(key, value) {
+                    Ok(None) => {}
+                    Ok(Some(warning)) => {
+                        let location = cx.location(&at);
+                        cx.warnings.push(format!("{location}: {warning}"));
+                    }
+                    Err(kind) => cx.error_at(&at, kind),
+                }
+            }
             (false, http.get("listeners").cloned().unwrap_or(Value::Null))
         }
         Some(other) => {
@@ -723,7 +758,16 @@ impl Checker<'_> {
                 None
             }
         };
-        let tls = !matches!(map.get("tls"), None | Some(Value::Null));
+        let tls = match map.get("tls") {
+            None | Some(Value::Null) => false,
+            Some(value) => {
+                for (rest, kind) in fields::check_tls(value) {
+                    let location = here(self, &rest);
+                    self.errors.push(ConfigError { location, kind });
+                }
+                true
+            }
+        };
         let resources = self.resources(index, map.get("resources"), default);
         let mut binds = Vec::new();
         match map.get("binds") {
@@ -863,6 +907,10 @@ impl Checker<'_> {
                             "{location}: resource `{name}` is not one MAS 1.22 knows ({}); MAS will refuse it unless it is newer; check its spelling",
                             KNOWN_RESOURCES.join(", ")
                         ));
+                    }
+                    for (rest, kind) in fields::check_resource(name, resource) {
+                        let location = self.listener_location(listener, &at(&rest), default);
+                        self.errors.push(ConfigError { location, kind });
                     }
                     names.push(name.clone());
                 }
