@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use serde_norway::{Mapping, Value};
 
 use super::fields;
+use super::merge;
 use super::names;
 use super::net::{default_trusted_proxies, IpNet};
 use super::raw::{big_int, kind_of, Merged, Pos};
@@ -139,6 +140,12 @@ pub enum ErrorKind {
         /// A misspelt key that may be meant, as ` (is `x` meant to be `y`?)`.
         hint: String,
     },
+    #[error("{at} has `{key}` only through the merge key `<<`, which MAS does not apply (it reads YAML without merge keys), so it has no `{key}`, which MAS requires; write `{key}:` in {at} itself")]
+    OnlyInMerge {
+        /// "`http`", "the listener" or "the resource".
+        at: &'static str,
+        key: &'static str,
+    },
     #[error("there are no listeners, so MAS would serve nothing; add one under http.listeners")]
     NoListeners,
     #[error("a listener is {found}, not a mapping; give it `resources:` and `binds:`")]
@@ -182,7 +189,7 @@ pub enum ErrorKind {
     BindNotMapping { found: &'static str },
     #[error("the bind is empty, and MAS would read it as `fd: 0`; write `host`+`port`, `address`, `socket` or an explicit `fd`")]
     EmptyBind,
-    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it{misread}. Use only {allowed}", hint = names::did_you_mean(key, BIND_KEYS), misread = if *rest_is_a_bind { "" } else { " and read the bind as `fd: 0`" }, allowed = BIND_KEYS.join(", "))]
+    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it{misread}. Use only {allowed}", hint = if key == merge::MERGE_KEY { " (a YAML merge key, which MAS does not apply)".to_owned() } else { names::did_you_mean(key, BIND_KEYS) }, misread = if *rest_is_a_bind { "" } else { " and read the bind as `fd: 0`" }, allowed = BIND_KEYS.join(", "))]
     UnknownBindKey {
         key: String,
         /// Whether the other keys make a bind of their own, which MAS then
@@ -534,7 +541,15 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
     let (http_is_default, listeners_value) = match merged.value.get("http") {
         None => (true, default_http_value()["listeners"].clone()),
         Some(Value::Mapping(http)) => {
-            if matches!(http.get("public_base"), None | Some(Value::Null)) {
+            if merge::only_in_merge(http, "public_base") {
+                cx.error_at(
+                    "http",
+                    ErrorKind::OnlyInMerge {
+                        at: "`http`",
+                        key: "public_base",
+                    },
+                );
+            } else if matches!(http.get("public_base"), None | Some(Value::Null)) {
                 cx.error_at("http", ErrorKind::NoPublicBase);
             }
             for key in ["public_base", "issuer"] {
@@ -592,6 +607,9 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
         .and_then(|m| m.get("endpoint"))
         .and_then(Value::as_str)
         .map(|e| (e.to_owned(), cx.location("matrix.endpoint")));
+    if !http_is_default {
+        cx.check_merge_keys();
+    }
     cx.check_keys(&merged.value, &mut String::new());
     cx.check_sections(http_is_default);
     cx.check_duplicates(&listeners);
@@ -768,7 +786,19 @@ impl Checker<'_> {
                 true
             }
         };
-        let resources = self.resources(index, map.get("resources"), default);
+        let resources = if merge::only_in_merge(map, "resources") {
+            let location = here(self, "");
+            self.errors.push(ConfigError {
+                location,
+                kind: ErrorKind::OnlyInMerge {
+                    at: "the listener",
+                    key: "resources",
+                },
+            });
+            Vec::new()
+        } else {
+            self.resources(index, map.get("resources"), default)
+        };
         let mut binds = Vec::new();
         match map.get("binds") {
             Some(Value::Sequence(items)) if !items.is_empty() => {
@@ -787,10 +817,15 @@ impl Checker<'_> {
             }
             Some(Value::Sequence(_)) | None | Some(Value::Null) => {
                 let location = here(self, ".binds");
-                self.errors.push(ConfigError {
-                    location,
-                    kind: ErrorKind::NoBinds,
-                });
+                let kind = if merge::only_in_merge(map, "binds") {
+                    ErrorKind::OnlyInMerge {
+                        at: "the listener",
+                        key: "binds",
+                    }
+                } else {
+                    ErrorKind::NoBinds
+                };
+                self.errors.push(ConfigError { location, kind });
             }
             Some(other) => {
                 let location = here(self, ".binds");
@@ -916,6 +951,16 @@ impl Checker<'_> {
                 }
                 // MAS reads resources as a enum tagged by `name`: without a
                 // name (or with an empty one) it refuses the whole config.
+                None | Some(Value::Null) if merge::only_in_merge(resource, "name") => {
+                    let location = self.listener_location(listener, &at(""), default);
+                    self.errors.push(ConfigError {
+                        location,
+                        kind: ErrorKind::OnlyInMerge {
+                            at: "the resource",
+                            key: "name",
+                        },
+                    });
+                }
                 None | Some(Value::Null) => {
                     // A misspelt `name` is the likely cause; point at it.
                     let misspelt = resource
@@ -1291,6 +1336,49 @@ impl Checker<'_> {
         }
     }
 
+    /// Warns about every YAML merge key (`<<`) in the `http` section: MAS
+    /// ignores it, and so the keys it brings.
+    fn check_merge_keys(&mut self) {
+        let Some(Value::Mapping(http)) = self.merged.value.get("http") else {
+            return;
+        };
+        let mut found: Vec<(Location, String)> = Vec::new();
+        let mut at_http = Vec::new();
+        for (key, value) in http {
+            if key.as_str() == Some("listeners") {
+                continue;
+            }
+            let rest = key.as_str().map_or_else(|| scalar_text(key), str::to_owned);
+            merges_in(value, &format!(".{rest}"), &mut at_http);
+        }
+        if let Some(keys) = merge::keys_not_applied(http) {
+            at_http.insert(0, (String::new(), keys));
+        }
+        for (rest, keys) in at_http {
+            let mut location = self.location(&format!("http{rest}.{}#key", merge::MERGE_KEY));
+            location.key = format!("http{rest}.{}", merge::MERGE_KEY);
+            found.push((location, merge::warning(&keys)));
+        }
+        if let Some(Value::Sequence(listeners)) = http.get("listeners") {
+            for (i, listener) in listeners.iter().enumerate() {
+                let mut here = Vec::new();
+                merges_in(listener, "", &mut here);
+                for (rest, keys) in here {
+                    let mut location = self.listener_location(
+                        i,
+                        &format!("{rest}.{}#key", merge::MERGE_KEY),
+                        false,
+                    );
+                    location.key = format!("http.listeners[{i}]{rest}.{}", merge::MERGE_KEY);
+                    found.push((location, merge::warning(&keys)));
+                }
+            }
+        }
+        for (location, warning) in found {
+            self.warnings.push(format!("{location}: {warning}"));
+        }
+    }
+
     /// MAS's config loader takes only plain keys; a mapping or list used as a
     /// key (`? {k: v}`) makes it refuse the file.
     fn check_keys(&mut self, value: &Value, path: &mut String) {
@@ -1356,6 +1444,32 @@ impl Checker<'_> {
                 }
             }
         }
+    }
+}
+
+/// Every mapping with a merge key in `value` (at key path `rest` after its
+/// parent's), with the keys the merge brings, in document order.
+fn merges_in(value: &Value, rest: &str, found: &mut Vec<(String, Vec<String>)>) {
+    match value {
+        Value::Mapping(map) => {
+            if let Some(keys) = merge::keys_not_applied(map) {
+                found.push((rest.to_owned(), keys));
+            }
+            for (key, child) in map {
+                // What a merge brings is not applied, merges in it neither.
+                if key.as_str() == Some(merge::MERGE_KEY) {
+                    continue;
+                }
+                let name = key.as_str().map_or_else(|| scalar_text(key), str::to_owned);
+                merges_in(child, &format!("{rest}.{name}"), found);
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                merges_in(item, &format!("{rest}[{i}]"), found);
+            }
+        }
+        _ => {}
     }
 }
 

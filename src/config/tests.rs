@@ -1095,3 +1095,43 @@ fn resource_fields_of_the_wrong_type_are_refused() {
         plan(&res(r));
     }
 }
+
+#[test]
+fn a_merge_key_in_http_is_warned_about_as_mas_ignores_it() {
+    let merged = plan(
+        "x-listener: &lst\n  proxy_protocol: true\n  prefix: /auth\n  name: other\nhttp:\n  listeners:\n    - <<: *lst\n      name: web\n      resources: [{name: health}]\n      binds: [{socket: /run/mas/web.sock}]\n",
+    );
+    // What MAS reads: the listener without the merged keys.
+    assert!(!merged.listeners[0].proxy_protocol);
+    assert_eq!(merged.listeners[0].prefix, None);
+    assert_eq!(merged.warnings, ["c.yaml:7:7: http.listeners[0].<<: `<<` is a YAML merge key, and MAS reads YAML without merge keys, so it ignores `<<` and `proxy_protocol`, `prefix` from it do not apply here; write them out in this mapping"]);
+    // Anchors and aliases alone are fine: MAS reads them.
+    let aliased = plan(
+        "x: &res [{name: health}]\nhttp:\n  listeners:\n    - name: web\n      resources: *res\n      binds: [{port: 8080}]\n",
+    );
+    assert!(aliased.warnings.is_empty(), "{:?}", aliased.warnings);
+}
+
+#[test]
+fn a_required_key_given_only_by_a_merge_key_is_refused_as_such() {
+    let e = check_texts(
+        &[(
+            "c.yaml",
+            "x: &h\n  public_base: https://a/\nhttp:\n  <<: *h\n  listeners:\n    - resources: [{name: health}]\n      binds: [{port: 8080}]\n",
+        )],
+        &FakeResolver,
+    )
+    .unwrap_err();
+    let LoadError::Invalid(refused) = e else {
+        panic!("{e}")
+    };
+    assert_eq!(refused.errors.len(), 1, "{:?}", refused.errors);
+    assert_eq!(refused.errors[0].to_string(), "c.yaml:4:3: http: `http` has `public_base` only through the merge key `<<`, which MAS does not apply (it reads YAML without merge keys), so it has no `public_base`, which MAS requires; write `public_base:` in `http` itself");
+    assert_eq!(refused.warnings, ["c.yaml:4:3: http.<<: `<<` is a YAML merge key, and MAS reads YAML without merge keys, so it ignores `<<` and `public_base` from it does not apply here; write it out in this mapping"]);
+    assert_eq!(
+        one_error("x: &l\n  resources: [{name: health}]\nhttp:\n  listeners:\n    - <<: *l\n      binds: [{port: 8080}]\n"),
+        "c.yaml:5:7: http.listeners[0]: the listener has `resources` only through the merge key `<<`, which MAS does not apply (it reads YAML without merge keys), so it has no `resources`, which MAS requires; write `resources:` in the listener itself"
+    );
+    assert!(one_error(&with_binds(&["{<<: {port: 8080}}"]))
+        .contains("unknown key `<<` in a bind (a YAML merge key, which MAS does not apply)"));
+}
