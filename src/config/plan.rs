@@ -552,6 +552,15 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
             } else if matches!(http.get("public_base"), None | Some(Value::Null)) {
                 cx.error_at("http", ErrorKind::NoPublicBase);
             }
+            for key in http.keys().filter_map(Value::as_str) {
+                if let Some(meant) = names::near_key(key, names::HTTP_KEYS) {
+                    let mut location = cx.location(&format!("http.{key}#key"));
+                    location.key = format!("http.{key}");
+                    cx.warnings.push(format!(
+                        "{location}: unknown key `{key}` in `http` (did you mean `{meant}`?); MAS ignores it, so `http` has no `{meant}` from it; rename it to `{meant}`"
+                    ));
+                }
+            }
             for key in ["public_base", "issuer"] {
                 let Some(value) = http.get(key) else { continue };
                 let at = format!("http.{key}");
@@ -706,6 +715,15 @@ impl Checker<'_> {
             });
             return None;
         };
+        for key in map.keys().filter_map(Value::as_str) {
+            if let Some(meant) = names::near_key(key, names::LISTENER_KEYS) {
+                let mut location = here(self, &format!(".{key}#key"));
+                location.key = format!("http.listeners[{index}].{key}");
+                self.warnings.push(format!(
+                    "{location}: unknown key `{key}` in a listener (did you mean `{meant}`?); MAS ignores it, so the listener has no `{meant}` from it; rename it to `{meant}`"
+                ));
+            }
+        }
         let name = match map.get("name") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),

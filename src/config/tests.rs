@@ -1135,3 +1135,20 @@ fn a_required_key_given_only_by_a_merge_key_is_refused_as_such() {
     assert!(one_error(&with_binds(&["{<<: {port: 8080}}"]))
         .contains("unknown key `<<` in a bind (a YAML merge key, which MAS does not apply)"));
 }
+
+#[test]
+fn a_near_miss_of_a_listener_or_http_key_is_warned_about() {
+    let plan = plan(
+        "http:\n  trusted_proxy: [10.0.0.0/8]\n  listeners:\n    - name: web\n      proxy-protocol: true\n      perfix: /auth\n      tsl: {certificate_file: /a, key_file: /b}\n      x-note: kept silently, as MAS ignores it\n      resources: [{name: health}]\n      binds: [{socket: /run/mas/web.sock}]\n",
+    );
+    assert!(!plan.listeners[0].proxy_protocol && !plan.listeners[0].tls);
+    assert_eq!(
+        plan.warnings,
+        [
+            "c.yaml:2:3: http.trusted_proxy: unknown key `trusted_proxy` in `http` (did you mean `trusted_proxies`?); MAS ignores it, so `http` has no `trusted_proxies` from it; rename it to `trusted_proxies`",
+            "c.yaml:5:7: http.listeners[0].proxy-protocol: unknown key `proxy-protocol` in a listener (did you mean `proxy_protocol`?); MAS ignores it, so the listener has no `proxy_protocol` from it; rename it to `proxy_protocol`",
+            "c.yaml:6:7: http.listeners[0].perfix: unknown key `perfix` in a listener (did you mean `prefix`?); MAS ignores it, so the listener has no `prefix` from it; rename it to `prefix`",
+            "c.yaml:7:7: http.listeners[0].tsl: unknown key `tsl` in a listener (did you mean `tls`?); MAS ignores it, so the listener has no `tls` from it; rename it to `tls`",
+        ]
+    );
+}
