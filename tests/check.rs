@@ -211,3 +211,17 @@ fn big_integers_null_documents_and_warnings_beside_errors() {
     assert!(lines[0].starts_with("mas-sockets: warning: CONFIG:1:1: databse: `databse` is not a section MAS knows (did you mean `database`?)"), "{stderr}");
     assert!(lines[1].contains("port 0 asks the kernel"), "{stderr}");
 }
+
+/// A listener name with a terminal escape, a newline and a NUL is listed
+/// with them escaped: it cannot add a line to check's verdict or recolour it.
+#[test]
+fn listing_shows_control_characters_escaped() {
+    let (status, stdout, stderr) = check(
+        "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: \"\\e[31mRED\\e[0m\\nfake line\\0\"\n      resources: [{name: health}]\n      binds: [{socket: \"/run/mas/w\\teb.sock\"}]\n",
+    );
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "listener \\u{1b}[31mRED\\u{1b}[0m\\nfake line\\u{0} (health)\n  bind 0: socket /run/mas/w\\teb.sock -> unix /run/mas/w\\teb.sock\n"
+    );
+}

@@ -124,6 +124,10 @@ fn deployment_warnings(plan: &Plan) -> Vec<String> {
 }
 
 /// One line per listener, then one per bind with the sockets it stands for.
+///
+/// Each line quotes the config's values (names, resources, paths), with
+/// control characters shown escaped: a name holding a newline or a terminal
+/// escape cannot add a line to what the operator reads, nor recolour it.
 pub fn describe(plan: &Plan) -> String {
     let mut out = String::new();
     if plan.http_is_default {
@@ -132,14 +136,17 @@ pub fn describe(plan: &Plan) -> String {
     for listener in &plan.listeners {
         let _ = writeln!(
             out,
-            "listener {} ({}){}",
-            listener.label(),
-            listener.resources.join(", "),
-            if listener.proxy_protocol {
-                " [proxy protocol]"
-            } else {
-                ""
-            }
+            "{}",
+            escape_controls(&format!(
+                "listener {} ({}){}",
+                listener.label(),
+                listener.resources.join(", "),
+                if listener.proxy_protocol {
+                    " [proxy protocol]"
+                } else {
+                    ""
+                }
+            ))
         );
         for bind in &listener.binds {
             let sockets = if bind.endpoints.is_empty() {
@@ -151,7 +158,8 @@ pub fn describe(plan: &Plan) -> String {
                     .collect::<Vec<_>>()
                     .join(" | ")
             };
-            let _ = writeln!(out, "  bind {}: {} -> {sockets}", bind.index, bind.spec);
+            let line = format!("  bind {}: {} -> {sockets}", bind.index, bind.spec);
+            let _ = writeln!(out, "{}", escape_controls(&line));
         }
     }
     out

@@ -74,7 +74,8 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
             Ok(plan)
         }
         Err(LoadError::Document(e)) => {
-            eprintln!("mas-sockets: {e}");
+            // The path, or the parser's words, may hold control characters.
+            eprintln!("mas-sockets: {}", escape_controls(&e.to_string()));
             Err(ExitCode::from(EXIT_CANNOT_RUN))
         }
         Err(LoadError::Invalid(refused)) => {
