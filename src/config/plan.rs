@@ -217,6 +217,10 @@ pub enum ErrorKind {
     BadAddress { address: String },
     #[error("the Unix socket path is empty; give an absolute path such as /run/mas/web.sock")]
     EmptySocketPath,
+    #[error("the Unix socket path `{path}` ends with `/`, as a directory does: MAS binds a socket beside it and fails at start-up to rename that onto the directory; give the socket's own file name, e.g. `{example}`")]
+    SocketPathDirectory { path: String, example: String },
+    #[error("the Unix socket path `{path}` is not normalized (it has `//`, `.` or `..`): systemd refuses such a path in a socket unit, so generate-units could not write it; write `{normal}`")]
+    SocketPathNotNormal { path: String, normal: String },
     #[error("the Unix socket path `{path}` is {len} bytes, longer than the {max} a socket address holds; use a shorter path", max = MAX_UNIX_PATH)]
     SocketPathTooLong { path: String, len: usize },
     #[error(
@@ -1138,7 +1142,9 @@ impl Checker<'_> {
                     address: scalar_text(other),
                 }),
                 ("socket", Value::String(p)) if !p.is_empty() => {
-                    if p.len() > MAX_UNIX_PATH {
+                    if let Some(kind) = socket_path_problem(p) {
+                        problem(kind);
+                    } else if p.len() > MAX_UNIX_PATH {
                         problem(ErrorKind::SocketPathTooLong {
                             path: p.clone(),
                             len: p.len(),
@@ -1506,6 +1512,43 @@ fn rest_is_a_bind(map: &Mapping) -> bool {
         || matches!(map.get("address"), Some(Value::String(_)))
         || (matches!(map.get("socket"), Some(Value::String(_))) && mode)
         || map.contains_key("fd")
+}
+
+/// Why MAS, or a socket unit, could not take the socket path `path` as it
+/// is, if either could not: a trailing `/` (MAS fails at start-up), or an
+/// absolute path with `//`, `.` or `..` (systemd refuses it in
+/// `ListenStream=`). A relative path is warned about elsewhere, whole.
+fn socket_path_problem(path: &str) -> Option<ErrorKind> {
+    if path.ends_with('/') {
+        let dir = path.trim_end_matches('/');
+        let dir = if dir.is_empty() { "/run/mas" } else { dir };
+        return Some(ErrorKind::SocketPathDirectory {
+            path: path.to_owned(),
+            example: format!("{dir}/web.sock"),
+        });
+    }
+    let rest = path.strip_prefix('/')?;
+    if rest
+        .split('/')
+        .all(|part| !part.is_empty() && part != "." && part != "..")
+    {
+        return None;
+    }
+    // The path as the kernel would read it where no directory is a symlink.
+    let mut parts: Vec<&str> = Vec::new();
+    for part in rest.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(ErrorKind::SocketPathNotNormal {
+        path: path.to_owned(),
+        normal: format!("/{}", parts.join("/")),
+    })
 }
 
 /// Parses a permission string as MAS does (`u32::from_str_radix(text, 8)`:

@@ -1152,3 +1152,26 @@ fn a_near_miss_of_a_listener_or_http_key_is_warned_about() {
         ]
     );
 }
+
+#[test]
+fn a_socket_path_mas_or_a_socket_unit_cannot_take_is_refused_at_the_path() {
+    assert_eq!(
+        one_error(&with_binds(&["{socket: /run/mas/}"])),
+        "c.yaml:5:20: http.listeners[0].binds[0].socket: the Unix socket path `/run/mas/` ends with `/`, as a directory does: MAS binds a socket beside it and fails at start-up to rename that onto the directory; give the socket's own file name, e.g. `/run/mas/web.sock`"
+    );
+    for (path, normal) in [
+        ("/run/mas/../mas/web.sock", "/run/mas/web.sock"),
+        ("/run//mas/./web.sock", "/run/mas/web.sock"),
+        ("/run/./mas.sock", "/run/mas.sock"),
+    ] {
+        assert_eq!(
+            one_error(&with_binds(&[&format!("{{socket: \"{path}\"}}")])),
+            format!("c.yaml:5:20: http.listeners[0].binds[0].socket: the Unix socket path `{path}` is not normalized (it has `//`, `.` or `..`): systemd refuses such a path in a socket unit, so generate-units could not write it; write `{normal}`")
+        );
+    }
+    // Dots inside a name are no `.` segment; a relative path is only warned
+    // about by check.
+    for path in ["/run/mas/web..sock", "/run/.mas/web.sock", "web.sock"] {
+        plan(&with_binds(&[&format!("{{socket: \"{path}\"}}")]));
+    }
+}
