@@ -225,3 +225,26 @@ fn listing_shows_control_characters_escaped() {
         "listener \\u{1b}[31mRED\\u{1b}[0m\\nfake line\\u{0} (health)\n  bind 0: socket /run/mas/w\\teb.sock -> unix /run/mas/w\\teb.sock\n"
     );
 }
+
+/// `MAS_CONFIG` set but empty is read as MAS reads it (no file, MAS's
+/// built-in listeners), with a warning that says so.
+#[test]
+fn an_empty_mas_config_is_read_as_mas_does_with_a_warning() {
+    let dir = TempDir::new("empty-mas-config");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("check")
+        .env("MAS_CONFIG", "")
+        .current_dir(dir.path());
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&cmd, &out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("no `http` section: MAS's built-in listeners apply\n"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        "mas-sockets: warning: MAS_CONFIG=\"\" is set but names no file, so MAS reads no config file and serves its built-in listeners (web on [::]:8080, every address; internal on localhost:8081); if a config was meant, give it with --config\n"
+    );
+}

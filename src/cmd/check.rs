@@ -17,6 +17,9 @@ use crate::units;
 ///
 /// Only when stdout cannot be written.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Some(what) = super::empty_mas_config(&args.config) {
+        eprintln!("mas-sockets: warning: {what}; if a config was meant, give it with --config");
+    }
     let plan = match super::load_plan(&args.config, super::EXIT_PROBLEMS) {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
