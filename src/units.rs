@@ -828,17 +828,15 @@ mod tests {
             runtime_directory_warnings(&config("/run/mas-sockets/mas/web.sock")),
             ["c.yaml:5:15: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock"]
         );
-        for path in [
-            "/var/run/mas-sockets/other/a/b.sock",
-            "/run//mas-sockets/mas/x.sock",
-        ] {
-            assert_eq!(runtime_directory_warnings(&config(path)).len(), 1, "{path}");
-        }
+        // A path with `//` or `..` is refused before (config::plan).
+        assert_eq!(
+            runtime_directory_warnings(&config("/var/run/mas-sockets/other/a/b.sock")).len(),
+            1
+        );
         for path in [
             "/run/mas/web.sock",
             "/run/mas-sockets/web.sock",
             "/run/mas-sockets-x/a/b.sock",
-            "/run/mas-sockets/../mas/a.sock",
         ] {
             assert!(
                 runtime_directory_warnings(&config(path)).is_empty(),

@@ -211,3 +211,40 @@ fn big_integers_null_documents_and_warnings_beside_errors() {
     assert!(lines[0].starts_with("mas-sockets: warning: CONFIG:1:1: databse: `databse` is not a section MAS knows (did you mean `database`?)"), "{stderr}");
     assert!(lines[1].contains("port 0 asks the kernel"), "{stderr}");
 }
+
+/// A listener name with a terminal escape, a newline and a NUL is listed
+/// with them escaped: it cannot add a line to check's verdict or recolour it.
+#[test]
+fn listing_shows_control_characters_escaped() {
+    let (status, stdout, stderr) = check(
+        "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: \"\\e[31mRED\\e[0m\\nfake line\\0\"\n      resources: [{name: health}]\n      binds: [{socket: \"/run/mas/w\\teb.sock\"}]\n",
+    );
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "listener \\u{1b}[31mRED\\u{1b}[0m\\nfake line\\u{0} (health)\n  bind 0: socket /run/mas/w\\teb.sock -> unix /run/mas/w\\teb.sock\n"
+    );
+}
+
+/// `MAS_CONFIG` set but empty is read as MAS reads it (no file, MAS's
+/// built-in listeners), with a warning that says so.
+#[test]
+fn an_empty_mas_config_is_read_as_mas_does_with_a_warning() {
+    let dir = TempDir::new("empty-mas-config");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("check")
+        .env("MAS_CONFIG", "")
+        .current_dir(dir.path());
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&cmd, &out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("no `http` section: MAS's built-in listeners apply\n"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        "mas-sockets: warning: MAS_CONFIG=\"\" is set but names no file, so MAS reads no config file and serves its built-in listeners (web on [::]:8080, every address; internal on localhost:8081); if a config was meant, give it with --config\n"
+    );
+}

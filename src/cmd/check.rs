@@ -17,6 +17,9 @@ use crate::units;
 ///
 /// Only when stdout cannot be written.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Some(what) = super::empty_mas_config(&args.config) {
+        eprintln!("mas-sockets: warning: {what}; if a config was meant, give it with --config");
+    }
     let plan = match super::load_plan(&args.config, super::EXIT_PROBLEMS) {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
@@ -124,6 +127,10 @@ fn deployment_warnings(plan: &Plan) -> Vec<String> {
 }
 
 /// One line per listener, then one per bind with the sockets it stands for.
+///
+/// Each line quotes the config's values (names, resources, paths), with
+/// control characters shown escaped: a name holding a newline or a terminal
+/// escape cannot add a line to what the operator reads, nor recolour it.
 pub fn describe(plan: &Plan) -> String {
     let mut out = String::new();
     if plan.http_is_default {
@@ -132,14 +139,17 @@ pub fn describe(plan: &Plan) -> String {
     for listener in &plan.listeners {
         let _ = writeln!(
             out,
-            "listener {} ({}){}",
-            listener.label(),
-            listener.resources.join(", "),
-            if listener.proxy_protocol {
-                " [proxy protocol]"
-            } else {
-                ""
-            }
+            "{}",
+            escape_controls(&format!(
+                "listener {} ({}){}",
+                listener.label(),
+                listener.resources.join(", "),
+                if listener.proxy_protocol {
+                    " [proxy protocol]"
+                } else {
+                    ""
+                }
+            ))
         );
         for bind in &listener.binds {
             let sockets = if bind.endpoints.is_empty() {
@@ -151,7 +161,8 @@ pub fn describe(plan: &Plan) -> String {
                     .collect::<Vec<_>>()
                     .join(" | ")
             };
-            let _ = writeln!(out, "  bind {}: {} -> {sockets}", bind.index, bind.spec);
+            let line = format!("  bind {}: {} -> {sockets}", bind.index, bind.spec);
+            let _ = writeln!(out, "{}", escape_controls(&line));
         }
     }
     out

@@ -17,6 +17,9 @@ use crate::nginx::site::{self, Context, MatrixHost, RedirectMode, SiteOptions, S
 ///
 /// A site that cannot be generated for this config, or a file that cannot be written.
 pub fn run(args: GenerateNginxArgs) -> anyhow::Result<ExitCode> {
+    if let Some(what) = super::empty_mas_config(&args.config) {
+        eprintln!("mas-sockets: warning: {what}; if a config was meant, give it with --config");
+    }
     let plan = match super::load_plan(&args.config, super::EXIT_CANNOT_RUN) {
         Ok(plan) => plan,
         Err(code) => return Ok(code),

@@ -17,6 +17,12 @@ use crate::units::{self, UnitFile, UnitOptions};
 ///
 /// Units that cannot be generated for this config, or files that cannot be written.
 pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
+    // Units for no file would make a service that reads none: refused, so
+    // that an unset variable never yields a service for MAS's defaults.
+    if let Some(what) = super::empty_mas_config(&args.config) {
+        eprintln!("mas-sockets: {what}; the units would run MAS so, reading no file: give the config with --config (for MAS's defaults on purpose, an empty file, e.g. --config /etc/mas/config.yaml holding nothing)");
+        return Ok(ExitCode::from(super::EXIT_CANNOT_RUN));
+    }
     let plan = match super::load_plan(&args.config, super::EXIT_CANNOT_RUN) {
         Ok(plan) => plan,
         Err(code) => return Ok(code),

@@ -74,7 +74,8 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
             Ok(plan)
         }
         Err(LoadError::Document(e)) => {
-            eprintln!("mas-sockets: {e}");
+            // The path, or the parser's words, may hold control characters.
+            eprintln!("mas-sockets: {}", escape_controls(&e.to_string()));
             Err(ExitCode::from(EXIT_CANNOT_RUN))
         }
         Err(LoadError::Invalid(refused)) => {
@@ -87,6 +88,25 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
             Err(ExitCode::from(invalid_status))
         }
     }
+}
+
+/// What an empty `MAS_CONFIG` means, when it is what chooses the files
+/// (no `--config`) and names none: MAS then reads no file and serves its
+/// built-in listeners, as mas-sockets does, but an empty value is more
+/// often a variable that was never set than a choice.
+pub(crate) fn empty_mas_config(args: &ConfigArgs) -> Option<String> {
+    if !args.config.is_empty() {
+        return None;
+    }
+    let value = std::env::var_os(config::MAS_CONFIG)?;
+    let paths = config::config_paths(&[], Some(&value)).ok()?;
+    paths.is_empty().then(|| {
+        format!(
+            "{}=\"{}\" is set but names no file, so MAS reads no config file and serves its built-in listeners (web on [::]:8080, every address; internal on localhost:8081)",
+            config::MAS_CONFIG,
+            escape_controls(&value.to_string_lossy())
+        )
+    })
 }
 
 fn print_warnings(warnings: &[String]) {

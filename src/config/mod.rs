@@ -3,13 +3,17 @@
 //! Which files: `--config` (repeatable), else `MAS_CONFIG` split on `:`, else
 //! `config.yaml`, exactly as `mas-cli server` chooses them. [`raw`] parses and
 //! merges them; [`plan`] gives the `http.listeners` their meaning, with
-//! [`prefix`] reading a listener's `prefix` as MAS's router does and
-//! [`names`] telling a misspelt key from another tool's. MAS also
+//! [`prefix`] reading a listener's `prefix` as MAS's router does,
+//! [`fields`] the typed settings beside the binds (URLs, `tls`, resource
+//! fields), [`merge`] the YAML merge keys MAS ignores, and [`names`] telling
+//! a misspelt key from another tool's. MAS also
 //! reads `MAS_*` environment variables at the lowest precedence (figment's
 //! `Env::prefixed("MAS_")`, `_` separating keys): `MAS_HTTP_LISTENERS` would
 //! add listeners no config file shows, so [`listener_env_overrides`] finds
 //! such variables and the commands refuse them.
 
+pub mod fields;
+pub mod merge;
 pub mod names;
 pub mod net;
 pub mod plan;

@@ -43,7 +43,48 @@ pub fn is_near(key: &str, target: &str) -> bool {
         4 => 1,
         _ => 2,
     };
-    normal == target || edit_distance(normal, target) <= limit
+    normal == target
+        || edit_distance(normal, target) <= limit
+        // A singular for a plural (`trusted_proxy`), or the reverse.
+        || (target.len() > 4 && singular(normal) == singular(target))
+}
+
+/// An English plural made singular, the way MAS's key names form them
+/// (`trusted_proxies`, `listeners`); other words as they are.
+fn singular(word: &str) -> String {
+    if let Some(stem) = word.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = word.strip_suffix('s') {
+        stem.to_owned()
+    } else {
+        word.to_owned()
+    }
+}
+
+/// Keys of a listener (MAS's `ListenerConfig`).
+pub const LISTENER_KEYS: &[&str] = &[
+    "name",
+    "resources",
+    "prefix",
+    "binds",
+    "proxy_protocol",
+    "tls",
+];
+
+/// Keys of the `http` section (MAS's `HttpConfig`).
+pub const HTTP_KEYS: &[&str] = &["listeners", "trusted_proxies", "public_base", "issuer"];
+
+/// The one of `known` that `key` (not itself one of them) is probably a
+/// misspelling of, if any.
+pub fn near_key(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    if known.contains(&key) {
+        return None;
+    }
+    known
+        .iter()
+        .filter(|k| is_near(key, k))
+        .min_by_key(|k| edit_distance(&key.to_ascii_lowercase(), k))
+        .copied()
 }
 
 /// The known section `key` is probably a misspelling of, if any.
@@ -141,6 +182,25 @@ mod tests {
             "admin",
         ] {
             assert_eq!(near_section(key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn near_misses_of_listener_and_http_keys_are_found() {
+        for (key, known, want) in [
+            ("proxy-protocol", LISTENER_KEYS, "proxy_protocol"),
+            ("tsl", LISTENER_KEYS, "tls"),
+            ("perfix", LISTENER_KEYS, "prefix"),
+            ("bind", LISTENER_KEYS, "binds"),
+            ("resource", LISTENER_KEYS, "resources"),
+            ("trusted_proxy", HTTP_KEYS, "trusted_proxies"),
+            ("public-base", HTTP_KEYS, "public_base"),
+            ("listener", HTTP_KEYS, "listeners"),
+        ] {
+            assert_eq!(near_key(key, known), Some(want), "{key}");
+        }
+        for key in ["tls", "x-comment", "description", "port", "ssl", "tags"] {
+            assert_eq!(near_key(key, LISTENER_KEYS), None, "{key}");
         }
     }
 

@@ -17,6 +17,8 @@ use std::path::PathBuf;
 
 use serde_norway::{Mapping, Value};
 
+use super::fields;
+use super::merge;
 use super::names;
 use super::net::{default_trusted_proxies, IpNet};
 use super::raw::{big_int, kind_of, Merged, Pos};
@@ -116,6 +118,34 @@ pub enum ErrorKind {
     ComplexKey,
     #[error("`http` has no `public_base`, which MAS requires; add e.g. `public_base: https://auth.example.com/`")]
     NoPublicBase,
+    #[error("`{key}: {value}` is not a URL MAS can parse ({reason}), so MAS refuses the config; write the full URL, like `{key}: {example}`")]
+    BadUrl {
+        key: &'static str,
+        value: String,
+        /// The `url` crate's reason, which MAS shows too.
+        reason: String,
+        example: String,
+    },
+    #[error("`tls` sets both `{inline}` and `{file}`, and MAS refuses the config (only one of them may be set); remove one")]
+    TlsBoth {
+        inline: &'static str,
+        file: &'static str,
+    },
+    #[error("`tls` has no {what}{hint}, and MAS refuses the config (\"TLS configuration is missing a {what}\"); add e.g. `{file}: /etc/mas/{example}.pem`, or remove `tls` for plain http", example = if *what == "certificate" { "cert" } else { "key" })]
+    TlsMissing {
+        /// "certificate" or "private key".
+        what: &'static str,
+        /// The key of the file form.
+        file: &'static str,
+        /// A misspelt key that may be meant, as ` (is `x` meant to be `y`?)`.
+        hint: String,
+    },
+    #[error("{at} has `{key}` only through the merge key `<<`, which MAS does not apply (it reads YAML without merge keys), so it has no `{key}`, which MAS requires; write `{key}:` in {at} itself")]
+    OnlyInMerge {
+        /// "`http`", "the listener" or "the resource".
+        at: &'static str,
+        key: &'static str,
+    },
     #[error("there are no listeners, so MAS would serve nothing; add one under http.listeners")]
     NoListeners,
     #[error("a listener is {found}, not a mapping; give it `resources:` and `binds:`")]
@@ -159,7 +189,7 @@ pub enum ErrorKind {
     BindNotMapping { found: &'static str },
     #[error("the bind is empty, and MAS would read it as `fd: 0`; write `host`+`port`, `address`, `socket` or an explicit `fd`")]
     EmptyBind,
-    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it{misread}. Use only {allowed}", hint = names::did_you_mean(key, BIND_KEYS), misread = if *rest_is_a_bind { "" } else { " and read the bind as `fd: 0`" }, allowed = BIND_KEYS.join(", "))]
+    #[error("unknown key `{key}` in a bind{hint}; MAS would ignore it{misread}. Use only {allowed}", hint = if key == merge::MERGE_KEY { " (a YAML merge key, which MAS does not apply)".to_owned() } else { names::did_you_mean(key, BIND_KEYS) }, misread = if *rest_is_a_bind { "" } else { " and read the bind as `fd: 0`" }, allowed = BIND_KEYS.join(", "))]
     UnknownBindKey {
         key: String,
         /// Whether the other keys make a bind of their own, which MAS then
@@ -187,6 +217,10 @@ pub enum ErrorKind {
     BadAddress { address: String },
     #[error("the Unix socket path is empty; give an absolute path such as /run/mas/web.sock")]
     EmptySocketPath,
+    #[error("the Unix socket path `{path}` ends with `/`, as a directory does: MAS binds a socket beside it and fails at start-up to rename that onto the directory; give the socket's own file name, e.g. `{example}`")]
+    SocketPathDirectory { path: String, example: String },
+    #[error("the Unix socket path `{path}` is not normalized (it has `//`, `.` or `..`): systemd refuses such a path in a socket unit, so generate-units could not write it; write `{normal}`")]
+    SocketPathNotNormal { path: String, normal: String },
     #[error("the Unix socket path `{path}` is {len} bytes, longer than the {max} a socket address holds; use a shorter path", max = MAX_UNIX_PATH)]
     SocketPathTooLong { path: String, len: usize },
     #[error(
@@ -541,8 +575,37 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
     let (http_is_default, listeners_value) = match merged.value.get("http") {
         None => (true, default_http_value()["listeners"].clone()),
         Some(Value::Mapping(http)) => {
-            if matches!(http.get("public_base"), None | Some(Value::Null)) {
+            if merge::only_in_merge(http, "public_base") {
+                cx.error_at(
+                    "http",
+                    ErrorKind::OnlyInMerge {
+                        at: "`http`",
+                        key: "public_base",
+                    },
+                );
+            } else if matches!(http.get("public_base"), None | Some(Value::Null)) {
                 cx.error_at("http", ErrorKind::NoPublicBase);
+            }
+            for key in http.keys().filter_map(Value::as_str) {
+                if let Some(meant) = names::near_key(key, names::HTTP_KEYS) {
+                    let mut location = cx.location(&format!("http.{key}#key"));
+                    location.key = format!("http.{key}");
+                    cx.warnings.push(format!(
+                        "{location}: unknown key `{key}` in `http` (did you mean `{meant}`?); MAS ignores it, so `http` has no `{meant}` from it; rename it to `{meant}`"
+                    ));
+                }
+            }
+            for key in ["public_base", "issuer"] {
+                let Some(value) = http.get(key) else { continue };
+                let at = format!("http.{key}");
+                match fields::check_url(key, value) {
+                    Ok(None) => {}
+                    Ok(Some(warning)) => {
+                        let location = cx.location(&at);
+                        cx.warnings.push(format!("{location}: {warning}"));
+                    }
+                    Err(kind) => cx.error_at(&at, kind),
+                }
             }
             (false, http.get("listeners").cloned().unwrap_or(Value::Null))
         }
@@ -587,6 +650,9 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
         .and_then(|m| m.get("endpoint"))
         .and_then(Value::as_str)
         .map(|e| (e.to_owned(), cx.location("matrix.endpoint")));
+    if !http_is_default {
+        cx.check_merge_keys();
+    }
     cx.check_keys(&merged.value, &mut String::new());
     cx.check_sections(http_is_default);
     cx.check_duplicates(&listeners);
@@ -683,6 +749,15 @@ impl Checker<'_> {
             });
             return None;
         };
+        for key in map.keys().filter_map(Value::as_str) {
+            if let Some(meant) = names::near_key(key, names::LISTENER_KEYS) {
+                let mut location = here(self, &format!(".{key}#key"));
+                location.key = format!("http.listeners[{index}].{key}");
+                self.warnings.push(format!(
+                    "{location}: unknown key `{key}` in a listener (did you mean `{meant}`?); MAS ignores it, so the listener has no `{meant}` from it; rename it to `{meant}`"
+                ));
+            }
+        }
         let name = match map.get("name") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -753,8 +828,29 @@ impl Checker<'_> {
                 None
             }
         };
-        let tls = !matches!(map.get("tls"), None | Some(Value::Null));
-        let resources = self.resources(index, map.get("resources"), default);
+        let tls = match map.get("tls") {
+            None | Some(Value::Null) => false,
+            Some(value) => {
+                for (rest, kind) in fields::check_tls(value) {
+                    let location = here(self, &rest);
+                    self.errors.push(ConfigError { location, kind });
+                }
+                true
+            }
+        };
+        let resources = if merge::only_in_merge(map, "resources") {
+            let location = here(self, "");
+            self.errors.push(ConfigError {
+                location,
+                kind: ErrorKind::OnlyInMerge {
+                    at: "the listener",
+                    key: "resources",
+                },
+            });
+            Vec::new()
+        } else {
+            self.resources(index, map.get("resources"), default)
+        };
         let mut binds = Vec::new();
         match map.get("binds") {
             Some(Value::Sequence(items)) if !items.is_empty() => {
@@ -773,10 +869,15 @@ impl Checker<'_> {
             }
             Some(Value::Sequence(_)) | None | Some(Value::Null) => {
                 let location = here(self, ".binds");
-                self.errors.push(ConfigError {
-                    location,
-                    kind: ErrorKind::NoBinds,
-                });
+                let kind = if merge::only_in_merge(map, "binds") {
+                    ErrorKind::OnlyInMerge {
+                        at: "the listener",
+                        key: "binds",
+                    }
+                } else {
+                    ErrorKind::NoBinds
+                };
+                self.errors.push(ConfigError { location, kind });
             }
             Some(other) => {
                 let location = here(self, ".binds");
@@ -894,10 +995,24 @@ impl Checker<'_> {
                             KNOWN_RESOURCES.join(", ")
                         ));
                     }
+                    for (rest, kind) in fields::check_resource(name, resource) {
+                        let location = self.listener_location(listener, &at(&rest), default);
+                        self.errors.push(ConfigError { location, kind });
+                    }
                     names.push(name.clone());
                 }
                 // MAS reads resources as a enum tagged by `name`: without a
                 // name (or with an empty one) it refuses the whole config.
+                None | Some(Value::Null) if merge::only_in_merge(resource, "name") => {
+                    let location = self.listener_location(listener, &at(""), default);
+                    self.errors.push(ConfigError {
+                        location,
+                        kind: ErrorKind::OnlyInMerge {
+                            at: "the resource",
+                            key: "name",
+                        },
+                    });
+                }
                 None | Some(Value::Null) => {
                     // A misspelt `name` is the likely cause; point at it.
                     let misspelt = resource
@@ -1057,7 +1172,9 @@ impl Checker<'_> {
                     address: scalar_text(other),
                 }),
                 ("socket", Value::String(p)) if !p.is_empty() => {
-                    if p.len() > MAX_UNIX_PATH {
+                    if let Some(kind) = socket_path_problem(p) {
+                        problem(kind);
+                    } else if p.len() > MAX_UNIX_PATH {
                         problem(ErrorKind::SocketPathTooLong {
                             path: p.clone(),
                             len: p.len(),
@@ -1273,6 +1390,49 @@ impl Checker<'_> {
         }
     }
 
+    /// Warns about every YAML merge key (`<<`) in the `http` section: MAS
+    /// ignores it, and so the keys it brings.
+    fn check_merge_keys(&mut self) {
+        let Some(Value::Mapping(http)) = self.merged.value.get("http") else {
+            return;
+        };
+        let mut found: Vec<(Location, String)> = Vec::new();
+        let mut at_http = Vec::new();
+        for (key, value) in http {
+            if key.as_str() == Some("listeners") {
+                continue;
+            }
+            let rest = key.as_str().map_or_else(|| scalar_text(key), str::to_owned);
+            merges_in(value, &format!(".{rest}"), &mut at_http);
+        }
+        if let Some(keys) = merge::keys_not_applied(http) {
+            at_http.insert(0, (String::new(), keys));
+        }
+        for (rest, keys) in at_http {
+            let mut location = self.location(&format!("http{rest}.{}#key", merge::MERGE_KEY));
+            location.key = format!("http{rest}.{}", merge::MERGE_KEY);
+            found.push((location, merge::warning(&keys)));
+        }
+        if let Some(Value::Sequence(listeners)) = http.get("listeners") {
+            for (i, listener) in listeners.iter().enumerate() {
+                let mut here = Vec::new();
+                merges_in(listener, "", &mut here);
+                for (rest, keys) in here {
+                    let mut location = self.listener_location(
+                        i,
+                        &format!("{rest}.{}#key", merge::MERGE_KEY),
+                        false,
+                    );
+                    location.key = format!("http.listeners[{i}]{rest}.{}", merge::MERGE_KEY);
+                    found.push((location, merge::warning(&keys)));
+                }
+            }
+        }
+        for (location, warning) in found {
+            self.warnings.push(format!("{location}: {warning}"));
+        }
+    }
+
     /// MAS's config loader takes only plain keys; a mapping or list used as a
     /// key (`? {k: v}`) makes it refuse the file.
     fn check_keys(&mut self, value: &Value, path: &mut String) {
@@ -1341,6 +1501,32 @@ impl Checker<'_> {
     }
 }
 
+/// Every mapping with a merge key in `value` (at key path `rest` after its
+/// parent's), with the keys the merge brings, in document order.
+fn merges_in(value: &Value, rest: &str, found: &mut Vec<(String, Vec<String>)>) {
+    match value {
+        Value::Mapping(map) => {
+            if let Some(keys) = merge::keys_not_applied(map) {
+                found.push((rest.to_owned(), keys));
+            }
+            for (key, child) in map {
+                // What a merge brings is not applied, merges in it neither.
+                if key.as_str() == Some(merge::MERGE_KEY) {
+                    continue;
+                }
+                let name = key.as_str().map_or_else(|| scalar_text(key), str::to_owned);
+                merges_in(child, &format!("{rest}.{name}"), found);
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                merges_in(item, &format!("{rest}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Whether MAS reads a bind's known keys as one of its forms, as it does when
 /// it ignores an unknown key: `port` as a number, `address` or `socket` as a
 /// string (with `mode`, if any, as a string), or an explicit `fd`. Any other
@@ -1356,6 +1542,43 @@ fn rest_is_a_bind(map: &Mapping) -> bool {
         || matches!(map.get("address"), Some(Value::String(_)))
         || (matches!(map.get("socket"), Some(Value::String(_))) && mode)
         || map.contains_key("fd")
+}
+
+/// Why MAS, or a socket unit, could not take the socket path `path` as it
+/// is, if either could not: a trailing `/` (MAS fails at start-up), or an
+/// absolute path with `//`, `.` or `..` (systemd refuses it in
+/// `ListenStream=`). A relative path is warned about elsewhere, whole.
+fn socket_path_problem(path: &str) -> Option<ErrorKind> {
+    if path.ends_with('/') {
+        let dir = path.trim_end_matches('/');
+        let dir = if dir.is_empty() { "/run/mas" } else { dir };
+        return Some(ErrorKind::SocketPathDirectory {
+            path: path.to_owned(),
+            example: format!("{dir}/web.sock"),
+        });
+    }
+    let rest = path.strip_prefix('/')?;
+    if rest
+        .split('/')
+        .all(|part| !part.is_empty() && part != "." && part != "..")
+    {
+        return None;
+    }
+    // The path as the kernel would read it where no directory is a symlink.
+    let mut parts: Vec<&str> = Vec::new();
+    for part in rest.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(ErrorKind::SocketPathNotNormal {
+        path: path.to_owned(),
+        normal: format!("/{}", parts.join("/")),
+    })
 }
 
 /// Parses a permission string as MAS does (`u32::from_str_radix(text, 8)`:

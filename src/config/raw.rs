@@ -48,14 +48,27 @@ pub enum DocumentError {
         hint: String,
         error: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: invalid YAML: {message}; fix the syntax there or just before it (for an unclosed bracket or quote, this is where the parser gave up)", path = path.display())]
+    #[error("{path}:{line}:{column}: invalid YAML: {message}; {fix}", path = path.display())]
     Syntax {
         path: PathBuf,
         line: usize,
         column: usize,
+        /// The parser's words (MAS's too), without the position already shown.
         message: String,
+        /// What to do, for what the parser was reading when it stopped.
+        fix: String,
     },
-    #[error("{path}:{line}:{column}: invalid YAML: {at}`{key}` is given twice in one mapping (first at line {first_line}); MAS would take the last one without a word, so remove one of them", path = path.display())]
+    #[error("{path}:{line}:{column}: a second YAML document starts here{how}, and MAS reads one document per file and refuses the file; {fix}", path = path.display(), how = if *explicit { " (`---`)" } else { " (after the `...` that ends the first)" }, fix = if *empty { "remove it" } else { "remove it, or move what follows it into a file of its own, given with another --config" })]
+    SecondDocument {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        /// Whether it starts with `---`.
+        explicit: bool,
+        /// Whether it holds nothing (a stray `---` at the end).
+        empty: bool,
+    },
+    #[error("{path}:{line}:{column}: {at}`{key}` is given twice in one mapping, here and at {path}:{first_line}:{first_column}; MAS would take this last value and silently drop the first, so remove one of them", path = path.display())]
     RepeatedKey {
         path: PathBuf,
         line: usize,
@@ -64,6 +77,7 @@ pub enum DocumentError {
         at: String,
         key: String,
         first_line: usize,
+        first_column: usize,
     },
     #[error("{path}:{line}:{column}: the config is {found}, not a mapping of sections such as `http:`; MAS cannot read it either; write each section as a key at the start of a line, with its settings indented below it", path = path.display())]
     NotAMapping {
@@ -111,12 +125,14 @@ impl Document {
     ///
     /// Invalid YAML, or a top level that is not a mapping.
     pub fn parse(path: &Path, text: &str) -> Result<Document, DocumentError> {
-        let syntax = |line: usize, column: usize, message: String| DocumentError::Syntax {
-            path: path.to_owned(),
-            line,
-            column,
-            message,
-        };
+        let syntax =
+            |line: usize, column: usize, message: String, fix: String| DocumentError::Syntax {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+                fix,
+            };
         let value = parse_value(text).map_err(|e| {
             // serde_norway points at the mapping, or at the document, and
             // quotes no line; the event walk finds the key where it repeats.
@@ -133,17 +149,24 @@ impl Document {
                         },
                         key: super::plan::escape_controls(&r.key),
                         first_line: r.first.line,
+                        first_column: r.first.column,
+                    };
+                }
+            }
+            if e.to_string().contains("more than one document") {
+                if let Some(second) = second_document(text) {
+                    return DocumentError::SecondDocument {
+                        path: path.to_owned(),
+                        line: second.pos.line,
+                        column: second.pos.column,
+                        explicit: second.explicit,
+                        empty: second.empty,
                     };
                 }
             }
             let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            // The message repeats the position ("at line 3 column 5"): keep only the reason.
-            let message = e.to_string();
-            let message = match message.find(" at line ") {
-                Some(at) => message[..at].to_owned(),
-                None => message,
-            };
-            syntax(line, column, message)
+            let (message, fix) = explain_syntax_error(&e.to_string());
+            syntax(line, column, message, fix)
         })?;
         let value = match value {
             Value::Mapping(_) => value,
@@ -185,6 +208,99 @@ impl Document {
     pub fn position(&self, key_path: &str) -> Option<Pos> {
         self.positions.get(key_path).copied()
     }
+}
+
+/// Splits a syntax error of serde_norway (libyaml's words, as MAS shows
+/// them) into the message without the position shown before it, and the fix
+/// for what the parser was reading when it stopped: `did not find expected
+/// ',' or ']' at line 6 column 7, while parsing a flow sequence at line 5
+/// column 18` names the `[` at 5:18 that was never closed.
+fn explain_syntax_error(full: &str) -> (String, String) {
+    // The first position is where the parser stopped, which the caller shows.
+    let message = match full.find(" at line ") {
+        Some(at) => {
+            let rest = &full[at + " at line ".len()..];
+            let end = rest.find(',').unwrap_or(rest.len());
+            let is_position = rest[..end]
+                .split(" column ")
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if is_position {
+                format!("{}{}", &full[..at], &rest[end..])
+            } else {
+                full.to_owned()
+            }
+        }
+        None => full.to_owned(),
+    };
+    let opened = |what: &str| -> Option<String> {
+        let at = message.split_once(&format!("while {what} at line "))?.1;
+        let (line, column) = at.split_once(" column ")?;
+        let column: String = column.chars().take_while(char::is_ascii_digit).collect();
+        Some(format!("{line}:{column}"))
+    };
+    let fix = if let Some(at) = opened("parsing a flow sequence") {
+        format!("close the `[` at {at} with `]`, or put a `,` between its items")
+    } else if let Some(at) = opened("parsing a flow mapping") {
+        format!("close the `{{` at {at} with `}}`, or put a `,` between its entries")
+    } else if let Some(at) = opened("scanning a quoted scalar") {
+        format!("close the quote opened at {at}")
+    } else if let Some(at) = opened("parsing a block collection") {
+        format!("indent this line as the list that starts at {at} needs: its items each start with `- ` in that list's column, and an item's keys line up")
+    } else if let Some(at) = opened("parsing a block mapping") {
+        format!("indent this line as the mapping that starts at {at} needs: its keys line up in one column")
+    } else {
+        "fix the syntax there or just before it".to_owned()
+    };
+    (message, fix)
+}
+
+/// Where a text's second YAML document starts.
+struct SecondDocument {
+    pos: Pos,
+    /// Whether it starts with `---`.
+    explicit: bool,
+    /// Whether it holds no node but an empty scalar.
+    empty: bool,
+}
+
+/// Finds the second document of `text`, which serde_norway refuses without
+/// saying where it is.
+fn second_document(text: &str) -> Option<SecondDocument> {
+    let mut parser = Parser::new_from_str(text);
+    let mut starts = 0;
+    let mut found: Option<SecondDocument> = None;
+    let mut nodes = 0;
+    while let Some(event) = parser.next_event() {
+        let Ok((event, span)) = event else {
+            break;
+        };
+        match (&event, &mut found) {
+            (Event::DocumentStart(explicit), None) => {
+                starts += 1;
+                if starts == 2 {
+                    found = Some(SecondDocument {
+                        pos: Pos {
+                            line: span.start.line(),
+                            column: span.start.col() + 1,
+                        },
+                        explicit: *explicit,
+                        empty: true,
+                    });
+                }
+            }
+            (Event::DocumentEnd, Some(_)) => break,
+            (Event::Scalar(value, ..), Some(doc)) => {
+                nodes += 1;
+                doc.empty = nodes == 1 && value.is_empty();
+            }
+            (Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(_), Some(doc)) => {
+                nodes += 1;
+                doc.empty = false;
+            }
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Names the kind of a YAML value for messages ("a string", "a list", ...).
@@ -835,10 +951,7 @@ mod tests {
         let err = Document::parse(Path::new("c.yaml"), "a: 1\nb: -9223372036854775809\nb: 2\n")
             .unwrap_err()
             .to_string();
-        assert!(
-            err.starts_with("c.yaml:3:1: invalid YAML: `b` is given twice"),
-            "{err}"
-        );
+        assert!(err.starts_with("c.yaml:3:1: `b` is given twice"), "{err}");
     }
 
     #[test]
@@ -862,6 +975,57 @@ mod tests {
     }
 
     #[test]
+    fn a_syntax_error_names_what_the_parser_was_reading_and_where_it_began() {
+        let err = |text: &str| {
+            Document::parse(Path::new("c.yaml"), text)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("http:\n  listeners:\n    - name: web\n      resources: [{name: health}\n      binds: [{port: 8080}]\n"),
+            "c.yaml:5:7: invalid YAML: did not find expected ',' or ']', while parsing a flow sequence at line 4 column 18; close the `[` at 4:18 with `]`, or put a `,` between its items"
+        );
+        assert_eq!(
+            err("a: {b: 1\nc: 2\n"),
+            "c.yaml:2:2: invalid YAML: did not find expected ',' or '}', while parsing a flow mapping at line 1 column 4; close the `{` at 1:4 with `}`, or put a `,` between its entries"
+        );
+        assert_eq!(
+            err("a: 1\nx: \"unterminated\n"),
+            "c.yaml:3:1: invalid YAML: found unexpected end of stream, while scanning a quoted scalar at line 2 column 4; close the quote opened at 2:4"
+        );
+        assert!(err("http:\n  listeners:\n    - name: web\n     binds: []\n").ends_with(
+            "while parsing a block collection at line 3 column 5; indent this line as the list that starts at 3:5 needs: its items each start with `- ` in that list's column, and an item's keys line up"
+        ));
+        // Without such context, no fix for brackets or quotes.
+        assert_eq!(
+            err("a: b: c\n"),
+            "c.yaml:1:5: invalid YAML: mapping values are not allowed in this context; fix the syntax there or just before it"
+        );
+    }
+
+    #[test]
+    fn a_second_document_is_located_where_it_starts() {
+        let err = |text: &str| {
+            Document::parse(Path::new("c.yaml"), text)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("http:\n  public_base: https://a/\n---\n"),
+            "c.yaml:3:1: a second YAML document starts here (`---`), and MAS reads one document per file and refuses the file; remove it"
+        );
+        assert_eq!(
+            err("---\na: 1\n--- # more\nb: 2\n"),
+            "c.yaml:3:1: a second YAML document starts here (`---`), and MAS reads one document per file and refuses the file; remove it, or move what follows it into a file of its own, given with another --config"
+        );
+        assert!(err("a: 1\n...\nb: 2\n").starts_with(
+            "c.yaml:3:1: a second YAML document starts here (after the `...` that ends the first)"
+        ));
+        // One document, ended with `...`, is fine.
+        doc("c", "a: 1\n...\n");
+    }
+
+    #[test]
     fn a_key_given_twice_is_located_where_it_repeats() {
         let err = Document::parse(
             Path::new("c.yaml"),
@@ -871,7 +1035,7 @@ mod tests {
         .to_string();
         assert_eq!(
             err,
-            "c.yaml:4:1: invalid YAML: `database` is given twice in one mapping (first at line 1); MAS would take the last one without a word, so remove one of them"
+            "c.yaml:4:1: `database` is given twice in one mapping, here and at c.yaml:1:1; MAS would take this last value and silently drop the first, so remove one of them"
         );
         let err = Document::parse(
             Path::new("c.yaml"),
@@ -880,7 +1044,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.starts_with("c.yaml:6:11: invalid YAML: http.listeners[0].binds[0]: `port` is given twice in one mapping (first at line 5)"),
+            err.starts_with("c.yaml:6:11: http.listeners[0].binds[0]: `port` is given twice in one mapping, here and at c.yaml:5:11;"),
             "{err}"
         );
     }

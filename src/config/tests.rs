@@ -1000,3 +1000,215 @@ fn socket_paths_compare_as_the_kernel_resolves_them() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A listener under `http` with `extra` lines after it, and the
+/// `public_base` of BASE unless the test sets its own.
+fn listener_with(extra: &str) -> String {
+    format!("http:\n  listeners:\n    - name: web\n      resources: [{{name: health}}]\n      binds: [{{port: 8080}}]\n{extra}")
+}
+
+#[test]
+fn a_public_base_or_issuer_mas_cannot_parse_is_refused_with_the_full_url() {
+    for (line, want) in [
+        (
+            "  public_base: auth.example.com\n",
+            "c.yaml:6:16: http.public_base: `public_base: auth.example.com` is not a URL MAS can parse (relative URL without a base), so MAS refuses the config; write the full URL, like `public_base: https://auth.example.com/`",
+        ),
+        (
+            "  public_base: /auth/\n",
+            "c.yaml:6:16: http.public_base: `public_base: /auth/` is not a URL MAS can parse (relative URL without a base), so MAS refuses the config; write the full URL, like `public_base: https://auth.example.com/auth/`",
+        ),
+        (
+            "  issuer: not a url\n",
+            "c.yaml:6:11: http.issuer: `issuer: not a url` is not a URL MAS can parse (relative URL without a base), so MAS refuses the config; write the full URL, like `issuer: https://auth.example.com/`",
+        ),
+        (
+            "  public_base: 8080\n",
+            "c.yaml:6:16: http.public_base: `public_base` is a number, not a URL; write the full URL, like `https://auth.example.com/`",
+        ),
+        (
+            "  public_base: \"https://\"\n",
+            "c.yaml:6:16: http.public_base: `public_base: https://` is not a URL MAS can parse (empty host), so MAS refuses the config; write the full URL, like `public_base: https://auth.example.com/`",
+        ),
+    ] {
+        assert_eq!(one_error(&listener_with(line)), want, "{line:?}");
+    }
+}
+
+#[test]
+fn urls_that_mas_parses_are_accepted_as_they_are() {
+    // url::Url trims blanks, lowercases the scheme and host, and maps an
+    // IDN host to punycode: MAS takes all of these.
+    for line in [
+        "  public_base: \" https://auth.example.com/ \"\n",
+        "  public_base: HTTPS://AUTH.Example.COM/\n",
+        "  public_base: https://äuth.example.com/\n",
+        "  public_base: https://auth.example.com:8443/auth\n",
+        "  public_base: http://[::1]:8080/\n",
+        "  issuer: https://example.com\n",
+        "  issuer: ~\n",
+    ] {
+        let plan = plan(&listener_with(line));
+        assert!(plan.warnings.is_empty(), "{line:?}: {:?}", plan.warnings);
+    }
+    // A host and port parse as a URL of another scheme: MAS takes it, so
+    // it is only warned about.
+    let plan = plan(&listener_with("  public_base: auth.example.com:8443\n"));
+    assert_eq!(plan.warnings, ["c.yaml:6:16: http.public_base: `public_base: auth.example.com:8443` is a URL to MAS, but of the scheme `auth.example.com`, not http or https, and MAS builds its links from it; write the full URL, like `public_base: https://auth.example.com:8443/`"]);
+}
+
+#[test]
+fn a_tls_section_mas_refuses_is_refused_at_the_tls() {
+    let tls = |t: &str| listener_with(&format!("      tls: {t}\n"));
+    let at = "c.yaml:6:12: http.listeners[0].tls: ";
+    assert_eq!(
+        one_error(&tls("{certificate_file: /a}")),
+        format!("{at}`tls` has no private key, and MAS refuses the config (\"TLS configuration is missing a private key\"); add e.g. `key_file: /etc/mas/key.pem`, or remove `tls` for plain http")
+    );
+    assert_eq!(
+        errors(&tls("{}")),
+        [
+            format!("{at}`tls` has no certificate, and MAS refuses the config (\"TLS configuration is missing a certificate\"); add e.g. `certificate_file: /etc/mas/cert.pem`, or remove `tls` for plain http"),
+            format!("{at}`tls` has no private key, and MAS refuses the config (\"TLS configuration is missing a private key\"); add e.g. `key_file: /etc/mas/key.pem`, or remove `tls` for plain http"),
+        ]
+    );
+    assert_eq!(
+        one_error(&tls("{certificate_file: /a, certificate: x, key_file: /b}")),
+        format!("{at}`tls` sets both `certificate` and `certificate_file`, and MAS refuses the config (only one of them may be set); remove one")
+    );
+    assert_eq!(
+        one_error(&tls("{certificate: x, key: y, key_file: /b}")),
+        format!("{at}`tls` sets both `key` and `key_file`, and MAS refuses the config (only one of them may be set); remove one")
+    );
+    assert_eq!(
+        one_error(&tls("{certificate: x, key: y, password: p, password_file: /p}")),
+        format!("{at}`tls` sets both `password` and `password_file`, and MAS refuses the config (only one of them may be set); remove one")
+    );
+    assert!(
+        one_error(&tls("{certificate-file: /a, key_file: /b}")).contains(
+            "`tls` has no certificate (is `certificate-file` meant to be `certificate_file`?)"
+        )
+    );
+    assert_eq!(
+        one_error(&tls("{certificate: 1, key_file: /b}")),
+        "c.yaml:6:26: http.listeners[0].tls.certificate: `certificate` is a number, not a string; write the text, quoted if it looks like a number or a boolean"
+    );
+    assert_eq!(
+        one_error(&tls("\"yes\"")),
+        format!("{at}`tls` is a string, not a mapping; write e.g. `tls: {{certificate_file: /etc/mas/cert.pem, key_file: /etc/mas/key.pem}}`, or remove it for plain http")
+    );
+    // What MAS takes: one of each, a null as no value, no `tls` at all.
+    for t in [
+        "{certificate: x, key: y}",
+        "{certificate_file: /a, key_file: /b, password_file: /p}",
+        "{certificate_file: ~, certificate: x, key_file: /b, password: ~}",
+        "~",
+    ] {
+        plan(&tls(t));
+    }
+}
+
+#[test]
+fn resource_fields_of_the_wrong_type_are_refused() {
+    let res = |r: &str| {
+        format!("http:\n  listeners:\n    - name: web\n      resources: [{r}]\n      binds: [{{port: 8080}}]\n")
+    };
+    assert_eq!(
+        one_error(&res("{name: graphql, playground: \"true\"}")),
+        "c.yaml:4:47: http.listeners[0].resources[0].playground: `playground` is a string, not true or false; write `true` or `false` without quotes, or remove it for `false`"
+    );
+    assert!(one_error(&res("{name: graphql, undocumented_oauth2_access: ~}"))
+        .contains("resources[0].undocumented_oauth2_access: `undocumented_oauth2_access` is empty, not true or false"));
+    assert_eq!(
+        one_error(&res("{name: assets, path: ~}")),
+        "c.yaml:4:40: http.listeners[0].resources[0].path: `path` is empty, not a path; write the directory of MAS's assets, e.g. `path: /usr/share/mas/assets/`, or remove it for MAS's default"
+    );
+    for r in [
+        "{name: graphql, playground: true, undocumented_oauth2_access: false}",
+        "{name: assets, path: /usr/share/mas/assets/}",
+        // Other resources have no such fields; MAS ignores them.
+        "{name: health, playground: \"true\"}",
+    ] {
+        plan(&res(r));
+    }
+}
+
+#[test]
+fn a_merge_key_in_http_is_warned_about_as_mas_ignores_it() {
+    let merged = plan(
+        "x-listener: &lst\n  proxy_protocol: true\n  prefix: /auth\n  name: other\nhttp:\n  listeners:\n    - <<: *lst\n      name: web\n      resources: [{name: health}]\n      binds: [{socket: /run/mas/web.sock}]\n",
+    );
+    // What MAS reads: the listener without the merged keys.
+    assert!(!merged.listeners[0].proxy_protocol);
+    assert_eq!(merged.listeners[0].prefix, None);
+    assert_eq!(merged.warnings, ["c.yaml:7:7: http.listeners[0].<<: `<<` is a YAML merge key, and MAS reads YAML without merge keys, so it ignores `<<` and `proxy_protocol`, `prefix` from it do not apply here; write them out in this mapping"]);
+    // Anchors and aliases alone are fine: MAS reads them.
+    let aliased = plan(
+        "x: &res [{name: health}]\nhttp:\n  listeners:\n    - name: web\n      resources: *res\n      binds: [{port: 8080}]\n",
+    );
+    assert!(aliased.warnings.is_empty(), "{:?}", aliased.warnings);
+}
+
+#[test]
+fn a_required_key_given_only_by_a_merge_key_is_refused_as_such() {
+    let e = check_texts(
+        &[(
+            "c.yaml",
+            "x: &h\n  public_base: https://a/\nhttp:\n  <<: *h\n  listeners:\n    - resources: [{name: health}]\n      binds: [{port: 8080}]\n",
+        )],
+        &FakeResolver,
+    )
+    .unwrap_err();
+    let LoadError::Invalid(refused) = e else {
+        panic!("{e}")
+    };
+    assert_eq!(refused.errors.len(), 1, "{:?}", refused.errors);
+    assert_eq!(refused.errors[0].to_string(), "c.yaml:4:3: http: `http` has `public_base` only through the merge key `<<`, which MAS does not apply (it reads YAML without merge keys), so it has no `public_base`, which MAS requires; write `public_base:` in `http` itself");
+    assert_eq!(refused.warnings, ["c.yaml:4:3: http.<<: `<<` is a YAML merge key, and MAS reads YAML without merge keys, so it ignores `<<` and `public_base` from it does not apply here; write it out in this mapping"]);
+    assert_eq!(
+        one_error("x: &l\n  resources: [{name: health}]\nhttp:\n  listeners:\n    - <<: *l\n      binds: [{port: 8080}]\n"),
+        "c.yaml:5:7: http.listeners[0]: the listener has `resources` only through the merge key `<<`, which MAS does not apply (it reads YAML without merge keys), so it has no `resources`, which MAS requires; write `resources:` in the listener itself"
+    );
+    assert!(one_error(&with_binds(&["{<<: {port: 8080}}"]))
+        .contains("unknown key `<<` in a bind (a YAML merge key, which MAS does not apply)"));
+}
+
+#[test]
+fn a_near_miss_of_a_listener_or_http_key_is_warned_about() {
+    let plan = plan(
+        "http:\n  trusted_proxy: [10.0.0.0/8]\n  listeners:\n    - name: web\n      proxy-protocol: true\n      perfix: /auth\n      tsl: {certificate_file: /a, key_file: /b}\n      x-note: kept silently, as MAS ignores it\n      resources: [{name: health}]\n      binds: [{socket: /run/mas/web.sock}]\n",
+    );
+    assert!(!plan.listeners[0].proxy_protocol && !plan.listeners[0].tls);
+    assert_eq!(
+        plan.warnings,
+        [
+            "c.yaml:2:3: http.trusted_proxy: unknown key `trusted_proxy` in `http` (did you mean `trusted_proxies`?); MAS ignores it, so `http` has no `trusted_proxies` from it; rename it to `trusted_proxies`",
+            "c.yaml:5:7: http.listeners[0].proxy-protocol: unknown key `proxy-protocol` in a listener (did you mean `proxy_protocol`?); MAS ignores it, so the listener has no `proxy_protocol` from it; rename it to `proxy_protocol`",
+            "c.yaml:6:7: http.listeners[0].perfix: unknown key `perfix` in a listener (did you mean `prefix`?); MAS ignores it, so the listener has no `prefix` from it; rename it to `prefix`",
+            "c.yaml:7:7: http.listeners[0].tsl: unknown key `tsl` in a listener (did you mean `tls`?); MAS ignores it, so the listener has no `tls` from it; rename it to `tls`",
+        ]
+    );
+}
+
+#[test]
+fn a_socket_path_mas_or_a_socket_unit_cannot_take_is_refused_at_the_path() {
+    assert_eq!(
+        one_error(&with_binds(&["{socket: /run/mas/}"])),
+        "c.yaml:5:20: http.listeners[0].binds[0].socket: the Unix socket path `/run/mas/` ends with `/`, as a directory does: MAS binds a socket beside it and fails at start-up to rename that onto the directory; give the socket's own file name, e.g. `/run/mas/web.sock`"
+    );
+    for (path, normal) in [
+        ("/run/mas/../mas/web.sock", "/run/mas/web.sock"),
+        ("/run//mas/./web.sock", "/run/mas/web.sock"),
+        ("/run/./mas.sock", "/run/mas.sock"),
+    ] {
+        assert_eq!(
+            one_error(&with_binds(&[&format!("{{socket: \"{path}\"}}")])),
+            format!("c.yaml:5:20: http.listeners[0].binds[0].socket: the Unix socket path `{path}` is not normalized (it has `//`, `.` or `..`): systemd refuses such a path in a socket unit, so generate-units could not write it; write `{normal}`")
+        );
+    }
+    // Dots inside a name are no `.` segment; a relative path is only warned
+    // about by check.
+    for path in ["/run/mas/web..sock", "/run/.mas/web.sock", "web.sock"] {
+        plan(&with_binds(&[&format!("{{socket: \"{path}\"}}")]));
+    }
+}
