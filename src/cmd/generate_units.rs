@@ -17,11 +17,10 @@ use crate::units::{self, UnitFile, UnitOptions};
 ///
 /// Units that cannot be generated for this config, or files that cannot be written.
 pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
-    // Units for no file would make a service that reads none: refused, so
-    // that an unset variable never yields a service for MAS's defaults.
+    // Units for no file make a service that reads none either, as MAS
+    // would; said, since an empty value is more often an unset variable.
     if let Some(what) = super::empty_mas_config(&args.config) {
-        eprintln!("mas-sockets: {what}; the units would run MAS so, reading no file: give the config with --config (for MAS's defaults on purpose, an empty file, e.g. --config /etc/mas/config.yaml holding nothing)");
-        return Ok(ExitCode::from(super::EXIT_CANNOT_RUN));
+        eprintln!("mas-sockets: warning: {what}, and so will the service; if a config was meant, give it with --config");
     }
     let plan = match super::load_plan(&args.config, super::EXIT_CANNOT_RUN) {
         Ok(plan) => plan,
