@@ -766,3 +766,27 @@ fn a_signal_only_reload_that_mas_never_answers_fails_after_the_ready_timeout() {
     );
     assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
 }
+
+/// Signals that would end a process by default, which scripts send to
+/// daemons (logrotate's SIGUSR1, say), are logged and ignored: MAS keeps
+/// serving, its request in flight is answered.
+#[test]
+fn stray_signals_leave_mas_serving() {
+    let (run, port, old) = serving("stray-signals", "", &[]);
+    let slow = std::thread::spawn(move || get_tcp(localhost(port), "/slow/1000"));
+    run.wait_log("holding /slow/1000");
+    for (signal, name) in [
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGALRM, "SIGALRM"),
+    ] {
+        run.signal(signal);
+        run.wait_log(&format!("{name} ignored"));
+    }
+    let response = slow
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the in-flight request was cut: {e}\n{}", run.log()));
+    assert_eq!((response.status, response.pid()), (200, old));
+    assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
+}

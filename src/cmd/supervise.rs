@@ -218,6 +218,26 @@ fn forward_signals(tx: mpsc::Sender<Request>) -> anyhow::Result<()> {
             }
         });
     }
+    // Signals whose default is to end the process, which scripts send to
+    // daemons (SIGUSR1 to reopen logs, ...): by default they would kill the
+    // supervisor, and with it MAS, requests in flight. A handler, not
+    // SIG_IGN, so that MAS starts with the default dispositions as ever.
+    for (kind, name) in [
+        (SignalKind::user_defined1(), "SIGUSR1"),
+        (SignalKind::user_defined2(), "SIGUSR2"),
+        (SignalKind::alarm(), "SIGALRM"),
+        (SignalKind::from_raw(libc::SIGVTALRM), "SIGVTALRM"),
+        (SignalKind::from_raw(libc::SIGPROF), "SIGPROF"),
+        (SignalKind::io(), "SIGIO"),
+        (SignalKind::from_raw(libc::SIGPWR), "SIGPWR"),
+    ] {
+        let mut stream = signal(kind).context("cannot install a signal handler")?;
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                warn!("{name} ignored: mas-sockets restarts MAS without a gap on SIGHUP (`mas-sockets reload`), and stops on SIGTERM or SIGINT");
+            }
+        });
+    }
     Ok(())
 }
 
