@@ -747,7 +747,8 @@ fn a_signal_only_reload_that_a_restart_overtakes_is_answered_by_the_new_mas() {
 }
 
 /// A MAS that never answers a SIGHUP with READY=1 fails the template reload
-/// after the ready timeout, and keeps serving.
+/// after the ready timeout, and keeps serving; systemd, which heard its
+/// RELOADING=1, gets the READY=1 that ends the reload.
 #[test]
 fn a_signal_only_reload_that_mas_never_answers_fails_after_the_ready_timeout() {
     let (run, port, old) = serving(
@@ -765,6 +766,17 @@ fn a_signal_only_reload_that_mas_never_answers_fails_after_the_ready_timeout() {
         text(&out)
     );
     assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
+    // systemd heard MAS's RELOADING=1; the READY=1 that must follow comes
+    // from the supervisor, or the unit stays "reloading" and every later
+    // reload waits behind it.
+    let seen = run.notify.expect_line("RELOADING=1", LONG);
+    let after = run.notify.expect_line("READY=1", LONG).join("\n");
+    assert!(
+        after.contains(&format!(
+            "STATUS=MAS (pid {old}) did not finish reloading its templates within 1s; it serves on"
+        )),
+        "{seen:?} then {after}"
+    );
 }
 
 /// Signals that would end a process by default, which scripts send to

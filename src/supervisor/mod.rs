@@ -181,6 +181,10 @@ struct Supervisor<'a> {
     /// the first SIGHUP they wait for).
     signal_deadline: Option<Instant>,
     crashes: VecDeque<Instant>,
+    /// Set when MAS's own `RELOADING=1` went to systemd: by when its
+    /// `READY=1` must follow, or systemd holds the unit in "reloading" and
+    /// queues every later reload behind it. Cleared by any `READY=1` sent.
+    reloading_until: std::cell::Cell<Option<Instant>>,
     /// When a crashed MAS is started again.
     respawn_at: Option<Instant>,
     /// The config the crashed MAS ran with, for the next one when the files
@@ -246,6 +250,7 @@ pub async fn run(
         signal_waiters: Vec::new(),
         signal_deadline: None,
         crashes: VecDeque::new(),
+        reloading_until: std::cell::Cell::new(None),
         respawn_at: None,
         crashed_config: None,
         last_restart: None,
@@ -454,6 +459,9 @@ impl Supervisor<'_> {
     /// Sends to systemd, after what still waits for room in its queue; never
     /// blocks.
     fn notify(&self, states: &[NotifyState]) {
+        if states.contains(&NotifyState::Ready) {
+            self.reloading_until.set(None);
+        }
         self.systemd.send(states);
     }
 
@@ -477,6 +485,7 @@ impl Supervisor<'_> {
             self.respawn_at,
             self.stopping,
             self.signal_deadline,
+            self.reloading_until.get(),
         ]
         .into_iter()
         .flatten()
@@ -545,6 +554,8 @@ impl Supervisor<'_> {
                 .map(|s| (*s).clone())
                 .collect();
             self.notify(&reloading);
+            self.reloading_until
+                .set(Some(Instant::now() + self.opts.ready_timeout));
             states.retain(|s| !reload_part(s));
         }
         for state in states {
@@ -1067,6 +1078,24 @@ impl Supervisor<'_> {
             );
             warn!("{why}");
             self.answer_signal_waiters(&Err(why));
+        }
+        if self.stopping.is_some() {
+            // STOPPING=1 went after it; systemd waits for no READY=1 now.
+            self.reloading_until.set(None);
+        }
+        if self.reloading_until.get().is_some_and(|at| now >= at) {
+            let pid = self.current.as_ref().map_or(0, |g| g.pid);
+            warn!(
+                "MAS (pid {pid}) sent RELOADING=1 and no READY=1 within {:?}; telling systemd it serves on, so that the unit does not stay \"reloading\"",
+                self.opts.ready_timeout
+            );
+            self.notify(&[
+                NotifyState::Ready,
+                NotifyState::Status(format!(
+                    "MAS (pid {pid}) did not finish reloading its templates within {:?}; it serves on",
+                    self.opts.ready_timeout
+                )),
+            ]);
         }
         if self.respawn_at.is_some_and(|at| now >= at) {
             self.respawn_at = None;
