@@ -335,6 +335,52 @@ fn a_crash_loop_makes_the_supervisor_give_up() {
     );
 }
 
+/// A MAS started again after a crash gets the ready timeout too (no systemd
+/// start timeout covers it): one that never becomes ready is killed, which
+/// counts as a crash, and the crash limit ends it; a reload meanwhile says
+/// what is going on. Its config file, with the secrets, goes with it.
+#[test]
+fn a_mas_started_again_after_a_crash_that_is_never_ready_counts_as_a_crash() {
+    let (mut run, port, old) = serving(
+        "respawn-unready",
+        "",
+        &["--crash-limit=3", "--backoff=50ms", "--ready-timeout=1s"],
+    );
+    rewrite_config(&run, port, "standin:\n  never_ready: true\n");
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
+    run.wait_log("generation 2)");
+    let out = control(&run, &["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is starting again after a crash"),
+        "{}",
+        text(&out)
+    );
+    run.wait_log("started again after a crash, was not ready within 1s; killing it");
+    let status = run.wait();
+    assert_eq!(
+        status.code(),
+        Some(128 + libc::SIGKILL),
+        "{status}\n{}",
+        run.log()
+    );
+    assert!(
+        run.log().contains("that is 3 crashes within"),
+        "{}",
+        run.log()
+    );
+    let left: Vec<_> = fs::read_dir(run.dir.join("rt"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !left
+            .iter()
+            .any(|f| f.to_string_lossy().starts_with("config.")),
+        "{left:?}"
+    );
+}
+
 /// Restarts do not leak fds or memory in the supervisor, and leave no zombie.
 #[test]
 fn many_restarts_leak_nothing() {

@@ -187,6 +187,9 @@ struct Supervisor<'a> {
     reloading_until: std::cell::Cell<Option<Instant>>,
     /// When a crashed MAS is started again.
     respawn_at: Option<Instant>,
+    /// The MAS started again after a crash that was killed for not being
+    /// ready in time; its exit counts as one more crash.
+    respawn_killed: Option<u32>,
     /// The config the crashed MAS ran with, for the next one when the files
     /// no longer check.
     crashed_config: Option<Value>,
@@ -252,6 +255,7 @@ pub async fn run(
         crashes: VecDeque::new(),
         reloading_until: std::cell::Cell::new(None),
         respawn_at: None,
+        respawn_killed: None,
         crashed_config: None,
         last_restart: None,
         stopping: None,
@@ -486,10 +490,20 @@ impl Supervisor<'_> {
             self.stopping,
             self.signal_deadline,
             self.reloading_until.get(),
+            self.respawn_ready_deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// By when a MAS started again after a crash must be ready: the same
+    /// `--ready-timeout` as a restart's new MAS, since no systemd start
+    /// timeout covers it. (The first MAS has systemd's `TimeoutStartSec=`.)
+    fn respawn_ready_deadline(&self) -> Option<Instant> {
+        let g = self.current.as_ref()?;
+        let pending = self.was_ready && !g.is_ready() && self.respawn_killed != Some(g.pid);
+        pending.then(|| g.started + self.opts.ready_timeout)
     }
 
     fn status_line(&self) -> String {
@@ -751,11 +765,16 @@ impl Supervisor<'_> {
             // Nothing serves (starting, or waiting after a crash): a new MAS
             // will start on the current config anyway.
             warn!("{why} ignored: MAS is not serving yet, and the MAS that starts next reads the config anyway");
+            let answer = match &self.current {
+                Some(g) if self.was_ready => format!(
+                    "MAS (pid {}) is starting again after a crash, on the config files as they were when it started; one that is not ready within the ready timeout ({:?}) is killed and started again on the config as it is at that time, so wait for that, or try again once it is ready",
+                    g.pid, self.opts.ready_timeout
+                ),
+                None if self.was_ready => "MAS crashed and starts again after its backoff, on the config as it is then; try again once it is ready".to_owned(),
+                _ => "MAS is not serving yet; it is starting already, so try again once it is ready".to_owned(),
+            };
             if let Some(reply) = reply {
-                let _ = reply.send(Err(
-                    "MAS is not serving yet; it is starting already, so try again once it is ready"
-                        .to_owned(),
-                ));
+                let _ = reply.send(Err(answer));
             }
             return;
         };
@@ -1096,6 +1115,16 @@ impl Supervisor<'_> {
                     self.opts.ready_timeout
                 )),
             ]);
+        }
+        if self.stopping.is_none() && self.respawn_ready_deadline().is_some_and(|at| now >= at) {
+            if let Some(g) = &self.current {
+                warn!(
+                    "MAS (pid {}), started again after a crash, was not ready within {:?}; killing it, which counts as one more crash",
+                    g.pid, self.opts.ready_timeout
+                );
+                g.signal(Signal::SIGKILL);
+                self.respawn_killed = Some(g.pid);
+            }
         }
         if self.respawn_at.is_some_and(|at| now >= at) {
             self.respawn_at = None;
