@@ -848,3 +848,30 @@ fn stray_signals_leave_mas_serving() {
     assert_eq!((response.status, response.pid()), (200, old));
     assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
 }
+
+/// A new MAS that dies after it took over, while the old one still drains,
+/// fails the restart: `reload` exits 1 saying so, and never claims that a
+/// MAS serves; the old one's request in flight is still answered.
+#[test]
+fn a_new_mas_that_dies_while_the_old_one_drains_fails_the_restart() {
+    let (run, port, old) = serving("die-mid-drain", "", &["--backoff=3s"]);
+    let slow = std::thread::spawn(move || get_tcp(localhost(port), "/slow/3000"));
+    run.wait_log("holding /slow/3000");
+    rewrite_config(&run, port, "standin:\n  crash_after_ms: 300\n");
+    let out = control(&run, &["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", text(&out), run.log());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("after it took over, while the old one drained")
+            && !stderr.contains("pid 0"),
+        "{}",
+        text(&out)
+    );
+    let response = slow
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the in-flight request was cut: {e}\n{}", run.log()));
+    assert_eq!((response.status, response.pid()), (200, old));
+    let status = String::from_utf8_lossy(&control(&run, &["status"]).stdout).into_owned();
+    assert!(status.contains("after it took over"), "{status}");
+}

@@ -151,6 +151,9 @@ struct Restart {
     deadline: Instant,
     /// The old MAS, once the new one serves: draining until it exits.
     draining: Option<(Generation, Instant)>,
+    /// Why the restart failed after all, when the new MAS died while the
+    /// old one drained (the waiters have heard it already).
+    failed: Option<String>,
 }
 
 /// The result of the last restart, for `status`.
@@ -810,6 +813,7 @@ impl Supervisor<'_> {
                     candidate: Some(candidate),
                     deadline: began + self.opts.ready_timeout,
                     draining: None,
+                    failed: None,
                 });
             }
             Err(e) => self.finish_restart_failed(waiters, began, e.to_string()),
@@ -936,6 +940,17 @@ impl Supervisor<'_> {
         let Some(restart) = self.restart.take() else {
             return;
         };
+        if let Some(why) = restart.failed {
+            // The waiters heard it when the new MAS died; systemd, which
+            // waits for the end of the reload, hears it now.
+            let serving = self.status_line();
+            self.notify(&[
+                NotifyState::Ready,
+                NotifyState::Status(format!("restart failed: {why}; {serving}")),
+            ]);
+            self.after_restart();
+            return;
+        }
         let pid = self.current.as_ref().map_or(0, |g| g.pid);
         let text = format!(
             "MAS (pid {pid}) serves after a restart ({}) that took {:.1}s",
@@ -1010,6 +1025,22 @@ impl Supervisor<'_> {
                 "MAS exited before it was ready: {status}"
             ))]);
             return;
+        }
+        if let Some(r) = self.restart.as_mut().filter(|r| r.draining.is_some()) {
+            // The new MAS took over and died before the old one finished:
+            // the restart failed, and nothing serves until the next start.
+            let after = current
+                .ready_at
+                .map_or(0.0, |at| at.elapsed().as_secs_f64());
+            let why = format!(
+                "the new MAS (pid {}) exited {after:.1}s after it took over, while the old one drained: {status}; the old one was stopped already, so MAS starts again after the crash backoff",
+                current.pid
+            );
+            for w in r.waiters.drain(..) {
+                let _ = w.send(Err(why.clone()));
+            }
+            r.failed = Some(why.clone());
+            self.record(Err(why));
         }
         self.on_crash(current.pid, status);
         self.crashed_config = Some(current.config);
