@@ -875,3 +875,39 @@ fn a_new_mas_that_dies_while_the_old_one_drains_fails_the_restart() {
     let status = String::from_utf8_lossy(&control(&run, &["status"]).stdout).into_owned();
     assert!(status.contains("after it took over"), "{status}");
 }
+
+/// A watchdog period shorter than the supervisor can tell a hang by makes
+/// no storm of replacements: MAS counts as hung only after 100 ms without a
+/// ping, and a warning says so. A period that is no number is said too.
+#[test]
+fn a_watchdog_too_short_to_honour_replaces_nothing() {
+    let port = crate::util::free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let run = Setup::new(&config)
+        .listen(localhost(port))
+        .env("WATCHDOG_USEC", "1000")
+        .start("watchdog-tiny");
+    knock(localhost(port));
+    run.notify.expect_line("READY=1", LONG);
+    run.wait_log("WATCHDOG_USEC=1000 is shorter than the 100ms");
+    let pid = get_tcp(localhost(port), "/").unwrap().pid();
+    // Pings to systemd go on; a second of them, and MAS is the same.
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut pings = 0;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        if let Some(d) = run.notify.recv(left) {
+            pings += d.lines().filter(|l| *l == "WATCHDOG=1").count();
+        }
+    }
+    assert!(pings > 0, "no pings to systemd\n{}", run.log());
+    assert!(!run.log().contains("sent no WATCHDOG=1"), "{}", run.log());
+    assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), pid);
+
+    let run = Setup::new(&config.replace(&port.to_string(), &crate::util::free_port().to_string()))
+        .env("WATCHDOG_USEC", "garbage")
+        .start("watchdog-garbage");
+    run.wait_log("WATCHDOG_USEC=\"garbage\" is not a number of microseconds");
+}

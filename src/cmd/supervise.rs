@@ -186,7 +186,11 @@ fn check_dir_len(dir: &std::path::Path) -> anyhow::Result<()> {
 /// systemd's watchdog period, when it is meant for us (`WATCHDOG_PID` unset or
 /// ours, as sd_watchdog_enabled(3) decides).
 fn watchdog_usec() -> Option<u64> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    let text = std::env::var("WATCHDOG_USEC").ok()?;
+    let Ok(usec) = text.parse::<u64>() else {
+        warn!("WATCHDOG_USEC={text:?} is not a number of microseconds, so there is no watchdog; set WatchdogSec= in the unit instead of WATCHDOG_USEC by hand");
+        return None;
+    };
     match std::env::var("WATCHDOG_PID") {
         Ok(pid) if pid.parse() != Ok(std::process::id()) => {
             warn!(
@@ -194,6 +198,14 @@ fn watchdog_usec() -> Option<u64> {
                 std::process::id()
             );
             None
+        }
+        _ if usec > 0 && usec < supervisor::MIN_HANG_USEC => {
+            warn!(
+                "WATCHDOG_USEC={usec} is shorter than the {}ms that mas-sockets can tell a hang by; it pings systemd as often as it can, and takes MAS for hung only after {}ms without WATCHDOG=1: give WatchdogSec= a second or more",
+                supervisor::MIN_HANG_USEC / 1000,
+                supervisor::MIN_HANG_USEC / 1000
+            );
+            Some(usec)
         }
         _ => (usec > 0).then_some(usec),
     }

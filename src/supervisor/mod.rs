@@ -329,6 +329,10 @@ pub async fn run(
     })
 }
 
+/// The shortest silence, in microseconds, that counts as a hung MAS,
+/// whatever shorter watchdog period systemd gives: ten watchdog ticks.
+pub const MIN_HANG_USEC: u64 = 100_000;
+
 /// The name of the private notify socket of the supervisor with `pid`, in
 /// its runtime directory; the longest name of a socket there.
 pub fn notify_socket_name(pid: u32) -> String {
@@ -1223,7 +1227,8 @@ impl Supervisor<'_> {
         let Some(usec) = self.opts.watchdog_usec else {
             return;
         };
-        let period = Duration::from_micros(usec);
+        // Below this the ticks and the scheduler, not MAS, decide.
+        let period = Duration::from_micros(usec.max(MIN_HANG_USEC));
         let Some(current) = self.current.as_ref() else {
             return;
         };
