@@ -188,6 +188,27 @@ fn unix_mode_problem(info: &SocketInfo, spec: &BindSpec) -> Option<String> {
     ))
 }
 
+/// Pairs (later, first) of fds that are one socket: the same inode of the
+/// socket file system (fstat(2)'s device and inode).
+fn duplicates(fds: &[InheritedFd]) -> Vec<(usize, usize)> {
+    let ids: Vec<Option<(u64, u64)>> = fds
+        .iter()
+        .map(|f| match f.socket {
+            Fd::Socket(_) => nix::sys::stat::fstat(f.fd.as_fd())
+                .ok()
+                .map(|st| (st.st_dev, st.st_ino)),
+            _ => None,
+        })
+        .collect();
+    (0..fds.len())
+        .filter_map(|later| {
+            let id = ids[later]?;
+            let first = ids[..later].iter().position(|other| *other == Some(id))?;
+            Some((later, first))
+        })
+        .collect()
+}
+
 /// Matches `fds` to the binds of `plan`.
 ///
 /// On success every fd serves exactly one bind and every bind has at least one
@@ -206,6 +227,16 @@ pub fn assign(
     let mut problems = Vec::new();
     // For each fd: which bind took it.
     let mut owner: Vec<Option<(usize, usize)>> = vec![None; fds.len()];
+    // One socket passed twice (two fds of one open file) would reach MAS
+    // twice; said once, and the second fd is taken by no bind.
+    for (later, first) in duplicates(&fds) {
+        problems.push(Mismatch(format!(
+            "{} is the same socket as fd {}, passed twice; pass each socket once",
+            describe_fd(&fds[later]),
+            fds[first].number
+        )));
+        owner[later] = Some((usize::MAX, usize::MAX));
+    }
     let usable_kinds: Vec<Result<(&SocketInfo, FdKind), String>> =
         fds.iter().map(|f| usable(&f.socket)).collect();
 

@@ -770,6 +770,31 @@ fn start_with_fds(label: &str, config: &str, fds: Vec<OwnedFd>, listen_pid: Opti
     Run { dir, child, notify }
 }
 
+/// Two fds of one socket (a dup, as a hand-made launcher may pass) would
+/// reach MAS twice: refused, naming both fds.
+#[test]
+fn one_socket_passed_twice_is_refused() {
+    let port = free_port();
+    let listener = std::net::TcpListener::bind(localhost(port)).unwrap();
+    let dup = listener.try_clone().unwrap();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let mut run = start_with_fds("dup", &config, vec![listener.into(), dup.into()], None);
+    assert_refused(
+        &mut run,
+        &[&format!(
+            "fd 4 (tcp 127.0.0.1:{port}) is the same socket as fd 3, passed twice; pass each socket once"
+        )],
+    );
+    assert!(
+        !run.log().contains("matches no configured bind"),
+        "{}",
+        run.log()
+    );
+}
+
 #[test]
 fn socket_that_does_not_listen_is_refused() {
     let port = free_port();
