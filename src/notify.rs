@@ -397,7 +397,12 @@ pub enum Event {
     /// `sendto(2)`, such as `NotFound` or `ConnectionRefused` when systemd's
     /// socket is gone): it and the datagrams after it are given up until a
     /// send works again.
-    Failing { message: String, error: io::Error },
+    Failing {
+        message: String,
+        error: io::Error,
+        /// `NOTIFY_SOCKET` as given.
+        socket: String,
+    },
     /// At the end, what waited longer than [`Limits::finish_within`].
     GaveUp { count: usize, first: String },
 }
@@ -428,9 +433,13 @@ impl fmt::Display for Event {
                 }
                 Ok(())
             }
-            Event::Failing { message, error } => write!(
+            Event::Failing {
+                message,
+                error,
+                socket,
+            } => write!(
                 f,
-                "cannot notify systemd of `{}`: {error}; notifications are given up until that works again",
+                "cannot notify systemd at NOTIFY_SOCKET={socket} of `{}`: {error}; notifications are given up until that works again. systemd sets NOTIFY_SOCKET for a Type=notify service; run by hand, leave it unset",
                 shown(message)
             ),
             Event::GaveUp { count, first } => write!(
@@ -519,6 +528,7 @@ impl SystemdNotifier {
         let mut thread = SendingThread {
             outbox: outbox.clone(),
             socket,
+            shown: crate::config::plan::escape_controls(&shown()),
             addr,
             limits,
             report,
@@ -610,6 +620,8 @@ impl Outbox {
 struct SendingThread {
     outbox: Arc<Outbox>,
     socket: UnixDatagram,
+    /// `NOTIFY_SOCKET` as given, for messages.
+    shown: String,
     addr: SocketAddr,
     limits: Limits,
     report: Report,
@@ -665,6 +677,7 @@ impl SendingThread {
                         (self.report)(Event::Failing {
                             message: pending.message,
                             error,
+                            socket: self.shown.clone(),
                         });
                     }
                 }
@@ -1096,9 +1109,23 @@ mod tests {
         let (mut notifier, events) = reporting(path.as_os_str(), QUICK);
         notifier.send(&[NotifyState::Ready]);
         match events.recv_timeout(LONG).expect("an event") {
-            Event::Failing { message, error } => {
+            event @ Event::Failing { .. } => {
+                let said = event.to_string();
+                let Event::Failing {
+                    message,
+                    error,
+                    socket,
+                } = event
+                else {
+                    unreachable!()
+                };
                 assert_eq!(message, "READY=1");
                 assert_eq!(error.kind(), io::ErrorKind::NotFound);
+                assert_eq!(socket, path.display().to_string());
+                assert!(
+                    said.contains(&format!("at NOTIFY_SOCKET={}", path.display())),
+                    "{said}"
+                );
             }
             other => panic!("{other:?}"),
         }
