@@ -1368,3 +1368,20 @@ fn a_runtime_directory_too_long_for_its_sockets_is_refused() {
     );
     assert!(!dir.join("report").exists(), "MAS was started");
 }
+
+/// A bad value from an option's environment variable (a drop-in's
+/// `Environment=`) is one line that names the variable, not only the option.
+#[test]
+fn a_bad_option_variable_is_named() {
+    let mut cmd = Command::new(mas_sockets());
+    cmd.args(["supervise", "--", "true"])
+        .env("MAS_SOCKETS_STOP_TIMEOUT", "banana");
+    let out = cmd.output().expect("run mas-sockets");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("mas-sockets: MAS_SOCKETS_STOP_TIMEOUT=\"banana\": invalid value 'banana' for '--stop-timeout <DURATION>'"),
+        "{stderr}"
+    );
+}
