@@ -239,7 +239,7 @@ pub struct GenerateUnitsArgs {
     pub stop_timeout: Duration,
     /// How long a new MAS may take to start (supervise's --ready-timeout);
     /// the unit's TimeoutStartSec= leaves room for it and the drain.
-    #[arg(long, default_value = "5min", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5min", value_parser = parse_wait, value_name = "DURATION")]
     pub ready_timeout: Duration,
     /// How long the old MAS may drain after a restart (supervise's --drain-timeout).
     #[arg(long, default_value = "65s", value_parser = parse_duration, value_name = "DURATION")]
@@ -258,7 +258,7 @@ pub struct SuperviseArgs {
     pub stop_timeout: Duration,
     /// During a restart, how long the new MAS may take to become ready before it
     /// is killed and the old one keeps serving.
-    #[arg(long, env = "MAS_SOCKETS_READY_TIMEOUT", default_value = "5min", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "MAS_SOCKETS_READY_TIMEOUT", default_value = "5min", value_parser = parse_wait, value_name = "DURATION")]
     pub ready_timeout: Duration,
     /// After a restart, how long the old MAS may finish its requests before it is killed.
     #[arg(long, env = "MAS_SOCKETS_DRAIN_TIMEOUT", default_value = "65s", value_parser = parse_duration, value_name = "DURATION")]
@@ -346,6 +346,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A duration that must not be zero: a ready timeout of nothing would fail
+/// every restart before a MAS could start.
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < Duration::from_millis(100) {
+        return Err(format!(
+            "`{text}` is too short for MAS to start in; give it the time MAS takes, e.g. 5min"
+        ));
+    }
+    Ok(duration)
+}
+
 /// The longest duration an option accepts; more is a typo, not a plan.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
@@ -379,5 +391,23 @@ mod tests {
         assert!(parse_duration("10000000000000000000s").is_err());
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(65)), "65s");
+    }
+
+    #[test]
+    fn a_ready_timeout_leaves_mas_time_to_start() {
+        assert_eq!(parse_wait("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_wait("0s")
+            .unwrap_err()
+            .contains("too short for MAS to start in"));
+        assert!(parse_wait("10ms").is_err());
+        let cli = Cli::try_parse_from([
+            "mas-sockets",
+            "supervise",
+            "--ready-timeout",
+            "0",
+            "--",
+            "x",
+        ]);
+        assert!(cli.is_err());
     }
 }
