@@ -65,11 +65,16 @@ fn deploy(label: &str, config: &str, units: &[&str]) -> Deployment {
 impl Deployment {
     /// generate-nginx for the staged config; returns (file name, text).
     fn generate(&self, args: &[&str]) -> (String, String) {
+        self.generate_for(AUTH, args)
+    }
+
+    /// generate-nginx with `--server-name server_name`.
+    fn generate_for(&self, server_name: &str, args: &[&str]) -> (String, String) {
         let mut cmd = Command::new(mas_sockets());
         cmd.arg("generate-nginx")
             .arg("--config")
             .arg(self.sd.host_path(&format!("{STAGE}/config.yaml")))
-            .args(["--server-name", AUTH])
+            .args(["--server-name", server_name])
             .args(args);
         let out = run(&mut cmd);
         assert!(out.status.success(), "{}", explain(&cmd, &out));
@@ -352,17 +357,9 @@ fn auth_under_a_prefix_shares_the_matrix_host() {
         "--homeserver".into(),
         format!("http://127.0.0.1:{}", hs.port),
     ]);
-    let mut cmd = Command::new(mas_sockets());
-    cmd.arg("generate-nginx")
-        .arg("--config")
-        .arg(d.sd.host_path(&format!("{STAGE}/config.yaml")))
-        .args(["--server-name", MATRIX])
-        .args(&args);
-    let out = run(&mut cmd);
-    assert!(out.status.success(), "{}", explain(&cmd, &out));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, site) = text.split_once('\n').expect("a ### line");
-    let (_ngx, _nginx) = d.nginx(head.trim_start_matches("### "), site, port);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (name, site) = d.generate_for(MATRIX, &args);
+    let (_ngx, _nginx) = d.nginx(&name, &site, port);
     let client = d.client(port);
     let r = client.get(MATRIX, "/auth/login", &[]);
     let pid = r
