@@ -704,6 +704,20 @@ mod tests {
         assert!(files[1].contents.contains("\nSockets=mas-web.socket\n"));
     }
 
+    /// supervise refuses a runtime directory others may enter, and
+    /// systemd's default RuntimeDirectoryMode= is 0755: the unit sets 0700.
+    #[test]
+    fn the_runtime_directory_is_owner_only() {
+        let files = units(
+            "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{host: localhost, port: 8080}]\n",
+            &opts(),
+        )
+        .unwrap();
+        assert!(files[1]
+            .contents
+            .contains("\nRuntimeDirectory=mas-sockets/mas\nRuntimeDirectoryMode=0700\n"));
+    }
+
     #[test]
     fn unix_socket_is_never_more_open_than_owner_and_group() {
         let mut o = opts();

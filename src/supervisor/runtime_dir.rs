@@ -22,9 +22,19 @@
 //!
 //! flock(2) locks are not shared over NFS by every server; a runtime
 //! directory belongs on a local file system (/run, /tmp), as systemd's does.
+//!
+//! Whose directory it is. A directory we did not make ourselves is used only
+//! when it is this user's alone: owned by the effective uid, no access for
+//! group or others, and not a symbolic link in its last component. It is
+//! opened with `O_NOFOLLOW | O_DIRECTORY` and checked with fstat(2) on that
+//! fd, so the directory checked is the one opened. One we make is made 0700
+//! by mkdir(2), which fails rather than take over what is there already.
+//! The directories above it are not checked: who may rename those (an
+//! operator's choice of `--runtime-dir`) may replace it as a whole.
 
 use std::fs::{self, File};
 use std::io::{self, Write as _};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -73,6 +83,19 @@ pub enum RuntimeDirError {
     NoParent { dir: PathBuf, parent: PathBuf },
     #[error("the runtime directory {dir} is {kind}, not a directory; give a directory with --runtime-dir", dir = dir.display())]
     NotADirectory { dir: PathBuf, kind: &'static str },
+    #[error("the runtime directory {dir} is a symbolic link, which whoever may change it can point elsewhere; give the directory itself (or another) with --runtime-dir", dir = dir.display())]
+    Symlink { dir: PathBuf },
+    #[error("the runtime directory {dir} {why}, but it holds MAS's config with its secrets and the control socket, so it must be this user's alone: run `{fix}`{systemd}, or give another directory with --runtime-dir", dir = dir.display(), systemd = if *mode_too_open { " (for systemd's RuntimeDirectory=: RuntimeDirectoryMode=0700 in the unit)" } else { "" })]
+    NotPrivate {
+        dir: PathBuf,
+        why: String,
+        fix: String,
+        mode_too_open: bool,
+    },
+    #[error("cannot open the runtime directory {dir}: {error}; check that this user may enter it, or give another with --runtime-dir", dir = dir.display())]
+    Open { dir: PathBuf, error: io::Error },
+    #[error("RUNTIME_DIRECTORY={value:?} names no directory (its first entry is empty); it is set by systemd from the unit's RuntimeDirectory=: unset it, or give the directory with --runtime-dir")]
+    EmptySystemd { value: String },
     #[error("cannot create the runtime directory {dir}: {error}; check that this user may write to {parent}, or give another directory with --runtime-dir", dir = dir.display(), parent = parent.display())]
     Create {
         dir: PathBuf,
@@ -84,32 +107,27 @@ pub enum RuntimeDirError {
 }
 
 impl RuntimeDir {
-    /// Uses `dir` as given (systemd's `RuntimeDirectory=` is already
-    /// private), creating it (mode 0700) when it does not exist; its parent
-    /// must. Takes its lock, then removes the files a killed supervisor left
-    /// there. A directory we create is left in place at the end, empty.
+    /// Uses `dir` as given (systemd's `RuntimeDirectory=`, made 0700 by the
+    /// units we write), creating it (mode 0700) when it does not exist; its
+    /// parent must. A directory that was there already must be this user's
+    /// alone (see the module's doc). Takes its lock, then removes the files
+    /// a killed supervisor left there. A directory we create is left in
+    /// place at the end, empty.
     ///
     /// # Errors
     ///
-    /// Another supervisor holds the lock, or the directory cannot be made
-    /// or locked.
+    /// The directory is not private, another supervisor holds the lock, or
+    /// the directory cannot be made or locked.
     pub fn given(dir: PathBuf) -> Result<RuntimeDir, RuntimeDirError> {
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => info!("created the runtime directory {}", dir.display()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Followed: a symbolic link to a directory is a directory here.
-                let meta = fs::metadata(&dir).map_err(|error| RuntimeDirError::Create {
-                    parent: dir.parent().unwrap_or(Path::new("/")).to_owned(),
-                    dir: dir.clone(),
-                    error,
-                })?;
-                if !meta.is_dir() {
-                    return Err(RuntimeDirError::NotADirectory {
-                        kind: crate::bind::describe_file_type(meta.file_type()),
-                        dir,
-                    });
-                }
+        // `DIR/` and `DIR/.` would follow a symbolic link DIR, O_NOFOLLOW or
+        // not; without them the last component is DIR itself.
+        let dir: PathBuf = dir.components().collect();
+        let created = match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                info!("created the runtime directory {}", dir.display());
+                true
             }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(error) => {
                 let parent = dir.parent().unwrap_or(Path::new("/")).to_owned();
                 if error.kind() == io::ErrorKind::NotFound {
@@ -117,7 +135,8 @@ impl RuntimeDir {
                 }
                 return Err(RuntimeDirError::Create { dir, parent, error });
             }
-        }
+        };
+        open_private(&dir, created)?;
         let (lock, lock_was_there) = DirLock::acquire(&dir)?;
         sweep_files(&dir, lock_was_there);
         Ok(RuntimeDir {
@@ -144,13 +163,17 @@ impl RuntimeDir {
                 Ok(()) => {
                     // Not yet locked: until it is, a sweep finds no lock
                     // file and leaves the directory alone.
-                    return match DirLock::acquire(&path) {
-                        Ok((lock, _)) => Ok(RuntimeDir {
+                    let made = open_private(&path, true)
+                        .and_then(|_| DirLock::acquire(&path).map(|(lock, _)| lock));
+                    return match made {
+                        Ok(lock) => Ok(RuntimeDir {
                             path,
                             origin: DirOrigin::Created,
                             lock,
                         }),
                         Err(e) => {
+                            // A symbolic link put in its place is removed,
+                            // not followed.
                             let _ = fs::remove_dir_all(&path);
                             Err(e)
                         }
@@ -208,6 +231,111 @@ impl Drop for RuntimeDir {
             DirOrigin::Given => self.lock.remove_file(),
         }
     }
+}
+
+/// The first directory of `RUNTIME_DIRECTORY`, which systemd sets from the
+/// unit's `RuntimeDirectory=` (several are separated by `:`; the first is
+/// ours); `None` when it is unset.
+///
+/// # Errors
+///
+/// It is set, but its first entry is empty.
+pub fn systemd_runtime_directory() -> Result<Option<PathBuf>, RuntimeDirError> {
+    let Some(value) = std::env::var_os("RUNTIME_DIRECTORY") else {
+        return Ok(None);
+    };
+    let value = value.to_string_lossy().into_owned();
+    match value.split(':').next() {
+        Some(first) if !first.is_empty() => Ok(Some(PathBuf::from(first))),
+        _ => Err(RuntimeDirError::EmptySystemd { value }),
+    }
+}
+
+/// Opens the directory `dir` itself (never what a symbolic link there
+/// points to) and checks, on the open fd, that it is this user's alone. One
+/// we just `created` is this user's by construction; it only gets back the
+/// owner's bits a umask may have taken.
+fn open_private(dir: &Path, created: bool) -> Result<OwnedFd, RuntimeDirError> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match nix::fcntl::open(dir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // Linux says ENOTDIR for a symbolic link opened with both flags,
+        // ELOOP with O_NOFOLLOW alone.
+        Err(Errno::ELOOP | Errno::ENOTDIR) => {
+            let dir = dir.to_owned();
+            return Err(match fs::symlink_metadata(&dir) {
+                Ok(m) if m.file_type().is_symlink() => RuntimeDirError::Symlink { dir },
+                Ok(m) => RuntimeDirError::NotADirectory {
+                    kind: crate::bind::describe_file_type(m.file_type()),
+                    dir,
+                },
+                Err(_) => RuntimeDirError::NotADirectory {
+                    kind: "not a directory",
+                    dir,
+                },
+            });
+        }
+        Err(errno) => {
+            return Err(RuntimeDirError::Open {
+                dir: dir.to_owned(),
+                error: errno.into(),
+            })
+        }
+    };
+    let open_error = |errno: Errno| RuntimeDirError::Open {
+        dir: dir.to_owned(),
+        error: errno.into(),
+    };
+    let stat = nix::sys::stat::fstat(&fd).map_err(open_error)?;
+    let mode = stat.st_mode & 0o7777;
+    if created {
+        if mode != 0o700 {
+            nix::sys::stat::fchmod(&fd, Mode::S_IRWXU).map_err(open_error)?;
+        }
+        return Ok(fd);
+    }
+    if let Some((why, fix)) = not_private(dir, stat.st_uid, mode, nix::unistd::geteuid().as_raw()) {
+        return Err(RuntimeDirError::NotPrivate {
+            dir: dir.to_owned(),
+            why,
+            fix,
+            mode_too_open: mode & 0o077 != 0,
+        });
+    }
+    Ok(fd)
+}
+
+/// What keeps a directory owned by `uid` with `mode` from being private to
+/// `euid`, and the command that mends it; `None` when it is private.
+fn not_private(dir: &Path, uid: u32, mode: u32, euid: u32) -> Option<(String, String)> {
+    let word = crate::supervisor::shell_word(dir);
+    let user = |uid: u32| match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => (format!("{} (uid {uid})", u.name), u.name),
+        _ => (format!("uid {uid}"), uid.to_string()),
+    };
+    let mut why = Vec::new();
+    let mut fix = Vec::new();
+    if uid != euid {
+        let (owner, _) = user(uid);
+        let (me, name) = user(euid);
+        why.push(format!(
+            "belongs to {owner}, not to {me}, who runs this supervisor"
+        ));
+        fix.push(format!(
+            "chown {} {word}",
+            crate::supervisor::shell_word(Path::new(&name))
+        ));
+    }
+    if mode & 0o077 != 0 {
+        why.push(format!(
+            "has mode {mode:04o}, which lets its group or others in"
+        ));
+        fix.insert(0, format!("chmod 700 {word}"));
+    }
+    if why.is_empty() {
+        return None;
+    }
+    Some((why.join(", and it "), fix.join(" && ")))
 }
 
 /// An exclusive flock(2) on a runtime directory's `supervisor.lock`.
@@ -631,7 +759,9 @@ mod tests {
     /// left otherwise; the lock file goes at the end, the directory stays.
     #[test]
     fn a_given_directory_is_locked_and_swept() {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = TempDir::new("given");
+        fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o700)).unwrap();
         let stale = dir.0.join("config.4194305.1.yaml");
         let unrelated = dir.0.join("keep.txt");
         fs::write(&stale, "secrets: {}\n").unwrap();
@@ -679,6 +809,46 @@ mod tests {
             err.to_string(),
             format!("the runtime directory {} is a regular file, not a directory; give a directory with --runtime-dir", file.display())
         );
+    }
+
+    /// Another user's directory, or one others may enter, is not private;
+    /// the fix names what to change, and nothing else.
+    #[test]
+    fn a_directory_is_private_when_only_its_owner_may_enter() {
+        let dir = Path::new("/run/my dir");
+        assert_eq!(not_private(dir, 0, 0o700, 0), None);
+        assert_eq!(
+            not_private(dir, 0, 0o755, 0),
+            Some((
+                "has mode 0755, which lets its group or others in".to_owned(),
+                "chmod 700 '/run/my dir'".to_owned()
+            ))
+        );
+        assert!(not_private(dir, 0, 0o701, 0).is_some());
+        assert!(not_private(dir, 0, 0o710, 0).is_some());
+        let (why, fix) = not_private(dir, 0, 0o1777, 4194305).expect("not private");
+        assert!(
+            why.starts_with("belongs to root (uid 0), not to uid 4194305, who runs this supervisor, and it has mode 1777"),
+            "{why}"
+        );
+        assert_eq!(
+            fix,
+            "chmod 700 '/run/my dir' && chown 4194305 '/run/my dir'"
+        );
+    }
+
+    /// A directory we make gets mode 0700 whatever the umask took away.
+    #[test]
+    fn a_created_directory_gets_mode_0700() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = TempDir::new("umask");
+        let dir = parent.0.join("rt");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).unwrap();
+        let fd = open_private(&dir, true).expect("open");
+        drop(fd);
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
     }
 
     /// A config that cannot be written whole is not left half written: it
