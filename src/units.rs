@@ -118,15 +118,7 @@ pub fn generate(plan: &Plan, opts: &UnitOptions) -> Result<Vec<UnitFile>, UnitsE
 }
 
 fn validate_options(opts: &UnitOptions) -> Result<(), UnitsError> {
-    // `:` would split RuntimeDirectory= in two, and a leading `.` makes names
-    // such as `.` and `..` that systemd will not use as a directory.
-    let name_ok = !opts.name.is_empty()
-        && !opts.name.starts_with('.')
-        && opts
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !name_ok {
+    if !is_name_prefix(&opts.name) {
         return Err(UnitsError::BadName {
             value: opts.name.clone(),
         });
@@ -459,6 +451,19 @@ WantedBy=multi-user.target
 Also={sockets}
 "
     )
+}
+
+/// Whether `name` may be `--name`: a prefix of unit names, and one path
+/// component of the runtime directory `/run/mas-sockets/<name>`. `:` would
+/// split RuntimeDirectory= in two, `/` would add components, and a leading
+/// `.` makes names such as `.` and `..` that systemd will not use as a
+/// directory.
+pub fn is_name_prefix(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// The `RuntimeDirectory=` of the service, relative to /run. Not `/run/<name>`:

@@ -473,3 +473,48 @@ fn an_empty_runtime_directory_variable_is_refused() {
         assert!(a.reports().is_empty(), "MAS was started");
     }
 }
+
+/// A `--name` that is not one plain path component (`../../etc` would
+/// reach /etc/control.sock from /run/mas-sockets/NAME) is refused by every
+/// command that takes it, in one line with exit status 2.
+#[test]
+fn a_name_that_is_not_one_path_component_is_refused_everywhere() {
+    let config = crate::util::repo().join("examples/reverse-proxy.yaml");
+    let config = config.to_str().expect("a UTF-8 path");
+    let commands: [&[&str]; 5] = [
+        &["status"],
+        &["reload"],
+        &["reload", "--signal-only"],
+        &["generate-units", "--config", config],
+        &[
+            "generate-nginx",
+            "--config",
+            config,
+            "--server-name",
+            "auth.example.com",
+            "--assets-dir",
+            "/usr/share/mas/assets",
+        ],
+    ];
+    for name in ["../../etc", "a/b", "..", ""] {
+        for args in commands {
+            let out = Command::new(mas_sockets())
+                .args(args)
+                .arg("--name")
+                .arg(name)
+                .env_remove("RUNTIME_DIRECTORY")
+                .env_remove("MAS_SOCKETS_RUNTIME_DIR")
+                .output()
+                .expect("run mas-sockets");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.code() == Some(2)
+                    && out.stdout.is_empty()
+                    && stderr.lines().count() == 1
+                    && stderr.contains("--name")
+                    && stderr.contains("(e.g. --name mas)"),
+                "{args:?} --name {name:?}: {out:?}"
+            );
+        }
+    }
+}
