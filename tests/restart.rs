@@ -2,6 +2,7 @@
 //! with supervise under `systemd-socket-activate` and the MAS stand-in.
 
 use std::fs;
+use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -890,4 +891,41 @@ fn status_says_when_the_supervisor_gives_no_answer() {
             run.dir.join("rt").display()
         )
     );
+}
+
+/// A runtime directory emptied while the supervisor runs (an operator's
+/// `rm -rf DIR/*`, tmpfiles) leaves no notify socket for a new MAS to say it
+/// is ready on: a restart fails at once, naming the directory and the fix,
+/// and the old MAS keeps serving; a MAS that crashes then is not started
+/// again, and the supervisor exits so that systemd starts afresh.
+#[test]
+fn a_runtime_directory_emptied_while_running_fails_the_next_start_cleanly() {
+    let (mut run, port, old) = serving("rt-emptied", "", &["--backoff=100ms"]);
+    let dir = run.dir.join("rt");
+    for entry in fs::read_dir(&dir).unwrap() {
+        fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let want = format!(
+        "the runtime directory {} lost its notify.{}.sock since this supervisor started: a new MAS could not tell it that it is ready, and `mas-sockets reload` and `status` cannot reach it, so no MAS is started; restart the service (e.g. systemctl restart mas), which makes the directory anew",
+        dir.display(),
+        run.pid()
+    );
+    run.signal(libc::SIGHUP);
+    run.wait_log("restart failed after");
+    assert!(run.log().contains(&want), "{}", run.log());
+    assert_eq!(run.reports().len(), 1, "a new MAS was started");
+    assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
+    run.notify.expect_line("READY=1", LONG);
+
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
+    let status = run.wait();
+    assert_eq!(status.signal(), None, "{}", run.log());
+    assert_ne!(status.code(), Some(0), "{}", run.log());
+    assert!(
+        run.log().contains(&format!("{want}; giving up")),
+        "{}",
+        run.log()
+    );
+    assert_eq!(run.reports().len(), 1, "a new MAS was started");
 }

@@ -136,6 +136,8 @@ pub enum SuperviseError {
     Wait(io::Error),
     #[error("cannot write the merged config as YAML: {0}; MAS could not read this config either, so check it with `mas-sockets check`")]
     Serialize(serde_norway::Error),
+    #[error(transparent)]
+    RuntimeDir(#[from] runtime_dir::RuntimeDirError),
 }
 
 /// A restart in progress.

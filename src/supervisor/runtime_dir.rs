@@ -34,7 +34,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write as _};
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -59,10 +58,23 @@ const CREATED_NAMES: u32 = 100;
 #[derive(Debug)]
 pub struct RuntimeDir {
     path: PathBuf,
+    /// The directory's device and inode, as opened and checked.
+    id: FileId,
+    /// The supervisor's sockets in it, as [`RuntimeDir::check_intact`]
+    /// first found them.
+    sockets: std::sync::Mutex<Vec<(PathBuf, FileId)>>,
     origin: DirOrigin,
     /// Dropped after the directory's files are removed, so nobody sweeps
     /// in between.
     lock: DirLock,
+}
+
+/// A file's device and inode numbers: which file a path names.
+type FileId = (u64, u64);
+
+/// The [`FileId`] of what `path` names itself (a link is not followed).
+fn file_id(path: &Path) -> io::Result<FileId> {
+    fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 /// Whether we made the directory (and so remove it) or were given it.
@@ -94,6 +106,8 @@ pub enum RuntimeDirError {
     },
     #[error("cannot open the runtime directory {dir}: {error}; check that this user may enter it, or give another with --runtime-dir", dir = dir.display())]
     Open { dir: PathBuf, error: io::Error },
+    #[error("the runtime directory {dir} {what} since this supervisor started: a new MAS could not tell it that it is ready, and `mas-sockets reload` and `status` cannot reach it, so no MAS is started; restart the service (e.g. systemctl restart mas), which makes the directory anew", dir = dir.display())]
+    Emptied { dir: PathBuf, what: String },
     #[error("RUNTIME_DIRECTORY={value:?} names no directory (its first entry is empty); it is set by systemd from the unit's RuntimeDirectory=: unset it, or give the directory with --runtime-dir")]
     EmptySystemd { value: String },
     #[error("cannot create the runtime directory {dir}: {error}; check that this user may write to {parent}, or give another directory with --runtime-dir", dir = dir.display(), parent = parent.display())]
@@ -136,11 +150,13 @@ impl RuntimeDir {
                 return Err(RuntimeDirError::Create { dir, parent, error });
             }
         };
-        open_private(&dir, created)?;
+        let id = open_private(&dir, created)?;
         let (lock, lock_was_there) = DirLock::acquire(&dir)?;
         sweep_files(&dir, lock_was_there);
         Ok(RuntimeDir {
             path: dir,
+            id,
+            sockets: Default::default(),
             origin: DirOrigin::Given,
             lock,
         })
@@ -164,10 +180,12 @@ impl RuntimeDir {
                     // Not yet locked: until it is, a sweep finds no lock
                     // file and leaves the directory alone.
                     let made = open_private(&path, true)
-                        .and_then(|_| DirLock::acquire(&path).map(|(lock, _)| lock));
+                        .and_then(|id| DirLock::acquire(&path).map(|(lock, _)| (id, lock)));
                     return match made {
-                        Ok(lock) => Ok(RuntimeDir {
+                        Ok((id, lock)) => Ok(RuntimeDir {
                             path,
+                            id,
+                            sockets: Default::default(),
                             origin: DirOrigin::Created,
                             lock,
                         }),
@@ -216,6 +234,53 @@ impl RuntimeDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Checks that the directory and the supervisor's `sockets` in it are
+    /// still the ones it made: an operator's `rm -rf`, tmpfiles cleaning,
+    /// or `/run/user/<uid>` removed at logout leave a MAS started now
+    /// without a notify socket to say it is ready on. The first call
+    /// records the sockets as they are (right after they are bound).
+    ///
+    /// # Errors
+    ///
+    /// The directory, or one of the sockets, is gone or another file now.
+    pub fn check_intact(&self, sockets: &[&Path]) -> Result<(), RuntimeDirError> {
+        let emptied = |what: String| RuntimeDirError::Emptied {
+            dir: self.path.clone(),
+            what,
+        };
+        match file_id(&self.path) {
+            Ok(id) if id == self.id => {}
+            Ok(_) => return Err(emptied("was replaced by another directory".to_owned())),
+            Err(e) => return Err(emptied(format!("was removed ({e})"))),
+        }
+        let mut known = self
+            .sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for path in sockets {
+            let now = file_id(path);
+            let name = path
+                .file_name()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy();
+            match known.iter().find(|(p, _)| p == path) {
+                Some((_, id)) => match now {
+                    Ok(now) if now == *id => {}
+                    Ok(_) => {
+                        return Err(emptied(format!("has another file in place of its {name}")))
+                    }
+                    Err(_) => return Err(emptied(format!("lost its {name}"))),
+                },
+                None => {
+                    if let Ok(id) = now {
+                        known.push((path.to_path_buf(), id));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for RuntimeDir {
@@ -252,10 +317,11 @@ pub fn systemd_runtime_directory() -> Result<Option<PathBuf>, RuntimeDirError> {
 }
 
 /// Opens the directory `dir` itself (never what a symbolic link there
-/// points to) and checks, on the open fd, that it is this user's alone. One
+/// points to) and checks, on the open fd, that it is this user's alone;
+/// returns its [`FileId`]. One
 /// we just `created` is this user's by construction; it only gets back the
 /// owner's bits a umask may have taken.
-fn open_private(dir: &Path, created: bool) -> Result<OwnedFd, RuntimeDirError> {
+fn open_private(dir: &Path, created: bool) -> Result<FileId, RuntimeDirError> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = match nix::fcntl::open(dir, flags, Mode::empty()) {
         Ok(fd) => fd,
@@ -292,7 +358,7 @@ fn open_private(dir: &Path, created: bool) -> Result<OwnedFd, RuntimeDirError> {
         if mode != 0o700 {
             nix::sys::stat::fchmod(&fd, Mode::S_IRWXU).map_err(open_error)?;
         }
-        return Ok(fd);
+        return Ok((stat.st_dev, stat.st_ino));
     }
     if let Some((why, fix)) = not_private(dir, stat.st_uid, mode, nix::unistd::geteuid().as_raw()) {
         return Err(RuntimeDirError::NotPrivate {
@@ -302,7 +368,7 @@ fn open_private(dir: &Path, created: bool) -> Result<OwnedFd, RuntimeDirError> {
             mode_too_open: mode & 0o077 != 0,
         });
     }
-    Ok(fd)
+    Ok((stat.st_dev, stat.st_ino))
 }
 
 /// What keeps a directory owned by `uid` with `mode` from being private to
@@ -845,10 +911,49 @@ mod tests {
         let dir = parent.0.join("rt");
         fs::create_dir(&dir).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).unwrap();
-        let fd = open_private(&dir, true).expect("open");
-        drop(fd);
+        open_private(&dir, true).expect("open");
         let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o700);
+    }
+
+    /// The sockets as first seen are the ones later checks expect; a
+    /// directory made anew at the same path is not the one we checked.
+    #[test]
+    fn an_emptied_or_replaced_directory_is_noticed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = TempDir::new("intact");
+        let dir = parent.0.join("rt");
+        let rt = RuntimeDir::given(dir.clone()).expect("created");
+        let sock = dir.join("control.sock");
+        fs::write(&sock, "").unwrap();
+        rt.check_intact(&[&sock]).expect("first check records");
+        rt.check_intact(&[&sock]).expect("unchanged");
+        // Made while the first one still exists: another inode for sure.
+        fs::write(dir.join("other"), "").unwrap();
+        fs::rename(dir.join("other"), &sock).unwrap();
+        let err = rt.check_intact(&[&sock]).expect_err("replaced");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the runtime directory {} has another file in place of its control.sock since this supervisor started",
+                dir.display()
+            )),
+            "{err}"
+        );
+        fs::remove_file(&sock).unwrap();
+        let err = rt.check_intact(&[&sock]).expect_err("gone");
+        assert!(
+            err.to_string().contains(" lost its control.sock since "),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let err = rt.check_intact(&[&sock]).expect_err("another directory");
+        assert!(
+            err.to_string()
+                .contains(" was replaced by another directory since "),
+            "{err}"
+        );
     }
 
     /// A config that cannot be written whole is not left half written: it
