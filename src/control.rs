@@ -86,9 +86,17 @@ pub enum ClientError {
         error: io::Error,
         hint: String,
     },
-    #[error("the supervisor at {path} did not answer: {error}", path = path.display())]
+    #[error("the supervisor at {path} did not answer: {error}; look at the service's journal (e.g. journalctl -u mas)", path = path.display())]
     Exchange { path: PathBuf, error: io::Error },
+    #[error("the supervisor at {path} gave no answer within {secs} s; it may be stopped (SIGSTOP) or stuck: look at `systemctl status` and the journal of the service, and restart it if it stays so", path = path.display(), secs = timeout.as_secs())]
+    NoAnswer { path: PathBuf, timeout: Duration },
+    #[error("the supervisor at {path} is busy: {text}", path = path.display())]
+    Busy { path: PathBuf, text: String },
 }
+
+/// The word that starts the supervisor's answer to a connection it does not
+/// take, because too many are open.
+pub const BUSY: &str = "busy";
 
 /// Sends `command` and returns the whole answer.
 ///
@@ -122,7 +130,14 @@ pub fn request(
         // Up to the supervisor's close, which comes once it is done with
         // the connection.
         let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
+        match stream.read_to_string(&mut answer) {
+            // A supervisor that closes without reading all of the request
+            // (one that is busy) resets the connection after its answer.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && answer.ends_with('\n') => {}
+            other => {
+                other?;
+            }
+        }
         if answer.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -131,7 +146,26 @@ pub fn request(
         }
         Ok(answer)
     };
-    exchange(&mut stream).map_err(|error| ClientError::Exchange { path, error })
+    let answer = exchange(&mut stream).map_err(|error| match (error.kind(), timeout) {
+        // A read timeout shows as EAGAIN ("os error 11").
+        (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(timeout)) => {
+            ClientError::NoAnswer {
+                path: path.clone(),
+                timeout,
+            }
+        }
+        _ => ClientError::Exchange {
+            path: path.clone(),
+            error,
+        },
+    })?;
+    match answer.strip_prefix(BUSY).and_then(|t| t.strip_prefix(' ')) {
+        Some(text) => Err(ClientError::Busy {
+            path,
+            text: text.trim_end().to_owned(),
+        }),
+        None => Ok(answer),
+    }
 }
 
 /// Who may use the control socket at `path` in `dir`: root, and the

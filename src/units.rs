@@ -118,15 +118,7 @@ pub fn generate(plan: &Plan, opts: &UnitOptions) -> Result<Vec<UnitFile>, UnitsE
 }
 
 fn validate_options(opts: &UnitOptions) -> Result<(), UnitsError> {
-    // `:` would split RuntimeDirectory= in two, and a leading `.` makes names
-    // such as `.` and `..` that systemd will not use as a directory.
-    let name_ok = !opts.name.is_empty()
-        && !opts.name.starts_with('.')
-        && opts
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !name_ok {
+    if !is_name_prefix(&opts.name) {
         return Err(UnitsError::BadName {
             value: opts.name.clone(),
         });
@@ -461,6 +453,19 @@ Also={sockets}
     )
 }
 
+/// Whether `name` may be `--name`: a prefix of unit names, and one path
+/// component of the runtime directory `/run/mas-sockets/<name>`. `:` would
+/// split RuntimeDirectory= in two, `/` would add components, and a leading
+/// `.` makes names such as `.` and `..` that systemd will not use as a
+/// directory.
+pub fn is_name_prefix(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// The `RuntimeDirectory=` of the service, relative to /run. Not `/run/<name>`:
 /// systemd empties the runtime directory whenever the service stops, and that
 /// is where an operator would put the Unix sockets, which belong to the socket
@@ -702,6 +707,20 @@ mod tests {
         ));
         assert_eq!(files[1].name, "mas.service");
         assert!(files[1].contents.contains("\nSockets=mas-web.socket\n"));
+    }
+
+    /// supervise refuses a runtime directory others may enter, and
+    /// systemd's default RuntimeDirectoryMode= is 0755: the unit sets 0700.
+    #[test]
+    fn the_runtime_directory_is_owner_only() {
+        let files = units(
+            "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n      binds: [{host: localhost, port: 8080}]\n",
+            &opts(),
+        )
+        .unwrap();
+        assert!(files[1]
+            .contents
+            .contains("\nRuntimeDirectory=mas-sockets/mas\nRuntimeDirectoryMode=0700\n"));
     }
 
     #[test]

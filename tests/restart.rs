@@ -2,6 +2,7 @@
 //! with supervise under `systemd-socket-activate` and the MAS stand-in.
 
 use std::fs;
+use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -910,4 +911,166 @@ fn a_watchdog_too_short_to_honour_replaces_nothing() {
         .env("WATCHDOG_USEC", "garbage")
         .start("watchdog-garbage");
     run.wait_log("WATCHDOG_USEC=\"garbage\" is not a number of microseconds");
+}
+
+/// `count` connections to the control socket that send nothing.
+fn idle_control_connections(run: &Run, count: usize) -> Vec<std::os::unix::net::UnixStream> {
+    (0..count)
+        .map(|_| {
+            std::os::unix::net::UnixStream::connect(run.dir.join("rt/control.sock"))
+                .expect("connect to the control socket")
+        })
+        .collect()
+}
+
+/// Reads what the supervisor sends on `stream` up to its close, waiting at
+/// most `timeout`.
+fn read_answer(stream: &mut std::os::unix::net::UnixStream, timeout: Duration) -> String {
+    use std::io::Read as _;
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+/// Connections that never send their request take a bounded number of the
+/// supervisor's fds, for a bounded time: beyond 32 at once they are told
+/// that it is busy and closed, `status` says so in one line, and each idle
+/// one is closed after 2 s, after which `status` answers again.
+#[test]
+fn idle_control_connections_are_capped_and_closed() {
+    let (run, _port, pid) = serving("control-idle", "", &[]);
+    let mut idle = idle_control_connections(&run, 40);
+    for (i, stream) in idle.iter_mut().enumerate().skip(32) {
+        let answer = read_answer(stream, Duration::from_secs(5));
+        assert!(
+            answer.starts_with("busy the supervisor has as many control connections as it takes at once (32 that have not sent their request, or 256 in all); try again in a moment\n"),
+            "connection {i}: {answer:?}\n{}",
+            run.log()
+        );
+    }
+    let out = control(&run, &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "mas-sockets: the supervisor at {}/control.sock is busy: the supervisor has as many control connections as it takes at once (32 that have not sent their request, or 256 in all); try again in a moment\n",
+            run.dir.join("rt").display()
+        )
+    );
+    let began = Instant::now();
+    let answer = read_answer(&mut idle[0], LONG);
+    assert!(
+        answer.starts_with("error unknown request") && began.elapsed() < Duration::from_secs(4),
+        "after {:?}: {answer:?}",
+        began.elapsed()
+    );
+    wait_until("status to answer again", LONG, || {
+        String::from_utf8_lossy(&control(&run, &["status"]).stdout)
+            .contains(&format!("child: {pid}\n"))
+    });
+}
+
+/// The supervisor's CPU time so far, in clock ticks (utime + stime).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The fields after the command name, which ends with the last `)`.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// When the supervisor runs out of fds, accepting on the control socket
+/// fails (EMFILE) with the connection left in the backlog: the failure is
+/// logged once, accepting pauses instead of spinning, and it works again
+/// once fds are free.
+#[test]
+fn running_out_of_fds_does_not_make_the_control_socket_spin() {
+    let port = crate::util::free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "",
+    );
+    let run = Setup::new(&config)
+        .wrapper(["prlimit", "--nofile=40:40"])
+        .start("control-emfile");
+    run.notify.expect_line("READY=1", LONG);
+    let idle = idle_control_connections(&run, 40);
+    run.wait_log("accepting on the control socket failed: Too many open files");
+    let before = cpu_ticks(run.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(run.pid()) - before;
+    assert!(spent < 20, "{spent} ticks of CPU in 1 s");
+    let log = run.log();
+    assert_eq!(
+        log.matches("accepting on the control socket failed")
+            .count(),
+        1,
+        "{:.3000}",
+        log
+    );
+    assert!(log.contains("Too many open files (os error 24); trying again every 100ms, logged again once it works"), "{log}");
+    drop(idle);
+    wait_until("status to answer again", LONG, || {
+        control(&run, &["status"]).status.success()
+    });
+    run.wait_log("accepting on the control socket works again, after ");
+    assert_eq!(
+        get_tcp(localhost(port), "/").map(|r| r.status).ok(),
+        Some(200)
+    );
+}
+
+/// `status` against a supervisor that does not answer (stopped with
+/// SIGSTOP here) gives up after 10 s and says so, with what to look at.
+#[test]
+fn status_says_when_the_supervisor_gives_no_answer() {
+    let (run, _port, _) = serving("control-stopped", "", &[]);
+    run.signal(libc::SIGSTOP);
+    let out = control(&run, &["status"]);
+    run.signal(libc::SIGCONT);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "mas-sockets: the supervisor at {}/control.sock gave no answer within 10 s; it may be stopped (SIGSTOP) or stuck: look at `systemctl status` and the journal of the service, and restart it if it stays so\n",
+            run.dir.join("rt").display()
+        )
+    );
+}
+
+/// A runtime directory emptied while the supervisor runs (an operator's
+/// `rm -rf DIR/*`, tmpfiles) leaves no notify socket for a new MAS to say it
+/// is ready on: a restart fails at once, naming the directory and the fix,
+/// and the old MAS keeps serving; a MAS that crashes then is not started
+/// again, and the supervisor exits so that systemd starts afresh.
+#[test]
+fn a_runtime_directory_emptied_while_running_fails_the_next_start_cleanly() {
+    let (mut run, port, old) = serving("rt-emptied", "", &["--backoff=100ms"]);
+    let dir = run.dir.join("rt");
+    for entry in fs::read_dir(&dir).unwrap() {
+        fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let want = format!(
+        "the runtime directory {} lost its notify.{}.sock since this supervisor started: a new MAS could not tell it that it is ready, and `mas-sockets reload` and `status` cannot reach it, so no MAS is started; restart the service (e.g. systemctl restart mas), which makes the directory anew",
+        dir.display(),
+        run.pid()
+    );
+    run.signal(libc::SIGHUP);
+    run.wait_log("restart failed after");
+    assert!(run.log().contains(&want), "{}", run.log());
+    assert_eq!(run.reports().len(), 1, "a new MAS was started");
+    assert_eq!(get_tcp(localhost(port), "/").unwrap().pid(), old);
+    run.notify.expect_line("READY=1", LONG);
+
+    // SAFETY: kill(2) on the stand-in's pid, read from its own response.
+    assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0);
+    let status = run.wait();
+    assert_eq!(status.signal(), None, "{}", run.log());
+    assert_ne!(status.code(), Some(0), "{}", run.log());
+    assert!(
+        run.log().contains(&format!("{want}; giving up")),
+        "{}",
+        run.log()
+    );
+    assert_eq!(run.reports().len(), 1, "a new MAS was started");
 }

@@ -369,3 +369,152 @@ fn a_user_who_may_not_open_the_control_socket_is_told_whom_to_run_as() {
     );
     assert_eq!(as_nobody(&["status"], &dir), (Some(2), want));
 }
+
+/// Starts supervise on `dir` (through `var`) and expects it to refuse at
+/// once, with exit status 2 and exactly `want` as its log, before it
+/// touches the directory or starts MAS.
+#[track_caller]
+fn assert_refused(var: &'static str, dir: &Path, label: &str, want: &str) {
+    let before: Vec<_> = fs::read_dir(dir).map(|d| d.count()).into_iter().collect();
+    let config_a = config("");
+    let other = match var {
+        "RUNTIME_DIRECTORY" => "MAS_SOCKETS_RUNTIME_DIR",
+        _ => "RUNTIME_DIRECTORY",
+    };
+    let mut a = Setup::new(&config_a)
+        .env_remove(other)
+        .env(var, dir.display())
+        .start(label);
+    assert_eq!(a.wait().code(), Some(2), "{}", a.log());
+    assert_eq!(a.log(), format!("mas-sockets: {want}\n"));
+    assert!(a.reports().is_empty(), "MAS was started");
+    let after: Vec<_> = fs::read_dir(dir).map(|d| d.count()).into_iter().collect();
+    assert_eq!(before, after, "the refused directory was written to");
+}
+
+/// A runtime directory that others may enter, or that another user owns,
+/// or a symbolic link to one, is refused: whoever may write there could
+/// swap MAS's config (with its secrets) or the control socket. systemd's
+/// default RuntimeDirectoryMode=0755 is refused too.
+#[test]
+fn a_runtime_directory_that_is_not_private_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = TempDir::new("not-private");
+    let chmod = |p: &Path, mode| fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+
+    let open = scratch.join("open");
+    fs::create_dir(&open).unwrap();
+    chmod(&open, 0o777);
+    assert_refused(
+        "MAS_SOCKETS_RUNTIME_DIR",
+        &open,
+        "rt-0777",
+        &format!("the runtime directory {d} has mode 0777, which lets its group or others in, but it holds MAS's config with its secrets and the control socket, so it must be this user's alone: run `chmod 700 {d}` (for systemd's RuntimeDirectory=: RuntimeDirectoryMode=0700 in the unit), or give another directory with --runtime-dir", d = open.display()),
+    );
+
+    let systemd_default = scratch.join("0755");
+    fs::create_dir(&systemd_default).unwrap();
+    chmod(&systemd_default, 0o755);
+    assert_refused(
+        "RUNTIME_DIRECTORY",
+        &systemd_default,
+        "rt-0755",
+        &format!("the runtime directory {d} has mode 0755, which lets its group or others in, but it holds MAS's config with its secrets and the control socket, so it must be this user's alone: run `chmod 700 {d}` (for systemd's RuntimeDirectory=: RuntimeDirectoryMode=0700 in the unit), or give another directory with --runtime-dir", d = systemd_default.display()),
+    );
+
+    let nobodys = scratch.join("nobody");
+    fs::create_dir(&nobodys).unwrap();
+    chmod(&nobodys, 0o700);
+    std::os::unix::fs::chown(&nobodys, Some(65534), Some(65534)).unwrap();
+    assert_refused(
+        "MAS_SOCKETS_RUNTIME_DIR",
+        &nobodys,
+        "rt-nobody",
+        &format!("the runtime directory {d} belongs to nobody (uid 65534), not to root (uid 0), who runs this supervisor, but it holds MAS's config with its secrets and the control socket, so it must be this user's alone: run `chown root {d}`, or give another directory with --runtime-dir", d = nobodys.display()),
+    );
+    chmod(&nobodys, 0o750);
+    assert_refused(
+        "MAS_SOCKETS_RUNTIME_DIR",
+        &nobodys,
+        "rt-nobody-0750",
+        &format!("the runtime directory {d} belongs to nobody (uid 65534), not to root (uid 0), who runs this supervisor, and it has mode 0750, which lets its group or others in, but it holds MAS's config with its secrets and the control socket, so it must be this user's alone: run `chmod 700 {d} && chown root {d}` (for systemd's RuntimeDirectory=: RuntimeDirectoryMode=0700 in the unit), or give another directory with --runtime-dir", d = nobodys.display()),
+    );
+
+    // A link to a private directory: whoever may replace the link may
+    // point it elsewhere between two starts, or during one.
+    let private = scratch.join("private");
+    fs::create_dir(&private).unwrap();
+    chmod(&private, 0o700);
+    let link = scratch.join("link");
+    std::os::unix::fs::symlink(&private, &link).unwrap();
+    let want = format!("the runtime directory {} is a symbolic link, which whoever may change it can point elsewhere; give the directory itself (or another) with --runtime-dir", link.display());
+    assert_refused("MAS_SOCKETS_RUNTIME_DIR", &link, "rt-link", &want);
+    // A trailing `/` would make the kernel follow the link.
+    let slash = PathBuf::from(format!("{}/", link.display()));
+    assert_refused("MAS_SOCKETS_RUNTIME_DIR", &slash, "rt-link-slash", &want);
+    assert_eq!(fs::read_dir(&private).unwrap().count(), 0);
+}
+
+/// An empty RUNTIME_DIRECTORY (or one whose first entry is empty) names no
+/// directory, and says so.
+#[test]
+fn an_empty_runtime_directory_variable_is_refused() {
+    for value in ["", ":/run/other"] {
+        let config_a = config("");
+        let mut a = Setup::new(&config_a)
+            .env_remove("MAS_SOCKETS_RUNTIME_DIR")
+            .env("RUNTIME_DIRECTORY", value)
+            .start("rt-empty");
+        assert_eq!(a.wait().code(), Some(2), "{}", a.log());
+        assert_eq!(
+            a.log(),
+            format!("mas-sockets: RUNTIME_DIRECTORY={value:?} names no directory (its first entry is empty); it is set by systemd from the unit's RuntimeDirectory=: unset it, or give the directory with --runtime-dir\n")
+        );
+        assert!(a.reports().is_empty(), "MAS was started");
+    }
+}
+
+/// A `--name` that is not one plain path component (`../../etc` would
+/// reach /etc/control.sock from /run/mas-sockets/NAME) is refused by every
+/// command that takes it, in one line with exit status 2.
+#[test]
+fn a_name_that_is_not_one_path_component_is_refused_everywhere() {
+    let config = crate::util::repo().join("examples/reverse-proxy.yaml");
+    let config = config.to_str().expect("a UTF-8 path");
+    let commands: [&[&str]; 5] = [
+        &["status"],
+        &["reload"],
+        &["reload", "--signal-only"],
+        &["generate-units", "--config", config],
+        &[
+            "generate-nginx",
+            "--config",
+            config,
+            "--server-name",
+            "auth.example.com",
+            "--assets-dir",
+            "/usr/share/mas/assets",
+        ],
+    ];
+    for name in ["../../etc", "a/b", "..", ""] {
+        for args in commands {
+            let out = Command::new(mas_sockets())
+                .args(args)
+                .arg("--name")
+                .arg(name)
+                .env_remove("RUNTIME_DIRECTORY")
+                .env_remove("MAS_SOCKETS_RUNTIME_DIR")
+                .output()
+                .expect("run mas-sockets");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.code() == Some(2)
+                    && out.stdout.is_empty()
+                    && stderr.lines().count() == 1
+                    && stderr.contains("--name")
+                    && stderr.contains("(e.g. --name mas)"),
+                "{args:?} --name {name:?}: {out:?}"
+            );
+        }
+    }
+}

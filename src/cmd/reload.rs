@@ -12,17 +12,27 @@ use crate::control::{self, Command};
 pub const EXIT_RESTART_FAILED: u8 = 1;
 
 /// The supervisor's runtime directory for these arguments.
-fn runtime_dir(target: &TargetArgs) -> PathBuf {
+///
+/// # Errors
+///
+/// `--name` is not one safe path component, or `RUNTIME_DIRECTORY` is empty.
+fn runtime_dir(target: &TargetArgs) -> anyhow::Result<PathBuf> {
+    // Checked even when another option chooses the directory: it is bad
+    // input all the same.
+    if !crate::units::is_name_prefix(&target.name) {
+        anyhow::bail!(
+            "--name {:?} cannot name the directory /run/mas-sockets/NAME; use letters, digits, `-`, `_` or `.`, not first, as for generate-units (e.g. --name mas), or give the directory with --runtime-dir",
+            target.name
+        );
+    }
     if let Some(dir) = &target.runtime_dir {
-        return dir.clone();
+        return Ok(dir.clone());
     }
-    // systemd sets RUNTIME_DIRECTORY for ExecReload= too; the first is ours.
-    if let Some(value) = std::env::var_os("RUNTIME_DIRECTORY") {
-        if let Some(first) = value.to_string_lossy().split(':').next() {
-            return PathBuf::from(first);
-        }
+    // systemd sets RUNTIME_DIRECTORY for ExecReload= too.
+    if let Some(dir) = crate::supervisor::runtime_dir::systemd_runtime_directory()? {
+        return Ok(dir);
     }
-    PathBuf::from("/run").join(crate::units::runtime_directory(&target.name))
+    Ok(PathBuf::from("/run").join(crate::units::runtime_directory(&target.name)))
 }
 
 /// Runs `reload`: 0 when the new MAS serves, 1 when the restart failed.
@@ -36,7 +46,7 @@ pub fn run_reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
     } else {
         Command::Restart
     };
-    let answer = control::request(&runtime_dir(&args.target), command, None)?;
+    let answer = control::request(&runtime_dir(&args.target)?, command, None)?;
     match control::decode_outcome(&answer) {
         Ok(text) => {
             super::print_stdout(&format!("{text}\n"))?;
@@ -56,7 +66,7 @@ pub fn run_reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
 /// The supervisor cannot be reached.
 pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let answer = control::request(
-        &runtime_dir(&args.target),
+        &runtime_dir(&args.target)?,
         Command::Status,
         Some(std::time::Duration::from_secs(10)),
     )?;

@@ -132,13 +132,11 @@ fn own_config_flag(command: &[std::ffi::OsString]) -> Option<&std::ffi::OsString
 /// systemd's `RuntimeDirectory=`, else a new one under `$XDG_RUNTIME_DIR` or
 /// the temp dir; locked for as long as supervise runs.
 fn runtime_dir(given: Option<PathBuf>) -> anyhow::Result<RuntimeDir> {
-    // systemd lists several runtime directories separated by `:`; the first is ours.
-    let from_systemd = || {
-        let value = std::env::var_os("RUNTIME_DIRECTORY")?;
-        let first = value.to_string_lossy().split(':').next()?.to_owned();
-        Some(PathBuf::from(first))
+    let given = match given {
+        Some(dir) => Some(dir),
+        None => supervisor::runtime_dir::systemd_runtime_directory()?,
     };
-    let dir = match given.or_else(from_systemd) {
+    let dir = match given {
         Some(dir) => {
             check_dir_name(&dir)?;
             check_dir_len(&dir)?;

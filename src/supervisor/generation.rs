@@ -60,6 +60,9 @@ impl Generation {
         exits: mpsc::UnboundedSender<Exit>,
     ) -> Result<Generation, SuperviseError> {
         let dir = opts.runtime_dir.path();
+        // A MAS started without its notify socket could never be ready.
+        opts.runtime_dir
+            .check_intact(&[notify_path, &dir.join(crate::control::SOCKET_NAME)])?;
         let config_path = dir.join(format!("config.{}.{number}.yaml", std::process::id()));
         let text = crate::config::raw::to_yaml(config).map_err(SuperviseError::Serialize)?;
         // Only an earlier process with our pid (a reused pid, or PID 1 of a

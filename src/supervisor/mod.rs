@@ -136,6 +136,8 @@ pub enum SuperviseError {
     Wait(io::Error),
     #[error("cannot write the merged config as YAML: {0}; MAS could not read this config either, so check it with `mas-sockets check`")]
     Serialize(serde_norway::Error),
+    #[error(transparent)]
+    RuntimeDir(#[from] runtime_dir::RuntimeDirError),
 }
 
 /// A restart in progress.
@@ -271,6 +273,7 @@ pub async fn run(
     };
     let config = plan.rewrite(&sv.binds);
     sv.current = Some(sv.spawn(&config)?);
+    let control = tokio::spawn(accept_control(control, requests_tx));
     let watchdog_tick = sv
         .opts
         .watchdog_usec
@@ -295,10 +298,6 @@ pub async fn run(
                 Err(e) => warn!("reading the private notify socket failed: {e}"),
             },
             Some(request) = requests.recv() => sv.on_request(request),
-            accepted = control.accept() => match accepted {
-                Ok((stream, _)) => serve_control(stream, requests_tx.clone()),
-                Err(e) => warn!("accepting on the control socket failed: {e}"),
-            },
             () = timer => {
                 let now = Instant::now();
                 if let (Some(tick), Some(at)) = (watchdog_tick, next_tick) {
@@ -314,7 +313,7 @@ pub async fn run(
     let _ = std::fs::remove_file(dir.join(control::SOCKET_NAME));
     // The sockets' files go before the runtime directory's lock (in `sv`),
     // so that no other supervisor sweeps while they are still there.
-    drop(control);
+    control.abort();
     drop(receiver);
     // STOPPING=1 (or the status that says why we give up) may still wait for
     // room in systemd's queue: it goes before we exit, within its deadline.
@@ -383,15 +382,94 @@ fn bind_control(dir: &std::path::Path) -> Result<UnixListener, SuperviseError> {
 /// The longest request line read from a control connection.
 const MAX_REQUEST: u64 = 64;
 
+/// How many control connections may be open at once that have not sent
+/// their request yet: each holds an fd for up to [`REQUEST_TIMEOUT`], and
+/// they must not take all of ours.
+const MAX_UNREAD_CONTROL: usize = 32;
+
+/// How many control connections may be open at once, those waiting for a
+/// restart's outcome included.
+const MAX_CONTROL: usize = 256;
+
+/// How long a control client may take to send its request line; ours send
+/// it right after connecting.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long accepting on the control socket pauses after it failed: an
+/// error such as EMFILE leaves the connection in the backlog, so the socket
+/// stays readable and accepting again at once would only spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Accepts control connections until the task is aborted, each answered on
+/// a task of its own; more than [`MAX_UNREAD_CONTROL`] or [`MAX_CONTROL`]
+/// at once are told so and closed. A failed accept is logged once until
+/// one works again, and the next waits [`ACCEPT_PAUSE`].
+async fn accept_control(listener: UnixListener, requests: mpsc::Sender<Request>) {
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+    let unread = Arc::new(Semaphore::new(MAX_UNREAD_CONTROL));
+    let open = Arc::new(Semaphore::new(MAX_CONTROL));
+    let mut failures = 0u64;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if failures > 0 {
+                    info!("accepting on the control socket works again, after {failures} failed attempt(s)");
+                    failures = 0;
+                }
+                let permits = Arc::clone(&open)
+                    .try_acquire_owned()
+                    .ok()
+                    .zip(Arc::clone(&unread).try_acquire_owned().ok());
+                match permits {
+                    Some(permits) => serve_control(stream, requests.clone(), permits),
+                    None => {
+                        // What the client sent already is read, so that the
+                        // close does not reset the connection (which can
+                        // lose the answer); never waits.
+                        let _ = stream.try_read(&mut [0; MAX_REQUEST as usize]);
+                        // Fits in an empty socket buffer: never blocks.
+                        let _ = stream.try_write(
+                            format!("{} the supervisor has as many control connections as it takes at once ({MAX_UNREAD_CONTROL} that have not sent their request, or {MAX_CONTROL} in all); try again in a moment\n", control::BUSY)
+                                .as_bytes(),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                if failures == 0 {
+                    warn!(
+                        "accepting on the control socket failed: {e}; trying again every {ACCEPT_PAUSE:?}, logged again once it works ({} control connection(s) open)",
+                        MAX_CONTROL - open.available_permits()
+                    );
+                }
+                failures += 1;
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+            }
+        }
+    }
+}
+
 /// Answers one control connection on a task of its own.
 ///
 /// The stream is closed only by being dropped once the answer is written, and
 /// clients read up to that close: so a `reload` that returned has left no
 /// connection open here (a shutdown of the write side first would let the
 /// client go while the supervisor still holds the socket).
-fn serve_control(mut stream: tokio::net::UnixStream, requests: mpsc::Sender<Request>) {
+/// `permits` count it among the open connections and, until its request
+/// is read, among those that have not sent one.
+fn serve_control(
+    mut stream: tokio::net::UnixStream,
+    requests: mpsc::Sender<Request>,
+    permits: (
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+) {
     tokio::spawn(async move {
         use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+        // Held until the task ends, which is when the connection closes.
+        let (_open, unread) = permits;
         // Only our own user (or root) may control us; the directory is
         // private already, this is the second lock.
         let allowed = stream.peer_cred().is_ok_and(|c| {
@@ -406,10 +484,11 @@ fn serve_control(mut stream: tokio::net::UnixStream, requests: mpsc::Sender<Requ
         // A request is one short word; a client that sends more gets no
         // say over how much the supervisor reads and keeps.
         let read = tokio::time::timeout(
-            Duration::from_secs(10),
+            REQUEST_TIMEOUT,
             BufReader::new((&mut stream).take(MAX_REQUEST)).read_line(&mut line),
         )
         .await;
+        drop(unread);
         let answer = match (read, Command::parse(&line)) {
             (Ok(Ok(_)), Some(Command::Status)) => {
                 let (tx, rx) = oneshot::channel();

@@ -22,6 +22,15 @@
 //!
 //! flock(2) locks are not shared over NFS by every server; a runtime
 //! directory belongs on a local file system (/run, /tmp), as systemd's does.
+//!
+//! Whose directory it is. A directory we did not make ourselves is used only
+//! when it is this user's alone: owned by the effective uid, no access for
+//! group or others, and not a symbolic link in its last component. It is
+//! opened with `O_NOFOLLOW | O_DIRECTORY` and checked with fstat(2) on that
+//! fd, so the directory checked is the one opened. One we make is made 0700
+//! by mkdir(2), which fails rather than take over what is there already.
+//! The directories above it are not checked: who may rename those (an
+//! operator's choice of `--runtime-dir`) may replace it as a whole.
 
 use std::fs::{self, File};
 use std::io::{self, Write as _};
@@ -49,10 +58,23 @@ const CREATED_NAMES: u32 = 100;
 #[derive(Debug)]
 pub struct RuntimeDir {
     path: PathBuf,
+    /// The directory's device and inode, as opened and checked.
+    id: FileId,
+    /// The supervisor's sockets in it, as [`RuntimeDir::check_intact`]
+    /// first found them.
+    sockets: std::sync::Mutex<Vec<(PathBuf, FileId)>>,
     origin: DirOrigin,
     /// Dropped after the directory's files are removed, so nobody sweeps
     /// in between.
     lock: DirLock,
+}
+
+/// A file's device and inode numbers: which file a path names.
+type FileId = (u64, u64);
+
+/// The [`FileId`] of what `path` names itself (a link is not followed).
+fn file_id(path: &Path) -> io::Result<FileId> {
+    fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 /// Whether we made the directory (and so remove it) or were given it.
@@ -73,6 +95,21 @@ pub enum RuntimeDirError {
     NoParent { dir: PathBuf, parent: PathBuf },
     #[error("the runtime directory {dir} is {kind}, not a directory; give a directory with --runtime-dir", dir = dir.display())]
     NotADirectory { dir: PathBuf, kind: &'static str },
+    #[error("the runtime directory {dir} is a symbolic link, which whoever may change it can point elsewhere; give the directory itself (or another) with --runtime-dir", dir = dir.display())]
+    Symlink { dir: PathBuf },
+    #[error("the runtime directory {dir} {why}, but it holds MAS's config with its secrets and the control socket, so it must be this user's alone: run `{fix}`{systemd}, or give another directory with --runtime-dir", dir = dir.display(), systemd = if *mode_too_open { " (for systemd's RuntimeDirectory=: RuntimeDirectoryMode=0700 in the unit)" } else { "" })]
+    NotPrivate {
+        dir: PathBuf,
+        why: String,
+        fix: String,
+        mode_too_open: bool,
+    },
+    #[error("cannot open the runtime directory {dir}: {error}; check that this user may enter it, or give another with --runtime-dir", dir = dir.display())]
+    Open { dir: PathBuf, error: io::Error },
+    #[error("the runtime directory {dir} {what} since this supervisor started: a new MAS could not tell it that it is ready, and `mas-sockets reload` and `status` cannot reach it, so no MAS is started; restart the service (e.g. systemctl restart mas), which makes the directory anew", dir = dir.display())]
+    Emptied { dir: PathBuf, what: String },
+    #[error("RUNTIME_DIRECTORY={value:?} names no directory (its first entry is empty); it is set by systemd from the unit's RuntimeDirectory=: unset it, or give the directory with --runtime-dir")]
+    EmptySystemd { value: String },
     #[error("cannot create the runtime directory {dir}: {error}; check that this user may write to {parent}, or give another directory with --runtime-dir", dir = dir.display(), parent = parent.display())]
     Create {
         dir: PathBuf,
@@ -84,32 +121,27 @@ pub enum RuntimeDirError {
 }
 
 impl RuntimeDir {
-    /// Uses `dir` as given (systemd's `RuntimeDirectory=` is already
-    /// private), creating it (mode 0700) when it does not exist; its parent
-    /// must. Takes its lock, then removes the files a killed supervisor left
-    /// there. A directory we create is left in place at the end, empty.
+    /// Uses `dir` as given (systemd's `RuntimeDirectory=`, made 0700 by the
+    /// units we write), creating it (mode 0700) when it does not exist; its
+    /// parent must. A directory that was there already must be this user's
+    /// alone (see the module's doc). Takes its lock, then removes the files
+    /// a killed supervisor left there. A directory we create is left in
+    /// place at the end, empty.
     ///
     /// # Errors
     ///
-    /// Another supervisor holds the lock, or the directory cannot be made
-    /// or locked.
+    /// The directory is not private, another supervisor holds the lock, or
+    /// the directory cannot be made or locked.
     pub fn given(dir: PathBuf) -> Result<RuntimeDir, RuntimeDirError> {
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => info!("created the runtime directory {}", dir.display()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Followed: a symbolic link to a directory is a directory here.
-                let meta = fs::metadata(&dir).map_err(|error| RuntimeDirError::Create {
-                    parent: dir.parent().unwrap_or(Path::new("/")).to_owned(),
-                    dir: dir.clone(),
-                    error,
-                })?;
-                if !meta.is_dir() {
-                    return Err(RuntimeDirError::NotADirectory {
-                        kind: crate::bind::describe_file_type(meta.file_type()),
-                        dir,
-                    });
-                }
+        // `DIR/` and `DIR/.` would follow a symbolic link DIR, O_NOFOLLOW or
+        // not; without them the last component is DIR itself.
+        let dir: PathBuf = dir.components().collect();
+        let created = match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                info!("created the runtime directory {}", dir.display());
+                true
             }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(error) => {
                 let parent = dir.parent().unwrap_or(Path::new("/")).to_owned();
                 if error.kind() == io::ErrorKind::NotFound {
@@ -117,11 +149,14 @@ impl RuntimeDir {
                 }
                 return Err(RuntimeDirError::Create { dir, parent, error });
             }
-        }
+        };
+        let id = open_private(&dir, created)?;
         let (lock, lock_was_there) = DirLock::acquire(&dir)?;
         sweep_files(&dir, lock_was_there);
         Ok(RuntimeDir {
             path: dir,
+            id,
+            sockets: Default::default(),
             origin: DirOrigin::Given,
             lock,
         })
@@ -144,13 +179,19 @@ impl RuntimeDir {
                 Ok(()) => {
                     // Not yet locked: until it is, a sweep finds no lock
                     // file and leaves the directory alone.
-                    return match DirLock::acquire(&path) {
-                        Ok((lock, _)) => Ok(RuntimeDir {
+                    let made = open_private(&path, true)
+                        .and_then(|id| DirLock::acquire(&path).map(|(lock, _)| (id, lock)));
+                    return match made {
+                        Ok((id, lock)) => Ok(RuntimeDir {
                             path,
+                            id,
+                            sockets: Default::default(),
                             origin: DirOrigin::Created,
                             lock,
                         }),
                         Err(e) => {
+                            // A symbolic link put in its place is removed,
+                            // not followed.
                             let _ = fs::remove_dir_all(&path);
                             Err(e)
                         }
@@ -193,6 +234,53 @@ impl RuntimeDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Checks that the directory and the supervisor's `sockets` in it are
+    /// still the ones it made: an operator's `rm -rf`, tmpfiles cleaning,
+    /// or `/run/user/<uid>` removed at logout leave a MAS started now
+    /// without a notify socket to say it is ready on. The first call
+    /// records the sockets as they are (right after they are bound).
+    ///
+    /// # Errors
+    ///
+    /// The directory, or one of the sockets, is gone or another file now.
+    pub fn check_intact(&self, sockets: &[&Path]) -> Result<(), RuntimeDirError> {
+        let emptied = |what: String| RuntimeDirError::Emptied {
+            dir: self.path.clone(),
+            what,
+        };
+        match file_id(&self.path) {
+            Ok(id) if id == self.id => {}
+            Ok(_) => return Err(emptied("was replaced by another directory".to_owned())),
+            Err(e) => return Err(emptied(format!("was removed ({e})"))),
+        }
+        let mut known = self
+            .sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for path in sockets {
+            let now = file_id(path);
+            let name = path
+                .file_name()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy();
+            match known.iter().find(|(p, _)| p == path) {
+                Some((_, id)) => match now {
+                    Ok(now) if now == *id => {}
+                    Ok(_) => {
+                        return Err(emptied(format!("has another file in place of its {name}")))
+                    }
+                    Err(_) => return Err(emptied(format!("lost its {name}"))),
+                },
+                None => {
+                    if let Ok(id) = now {
+                        known.push((path.to_path_buf(), id));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for RuntimeDir {
@@ -208,6 +296,112 @@ impl Drop for RuntimeDir {
             DirOrigin::Given => self.lock.remove_file(),
         }
     }
+}
+
+/// The first directory of `RUNTIME_DIRECTORY`, which systemd sets from the
+/// unit's `RuntimeDirectory=` (several are separated by `:`; the first is
+/// ours); `None` when it is unset.
+///
+/// # Errors
+///
+/// It is set, but its first entry is empty.
+pub fn systemd_runtime_directory() -> Result<Option<PathBuf>, RuntimeDirError> {
+    let Some(value) = std::env::var_os("RUNTIME_DIRECTORY") else {
+        return Ok(None);
+    };
+    let value = value.to_string_lossy().into_owned();
+    match value.split(':').next() {
+        Some(first) if !first.is_empty() => Ok(Some(PathBuf::from(first))),
+        _ => Err(RuntimeDirError::EmptySystemd { value }),
+    }
+}
+
+/// Opens the directory `dir` itself (never what a symbolic link there
+/// points to) and checks, on the open fd, that it is this user's alone;
+/// returns its [`FileId`]. One
+/// we just `created` is this user's by construction; it only gets back the
+/// owner's bits a umask may have taken.
+fn open_private(dir: &Path, created: bool) -> Result<FileId, RuntimeDirError> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match nix::fcntl::open(dir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // Linux says ENOTDIR for a symbolic link opened with both flags,
+        // ELOOP with O_NOFOLLOW alone.
+        Err(Errno::ELOOP | Errno::ENOTDIR) => {
+            let dir = dir.to_owned();
+            return Err(match fs::symlink_metadata(&dir) {
+                Ok(m) if m.file_type().is_symlink() => RuntimeDirError::Symlink { dir },
+                Ok(m) => RuntimeDirError::NotADirectory {
+                    kind: crate::bind::describe_file_type(m.file_type()),
+                    dir,
+                },
+                Err(_) => RuntimeDirError::NotADirectory {
+                    kind: "not a directory",
+                    dir,
+                },
+            });
+        }
+        Err(errno) => {
+            return Err(RuntimeDirError::Open {
+                dir: dir.to_owned(),
+                error: errno.into(),
+            })
+        }
+    };
+    let open_error = |errno: Errno| RuntimeDirError::Open {
+        dir: dir.to_owned(),
+        error: errno.into(),
+    };
+    let stat = nix::sys::stat::fstat(&fd).map_err(open_error)?;
+    let mode = stat.st_mode & 0o7777;
+    if created {
+        if mode != 0o700 {
+            nix::sys::stat::fchmod(&fd, Mode::S_IRWXU).map_err(open_error)?;
+        }
+        return Ok((stat.st_dev, stat.st_ino));
+    }
+    if let Some((why, fix)) = not_private(dir, stat.st_uid, mode, nix::unistd::geteuid().as_raw()) {
+        return Err(RuntimeDirError::NotPrivate {
+            dir: dir.to_owned(),
+            why,
+            fix,
+            mode_too_open: mode & 0o077 != 0,
+        });
+    }
+    Ok((stat.st_dev, stat.st_ino))
+}
+
+/// What keeps a directory owned by `uid` with `mode` from being private to
+/// `euid`, and the command that mends it; `None` when it is private.
+fn not_private(dir: &Path, uid: u32, mode: u32, euid: u32) -> Option<(String, String)> {
+    let word = crate::supervisor::shell_word(dir);
+    let user = |uid: u32| match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => (format!("{} (uid {uid})", u.name), u.name),
+        _ => (format!("uid {uid}"), uid.to_string()),
+    };
+    let mut why = Vec::new();
+    let mut fix = Vec::new();
+    if uid != euid {
+        let (owner, _) = user(uid);
+        let (me, name) = user(euid);
+        why.push(format!(
+            "belongs to {owner}, not to {me}, who runs this supervisor"
+        ));
+        fix.push(format!(
+            "chown {} {word}",
+            crate::supervisor::shell_word(Path::new(&name))
+        ));
+    }
+    if mode & 0o077 != 0 {
+        why.push(format!(
+            "has mode {mode:04o}, which lets its group or others in"
+        ));
+        fix.insert(0, format!("chmod 700 {word}"));
+    }
+    if why.is_empty() {
+        return None;
+    }
+    Some((why.join(", and it "), fix.join(" && ")))
 }
 
 /// An exclusive flock(2) on a runtime directory's `supervisor.lock`.
@@ -631,7 +825,9 @@ mod tests {
     /// left otherwise; the lock file goes at the end, the directory stays.
     #[test]
     fn a_given_directory_is_locked_and_swept() {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = TempDir::new("given");
+        fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o700)).unwrap();
         let stale = dir.0.join("config.4194305.1.yaml");
         let unrelated = dir.0.join("keep.txt");
         fs::write(&stale, "secrets: {}\n").unwrap();
@@ -678,6 +874,85 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("the runtime directory {} is a regular file, not a directory; give a directory with --runtime-dir", file.display())
+        );
+    }
+
+    /// Another user's directory, or one others may enter, is not private;
+    /// the fix names what to change, and nothing else.
+    #[test]
+    fn a_directory_is_private_when_only_its_owner_may_enter() {
+        let dir = Path::new("/run/my dir");
+        assert_eq!(not_private(dir, 0, 0o700, 0), None);
+        assert_eq!(
+            not_private(dir, 0, 0o755, 0),
+            Some((
+                "has mode 0755, which lets its group or others in".to_owned(),
+                "chmod 700 '/run/my dir'".to_owned()
+            ))
+        );
+        assert!(not_private(dir, 0, 0o701, 0).is_some());
+        assert!(not_private(dir, 0, 0o710, 0).is_some());
+        let (why, fix) = not_private(dir, 0, 0o1777, 4194305).expect("not private");
+        assert!(
+            why.starts_with("belongs to root (uid 0), not to uid 4194305, who runs this supervisor, and it has mode 1777"),
+            "{why}"
+        );
+        assert_eq!(
+            fix,
+            "chmod 700 '/run/my dir' && chown 4194305 '/run/my dir'"
+        );
+    }
+
+    /// A directory we make gets mode 0700 whatever the umask took away.
+    #[test]
+    fn a_created_directory_gets_mode_0700() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = TempDir::new("umask");
+        let dir = parent.0.join("rt");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).unwrap();
+        open_private(&dir, true).expect("open");
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+    }
+
+    /// The sockets as first seen are the ones later checks expect; a
+    /// directory made anew at the same path is not the one we checked.
+    #[test]
+    fn an_emptied_or_replaced_directory_is_noticed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = TempDir::new("intact");
+        let dir = parent.0.join("rt");
+        let rt = RuntimeDir::given(dir.clone()).expect("created");
+        let sock = dir.join("control.sock");
+        fs::write(&sock, "").unwrap();
+        rt.check_intact(&[&sock]).expect("first check records");
+        rt.check_intact(&[&sock]).expect("unchanged");
+        // Made while the first one still exists: another inode for sure.
+        fs::write(dir.join("other"), "").unwrap();
+        fs::rename(dir.join("other"), &sock).unwrap();
+        let err = rt.check_intact(&[&sock]).expect_err("replaced");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the runtime directory {} has another file in place of its control.sock since this supervisor started",
+                dir.display()
+            )),
+            "{err}"
+        );
+        fs::remove_file(&sock).unwrap();
+        let err = rt.check_intact(&[&sock]).expect_err("gone");
+        assert!(
+            err.to_string().contains(" lost its control.sock since "),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let err = rt.check_intact(&[&sock]).expect_err("another directory");
+        assert!(
+            err.to_string()
+                .contains(" was replaced by another directory since "),
+            "{err}"
         );
     }
 
