@@ -248,3 +248,26 @@ fn an_empty_mas_config_is_read_as_mas_does_with_a_warning() {
         "mas-sockets: warning: MAS_CONFIG=\"\" is set but names no file, so MAS reads no config file and serves its built-in listeners (web on [::]:8080, every address; internal on localhost:8081); if a config was meant, give it with --config\n"
     );
 }
+
+/// A key given twice, in a section mas-sockets does not read as in one it
+/// does, is a warning: MAS runs such a config (the last value wins), so
+/// refusing it would stop a MAS that runs.
+#[test]
+fn a_key_given_twice_is_a_warning_and_the_last_value_counts() {
+    let (status, stdout, stderr) = check(&format!(
+        "{}email:\n  transport: smtp\n  transport: blackhole\n",
+        listener("        - host: 127.0.0.1\n          port: 8080\n          port: 8081\n")
+    ));
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.contains("tcp 127.0.0.1:8081"), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("mas-sockets: warning: CONFIG:8:11: http.listeners[0].binds[0]: `port` is given twice in one mapping, here and at CONFIG:7:11;"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("mas-sockets: warning: CONFIG:12:3: email: `transport` is given twice"),
+        "{stderr}"
+    );
+}

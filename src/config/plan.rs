@@ -569,7 +569,11 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
     let mut cx = Checker {
         merged,
         errors: Vec::new(),
-        warnings: Vec::new(),
+        warnings: merged
+            .documents
+            .iter()
+            .flat_map(|d| d.warnings.iter().cloned())
+            .collect(),
         resolver,
     };
     let (http_is_default, listeners_value) = match merged.value.get("http") {

@@ -37,6 +37,9 @@ pub struct Document {
     pub path: PathBuf,
     pub value: Value,
     positions: HashMap<String, Pos>,
+    /// What is worth saying about the file itself (keys given twice), each
+    /// line with its position.
+    pub warnings: Vec<String>,
 }
 
 /// A file that could not be turned into a [`Document`].
@@ -67,17 +70,6 @@ pub enum DocumentError {
         explicit: bool,
         /// Whether it holds nothing (a stray `---` at the end).
         empty: bool,
-    },
-    #[error("{path}:{line}:{column}: {at}`{key}` is given twice in one mapping, here and at {path}:{first_line}:{first_column}; MAS would take this last value and silently drop the first, so remove one of them", path = path.display())]
-    RepeatedKey {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        /// The mapping's key path and `: `, or nothing at the top level.
-        at: String,
-        key: String,
-        first_line: usize,
-        first_column: usize,
     },
     #[error("{path}:{line}:{column}: the config is {found}, not a mapping of sections such as `http:`; MAS cannot read it either; write each section as a key at the start of a line, with its settings indented below it", path = path.display())]
     NotAMapping {
@@ -134,25 +126,6 @@ impl Document {
                 fix,
             };
         let value = parse_value(text).map_err(|e| {
-            // serde_norway points at the mapping, or at the document, and
-            // quotes no line; the event walk finds the key where it repeats.
-            if e.to_string().contains("duplicate entry") {
-                if let Some(r) = walk_events(text).and_then(|w| w.repeated) {
-                    return DocumentError::RepeatedKey {
-                        path: path.to_owned(),
-                        line: r.again.line,
-                        column: r.again.column,
-                        at: if r.mapping.as_str().is_empty() {
-                            String::new()
-                        } else {
-                            format!("{}: ", r.mapping)
-                        },
-                        key: super::plan::escape_controls(&r.key),
-                        first_line: r.first.line,
-                        first_column: r.first.column,
-                    };
-                }
-            }
             if e.to_string().contains("more than one document") {
                 if let Some(second) = second_document(text) {
                     return DocumentError::SecondDocument {
@@ -196,11 +169,32 @@ impl Document {
         };
         // serde_norway accepted the text, so the event parser should too; if the two
         // ever disagree we lose positions, not correctness.
-        let positions = index_positions(text).unwrap_or_default();
+        let walked = walk_events(text);
+        let warnings = walked
+            .iter()
+            .flat_map(|w| &w.repeated)
+            .map(|r| {
+                let at = if r.mapping.as_str().is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", r.mapping)
+                };
+                format!(
+                    "{path}:{}:{}: {at}`{}` is given twice in one mapping, here and at {path}:{}:{}; MAS takes this last value and drops the first without a word, as mas-sockets does; remove one of them",
+                    r.again.line,
+                    r.again.column,
+                    super::plan::escape_controls(&r.key),
+                    r.first.line,
+                    r.first.column,
+                    path = path.display()
+                )
+            })
+            .collect();
         Ok(Document {
             path: path.to_owned(),
             value,
-            positions,
+            positions: walked.map(|w| w.positions).unwrap_or_default(),
+            warnings,
         })
     }
 
@@ -430,22 +424,8 @@ impl<'de> Visitor<'de> for ConfigVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut mapping = Mapping::new();
         while let Some(ConfigValue(key)) = map.next_key()? {
-            if mapping.contains_key(&key) {
-                // serde_norway's words, which Document::parse recognises.
-                return Err(de::Error::custom(format_args!(
-                    "duplicate entry {}",
-                    match &key {
-                        Value::Null => "with null key".to_owned(),
-                        Value::Bool(b) => format!("with key `{b}`"),
-                        Value::Number(n) => format!("with key {n}"),
-                        Value::String(s) => format!("with key {s:?}"),
-                        other => match big_int(other) {
-                            Some(digits) => format!("with key {digits}"),
-                            None => "in YAML map".to_owned(),
-                        },
-                    }
-                )));
-            }
+            // A key given twice: the last value wins, as in figment's
+            // reading (MAS's); Document::parse warns of it.
             let ConfigValue(value) = map.next_value()?;
             mapping.insert(key, value);
         }
@@ -617,8 +597,8 @@ struct RepeatedKey {
 /// What a walk over the YAML events of a text found.
 struct Walked {
     positions: HashMap<String, Pos>,
-    /// The first key given twice in one mapping, if any.
-    repeated: Option<RepeatedKey>,
+    /// Every key given twice in one mapping, in order.
+    repeated: Vec<RepeatedKey>,
 }
 
 /// Walks the YAML events of `text` and records where every node (and every
@@ -642,7 +622,7 @@ fn walk_events(text: &str) -> Option<Walked> {
     }
 
     let mut positions = HashMap::new();
-    let mut repeated = None;
+    let mut repeated = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut parser = Parser::new_from_str(text);
     while let Some(event) = parser.next_event() {
@@ -677,11 +657,18 @@ fn walk_events(text: &str) -> Option<Walked> {
                         };
                         if let Event::Scalar(..) = &event {
                             if let Some(&first) = seen.get(&name) {
-                                repeated.get_or_insert_with(|| RepeatedKey {
+                                repeated.push(RepeatedKey {
                                     mapping: path.clone(),
                                     key: name.clone(),
                                     first,
                                     again: pos,
+                                });
+                                // The last value wins: positions are its.
+                                let gone = path.key(&name).0;
+                                positions.retain(|k: &String, _| {
+                                    k.strip_prefix(gone.as_str()).is_none_or(|rest| {
+                                        !(rest.is_empty() || rest.starts_with(['.', '[', '#']))
+                                    })
                                 });
                             } else {
                                 seen.insert(name.clone(), pos);
@@ -948,10 +935,14 @@ mod tests {
             to_yaml(&d.value).unwrap(),
             "weird:\n  big: 123456789012345678901234567890\n"
         );
-        let err = Document::parse(Path::new("c.yaml"), "a: 1\nb: -9223372036854775809\nb: 2\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("c.yaml:3:1: `b` is given twice"), "{err}");
+        let d =
+            Document::parse(Path::new("c.yaml"), "a: 1\nb: -9223372036854775809\nb: 2\n").unwrap();
+        assert_eq!(d.value["b"], Value::from(2));
+        assert!(
+            d.warnings[0].starts_with("c.yaml:3:1: `b` is given twice"),
+            "{:?}",
+            d.warnings
+        );
     }
 
     #[test]
@@ -1025,27 +1016,40 @@ mod tests {
         doc("c", "a: 1\n...\n");
     }
 
+    /// A key given twice: the last value wins, as MAS reads it, and a
+    /// warning names both places; positions are the last value's.
     #[test]
-    fn a_key_given_twice_is_located_where_it_repeats() {
-        let err = Document::parse(
+    fn a_key_given_twice_takes_the_last_value_and_is_warned_about() {
+        let d = Document::parse(
             Path::new("c.yaml"),
             "database:\n  uri: a\nsecrets: {}\ndatabase:\n  uri: b\n",
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+        assert_eq!(d.value["database"]["uri"], Value::from("b"));
         assert_eq!(
-            err,
-            "c.yaml:4:1: `database` is given twice in one mapping, here and at c.yaml:1:1; MAS would take this last value and silently drop the first, so remove one of them"
+            d.warnings,
+            ["c.yaml:4:1: `database` is given twice in one mapping, here and at c.yaml:1:1; MAS takes this last value and drops the first without a word, as mas-sockets does; remove one of them"]
         );
-        let err = Document::parse(
+        assert_eq!(d.position("database.uri"), Some(Pos { line: 5, column: 8 }));
+        let d = Document::parse(
             Path::new("c.yaml"),
-            "http:\n  listeners:\n    - binds:\n        - host: 127.0.0.1\n          port: 8080\n          port: 8081\n",
+            "http:\n  listeners:\n    - binds:\n        - host: 127.0.0.1\n          port: 8080\n          port: 8081\nemail:\n  transport: smtp\n  transport: blackhole\n",
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+        assert_eq!(
+            d.value["http"]["listeners"][0]["binds"][0]["port"],
+            Value::from(8081)
+        );
+        assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
         assert!(
-            err.starts_with("c.yaml:6:11: http.listeners[0].binds[0]: `port` is given twice in one mapping, here and at c.yaml:5:11;"),
-            "{err}"
+            d.warnings[0].starts_with("c.yaml:6:11: http.listeners[0].binds[0]: `port` is given twice in one mapping, here and at c.yaml:5:11;"),
+            "{:?}",
+            d.warnings
+        );
+        assert!(
+            d.warnings[1].starts_with("c.yaml:9:3: email: `transport` is given twice"),
+            "{:?}",
+            d.warnings
         );
     }
 
