@@ -267,7 +267,8 @@ fn a_key_given_twice_is_a_warning_and_the_last_value_counts() {
         "{stderr}"
     );
     assert!(
-        lines[1].starts_with("mas-sockets: warning: CONFIG:12:3: email: `transport` is given twice"),
+        lines[1]
+            .starts_with("mas-sockets: warning: CONFIG:12:3: email: `transport` is given twice"),
         "{stderr}"
     );
 }

@@ -52,6 +52,49 @@ pub fn check_url(key: &'static str, value: &Value) -> Result<Option<String>, Err
         }
     };
     match Url::parse(text) {
+        // MAS's UrlBuilder asserts these of the base of its links.
+        Ok(url) if key == "public_base" => {
+            let mut clean = url.clone();
+            clean.set_query(None);
+            clean.set_fragment(None);
+            let _ = clean.set_username("");
+            let _ = clean.set_password(None);
+            let unusable = |what, assertion, example: String| {
+                Err(ErrorKind::UnusablePublicBase {
+                    value: text.clone(),
+                    what,
+                    assertion,
+                    example,
+                })
+            };
+            if !matches!(url.scheme(), "http" | "https") {
+                unusable(
+                    "is not an http or https URL",
+                    "base URL must be HTTP/HTTPS",
+                    url_example(text),
+                )
+            } else if url.query().is_some() {
+                unusable(
+                    "has a query (`?...`)",
+                    "base URL must not contain a query",
+                    clean.to_string(),
+                )
+            } else if url.fragment().is_some() {
+                unusable(
+                    "has a fragment (`#...`)",
+                    "base URL must not contain a fragment",
+                    clean.to_string(),
+                )
+            } else if !url.username().is_empty() || url.password().is_some() {
+                unusable(
+                    "has credentials (`user:password@`)",
+                    "base URL must not contain credentials",
+                    clean.to_string(),
+                )
+            } else {
+                Ok(None)
+            }
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(None),
         Ok(url) => Ok(Some(format!(
             "`{key}: {text}` is a URL to MAS, but of the scheme `{}`, not http or https, and MAS builds its links from it; write the full URL, like `{key}: {}`",

@@ -126,6 +126,14 @@ pub enum ErrorKind {
         reason: String,
         example: String,
     },
+    #[error("`public_base: {value}` {what}, and MAS stops at start-up on such a base for its links (\"{assertion}\"); write it as `public_base: {example}`")]
+    UnusablePublicBase {
+        value: String,
+        what: &'static str,
+        /// MAS's own words when it stops.
+        assertion: &'static str,
+        example: String,
+    },
     #[error("`tls` sets both `{inline}` and `{file}`, and MAS refuses the config (only one of them may be set); remove one")]
     TlsBoth {
         inline: &'static str,

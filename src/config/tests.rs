@@ -1051,10 +1051,53 @@ fn urls_that_mas_parses_are_accepted_as_they_are() {
         let plan = plan(&listener_with(line));
         assert!(plan.warnings.is_empty(), "{line:?}: {:?}", plan.warnings);
     }
-    // A host and port parse as a URL of another scheme: MAS takes it, so
-    // it is only warned about.
-    let plan = plan(&listener_with("  public_base: auth.example.com:8443\n"));
-    assert_eq!(plan.warnings, ["c.yaml:6:16: http.public_base: `public_base: auth.example.com:8443` is a URL to MAS, but of the scheme `auth.example.com`, not http or https, and MAS builds its links from it; write the full URL, like `public_base: https://auth.example.com:8443/`"]);
+    // The issuer may be any URL; MAS only names itself by it.
+    let plan = plan(&listener_with("  issuer: urn:example:mas\n"));
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+}
+
+/// MAS parses these, then stops at start-up: its links' base must be http
+/// or https, without query, fragment or credentials (UrlBuilder::new).
+#[test]
+fn a_public_base_mas_stops_on_is_refused() {
+    let at = "c.yaml:6:16: http.public_base: ";
+    for (value, what, assertion, example) in [
+        (
+            "auth.example.com:8443",
+            "is not an http or https URL",
+            "base URL must be HTTP/HTTPS",
+            "https://auth.example.com:8443/",
+        ),
+        (
+            "wss://auth.example.com/",
+            "is not an http or https URL",
+            "base URL must be HTTP/HTTPS",
+            "https://auth.example.com/",
+        ),
+        (
+            "https://auth.example.com/?a=b",
+            "has a query (`?...`)",
+            "base URL must not contain a query",
+            "https://auth.example.com/",
+        ),
+        (
+            "https://auth.example.com/auth/#x",
+            "has a fragment (`#...`)",
+            "base URL must not contain a fragment",
+            "https://auth.example.com/auth/",
+        ),
+        (
+            "https://u:p@auth.example.com/",
+            "has credentials (`user:password@`)",
+            "base URL must not contain credentials",
+            "https://auth.example.com/",
+        ),
+    ] {
+        assert_eq!(
+            one_error(&listener_with(&format!("  public_base: \"{value}\"\n"))),
+            format!("{at}`public_base: {value}` {what}, and MAS stops at start-up on such a base for its links (\"{assertion}\"); write it as `public_base: {example}`"),
+        );
+    }
 }
 
 #[test]
