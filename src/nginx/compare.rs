@@ -535,7 +535,9 @@ fn check_pass(
             continue;
         }
         let lacks = lacking(plan, &at, &target, listener, pass);
-        let misrouted = if paths_checked {
+        // A listener that lacks the resources is said to be wrong already;
+        // where it would serve them is beside the point.
+        let misrouted = if paths_checked || lacks.is_some() {
             None
         } else {
             uri::misrouted(&at, pass, listener)

@@ -440,8 +440,12 @@ fn a_location_for_mas_that_reaches_a_listener_without_its_resources() {
 fn what_a_location_needs_follows_the_paths_nginx_sends_it() {
     // Under a prefix on the homeserver's host: the prefix's location needs
     // MAS's resources, the homeserver's locations need nothing of MAS.
-    let under_prefix =
-        WITH_INTERNAL.replace("https://auth.example.com/", "https://example.com/auth/");
+    let under_prefix = WITH_INTERNAL
+        .replace("https://auth.example.com/", "https://example.com/auth/")
+        .replace(
+            "    - name: web\n",
+            "    - name: web\n      prefix: /auth\n",
+        );
     let shared = |pass: &str| {
         format!("server {{\n  server_name example.com;\n  location ^~ /auth/assets/ {{\n    alias /usr/share/mas/assets/;\n  }}\n  location /auth/ {{\n    proxy_pass {pass};\n  }}\n  location / {{\n    proxy_pass http://127.0.0.1:8008;\n  }}\n}}\n")
     };
@@ -450,7 +454,7 @@ fn what_a_location_needs_follows_the_paths_nginx_sends_it() {
     let r = report_for(&under_prefix, &shared("http://localhost:8081"));
     assert_eq!(r.problems.len(), 1, "{r:?}");
     assert!(
-        r.problems[0].starts_with("site.conf:7: proxy_pass to localhost:8081 reaches listener internal (mas.yaml:8:7: http.listeners[1]), which does not serve `discovery`, `human`, `oauth`, `graphql`, which paths of this location need (/auth/.well-known/openid-configuration, /auth/login, /auth/oauth2/token, /auth/graphql)"),
+        r.problems[0].starts_with("site.conf:7: proxy_pass to localhost:8081 reaches listener internal (mas.yaml:9:7: http.listeners[1]), which does not serve `discovery`, `human`, `oauth`, `graphql`, which paths of this location need (/auth/.well-known/openid-configuration, /auth/login, /auth/oauth2/token, /auth/graphql)"),
         "{r:?}"
     );
     // Resources split between listeners, each path sent to its own.
@@ -808,6 +812,51 @@ fn a_uri_part_that_moves_mas_paths_out_of_the_prefix_is_a_problem() {
         r.problems[0].ends_with("; make it `proxy_pass http://127.0.0.1:8080/;`"),
         "{r:?}"
     );
+}
+
+/// Without a URI part nginx passes each path as it is: public_base's path
+/// must then be the listener's prefix, or MAS answers 404 to its own links.
+#[test]
+fn a_proxy_pass_without_uri_part_needs_public_bases_path_as_the_prefix() {
+    let location = |path: &str, pass: &str| {
+        format!("server {{\n  server_name example.com;\n  location {path} {{\n    proxy_pass {pass};\n  }}\n}}\n")
+    };
+    // public_base under /auth, the listener without a prefix.
+    let unprefixed = SAME_HOST.replace("      prefix: /auth\n", "");
+    let r = report_for(&unprefixed, &location("/auth/", "http://127.0.0.1:8080"));
+    assert_eq!(
+        r.problems,
+        ["site.conf:4: `proxy_pass http://127.0.0.1:8080` passes /auth/.well-known/openid-configuration to MAS as it is, but listener web (mas.yaml:4:7: http.listeners[0]) serves it at /.well-known/openid-configuration, without a `prefix`, so MAS answers 404 to it (and 24 more of this location's paths); give the listener `prefix: /auth`, as public_base's path, or pass it on as `proxy_pass http://127.0.0.1:8080/;`"],
+        "{r:?}"
+    );
+    // The compat endpoints, a regex location, under a prefix: the fix is
+    // the prefix before the request's URI.
+    let r = report_same_host(&location(
+        "~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)",
+        "http://127.0.0.1:8080",
+    ));
+    assert!(
+        r.problems.iter().any(|p| p.ends_with("; pass it on under the prefix, as `proxy_pass http://127.0.0.1:8080/auth$request_uri;`")),
+        "{r:?}"
+    );
+    // A socket's URI part follows a `:`.
+    let on_socket = unprefixed.replace(
+        "        - host: 127.0.0.1\n          port: 8080\n",
+        "        - socket: /run/mas/web.sock\n",
+    );
+    let r = report_for(
+        &on_socket,
+        &location("/auth/", "http://unix:/run/mas/web.sock"),
+    );
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.ends_with("or pass it on as `proxy_pass http://unix:/run/mas/web.sock:/;`")),
+        "{r:?}"
+    );
+    // Paths that match where the listener serves them are left alone.
+    let r = report_same_host(&location("/auth/", "http://127.0.0.1:8080"));
+    assert!(r.problems.is_empty(), "{r:?}");
 }
 
 #[test]

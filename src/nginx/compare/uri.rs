@@ -74,13 +74,15 @@ pub(super) fn misrouted(at: &str, pass: &Pass, listener: &Listener) -> Option<St
     if pass.module != Module::Http {
         return None;
     }
-    let (bare, uri) = split_uri(pass.arg)?;
     let location = pass.location?;
-    let literal = !uri.contains('$');
     let prefix = match location_path(&location.args) {
         LocationPath::Literal { path, .. } if !pass.in_block => Some(path),
         _ => None,
     };
+    let Some((bare, uri)) = split_uri(pass.arg) else {
+        return unchanged(at, pass, listener, prefix);
+    };
+    let literal = !uri.contains('$');
     if literal && prefix.is_none() {
         // nginx refuses it: `refused` says so.
         return None;
@@ -123,7 +125,7 @@ pub(super) fn misrouted(at: &str, pass: &Pass, listener: &Listener) -> Option<St
         .filter(|_| literal)
         .and_then(|p| fitting_uri(p, &checked))
     {
-        format!("make it `proxy_pass {bare}{uri};`")
+        format!("make it `proxy_pass {};`", with_uri(bare, &uri))
     } else {
         format!("change the URI part so that MAS gets {expected} for {path}")
     };
@@ -133,6 +135,83 @@ pub(super) fn misrouted(at: &str, pass: &Pass, listener: &Listener) -> Option<St
         listener.label(),
         listener.location,
     ))
+}
+
+/// As [`misrouted`], for a `proxy_pass` without a URI part, which passes
+/// each path as it is: MAS's paths, under public_base's path, must then be
+/// where the listener serves them, under its `prefix`.
+fn unchanged(at: &str, pass: &Pass, listener: &Listener, prefix: Option<&str>) -> Option<String> {
+    let location = pass.location?;
+    let checked: Vec<(&str, String, String)> = pass
+        .needs
+        .iter()
+        .filter(|need| !rewritten(location, &need.path))
+        .map(|need| {
+            (
+                need.path.as_str(),
+                need.path.clone(),
+                served_at(listener, need.route),
+            )
+        })
+        .collect();
+    let wrong: Vec<&(&str, String, String)> = checked.iter().filter(|(_, s, e)| s != e).collect();
+    let &&(path, _, ref expected) = wrong.first()?;
+    let served = match &listener.prefix {
+        Some(p) => format!("under its `prefix: {p}`"),
+        None => "without a `prefix`".to_owned(),
+    };
+    let more = match wrong.len() {
+        1 => String::new(),
+        n => format!(" (and {} more of this location's paths)", n - 1),
+    };
+    // public_base's path, which the needs' paths start with.
+    let base = pass
+        .needs
+        .iter()
+        .find(|n| n.path == path)
+        .and_then(|n| n.path.strip_suffix(n.route.trim_start_matches('/')));
+    let prefix_fix = match base.map(|b| b.trim_end_matches('/')) {
+        Some("") => "remove the listener's `prefix`".to_owned(),
+        Some(b) => format!("give the listener `prefix: {b}`, as public_base's path"),
+        None => "make the listener's `prefix` public_base's path".to_owned(),
+    };
+    let listener_prefix = listener
+        .prefix
+        .as_deref()
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let fix = match prefix {
+        Some(p) => match fitting_uri(p, &checked) {
+            Some(uri) => format!(
+                "{prefix_fix}, or pass it on as `proxy_pass {};`",
+                with_uri(pass.arg, &uri)
+            ),
+            None => prefix_fix,
+        },
+        // A regex location (the compat endpoints) takes a URI part only
+        // with variables.
+        None if !listener_prefix.is_empty() => format!(
+            "pass it on under the prefix, as `proxy_pass {}{listener_prefix}$request_uri;`",
+            pass.arg
+        ),
+        None => prefix_fix,
+    };
+    Some(format!(
+        "{at}: `proxy_pass {}` passes {path} to MAS as it is, but listener {} ({}) serves it at {expected}, {served}, so MAS answers 404 to it{more}; {fix}",
+        pass.arg,
+        listener.label(),
+        listener.location,
+    ))
+}
+
+/// A `proxy_pass` argument without a URI part with `uri` added: after a
+/// socket's path it follows a `:` (`http://unix:/run/mas/web.sock:/`).
+fn with_uri(bare: &str, uri: &str) -> String {
+    if bare.contains("://unix:") {
+        format!("{bare}:{uri}")
+    } else {
+        format!("{bare}{uri}")
+    }
 }
 
 /// The path at which `listener` serves `route`: under its `prefix`, as MAS
