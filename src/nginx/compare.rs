@@ -204,6 +204,7 @@ impl<'t> Walker<'_, 't> {
                     let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
                     let resend = resend.within(d.children());
                     self.http_items(d.children(), mas.as_ref(), &Scope::default(), resend);
+                    self.check_compat_routing(d);
                 }
                 _ => self.http_other(d),
             }
@@ -276,6 +277,52 @@ impl<'t> Walker<'_, 't> {
                 }
                 _ => self.http_other(d),
             }
+        }
+    }
+
+    /// On a server that proxies `/_matrix/` (the Matrix host, as its
+    /// homeserver's), MAS's compatibility endpoints must land in a location
+    /// of their own, or logins go to the homeserver, which leaves them to
+    /// MAS and answers none. Only when the config serves `compat`.
+    fn check_compat_routing(&mut self, server: &'t Directive) {
+        let serves_compat = self
+            .plan
+            .listeners
+            .iter()
+            .any(|l| l.resources.iter().any(|r| r == "compat"));
+        let matrix = server.children().iter().find(|c| {
+            c.name == "location"
+                && matches!(location_path(&c.args), LocationPath::Literal { path, .. } if path.starts_with("/_matrix"))
+        });
+        let Some(matrix) = matrix.filter(|_| serves_compat) else {
+            return;
+        };
+        for path in [
+            "/_matrix/client/v3/login",
+            "/_matrix/client/v3/logout",
+            "/_matrix/client/v3/refresh",
+        ] {
+            let Found::At(location) = find_location(server.children(), path) else {
+                continue;
+            };
+            let args = location.args.join(" ");
+            let endpoint = path.rsplit('/').next().unwrap_or_default();
+            if args.contains("_matrix/client") && args.contains(endpoint) {
+                continue;
+            }
+            let lands = if std::ptr::eq(location, matrix) {
+                format!("`location {args}`")
+            } else {
+                format!(
+                    "`location {args}`, on a server that proxies /_matrix/ (line {})",
+                    matrix.line
+                )
+            };
+            self.report.warnings.push(format!(
+                "{}:{}: {path} lands in {lands}, not in a location of MAS's compatibility endpoints, so MAS's {endpoint} goes where that location sends it (the homeserver, which with MAS in charge of logins does not serve it); add `location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)` passing to the listener that serves `compat`, as generate-nginx --matrix-server-name writes",
+                self.site,
+                location.line,
+            ));
         }
     }
 

@@ -183,6 +183,20 @@ pub(super) fn stays(server: &[Directive], location: &Directive, uri: &str) -> bo
 /// literal start (after `^`) or end (before `$`) decides it; `None` when
 /// they do not.
 pub(super) fn regex_matches(pattern: &str, caseless: bool, uri: &str) -> Option<bool> {
+    literal_matches(pattern, caseless, uri).or_else(|| {
+        // What the literals leave open, the pattern itself decides, where
+        // the regex crate reads it as PCRE would (no look-around, no
+        // back-references: those it refuses, and the answer stays open).
+        regex::RegexBuilder::new(pattern)
+            .case_insensitive(caseless)
+            .build()
+            .ok()
+            .map(|re| re.is_match(uri))
+    })
+}
+
+/// [`regex_matches`] by the pattern's literal start and end alone.
+fn literal_matches(pattern: &str, caseless: bool, uri: &str) -> Option<bool> {
     // Inline flags (`(?i)`) change how the literals compare, and an
     // alternation at the top level makes each side a pattern of its own.
     if pattern.contains("(?") || has_top_level_alternation(pattern) {
@@ -341,8 +355,14 @@ mod tests {
         assert_eq!(land(server, "/auth/logo.png"), Some(4));
         // Its literal start rules this one out: the prefix stands.
         assert_eq!(land(server, "/graphql"), Some(2));
-        // It might match here, and only PCRE could tell.
-        assert_eq!(land(server, "/_matrix/client/v3/login"), None);
+        // The pattern itself decides what its literals leave open.
+        assert_eq!(land(server, "/_matrix/client/v3/login"), Some(5));
+        assert_eq!(land(server, "/_matrix/client/v3/sync"), Some(2));
+        // One that only PCRE reads (look-ahead) leaves it open.
+        assert_eq!(
+            land("location / { }\nlocation ~ ^/(?!assets/) { }\n", "/login"),
+            None
+        );
         assert_eq!(land("location /auth/ { }\n", "/graphql"), Some(0));
     }
 
@@ -399,21 +419,24 @@ mod tests {
     }
 
     #[test]
-    fn regular_expressions_are_decided_only_by_their_literals() {
-        let cases: [(&str, bool, &str, Option<bool>); 14] = [
+    fn regular_expressions_are_decided_by_their_literals_then_the_pattern() {
+        let cases: [(&str, bool, &str, Option<bool>); 16] = [
             ("^/auth/", false, "/auth/login", Some(true)),
             ("^/auth/", false, "/login", Some(false)),
             ("^/graphql$", false, "/graphql", Some(true)),
             ("^/graphql$", false, "/graphql/playground", Some(false)),
             ("^/Assets/", true, "/assets/x", Some(true)),
-            ("^/assets?/", false, "/asset/x", None),
+            ("^/assets?/", false, "/asset/x", Some(true)),
             ("^/assets?/", false, "/login", Some(false)),
             ("\\.php$", false, "/graphql", Some(false)),
             ("\\.php$", false, "/x.php", Some(true)),
-            ("\\.(js|css)$", false, "/assets/x.js", None),
-            ("^/a|^/b", false, "/b", None),
-            ("(?i)\\.PHP$", false, "/x.php", None),
-            ("^/oauth2/\\w+$", false, "/oauth2/token", None),
+            ("\\.(js|css)$", false, "/assets/x.js", Some(true)),
+            ("\\.(js|css)$", false, "/assets/x.png", Some(false)),
+            ("^/a|^/b", false, "/b", Some(true)),
+            ("(?i)\\.PHP$", false, "/x.php", Some(true)),
+            ("^/oauth2/\\w+$", false, "/oauth2/token", Some(true)),
+            // Look-around is PCRE's only.
+            ("^/(?!assets/)", false, "/login", None),
             ("^/oauth2/\\w+$", false, "/graphql", Some(false)),
         ];
         for (pattern, caseless, uri, want) in cases {

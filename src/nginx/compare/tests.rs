@@ -482,9 +482,10 @@ fn what_a_location_needs_follows_the_paths_nginx_sends_it() {
         ["site.conf:4: proxy_pass to unix:/run/mas/web.sock reaches listener web (mas.yaml:4:7: http.listeners[0]), which does not serve `graphql`, which paths of this location need (/graphql), so MAS answers 404 to them; add `graphql` to the resources of listener web, or give /graphql a location of its own that reaches unix:/run/mas/api.sock"],
         "{r:?}"
     );
-    // A regular expression that might take MAS's paths leaves them unknown:
-    // nothing is claimed about where they go.
-    let r = report_for(WITH_INTERNAL, "server {\n  server_name auth.example.com;\n  location ~* \\.(css|js|svg)$ {\n    proxy_pass http://127.0.0.1:8081;\n  }\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n}\n");
+    // A regular expression that might take MAS's paths, and that only
+    // PCRE reads (look-ahead), leaves them unknown: nothing is claimed
+    // about where they go.
+    let r = report_for(WITH_INTERNAL, "server {\n  server_name auth.example.com;\n  location ~* ^/(?!_matrix/).*\\.(css|js|svg)$ {\n    proxy_pass http://127.0.0.1:8081;\n  }\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n}\n");
     assert!(r.problems.is_empty(), "{r:?}");
     // Nor about paths that nginx answers or rewrites before they could
     // reach the listener.
@@ -944,4 +945,38 @@ fn a_unix_socket_path_with_dot_dot_reaches_the_bind_it_resolves_to() {
         assert!(r.problems.is_empty(), "{pass}: {r:?}");
         assert_eq!(r.notes.len(), 1, "{pass}: {r:?}");
     }
+}
+
+/// On the Matrix host, MAS's compatibility endpoints need a location of
+/// their own; in the homeserver's `/_matrix/` they go to the homeserver.
+#[test]
+fn compat_endpoints_that_land_in_the_homeservers_location_are_warned_about() {
+    let matrix = |compat: &str| {
+        report_for(
+            WITH_INTERNAL,
+            &format!("server {{\n  server_name matrix.example.com;\n{compat}  location /_matrix/ {{\n    proxy_pass http://127.0.0.1:8008;\n  }}\n}}\n"),
+        )
+    };
+    let endpoints = |r: &Report| -> Vec<String> {
+        r.warnings
+            .iter()
+            .filter(|w| w.contains("not in a location of MAS's compatibility endpoints"))
+            .map(|w| w.split(' ').nth(1).unwrap_or_default().to_owned())
+            .collect()
+    };
+    let generated = "  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n";
+    let r = matrix(generated);
+    assert!(endpoints(&r).is_empty(), "{r:?}");
+    let r = matrix(&generated.replace("(login|logout|refresh)", "(login)"));
+    assert_eq!(
+        endpoints(&r),
+        ["/_matrix/client/v3/logout", "/_matrix/client/v3/refresh"],
+        "{r:?}"
+    );
+    let r = matrix("");
+    assert_eq!(endpoints(&r).len(), 3, "{r:?}");
+    assert!(
+        r.warnings[0].starts_with("site.conf:3: /_matrix/client/v3/login lands in `location /_matrix/`, not in a location of MAS's compatibility endpoints"),
+        "{r:?}"
+    );
 }
