@@ -272,3 +272,25 @@ fn a_key_given_twice_is_a_warning_and_the_last_value_counts() {
         "{stderr}"
     );
 }
+
+/// Output that cannot be written (a full disk) is said, with exit status 2,
+/// rather than lost.
+#[test]
+fn output_that_cannot_be_written_is_said() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.current_dir(repo())
+        .args(["check", "--config", "examples/reverse-proxy.yaml"])
+        .stdout(full);
+    let out = cmd.output().expect("run mas-sockets");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .starts_with("mas-sockets: cannot write the output to stdout: No space left on device"),
+        "{stderr}"
+    );
+}

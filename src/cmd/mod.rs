@@ -122,6 +122,10 @@ pub(crate) fn print_stdout(text: &str) -> io::Result<()> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot write the output to stdout: {e}; check where stdout goes (a full disk?), or give --output-dir where the command has one"),
+        )),
+        Ok(()) => Ok(()),
     }
 }
