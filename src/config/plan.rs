@@ -134,6 +134,8 @@ pub enum ErrorKind {
         assertion: &'static str,
         example: String,
     },
+    #[error("resource `{name}` is listed twice in this listener (first at {first}); MAS merges each resource's routes into one router and stops at start-up on routes given twice (\"Overlapping method route\"); list it once")]
+    RepeatedResource { name: String, first: Location },
     #[error("`tls` sets both `{inline}` and `{file}`, and MAS refuses the config (only one of them may be set); remove one")]
     TlsBoth {
         inline: &'static str,
@@ -985,6 +987,7 @@ impl Checker<'_> {
             }
         };
         let mut names = Vec::new();
+        let mut firsts: Vec<(String, Location)> = Vec::new();
         for (r, item) in items.iter().enumerate() {
             let at = |rest: &str| format!(".resources[{r}]{rest}");
             let Value::Mapping(resource) = item else {
@@ -1010,6 +1013,17 @@ impl Checker<'_> {
                     for (rest, kind) in fields::check_resource(name, resource) {
                         let location = self.listener_location(listener, &at(&rest), default);
                         self.errors.push(ConfigError { location, kind });
+                    }
+                    let here = self.listener_location(listener, &at(".name"), default);
+                    match firsts.iter().find(|(n, _)| n == name) {
+                        Some((_, first)) => self.errors.push(ConfigError {
+                            location: here,
+                            kind: ErrorKind::RepeatedResource {
+                                name: name.clone(),
+                                first: first.clone(),
+                            },
+                        }),
+                        None => firsts.push((name.clone(), here)),
                     }
                     names.push(name.clone());
                 }

@@ -1255,3 +1255,16 @@ fn a_socket_path_mas_or_a_socket_unit_cannot_take_is_refused_at_the_path() {
         plan(&with_binds(&[&format!("{{socket: \"{path}\"}}")]));
     }
 }
+
+/// MAS merges the routes of each resource into one router, and axum stops
+/// it at start-up on a route given twice: a resource listed twice in one
+/// listener is refused, naming both places. In two listeners it is fine.
+#[test]
+fn a_resource_listed_twice_in_one_listener_is_refused() {
+    let twice = "http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{name: health}, {name: human}, {name: health}]\n      binds: [{port: 8080}]\n";
+    assert_eq!(
+        one_error(twice),
+        "c.yaml:5:57: http.listeners[0].resources[2].name: resource `health` is listed twice in this listener (first at c.yaml:5:26: http.listeners[0].resources[0].name); MAS merges each resource's routes into one router and stops at start-up on routes given twice (\"Overlapping method route\"); list it once"
+    );
+    plan("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: a\n      resources: [{name: health}]\n      binds: [{port: 8080}]\n    - name: b\n      resources: [{name: health}]\n      binds: [{port: 8081}]\n");
+}
