@@ -214,13 +214,28 @@ fn misspelt_in(map: &Mapping, wanted: &[&str]) -> String {
 /// Checks the fields of resource `name` beside its name: `graphql`'s
 /// booleans and `assets`' path. Each problem comes with the key path after
 /// the resource's.
-pub fn check_resource(name: &str, resource: &Mapping) -> Vec<(String, ErrorKind)> {
-    let mut problems = Vec::new();
-    let fields: &[(&'static str, bool)] = match name {
+/// The fields of resource `name` besides `name`, and whether each is a
+/// boolean (else a path).
+fn fields_of(name: &str) -> &'static [(&'static str, bool)] {
+    match name {
         "graphql" => &[("playground", true), ("undocumented_oauth2_access", true)],
         "assets" => &[("path", false)],
         _ => &[],
-    };
+    }
+}
+
+/// The keys a resource `name` has besides `name`.
+pub fn resource_fields(name: &str) -> &'static [&'static str] {
+    match name {
+        "graphql" => &["playground", "undocumented_oauth2_access"],
+        "assets" => &["path"],
+        _ => &[],
+    }
+}
+
+pub fn check_resource(name: &str, resource: &Mapping) -> Vec<(String, ErrorKind)> {
+    let mut problems = Vec::new();
+    let fields = fields_of(name);
     for &(key, boolean) in fields {
         let Some(value) = resource.get(key) else {
             continue;

@@ -1014,6 +1014,19 @@ impl Checker<'_> {
                         let location = self.listener_location(listener, &at(&rest), default);
                         self.errors.push(ConfigError { location, kind });
                     }
+                    let known = fields::resource_fields(name);
+                    for key in resource.keys().filter_map(Value::as_str) {
+                        if let Some(meant) = names::near_key(key, known) {
+                            let location = self.listener_location(
+                                listener,
+                                &at(&format!(".{key}#key")),
+                                default,
+                            );
+                            self.warnings.push(format!(
+                                "{location}: unknown key `{key}` in resource `{name}` (did you mean `{meant}`?); MAS ignores it, so the resource has its default `{meant}`; rename it to `{meant}`"
+                            ));
+                        }
+                    }
                     let here = self.listener_location(listener, &at(".name"), default);
                     match firsts.iter().find(|(n, _)| n == name) {
                         Some((_, first)) => self.errors.push(ConfigError {

@@ -1268,3 +1268,16 @@ fn a_resource_listed_twice_in_one_listener_is_refused() {
     );
     plan("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: a\n      resources: [{name: health}]\n      binds: [{port: 8080}]\n    - name: b\n      resources: [{name: health}]\n      binds: [{port: 8081}]\n");
 }
+
+/// A resource field near one MAS knows is warned about with the one meant.
+#[test]
+fn a_misspelt_resource_field_is_warned_about() {
+    let p = plan("http:\n  public_base: https://auth.example.com/\n  listeners:\n    - name: web\n      resources: [{name: graphql, playgrund: true}, {name: assets, pth: /x}, {name: human, extra: 1}]\n      binds: [{port: 8080}]\n");
+    assert_eq!(
+        p.warnings,
+        [
+            "c.yaml:5:35: http.listeners[0].resources[0].playgrund: unknown key `playgrund` in resource `graphql` (did you mean `playground`?); MAS ignores it, so the resource has its default `playground`; rename it to `playground`",
+            "c.yaml:5:68: http.listeners[0].resources[1].pth: unknown key `pth` in resource `assets` (did you mean `path`?); MAS ignores it, so the resource has its default `path`; rename it to `path`",
+        ]
+    );
+}
