@@ -111,14 +111,7 @@ pub(super) fn misrouted(at: &str, pass: &Pass, listener: &Listener) -> Option<St
         }
         _ => format!("nginx sends `{uri}`, evaluated, in place of the request's URI"),
     };
-    let served = match &listener.prefix {
-        Some(p) => format!("under its `prefix: {p}`"),
-        None => "without a `prefix`".to_owned(),
-    };
-    let more = match wrong.len() {
-        1 => String::new(),
-        n => format!(" (and {} more of this location's paths)", n - 1),
-    };
+    let (served, more) = served_and_more(listener, wrong.len());
     let fix = if checked.iter().all(|(p, _, e)| p == e) {
         format!("drop the URI part: `proxy_pass {bare};`")
     } else if let Some(uri) = prefix
@@ -156,14 +149,7 @@ fn unchanged(at: &str, pass: &Pass, listener: &Listener, prefix: Option<&str>) -
         .collect();
     let wrong: Vec<&(&str, String, String)> = checked.iter().filter(|(_, s, e)| s != e).collect();
     let &&(path, _, ref expected) = wrong.first()?;
-    let served = match &listener.prefix {
-        Some(p) => format!("under its `prefix: {p}`"),
-        None => "without a `prefix`".to_owned(),
-    };
-    let more = match wrong.len() {
-        1 => String::new(),
-        n => format!(" (and {} more of this location's paths)", n - 1),
-    };
+    let (served, more) = served_and_more(listener, wrong.len());
     // public_base's path, which the needs' paths start with.
     let base = pass
         .needs
@@ -202,6 +188,20 @@ fn unchanged(at: &str, pass: &Pass, listener: &Listener, prefix: Option<&str>) -
         listener.label(),
         listener.location,
     ))
+}
+
+/// How `listener` serves its paths (`under its prefix: /auth`), and how
+/// many more of `wrong` paths there are, for messages.
+fn served_and_more(listener: &Listener, wrong: usize) -> (String, String) {
+    let served = match &listener.prefix {
+        Some(p) => format!("under its `prefix: {p}`"),
+        None => "without a `prefix`".to_owned(),
+    };
+    let more = match wrong {
+        1 => String::new(),
+        n => format!(" (and {} more of this location's paths)", n - 1),
+    };
+    (served, more)
 }
 
 /// A `proxy_pass` argument without a URI part with `uri` added: after a
