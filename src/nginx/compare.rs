@@ -11,11 +11,12 @@
 //! module is no nginx directive at all.
 //!
 //! A `proxy_pass` that reaches no bind is a problem only when it is meant for
-//! MAS: in an http server named after `public_base`'s host (when
-//! `public_base` has a path, as for MAS under a prefix on the homeserver's
-//! host, only in the locations under that path), in a location whose path is
-//! one of the compatibility endpoints (`_matrix/client` with `login`,
-//! `logout` or `refresh`), or in a stream server that sends the PROXY
+//! MAS: in a location of an http server named after `public_base`'s host
+//! that one of MAS's paths (under `public_base`'s path) lands in, as nginx
+//! picks locations (so MAS under a prefix on the homeserver's host leaves
+//! the homeserver's locations alone), in a location that one of the
+//! compatibility endpoints (`login`, `logout`, `refresh` under
+//! `/_matrix/client/`) lands in, or in a stream server that sends the PROXY
 //! protocol. Others (the homeserver, anything else) are left alone.
 //!
 //! A `proxy_pass` meant for MAS must also reach a listener that serves
@@ -133,6 +134,7 @@ pub fn compare(plan: &Plan, site: &Path, tree: &[Directive], resolver: &dyn Reso
         .any(|d| matches!(d.name.as_str(), "http" | "stream" | "events"));
     let mut walker = Walker {
         plan,
+        compat: Vec::new(),
         site: &shown,
         report: &mut report,
         upstreams: &mut upstreams,
@@ -168,6 +170,9 @@ pub fn compare(plan: &Plan, site: &Path, tree: &[Directive], resolver: &dyn Reso
 
 struct Walker<'a, 't> {
     plan: &'a Plan,
+    /// The locations of the server being walked that the compatibility
+    /// endpoints land in.
+    compat: Vec<&'t Directive>,
     site: &'a str,
     report: &'a mut Report,
     upstreams: &'a mut Vec<(Module, &'t str, &'t Directive)>,
@@ -187,6 +192,23 @@ impl<'t> Walker<'_, 't> {
     fn http_block(&mut self, items: &'t [Directive]) {
         let host = public_host(self.plan);
         let resend = Resend::default().within(items);
+        let named_for_mas = |d: &Directive| {
+            d.children().iter().any(|c| {
+                c.name == "server_name"
+                    && c.args
+                        .iter()
+                        .any(|n| host.as_deref().is_some_and(|h| super::idn::same_host(n, h)))
+            })
+        };
+        // Of the servers named after public_base's host, those on its port
+        // are MAS's when there are any (not, say, the homeserver's
+        // federation server on 8448 under the same name); else all are, as
+        // behind another TLS terminator.
+        let port = public_port(self.plan);
+        let on_port = |d: &Directive| port.is_some_and(|p| listens_on(d.children(), p));
+        let any_on_port = items
+            .iter()
+            .any(|d| d.name == "server" && named_for_mas(d) && on_port(d));
         for d in items {
             match d.name.as_str() {
                 "upstream" => {
@@ -195,13 +217,9 @@ impl<'t> Walker<'_, 't> {
                     }
                 }
                 "server" => {
-                    let named_for_mas = d.children().iter().any(|c| {
-                        c.name == "server_name"
-                            && c.args.iter().any(|n| {
-                                host.as_deref().is_some_and(|h| super::idn::same_host(n, h))
-                            })
-                    });
-                    let mas = named_for_mas.then(|| MasPaths::of(self.plan, d.children()));
+                    let for_mas = named_for_mas(d) && (!any_on_port || on_port(d));
+                    let mas = for_mas.then(|| MasPaths::of(self.plan, d.children()));
+                    self.compat = compat_locations(d.children());
                     let resend = resend.within(d.children());
                     self.http_items(d.children(), mas.as_ref(), &Scope::default(), resend);
                     self.check_compat_routing(d);
@@ -225,13 +243,9 @@ impl<'t> Walker<'_, 't> {
         for d in items {
             match d.name.as_str() {
                 "location" => {
-                    let path = d.args.join(" ");
-                    let compat_here = scope.compat
-                        || (path.contains("_matrix/client")
-                            && ["login", "logout", "refresh"]
-                                .iter()
-                                .any(|e| path.contains(e)));
-                    let for_mas_here = mas.is_some_and(|m| m.holds(&d.args));
+                    let compat_here =
+                        scope.compat || self.compat.iter().any(|l| std::ptr::eq(*l, d));
+                    let for_mas_here = mas.is_some_and(|m| m.lands_in(d));
                     let mut needs_here: Vec<Need> = match mas {
                         Some(m) if for_mas_here => m.needs_of(d),
                         _ => Vec::new(),
@@ -280,48 +294,59 @@ impl<'t> Walker<'_, 't> {
         }
     }
 
-    /// On a server that proxies `/_matrix/` (the Matrix host, as its
-    /// homeserver's), MAS's compatibility endpoints must land in a location
-    /// of their own, or logins go to the homeserver, which leaves them to
-    /// MAS and answers none. Only when the config serves `compat`.
+    /// On a server that proxies the homeserver's client paths (the Matrix
+    /// host), MAS's compatibility endpoints must land in a location of
+    /// their own, or logins go to the homeserver, which leaves them to MAS
+    /// and answers none. Only when the config serves `compat`; not on a
+    /// server for federation alone (port 8448), where clients do not log
+    /// in, nor where an `include` may hold the location.
     fn check_compat_routing(&mut self, server: &'t Directive) {
         let serves_compat = self
             .plan
             .listeners
             .iter()
             .any(|l| l.resources.iter().any(|r| r == "compat"));
-        let matrix = server.children().iter().find(|c| {
-            c.name == "location"
-                && matches!(location_path(&c.args), LocationPath::Literal { path, .. } if path.starts_with("/_matrix"))
-        });
-        let Some(matrix) = matrix.filter(|_| serves_compat) else {
+        let items = server.children();
+        let listens: Vec<&Directive> = items.iter().filter(|c| c.name == "listen").collect();
+        let federation_only = !listens.is_empty()
+            && listens
+                .iter()
+                .all(|l| l.args.first().is_some_and(|a| a.ends_with("8448")));
+        let includes = |items: &[Directive]| items.iter().any(|c| c.name == "include");
+        if !serves_compat || federation_only || includes(items) {
+            return;
+        }
+        // The homeserver's own location for its client paths: one written
+        // for /_matrix, not a catch-all such as MAS's `location /`.
+        let Found::At(homeserver) = find_location(items, HOMESERVER_PATHS[0]) else {
             return;
         };
+        let for_matrix = match location_path(&homeserver.args) {
+            LocationPath::Literal { path, .. } => path.starts_with("/_matrix"),
+            LocationPath::Regex { pattern, .. } => pattern.contains("_matrix"),
+            LocationPath::Named => false,
+        };
+        if !for_matrix {
+            return;
+        }
         for path in [
             "/_matrix/client/v3/login",
             "/_matrix/client/v3/logout",
             "/_matrix/client/v3/refresh",
         ] {
-            let Found::At(location) = find_location(server.children(), path) else {
-                continue;
-            };
-            let args = location.args.join(" ");
-            let endpoint = path.rsplit('/').next().unwrap_or_default();
-            if args.contains("_matrix/client") && args.contains(endpoint) {
-                continue;
+            match find_location(items, path) {
+                Found::At(location) if std::ptr::eq(location, homeserver) => {}
+                _ => continue,
             }
-            let lands = if std::ptr::eq(location, matrix) {
-                format!("`location {args}`")
-            } else {
-                format!(
-                    "`location {args}`, on a server that proxies /_matrix/ (line {})",
-                    matrix.line
-                )
-            };
+            if includes(homeserver.children()) {
+                return;
+            }
+            let endpoint = path.rsplit('/').next().unwrap_or_default();
             self.report.warnings.push(format!(
-                "{}:{}: {path} lands in {lands}, not in a location of MAS's compatibility endpoints, so MAS's {endpoint} goes where that location sends it (the homeserver, which with MAS in charge of logins does not serve it); add `location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)` passing to the listener that serves `compat`, as generate-nginx --matrix-server-name writes",
+                "{}:{}: {path} lands in `location {}`, where the homeserver's client paths go too, not in a location of MAS's compatibility endpoints, so MAS's {endpoint} goes where that location sends it (the homeserver, which with MAS in charge of logins does not serve it); add `location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)` passing to the listener that serves `compat`, as generate-nginx --matrix-server-name writes",
                 self.site,
-                location.line,
+                homeserver.line,
+                homeserver.args.join(" "),
             ));
         }
     }
@@ -377,18 +402,47 @@ impl<'t> Walker<'_, 't> {
     }
 }
 
+/// MAS's compatibility endpoints as clients call them.
+const COMPAT_PATHS: [&str; 6] = [
+    "/_matrix/client/v3/login",
+    "/_matrix/client/r0/login",
+    "/_matrix/client/v3/logout",
+    "/_matrix/client/r0/logout",
+    "/_matrix/client/v3/refresh",
+    "/_matrix/client/v1/refresh",
+];
+
+/// Other client paths of the homeserver's: a location they land in too
+/// (`location /_matrix/`, `~ ^(/_matrix|/_synapse/client)`) is the
+/// homeserver's, however it catches the compatibility endpoints.
+const HOMESERVER_PATHS: [&str; 3] = [
+    "/_matrix/client/v3/sync",
+    "/_matrix/client/versions",
+    "/_matrix/client/v3/account/whoami",
+];
+
+/// The locations of the server `items` that are for the compatibility
+/// endpoints: where one lands, as nginx picks locations, and no other
+/// client path of the homeserver's does.
+fn compat_locations(items: &[Directive]) -> Vec<&Directive> {
+    let at = |path: &str| match find_location(items, path) {
+        Found::At(location) => Some(location),
+        Found::Nowhere | Found::Unknown => None,
+    };
+    let homeservers: Vec<&Directive> = HOMESERVER_PATHS.iter().filter_map(|p| at(p)).collect();
+    COMPAT_PATHS
+        .iter()
+        .filter_map(|p| at(p))
+        .filter(|l| !homeservers.iter().any(|h| std::ptr::eq(*h, *l)))
+        .collect()
+}
+
 /// Which locations of a server named after public_base's host are MAS's:
-/// every one when public_base has no path; under a path (MAS under a prefix,
-/// say on the homeserver's own host), those under it, and one that holds it
-/// (`location /`) unless another location is under the path. And what each
-/// needs: the resources of the paths of MAS (under public_base's path) that
-/// nginx sends to it. A path sent to a location that nginx answers itself
-/// (`alias` for the assets, `return`) needs nothing of MAS.
+/// those that MAS's paths (under public_base's path) land in, as nginx
+/// picks locations, and what each needs: the resources of those paths. A
+/// path sent to a location that nginx answers itself (`alias` for the
+/// assets, `return`) needs nothing of MAS.
 struct MasPaths<'t> {
-    /// public_base's path with a trailing `/`: `/` or `/auth/`.
-    base: String,
-    /// Whether a location of the server lies under `base`.
-    has_base_location: bool,
     /// MAS's paths and the location each lands in.
     landed: Vec<(&'t Directive, Need)>,
 }
@@ -397,10 +451,6 @@ impl<'t> MasPaths<'t> {
     fn of(plan: &Plan, server: &'t [Directive]) -> MasPaths<'t> {
         let path = public_path(plan);
         let base = format!("{}/", path.trim_end_matches('/'));
-        let has_base_location = server.iter().any(|d| {
-            d.name == "location"
-                && matches!(location_path(&d.args), LocationPath::Literal { path, .. } if path.starts_with(&base))
-        });
         let landed = AUTH_ROUTES
             .iter()
             .filter_map(|(resource, route)| {
@@ -419,26 +469,15 @@ impl<'t> MasPaths<'t> {
                 }
             })
             .collect();
-        MasPaths {
-            base,
-            has_base_location,
-            landed,
-        }
+        MasPaths { landed }
     }
 
-    /// Whether a location with these arguments is MAS's.
-    fn holds(&self, args: &[String]) -> bool {
-        if self.base == "/" {
-            return true;
-        }
-        match location_path(args) {
-            LocationPath::Literal { path, .. } => {
-                path.starts_with(&self.base)
-                    || (self.base.starts_with(path) && !self.has_base_location)
-            }
-            LocationPath::Regex { pattern, .. } => pattern.contains(self.base.trim_matches('/')),
-            LocationPath::Named => !self.has_base_location,
-        }
+    /// Whether `location` is MAS's: one of MAS's paths lands in it, as
+    /// nginx picks locations. A location that none reaches (another
+    /// service's, the homeserver's beside a prefix) is not, whatever its
+    /// text holds.
+    fn lands_in(&self, location: &Directive) -> bool {
+        self.landed.iter().any(|(l, _)| std::ptr::eq(*l, location))
     }
 
     /// What `location` needs of MAS.
@@ -486,6 +525,28 @@ fn proxy_protocol_of(items: &[Directive]) -> Option<(bool, usize)> {
         .rev()
         .find(|d| d.name == "proxy_protocol" && d.block.is_none())
         .map(|d| (d.args.first().is_some_and(|a| a == "on"), d.line))
+}
+
+/// The port of `public_base`: given, or its scheme's.
+fn public_port(plan: &Plan) -> Option<u16> {
+    let url = url::Url::parse(plan.public_base.as_deref()?.trim()).ok()?;
+    url.port_or_known_default()
+}
+
+/// Whether a server with `items` listens on `port`; without `listen`,
+/// nginx listens on port 80.
+fn listens_on(items: &[Directive], port: u16) -> bool {
+    let listens: Vec<&Directive> = items.iter().filter(|c| c.name == "listen").collect();
+    if listens.is_empty() {
+        return port == 80;
+    }
+    listens.iter().any(|l| {
+        l.args.first().is_some_and(|a| {
+            let tail = a.rsplit(':').next().unwrap_or(a);
+            // `443`, `[::]:443`, `127.0.0.1:443`; a unix: listen has none.
+            !a.starts_with("unix:") && tail.parse::<u16>() == Ok(port)
+        })
+    })
 }
 
 /// The host of `public_base`, lower-cased, without port or brackets.

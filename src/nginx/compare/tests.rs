@@ -976,7 +976,57 @@ fn compat_endpoints_that_land_in_the_homeservers_location_are_warned_about() {
     let r = matrix("");
     assert_eq!(endpoints(&r).len(), 3, "{r:?}");
     assert!(
-        r.warnings[0].starts_with("site.conf:3: /_matrix/client/v3/login lands in `location /_matrix/`, not in a location of MAS's compatibility endpoints"),
+        r.warnings[0].starts_with("site.conf:3: /_matrix/client/v3/login lands in `location /_matrix/`, where the homeserver's client paths go too, not in a location of MAS's compatibility endpoints"),
         "{r:?}"
     );
+    // Other spellings of the compat location, nested in the homeserver's
+    // or not, are compat locations all the same; a federation server and
+    // one whose locations may come from an include are left alone.
+    for compat in [
+        "  location ~ ^\\/_matrix\\/client\\/(r0|v3)\\/(login|logout|refresh) {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n",
+        "  location ~* ^/_matrix/client/[^/]+/(log(in|out)|refresh) {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n",
+        "  location ~ ^/_matrix/client/(?:r0|v3)/(login|logout|refresh)(/|$) {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n",
+    ] {
+        let r = matrix(compat);
+        assert!(endpoints(&r).is_empty(), "{compat}: {r:?}");
+        assert!(r.problems.is_empty(), "{compat}: {r:?}");
+    }
+    let r = report_for(WITH_INTERNAL, "server {\n  listen 8448 ssl;\n  server_name matrix.example.com;\n  location /_matrix/ {\n    proxy_pass http://127.0.0.1:8008;\n  }\n}\n");
+    assert!(endpoints(&r).is_empty(), "{r:?}");
+    let r = matrix("  include snippets/mas-compat.conf;\n");
+    assert!(endpoints(&r).is_empty(), "{r:?}");
+}
+
+/// Which locations are MAS's follows where MAS's paths land, not what a
+/// location's text holds: under a prefix, `location /auth` (no slash) is
+/// MAS's and `location /` the homeserver's; a homeserver regex that names
+/// `auth` or a registration token is not MAS's either.
+#[test]
+fn locations_are_masss_where_its_paths_land() {
+    let under_prefix = WITH_INTERNAL
+        .replace("https://auth.example.com/", "https://example.com/auth/")
+        .replace(
+            "    - name: web\n",
+            "    - name: web\n      prefix: /auth\n",
+        )
+        .replace("{name: graphql}]", "{name: graphql}, {name: assets}]");
+    let site = "server {\n  server_name example.com;\n  location /auth {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n  location ~ ^/_matrix/client/v1/auth_metadata {\n    proxy_pass http://127.0.0.1:8008;\n  }\n  location ~ ^/_matrix/client/v1/register/m.login.registration_token/validity {\n    proxy_pass http://127.0.0.1:8008;\n  }\n  location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {\n    proxy_pass http://unix:/run/mas/web.sock:/auth$request_uri;\n  }\n  location / {\n    proxy_pass http://127.0.0.1:8008;\n  }\n}\n";
+    let r = report_for(&under_prefix, site);
+    assert!(r.problems.is_empty(), "{r:?}");
+}
+
+/// A server of public_base's name on another port (the homeserver's
+/// federation on 8448) is not MAS's when one on public_base's port is.
+#[test]
+fn a_server_of_the_same_name_on_another_port_is_not_masss() {
+    let mas = "  listen 443 ssl;\n  server_name auth.example.com;\n  location ^~ /assets/ {\n    alias /usr/share/mas/assets/;\n  }\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n";
+    let federation = "  listen 8448 ssl;\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://127.0.0.1:8008;\n  }\n";
+    let r = report_for(
+        WITH_INTERNAL,
+        &format!("server {{\n{mas}}}\nserver {{\n{federation}}}\n"),
+    );
+    assert!(r.problems.is_empty(), "{r:?}");
+    // Alone, it is taken for MAS's (as behind another TLS terminator).
+    let r = report_for(WITH_INTERNAL, &format!("server {{\n{federation}}}\n"));
+    assert_eq!(r.problems.len(), 1, "{r:?}");
 }
