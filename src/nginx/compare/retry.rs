@@ -140,6 +140,9 @@ pub(super) fn max_fails(
         .map(|d| d.line)
         .collect();
     let first = *lacking.first()?;
+    // Entries on one line are that line once.
+    let mut lacking = lacking;
+    lacking.dedup();
     let name = upstream.args.first().map_or("", String::as_str);
     let lines = match lacking.as_slice() {
         [one] => format!("line {one}"),
@@ -152,13 +155,14 @@ pub(super) fn max_fails(
         ),
         [] => unreachable!("lacking has a first entry"),
     };
-    let cost = if lacking.len() == entries.len() {
+    let all = entries.iter().all(|d| !counts_no_failures(d));
+    let cost = if all {
         "so a restart or crash of MAS that closes one connection on each leaves none, and nginx answers 502 to every request (\"no live upstreams\") until they are back"
     } else {
         "and meanwhile a request that MAS closes unanswered on the other entries may have no next server to be sent to"
     };
     Some(format!(
-        "{site}:{first}: upstream {name}, which reaches listener {listener}, has entries without `max_fails=0` ({lines}): nginx takes such an entry out for fail_timeout (10 s by default) after one failed connection, {cost}; add `max_fails=0` to each"
+        "{site}:{first}: upstream {name}, which reaches listener {listener}, has entries without `max_fails=0` ({lines}): nginx takes such an entry out for its fail_timeout (10 s by default; under a second with `fail_timeout=0`) after one failed connection, {cost}; add `max_fails=0` to each"
     ))
 }
 

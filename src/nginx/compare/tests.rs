@@ -534,6 +534,22 @@ fn upstream_site(servers: &str, server_extra: &str, location_extra: &str) -> Str
 
 const TWICE: &str = "  server unix:/run/mas/web.sock max_fails=0;\n  server unix:/run/mas/web.sock max_fails=0 backup;\n";
 
+/// Two entries on one line are named by that line once.
+#[test]
+fn entries_on_one_line_are_named_once() {
+    let r = report(&upstream_site(
+        "  server unix:/run/mas/web.sock; server unix:/run/mas/web.sock backup;\n",
+        "",
+        "",
+    ));
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("without `max_fails=0` (line 2):")),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn an_upstream_of_two_entries_without_max_fails_0_is_warned_of() {
     // nginx: one failed connection takes an entry out for 10 s; with both
@@ -546,7 +562,7 @@ fn an_upstream_of_two_entries_without_max_fails_0_is_warned_of() {
     assert!(r.problems.is_empty(), "{r:?}");
     assert_eq!(
         r.warnings,
-        ["site.conf:2: upstream mas_web, which reaches listener web, has entries without `max_fails=0` (lines 2 and 3): nginx takes such an entry out for fail_timeout (10 s by default) after one failed connection, so a restart or crash of MAS that closes one connection on each leaves none, and nginx answers 502 to every request (\"no live upstreams\") until they are back; add `max_fails=0` to each"],
+        ["site.conf:2: upstream mas_web, which reaches listener web, has entries without `max_fails=0` (lines 2 and 3): nginx takes such an entry out for its fail_timeout (10 s by default; under a second with `fail_timeout=0`) after one failed connection, so a restart or crash of MAS that closes one connection on each leaves none, and nginx answers 502 to every request (\"no live upstreams\") until they are back; add `max_fails=0` to each"],
         "{r:?}"
     );
     // One without: the other stays, but the resend loses its next server.
