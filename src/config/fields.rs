@@ -150,7 +150,7 @@ pub fn check_tls(value: &Value) -> Vec<(String, ErrorKind)> {
             Some(other) => problems.push((
                 format!(".tls.{key}"),
                 ErrorKind::WrongType {
-                    key: tls_key(key),
+                    key,
                     found: kind_of(other),
                     expected: "a string",
                     fix: if key.ends_with("_file") {
@@ -168,18 +168,12 @@ pub fn check_tls(value: &Value) -> Vec<(String, ErrorKind)> {
         ("password", "password_file", None),
     ] {
         match (set(inline), set(file), what) {
-            (true, true, _) => problems.push((
-                ".tls".into(),
-                ErrorKind::TlsBoth {
-                    inline: tls_key(inline),
-                    file: tls_key(file),
-                },
-            )),
+            (true, true, _) => problems.push((".tls".into(), ErrorKind::TlsBoth { inline, file })),
             (false, false, Some(what)) => problems.push((
                 ".tls".into(),
                 ErrorKind::TlsMissing {
                     what,
-                    file: tls_key(file),
+                    file,
                     hint: misspelt_in(tls, &[inline, file]),
                 },
             )),
@@ -187,14 +181,6 @@ pub fn check_tls(value: &Value) -> Vec<(String, ErrorKind)> {
         }
     }
     problems
-}
-
-/// `key` as the `&'static str` of [`TLS_KEYS`].
-fn tls_key(key: &str) -> &'static str {
-    TLS_KEYS
-        .iter()
-        .find(|k| **k == key)
-        .expect("a key of TLS_KEYS")
 }
 
 /// ` (is `x` meant to be `y`?)` for a key of `map` that is a near miss of one
@@ -211,12 +197,9 @@ fn misspelt_in(map: &Mapping, wanted: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// Checks the fields of resource `name` beside its name: `graphql`'s
-/// booleans and `assets`' path. Each problem comes with the key path after
-/// the resource's.
 /// The fields of resource `name` besides `name`, and whether each is a
 /// boolean (else a path).
-fn fields_of(name: &str) -> &'static [(&'static str, bool)] {
+pub fn fields_of(name: &str) -> &'static [(&'static str, bool)] {
     match name {
         "graphql" => &[("playground", true), ("undocumented_oauth2_access", true)],
         "assets" => &[("path", false)],
@@ -224,15 +207,9 @@ fn fields_of(name: &str) -> &'static [(&'static str, bool)] {
     }
 }
 
-/// The keys a resource `name` has besides `name`.
-pub fn resource_fields(name: &str) -> &'static [&'static str] {
-    match name {
-        "graphql" => &["playground", "undocumented_oauth2_access"],
-        "assets" => &["path"],
-        _ => &[],
-    }
-}
-
+/// Checks the fields of resource `name` beside its name: `graphql`'s
+/// booleans and `assets`' path. Each problem comes with the key path after
+/// the resource's.
 pub fn check_resource(name: &str, resource: &Mapping) -> Vec<(String, ErrorKind)> {
     let mut problems = Vec::new();
     let fields = fields_of(name);

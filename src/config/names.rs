@@ -89,14 +89,7 @@ pub fn near_key(key: &str, known: &[&'static str]) -> Option<&'static str> {
 
 /// The known section `key` is probably a misspelling of, if any.
 pub fn near_section(key: &str) -> Option<&'static str> {
-    if KNOWN_SECTIONS.contains(&key) {
-        return None;
-    }
-    KNOWN_SECTIONS
-        .iter()
-        .filter(|s| is_near(key, s))
-        .min_by_key(|s| edit_distance(&key.to_ascii_lowercase(), s))
-        .copied()
+    near_key(key, KNOWN_SECTIONS)
 }
 
 /// ` (did you mean `x`?)` for the closest of `candidates` that is near

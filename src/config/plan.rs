@@ -1014,9 +1014,10 @@ impl Checker<'_> {
                         let location = self.listener_location(listener, &at(&rest), default);
                         self.errors.push(ConfigError { location, kind });
                     }
-                    let known = fields::resource_fields(name);
+                    let known: Vec<&'static str> =
+                        fields::fields_of(name).iter().map(|(k, _)| *k).collect();
                     for key in resource.keys().filter_map(Value::as_str) {
-                        if let Some(meant) = names::near_key(key, known) {
+                        if let Some(meant) = names::near_key(key, &known) {
                             let location = self.listener_location(
                                 listener,
                                 &at(&format!(".{key}#key")),

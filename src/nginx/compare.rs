@@ -63,6 +63,7 @@ use self::locations::{find_location, location_path, stays, Found, LocationPath};
 use self::retry::Resend;
 use self::targets::{addresses, entry_target, reaches, targets_of, unheld, Target};
 use super::routes::{AUTH_ROUTES, COMPAT_SAMPLE};
+use super::site::COMPAT_LOCATION;
 use super::syntax::Directive;
 use crate::config::plan::Resolver;
 use crate::config::{Bind, Listener, Plan};
@@ -326,24 +327,18 @@ impl<'t> Walker<'_, 't> {
             LocationPath::Regex { pattern, .. } => pattern.contains("_matrix"),
             LocationPath::Named => false,
         };
-        if !for_matrix {
+        if !for_matrix || includes(homeserver.children()) {
             return;
         }
-        for path in [
-            "/_matrix/client/v3/login",
-            "/_matrix/client/v3/logout",
-            "/_matrix/client/v3/refresh",
-        ] {
+        // Each endpoint once, as clients call it now.
+        for path in COMPAT_PATHS.iter().filter(|p| p.contains("/v3/")) {
             match find_location(items, path) {
                 Found::At(location) if std::ptr::eq(location, homeserver) => {}
                 _ => continue,
             }
-            if includes(homeserver.children()) {
-                return;
-            }
             let endpoint = path.rsplit('/').next().unwrap_or_default();
             self.report.warnings.push(format!(
-                "{}:{}: {path} lands in `location {}`, where the homeserver's client paths go too, not in a location of MAS's compatibility endpoints, so MAS's {endpoint} goes where that location sends it (the homeserver, which with MAS in charge of logins does not serve it); add `location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)` passing to the listener that serves `compat`, as generate-nginx --matrix-server-name writes",
+                "{}:{}: {path} lands in `location {}`, where the homeserver's client paths go too, not in a location of MAS's compatibility endpoints, so MAS's {endpoint} goes where that location sends it (the homeserver, which with MAS in charge of logins does not serve it); add `location ~ {COMPAT_LOCATION}` passing to the listener that serves `compat`, as generate-nginx --matrix-server-name writes",
                 self.site,
                 homeserver.line,
                 homeserver.args.join(" "),
@@ -449,24 +444,14 @@ struct MasPaths<'t> {
 
 impl<'t> MasPaths<'t> {
     fn of(plan: &Plan, server: &'t [Directive]) -> MasPaths<'t> {
-        let path = public_path(plan);
-        let base = format!("{}/", path.trim_end_matches('/'));
-        let landed = AUTH_ROUTES
-            .iter()
-            .filter_map(|(resource, route)| {
-                let path = format!("{base}{}", route.trim_start_matches('/'));
-                match find_location(server, &path) {
-                    Found::At(location) if stays(server, location, &path) => Some((
-                        location,
-                        Need {
-                            resource,
-                            path,
-                            route,
-                        },
-                    )),
-                    // Answered by nginx, rewritten, or not known.
-                    Found::At(_) | Found::Nowhere | Found::Unknown => None,
+        let landed = public_site_needs(plan)
+            .into_iter()
+            .filter_map(|need| match find_location(server, &need.path) {
+                Found::At(location) if stays(server, location, &need.path) => {
+                    Some((location, need))
                 }
+                // Answered by nginx, rewritten, or not known.
+                Found::At(_) | Found::Nowhere | Found::Unknown => None,
             })
             .collect();
         MasPaths { landed }

@@ -549,7 +549,8 @@ impl Supervisor<'_> {
     /// Sends to systemd, after what still waits for room in its queue; never
     /// blocks.
     fn notify(&self, states: &[NotifyState]) {
-        if states.contains(&NotifyState::Ready) {
+        // After READY=1, or STOPPING=1, systemd waits for no READY=1.
+        if states.contains(&NotifyState::Ready) || states.contains(&NotifyState::Stopping) {
             self.reloading_until.set(None);
         }
         self.systemd.send(states);
@@ -920,16 +921,22 @@ impl Supervisor<'_> {
         Ok(new.rewrite(&self.binds))
     }
 
+    /// Ends systemd's reload with `READY=1`, saying why it failed and what
+    /// serves now.
+    fn notify_restart_failed(&self, why: &str, serving: &str) {
+        self.notify(&[
+            NotifyState::Ready,
+            NotifyState::Status(format!("restart failed: {why}; {serving}")),
+        ]);
+    }
+
     fn finish_restart_failed(&mut self, waiters: Vec<Reply>, began: Instant, why: String) {
         let serving = self.status_line();
         warn!(
             "restart failed after {:?}: {why}; {serving}",
             began.elapsed()
         );
-        self.notify(&[
-            NotifyState::Ready,
-            NotifyState::Status(format!("restart failed: {why}; {serving}")),
-        ]);
+        self.notify_restart_failed(&why, &serving);
         self.record(Err(why.clone()));
         if let Some(pid) = self
             .hung
@@ -1026,11 +1033,7 @@ impl Supervisor<'_> {
         if let Some(why) = restart.failed {
             // The waiters heard it when the new MAS died; systemd, which
             // waits for the end of the reload, hears it now.
-            let serving = self.status_line();
-            self.notify(&[
-                NotifyState::Ready,
-                NotifyState::Status(format!("restart failed: {why}; {serving}")),
-            ]);
+            self.notify_restart_failed(&why, &self.status_line());
             self.after_restart();
             return;
         }
@@ -1211,10 +1214,6 @@ impl Supervisor<'_> {
             );
             warn!("{why}");
             self.answer_signal_waiters(&Err(why));
-        }
-        if self.stopping.is_some() {
-            // STOPPING=1 went after it; systemd waits for no READY=1 now.
-            self.reloading_until.set(None);
         }
         if self.reloading_until.get().is_some_and(|at| now >= at) {
             let pid = self.current.as_ref().map_or(0, |g| g.pid);
