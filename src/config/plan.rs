@@ -602,8 +602,7 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
             }
             for key in http.keys().filter_map(Value::as_str) {
                 if let Some(meant) = names::near_key(key, names::HTTP_KEYS) {
-                    let mut location = cx.location(&format!("http.{key}#key"));
-                    location.key = format!("http.{key}");
+                    let location = cx.location(&format!("http.{key}#key"));
                     cx.warnings.push(format!(
                         "{location}: unknown key `{key}` in `http` (did you mean `{meant}`?); MAS ignores it, so `http` has no `{meant}` from it; rename it to `{meant}`"
                     ));
@@ -724,7 +723,8 @@ impl Checker<'_> {
                 .merged
                 .locate(key)
                 .map(|(path, pos)| (path.to_owned(), pos)),
-            key: key.to_owned(),
+            // `#key` asks for the key's own position; it is not part of the path shown.
+            key: key.trim_end_matches("#key").to_owned(),
         }
     }
 
@@ -765,8 +765,7 @@ impl Checker<'_> {
         };
         for key in map.keys().filter_map(Value::as_str) {
             if let Some(meant) = names::near_key(key, names::LISTENER_KEYS) {
-                let mut location = here(self, &format!(".{key}#key"));
-                location.key = format!("http.listeners[{index}].{key}");
+                let location = here(self, &format!(".{key}#key"));
                 self.warnings.push(format!(
                     "{location}: unknown key `{key}` in a listener (did you mean `{meant}`?); MAS ignores it, so the listener has no `{meant}` from it; rename it to `{meant}`"
                 ));
@@ -1412,13 +1411,7 @@ impl Checker<'_> {
             let Some(section) = names::near_section(key) else {
                 continue;
             };
-            let location = Location {
-                file: self
-                    .merged
-                    .locate(&format!("{key}#key"))
-                    .map(|(path, pos)| (path.to_owned(), pos)),
-                key: key.to_owned(),
-            };
+            let location = self.location(&format!("{key}#key"));
             let consequence = if section == "http" && http_is_default {
                 "and without an `http` section serves its built-in listeners on every address ([::]:8080)"
             } else {
@@ -1449,8 +1442,7 @@ impl Checker<'_> {
             at_http.insert(0, (String::new(), keys));
         }
         for (rest, keys) in at_http {
-            let mut location = self.location(&format!("http{rest}.{}#key", merge::MERGE_KEY));
-            location.key = format!("http{rest}.{}", merge::MERGE_KEY);
+            let location = self.location(&format!("http{rest}.{}#key", merge::MERGE_KEY));
             found.push((location, merge::warning(&keys)));
         }
         if let Some(Value::Sequence(listeners)) = http.get("listeners") {
@@ -1458,12 +1450,11 @@ impl Checker<'_> {
                 let mut here = Vec::new();
                 merges_in(listener, "", &mut here);
                 for (rest, keys) in here {
-                    let mut location = self.listener_location(
+                    let location = self.listener_location(
                         i,
                         &format!("{rest}.{}#key", merge::MERGE_KEY),
                         false,
                     );
-                    location.key = format!("http.listeners[{i}]{rest}.{}", merge::MERGE_KEY);
                     found.push((location, merge::warning(&keys)));
                 }
             }

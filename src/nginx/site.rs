@@ -517,15 +517,8 @@ impl Upstream {
             ));
         }
         let is_tcp = !matches!(bind.spec, BindSpec::Unix { .. });
-        if is_tcp && listener.proxy_protocol {
-            let loopback_only = servers.iter().all(|s| {
-                s.address
-                    .parse::<SocketAddr>()
-                    .is_ok_and(|a| a.ip().is_loopback())
-            });
-            if !loopback_only || every_address.is_some() {
-                warnings.push(bind.proxy_protocol_exposed(listener));
-            }
+        if listener.proxy_protocol && bind.reaches_beyond_loopback() {
+            warnings.push(bind.proxy_protocol_exposed(listener));
         }
         if is_tcp && !listener.proxy_protocol {
             for server in &servers {
