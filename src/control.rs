@@ -123,42 +123,20 @@ pub fn request(
             }
         }
     })?;
-    let exchange = |stream: &mut UnixStream| -> io::Result<String> {
-        stream.set_read_timeout(timeout)?;
-        stream.write_all(format!("{}\n", command.as_str()).as_bytes())?;
-        stream.shutdown(std::net::Shutdown::Write)?;
-        // Up to the supervisor's close, which comes once it is done with
-        // the connection.
-        let mut answer = String::new();
-        match stream.read_to_string(&mut answer) {
-            // A supervisor that closes without reading all of the request
-            // (one that is busy) resets the connection after its answer.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && answer.ends_with('\n') => {}
-            other => {
-                other?;
+    let answer =
+        exchange(&mut stream, command, timeout).map_err(|error| match (error.kind(), timeout) {
+            // A read timeout shows as EAGAIN ("os error 11").
+            (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(timeout)) => {
+                ClientError::NoAnswer {
+                    path: path.clone(),
+                    timeout,
+                }
             }
-        }
-        if answer.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the connection closed without an answer",
-            ));
-        }
-        Ok(answer)
-    };
-    let answer = exchange(&mut stream).map_err(|error| match (error.kind(), timeout) {
-        // A read timeout shows as EAGAIN ("os error 11").
-        (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(timeout)) => {
-            ClientError::NoAnswer {
+            _ => ClientError::Exchange {
                 path: path.clone(),
-                timeout,
-            }
-        }
-        _ => ClientError::Exchange {
-            path: path.clone(),
-            error,
-        },
-    })?;
+                error,
+            },
+        })?;
     match answer.strip_prefix(BUSY).and_then(|t| t.strip_prefix(' ')) {
         Some(text) => Err(ClientError::Busy {
             path,
@@ -166,6 +144,47 @@ pub fn request(
         }),
         None => Ok(answer),
     }
+}
+
+/// Writes `command` on `stream` and reads the answer up to the close.
+fn exchange(
+    stream: &mut UnixStream,
+    command: Command,
+    timeout: Option<Duration>,
+) -> io::Result<String> {
+    stream.set_read_timeout(timeout)?;
+    match stream
+        .write_all(format!("{}\n", command.as_str()).as_bytes())
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write))
+    {
+        // A supervisor that does not take the connection (one that is
+        // busy) may answer and close before the request is written:
+        // its answer is still there to read.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) => {}
+        other => other?,
+    }
+    // Up to the supervisor's close, which comes once it is done with
+    // the connection.
+    let mut answer = String::new();
+    match stream.read_to_string(&mut answer) {
+        // A supervisor that closes without reading all of the request
+        // (one that is busy) resets the connection after its answer.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset && answer.ends_with('\n') => {}
+        other => {
+            other?;
+        }
+    }
+    if answer.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the connection closed without an answer",
+        ));
+    }
+    Ok(answer)
 }
 
 /// Who may use the control socket at `path` in `dir`: root, and the
@@ -208,6 +227,19 @@ mod tests {
         assert_eq!(
             encode_outcome(&Err("two\nlines".into())),
             "error two lines\n"
+        );
+    }
+
+    /// A supervisor that answers "busy" and closes before the client has
+    /// written its request: the client gets the answer, not EPIPE.
+    #[test]
+    fn an_answer_sent_before_the_request_is_written_is_read() {
+        let (mut client, mut supervisor) = UnixStream::pair().unwrap();
+        supervisor.write_all(b"busy try again\n").unwrap();
+        drop(supervisor);
+        assert_eq!(
+            exchange(&mut client, Command::Status, Some(Duration::from_secs(5))).unwrap(),
+            "busy try again\n"
         );
     }
 
