@@ -1,27 +1,23 @@
-//! The supervisor's event loop: MAS on the assigned sockets, its notifications
-//! relayed to systemd, zero-downtime restarts, crash recovery, the watchdog,
-//! and a clean stop.
+//! The supervisor: MAS on the assigned sockets, its notifications relayed to
+//! systemd, zero-downtime restarts, crash recovery, the watchdog, and a clean
+//! stop. Towards systemd the supervisor stays the main process throughout.
 //!
-//! Protocols: sd_notify(3) on both sides. Every MAS gets the same private
-//! `NOTIFY_SOCKET`; a datagram counts only when its credentials carry the pid
-//! of one of our MAS processes, and it is attributed to that generation.
-//! Towards systemd the supervisor stays the main process: it never relays
-//! `MAINPID=`, and it says `READY=1` only when a MAS is ready.
+//! This module holds what callers see ([`run`], [`Request`], [`Options`],
+//! [`Outcome`], [`SuperviseError`]), the supervisor's state, and the event
+//! loop in [`run`]. The loop waits on four sources and hands each event to
+//! the submodule that owns it:
 //!
-//! A restart (SIGHUP, or `restart` on the control socket): `RELOADING=1` with
-//! `MONOTONIC_USEC=`; re-read and check the config (a changed set of binds is
-//! refused: the sockets stay, whether the socket units or we made them);
-//! start the new MAS on the same sockets; wait for its `READY=1` (ready
-//! timeout); SIGTERM the old one, let it drain (drain timeout), SIGKILL it if
-//! it must; then `READY=1` and a `STATUS=`. Both serve the same listening sockets meanwhile, so no
-//! connection is refused. Requests that arrive during a restart are coalesced
-//! into one more restart after it. If the new MAS exits, is not ready in time,
-//! or the config is invalid, it is killed and the old one keeps serving.
+//! - a MAS's exit: `crash` (the end of a restart's drain, a new MAS that
+//!   failed, a crash and the start after it, or giving up);
+//! - a datagram on the private notify socket: `relay` (sd_notify(3), what
+//!   each MAS may say and what of it reaches systemd);
+//! - a request from a signal or the control socket: `requests`, with the
+//!   socket itself in `control_socket`;
+//! - a deadline or a watchdog tick: `timers`.
 //!
-//! A MAS that dies while serving is started again on the same sockets after a
-//! growing delay; connections wait in the backlog meanwhile. Too many crashes
-//! within the window, and the supervisor exits so that systemd's `Restart=`
-//! applies (the socket units keep the sockets).
+//! Zero-downtime restarts are `restart`'s, the `STATUS=` text and the
+//! `status` report are `status`'s, one MAS process is a
+//! `generation::Generation`, and the private files live in [`runtime_dir`].
 //!
 //! Stopping: `STOPPING=1`, SIGTERM to every MAS, up to the stop timeout, then
 //! SIGKILL; wait for all; remove the private files.
