@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde_norway::{Mapping, Value};
@@ -25,9 +25,11 @@ use super::raw::{big_int, kind_of, Merged};
 
 pub use self::endpoint::{same_path, Endpoint, MAX_UNIX_PATH};
 pub use self::error::{escape_controls, ConfigError, ErrorKind, Location, Refused};
+pub use self::resolver::{Resolver, SystemResolver};
 
 mod endpoint;
 mod error;
+mod resolver;
 
 /// Resource names MAS knows (mas-facts.md); others are reported, not refused,
 /// so that a newer MAS with a new resource still works.
@@ -247,23 +249,6 @@ listeners:
       - host: localhost
         port: 8081
 "#;
-
-/// How host names are turned into addresses; a parameter so tests need no DNS.
-pub trait Resolver {
-    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String>;
-}
-
-/// The system resolver (getaddrinfo through std).
-pub struct SystemResolver;
-
-impl Resolver for SystemResolver {
-    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-        (host, port)
-            .to_socket_addrs()
-            .map(|addrs| addrs.collect())
-            .map_err(|e| e.to_string())
-    }
-}
 
 /// Checks the merged config and builds the plan; every problem is reported.
 ///
