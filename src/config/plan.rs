@@ -23,10 +23,12 @@ use super::names;
 use super::net::{default_trusted_proxies, IpNet};
 use super::raw::{big_int, kind_of, Merged};
 
+use self::defaults::{default_http_value, DEFAULT_PUBLIC_BASE};
 pub use self::endpoint::{same_path, Endpoint, MAX_UNIX_PATH};
 pub use self::error::{escape_controls, ConfigError, ErrorKind, Location, Refused};
 pub use self::resolver::{Resolver, SystemResolver};
 
+mod defaults;
 mod endpoint;
 mod error;
 mod resolver;
@@ -219,36 +221,6 @@ pub fn fd_bind_value(index: usize, kind: FdKind) -> Value {
     m.insert(Value::from("kind"), Value::from(kind.to_string()));
     Value::Mapping(m)
 }
-
-/// MAS's `http` section when the config has none (its `HttpConfig::default`).
-fn default_http_value() -> Value {
-    serde_norway::from_str(DEFAULT_HTTP).expect("the built-in default http section is valid YAML")
-}
-
-/// MAS's `public_base` when the config has no `http` section.
-const DEFAULT_PUBLIC_BASE: &str = "http://[::]:8080/";
-
-/// MAS's built-in listeners and public base, used when the config has no `http`.
-const DEFAULT_HTTP: &str = r#"
-public_base: "http://[::]:8080/"
-listeners:
-  - name: web
-    resources:
-      - name: discovery
-      - name: human
-      - name: oauth
-      - name: compat
-      - name: graphql
-      - name: assets
-    binds:
-      - address: "[::]:8080"
-  - name: internal
-    resources:
-      - name: health
-    binds:
-      - host: localhost
-        port: 8081
-"#;
 
 /// Checks the merged config and builds the plan; every problem is reported.
 ///
