@@ -82,6 +82,9 @@ impl fmt::Display for BindSpec {
     }
 }
 
+/// Keys a bind may carry, across all four forms.
+const BIND_KEYS: &[&str] = &["host", "port", "address", "socket", "mode", "fd", "kind"];
+
 /// One bind of one listener, checked.
 #[derive(Debug, Clone)]
 pub struct Bind {

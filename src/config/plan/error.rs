@@ -10,8 +10,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::check::BIND_KEYS;
-use super::MAX_UNIX_PATH;
+use super::{BIND_KEYS, MAX_UNIX_PATH};
 use crate::config::merge;
 use crate::config::names;
 use crate::config::raw::Pos;
