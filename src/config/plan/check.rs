@@ -1,12 +1,17 @@
-//! The checks that turn the merged config into a [`Plan`]: [`build`] walks
-//! the `http` section, its listeners, their resources and binds, and the
-//! keys around them, records every problem as a [`ConfigError`] and every
-//! remark as a warning, and gives the plan only when no problem was found.
+//! The checks that turn the merged config into a [`Plan`]. [`build`] reads
+//! the `http` section itself (`public_base`, `issuer`, `trusted_proxies`, a
+//! misspelt key), hands each listener to `listener` (which hands on its
+//! resources to `resources` and each bind to `bind`), has `keys` walk the
+//! whole config for keys MAS reads otherwise than written, and then checks
+//! what listeners may not share: a socket or fd, and a name. Every problem is
+//! recorded as a [`ConfigError`] and every remark as a warning; the plan comes
+//! only when no problem was found.
 //!
-//! What the errors say is in [`error`](super::error), what the plan holds
-//! is in [`plan`](super), and the typed settings beside the binds (URLs,
-//! `tls`, resource fields) are read by [`fields`]. Nothing here opens a
-//! socket; host names go to the [`Resolver`] given.
+//! The [`Checker`] carries what these share: the merged config, to locate a
+//! key path, and the errors and warnings found so far. What the errors say is
+//! in `plan/error.rs`, and what a URL, `tls` or a resource field may hold in
+//! [`fields`]. Nothing here opens a socket; host names go to the
+//! [`Resolver`] given.
 
 use serde_norway::Value;
 
