@@ -161,6 +161,8 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
     }
 }
 
+/// What the checks share while they walk the config: the merged config, to
+/// locate key paths in, and the errors and warnings found so far.
 struct Checker<'a> {
     merged: &'a Merged,
     errors: Vec<ConfigError>,
@@ -169,6 +171,8 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// Where the key path `key` is; with `#key` at its end, where the key
+    /// itself is rather than its value.
     fn location(&self, key: &str) -> Location {
         Location {
             file: self
@@ -180,6 +184,8 @@ impl Checker<'_> {
         }
     }
 
+    /// Where `rest` (a key path after the listener's, such as `.binds[0]`) is
+    /// in listener `listener`; `default` listeners are MAS's, in no file.
     fn listener_location(&self, listener: usize, rest: &str, default: bool) -> Location {
         // `#key` asks for the key's own position; it is not part of the path shown.
         let key = format!(
@@ -198,6 +204,7 @@ impl Checker<'_> {
         Location { file, key }
     }
 
+    /// Records an error at the key path `key`.
     fn error_at(&mut self, key: &str, kind: ErrorKind) {
         let location = self.location(key);
         self.errors.push(ConfigError { location, kind });
@@ -246,6 +253,8 @@ impl Checker<'_> {
         (public_base, nets, Some(location))
     }
 
+    /// Refuses each bind whose fd, or a socket of which, an earlier bind (of
+    /// any listener) already takes.
     fn check_duplicates(&mut self, listeners: &[Listener]) {
         let binds: Vec<&Bind> = listeners.iter().flat_map(|l| l.binds.iter()).collect();
         for (i, bind) in binds.iter().enumerate() {
@@ -274,6 +283,8 @@ impl Checker<'_> {
     }
 }
 
+/// A value as an error quotes it: a string in quotes, a number (even one too
+/// big for 64 bits), boolean or null as such, and anything else by its kind.
 fn scalar_text(value: &Value) -> String {
     if let Some(digits) = big_int(value) {
         return digits.to_owned();

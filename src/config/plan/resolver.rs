@@ -11,6 +11,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 /// How host names are turned into addresses; a parameter so tests need no DNS.
 pub trait Resolver {
+    /// The addresses `host` has, each with `port`, or why it has none.
     fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String>;
 }
 

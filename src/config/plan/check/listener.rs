@@ -17,6 +17,8 @@ use crate::config::plan::{Bind, ConfigError, ErrorKind, Listener};
 use crate::config::raw::kind_of;
 
 impl Checker<'_> {
+    /// Checks listener `index`, recording each problem; `None` only when it
+    /// is not a mapping, else what of it could be read.
     pub(super) fn listener(
         &mut self,
         index: usize,

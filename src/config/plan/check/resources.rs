@@ -31,6 +31,8 @@ const KNOWN_RESOURCES: &[&str] = &[
 ];
 
 impl Checker<'_> {
+    /// The resource names of listener `listener` (its `resources`, `value`),
+    /// each problem with them recorded.
     pub(super) fn resources(
         &mut self,
         listener: usize,
