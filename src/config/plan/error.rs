@@ -2,8 +2,8 @@
 //! [`Location`] (file:line:column and key path) with an [`ErrorKind`], and a
 //! [`Refused`] carries every error found, with the warnings found beside them.
 //!
-//! The text of every error lives here, once, with the input it names and the
-//! fix. When each one applies is decided by the checks that build the plan
+//! The text of each such error lives here, once, with the input it names and
+//! the fix. When each one applies is decided by the checks that build the plan
 //! (and by [`fields`](crate::config::fields) and [`prefix`](crate::config::prefix)),
 //! not here; warnings are plain strings, worded where they are found.
 

@@ -1,6 +1,6 @@
 //! One listener of `http.listeners`, checked as MAS reads it: its `name`,
 //! `proxy_protocol`, `prefix` and `tls`, a key that looks like a misspelt
-//! one of these, and that it has `resources` and `binds`, which are then
+//! listener key, and that it has `resources` and `binds`, which are then
 //! checked one by one.
 //!
 //! What a `prefix` or `tls` may hold is read by [`prefix`](crate::config::prefix)
