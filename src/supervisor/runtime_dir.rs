@@ -31,16 +31,31 @@
 //! by mkdir(2), which fails rather than take over what is there already.
 //! The directories above it are not checked: who may rename those (an
 //! operator's choice of `--runtime-dir`) may replace it as a whole.
+//!
+//! This file holds [`RuntimeDir`] itself: making or taking the directory,
+//! and removing what is ours at the end. The flock(2) on `supervisor.lock`
+//! is `lock`'s; whether a directory is this user's alone, `ownership`'s;
+//! removing what gone supervisors left, `sweep`'s; noticing that the
+//! directory was emptied while we run, `intact`'s; and the owner-only files
+//! a supervisor writes into it (the rewritten config), `private_file`'s.
 
-use std::fs::{self, File};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::sys::stat::Mode;
 use tracing::{debug, info, warn};
+
+use self::lock::DirLock;
+use self::ownership::open_private;
+pub use self::private_file::{write_private, TempFile};
+use self::sweep::{sweep_dirs, sweep_files};
+
+mod intact;
+mod lock;
+mod ownership;
+mod private_file;
+mod sweep;
 
 /// The lock file's name in a runtime directory.
 pub const LOCK_NAME: &str = "supervisor.lock";
@@ -234,53 +249,6 @@ impl RuntimeDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Checks that the directory and the supervisor's `sockets` in it are
-    /// still the ones it made: an operator's `rm -rf`, tmpfiles cleaning,
-    /// or `/run/user/<uid>` removed at logout leave a MAS started now
-    /// without a notify socket to say it is ready on. The first call
-    /// records the sockets as they are (right after they are bound).
-    ///
-    /// # Errors
-    ///
-    /// The directory, or one of the sockets, is gone or another file now.
-    pub fn check_intact(&self, sockets: &[&Path]) -> Result<(), RuntimeDirError> {
-        let emptied = |what: String| RuntimeDirError::Emptied {
-            dir: self.path.clone(),
-            what,
-        };
-        match file_id(&self.path) {
-            Ok(id) if id == self.id => {}
-            Ok(_) => return Err(emptied("was replaced by another directory".to_owned())),
-            Err(e) => return Err(emptied(format!("was removed ({e})"))),
-        }
-        let mut known = self
-            .sockets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for path in sockets {
-            let now = file_id(path);
-            let name = path
-                .file_name()
-                .unwrap_or(path.as_os_str())
-                .to_string_lossy();
-            match known.iter().find(|(p, _)| p == path) {
-                Some((_, id)) => match now {
-                    Ok(now) if now == *id => {}
-                    Ok(_) => {
-                        return Err(emptied(format!("has another file in place of its {name}")))
-                    }
-                    Err(_) => return Err(emptied(format!("lost its {name}"))),
-                },
-                None => {
-                    if let Ok(id) = now {
-                        known.push((path.to_path_buf(), id));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Drop for RuntimeDir {
@@ -316,431 +284,18 @@ pub fn systemd_runtime_directory() -> Result<Option<PathBuf>, RuntimeDirError> {
     }
 }
 
-/// Opens the directory `dir` itself (never what a symbolic link there
-/// points to) and checks, on the open fd, that it is this user's alone;
-/// returns its [`FileId`]. One
-/// we just `created` is this user's by construction; it only gets back the
-/// owner's bits a umask may have taken.
-fn open_private(dir: &Path, created: bool) -> Result<FileId, RuntimeDirError> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = match nix::fcntl::open(dir, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        // Linux says ENOTDIR for a symbolic link opened with both flags,
-        // ELOOP with O_NOFOLLOW alone.
-        Err(Errno::ELOOP | Errno::ENOTDIR) => {
-            let dir = dir.to_owned();
-            return Err(match fs::symlink_metadata(&dir) {
-                Ok(m) if m.file_type().is_symlink() => RuntimeDirError::Symlink { dir },
-                Ok(m) => RuntimeDirError::NotADirectory {
-                    kind: crate::bind::describe_file_type(m.file_type()),
-                    dir,
-                },
-                Err(_) => RuntimeDirError::NotADirectory {
-                    kind: "not a directory",
-                    dir,
-                },
-            });
-        }
-        Err(errno) => {
-            return Err(RuntimeDirError::Open {
-                dir: dir.to_owned(),
-                error: errno.into(),
-            })
-        }
-    };
-    let open_error = |errno: Errno| RuntimeDirError::Open {
-        dir: dir.to_owned(),
-        error: errno.into(),
-    };
-    let stat = nix::sys::stat::fstat(&fd).map_err(open_error)?;
-    let mode = stat.st_mode & 0o7777;
-    if created {
-        if mode != 0o700 {
-            nix::sys::stat::fchmod(&fd, Mode::S_IRWXU).map_err(open_error)?;
-        }
-        return Ok((stat.st_dev, stat.st_ino));
-    }
-    if let Some((why, fix)) = not_private(dir, stat.st_uid, mode, nix::unistd::geteuid().as_raw()) {
-        return Err(RuntimeDirError::NotPrivate {
-            dir: dir.to_owned(),
-            why,
-            fix,
-            mode_too_open: mode & 0o077 != 0,
-        });
-    }
-    Ok((stat.st_dev, stat.st_ino))
-}
-
-/// What keeps a directory owned by `uid` with `mode` from being private to
-/// `euid`, and the command that mends it; `None` when it is private.
-fn not_private(dir: &Path, uid: u32, mode: u32, euid: u32) -> Option<(String, String)> {
-    let word = crate::supervisor::shell_word(dir);
-    let user = |uid: u32| match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => (format!("{} (uid {uid})", u.name), u.name),
-        _ => (format!("uid {uid}"), uid.to_string()),
-    };
-    let mut why = Vec::new();
-    let mut fix = Vec::new();
-    if uid != euid {
-        let (owner, _) = user(uid);
-        let (me, name) = user(euid);
-        why.push(format!(
-            "belongs to {owner}, not to {me}, who runs this supervisor"
-        ));
-        fix.push(format!(
-            "chown {} {word}",
-            crate::supervisor::shell_word(Path::new(&name))
-        ));
-    }
-    if mode & 0o077 != 0 {
-        why.push(format!(
-            "has mode {mode:04o}, which lets its group or others in"
-        ));
-        fix.insert(0, format!("chmod 700 {word}"));
-    }
-    if why.is_empty() {
-        return None;
-    }
-    Some((why.join(", and it "), fix.join(" && ")))
-}
-
-/// An exclusive flock(2) on a runtime directory's `supervisor.lock`.
-#[derive(Debug)]
-struct DirLock {
-    path: PathBuf,
-    file: Flock<File>,
-}
-
-impl DirLock {
-    /// Takes the lock of `dir` without waiting, making the lock file when
-    /// there is none. Returns whether a lock file was there before.
-    fn acquire(dir: &Path) -> Result<(DirLock, bool), RuntimeDirError> {
-        let path = dir.join(LOCK_NAME);
-        let fail = |error| RuntimeDirError::Lock {
-            path: path.clone(),
-            error,
-        };
-        // Each round that does not end means another process made or
-        // removed the lock file meanwhile; a few are plenty.
-        for _ in 0..8 {
-            let file = match fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-            {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    match Self::create(dir, &path).map_err(fail)? {
-                        Some(lock) => return Ok((lock, false)),
-                        None => continue,
-                    }
-                }
-                Err(e) => return Err(fail(e)),
-            };
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                // A supervisor that ends removes the file before it lets go:
-                // a lock taken on a file no longer at the path locks nothing.
-                Ok(file) if names(&path, &file) => return Ok((DirLock { path, file }, true)),
-                Ok(_) => continue,
-                Err((_, Errno::EWOULDBLOCK)) => {
-                    return Err(RuntimeDirError::InUse {
-                        dir: dir.to_owned(),
-                    })
-                }
-                Err((_, errno)) => return Err(fail(errno.into())),
-            }
-        }
-        Err(fail(io::Error::other(
-            "it kept being replaced while it was being locked",
-        )))
-    }
-
-    /// Makes the lock file under a name of its own, locks it, and links it
-    /// into place, so that `supervisor.lock` is never there unlocked while
-    /// the supervisor that made it runs. `None`: another process put one
-    /// there first.
-    fn create(dir: &Path, path: &Path) -> io::Result<Option<DirLock>> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let tmp = dir.join(format!(".{LOCK_NAME}.{}.{nanos}", std::process::id()));
-        let file = match fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-        {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        // Nobody else knows this file yet, so the lock is free.
-        let placed = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, errno)| io::Error::from(errno))
-            .and_then(|file| fs::hard_link(&tmp, path).map(|()| file));
-        let _ = fs::remove_file(&tmp);
-        match placed {
-            Ok(file) => Ok(Some(DirLock {
-                path: path.to_owned(),
-                file,
-            })),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Removes the lock file, while it is still ours and still locked.
-    fn remove_file(&self) {
-        if names(&self.path, &self.file) {
-            if let Err(e) = fs::remove_file(&self.path) {
-                warn!("cannot remove {}: {e}", self.path.display());
-            }
-        }
-    }
-}
-
-/// Whether `path` names the very file `file` is open on.
-fn names(path: &Path, file: &File) -> bool {
-    match (fs::symlink_metadata(path), file.metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-/// What a sweep found in a directory `mas-sockets.*`.
-#[derive(Debug)]
-enum Claim {
-    /// We hold its lock now: its supervisor is gone.
-    Abandoned(Flock<File>),
-    /// Its lock is held: its supervisor runs (perhaps out of our sight).
-    Live,
-    /// No lock file: made by an older mas-sockets, or being set up.
-    Unlocked,
-    /// Not a directory of ours (another uid, or not a directory at all).
-    NotOurs,
-}
-
-/// Tries to take the lock of the directory `dir` made by another supervisor.
-fn claim(dir: &Path) -> nix::Result<Claim> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let dirfd = match nix::fcntl::open(dir, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::ENOTDIR | Errno::ELOOP) => return Ok(Claim::NotOurs),
-        Err(e) => return Err(e),
-    };
-    if nix::sys::stat::fstat(&dirfd)?.st_uid != nix::unistd::geteuid().as_raw() {
-        return Ok(Claim::NotOurs);
-    }
-    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let lock = match nix::fcntl::openat(&dirfd, LOCK_NAME, flags, Mode::empty()) {
-        Ok(fd) => File::from(fd),
-        Err(Errno::ENOENT) => return Ok(Claim::Unlocked),
-        Err(e) => return Err(e),
-    };
-    match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
-        // Still the directory and the lock file we opened, not a new one of
-        // the same name (a supervisor with the same pid elsewhere).
-        Ok(lock) => {
-            let same_dir = fs::symlink_metadata(dir).is_ok_and(|m| {
-                nix::sys::stat::fstat(&dirfd)
-                    .is_ok_and(|d| m.dev() == d.st_dev && m.ino() == d.st_ino)
-            });
-            if same_dir && names(&dir.join(LOCK_NAME), &lock) {
-                Ok(Claim::Abandoned(lock))
-            } else {
-                Ok(Claim::Live)
-            }
-        }
-        Err((_, Errno::EWOULDBLOCK)) => Ok(Claim::Live),
-        Err((_, e)) => Err(e),
-    }
-}
-
-/// Whether `name` is one [`RuntimeDir::create_in`] gives: `mas-sockets.<pid>`
-/// or `mas-sockets.<pid>.<n>`.
-fn is_created_name(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(CREATED_PREFIX) else {
-        return false;
-    };
-    let mut parts = rest.split('.');
-    let number =
-        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    let first = parts.next();
-    let second = parts.next();
-    number(first) && (second.is_none() || number(second)) && parts.next().is_none()
-}
-
-/// Removes the directories `mas-sockets.*` under `parent` whose lock we can
-/// take: their supervisors are gone. Others are left, with a debug line.
-fn sweep_dirs(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        if !name.to_str().is_some_and(is_created_name) {
-            continue;
-        }
-        let path = entry.path();
-        match claim(&path) {
-            Ok(Claim::Abandoned(lock)) => {
-                match fs::remove_dir_all(&path) {
-                    Ok(()) => info!(
-                        "removed {}, left by a supervisor that is gone (nothing held its {LOCK_NAME})",
-                        path.display()
-                    ),
-                    Err(e) => warn!(
-                        "cannot remove {}, left by a supervisor that is gone: {e}",
-                        path.display()
-                    ),
-                }
-                drop(lock);
-            }
-            Ok(Claim::Live) => debug!(
-                "left {}: its supervisor runs (it holds {LOCK_NAME})",
-                path.display()
-            ),
-            Ok(Claim::Unlocked) => debug!(
-                "left {}: it has no {LOCK_NAME}, so it was made by an older mas-sockets (or is being set up) and nothing shows that its supervisor is gone",
-                path.display()
-            ),
-            Ok(Claim::NotOurs) => {}
-            Err(e) => debug!("left {}: cannot look into it: {e}", path.display()),
-        }
-    }
-}
-
-/// The supervisor pid in the name of a file a supervisor makes in its
-/// runtime directory (`config.<pid>.<n>.yaml`, `notify.<pid>.sock`,
-/// `.supervisor.lock.<pid>.<n>`), or `None` for any other name.
-fn leftover_pid(name: &str) -> Option<u32> {
-    let rest = name
-        .strip_prefix("config.")
-        .or_else(|| name.strip_prefix("notify."))
-        .or_else(|| name.strip_prefix("control."))
-        .or_else(|| name.strip_prefix(&format!(".{LOCK_NAME}.")))?;
-    rest.split('.').next()?.parse().ok()
-}
-
-/// Removes, from a runtime directory whose lock we hold, the files earlier
-/// supervisors made there; they are all gone, or the lock would not be ours.
-/// When there was no lock file, such files were made by an older
-/// mas-sockets, which may still run: they are left, with a debug line.
-fn sweep_files(dir: &Path, lock_was_there: bool) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    let uid = nix::unistd::geteuid().as_raw();
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = leftover_pid(&name) else {
-            continue;
-        };
-        let path = entry.path();
-        let ours = entry
-            .metadata()
-            .is_ok_and(|m| m.uid() == uid && !m.is_dir());
-        if !ours {
-            continue;
-        }
-        if !lock_was_there {
-            debug!(
-                "left {}: {} had no {LOCK_NAME}, so it was made by an older mas-sockets, which may still run",
-                path.display(),
-                dir.display()
-            );
-            continue;
-        }
-        match fs::remove_file(&path) {
-            Ok(()) => info!(
-                "removed {}, left by supervisor pid {pid}, which is gone (nothing held {})",
-                path.display(),
-                dir.join(LOCK_NAME).display()
-            ),
-            Err(e) => warn!(
-                "cannot remove {}, left by a supervisor that is gone: {e}",
-                path.display()
-            ),
-        }
-    }
-}
-
-/// A file removed when dropped, at the latest.
-#[derive(Debug)]
-pub struct TempFile(pub Option<PathBuf>);
-
-impl TempFile {
-    pub fn remove(&mut self) {
-        if let Some(path) = self.0.take() {
-            if let Err(e) = fs::remove_file(&path) {
-                warn!("cannot remove {}: {e}", path.display());
-            }
-        }
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
-/// Writes `text` to a new file readable by its owner only.
-///
-/// # Errors
-///
-/// The file cannot be created, or not written whole; then no part of it is
-/// left behind (it holds secrets, and nothing else would remove it).
-pub fn write_private(path: &Path, text: &str) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
-    if written.is_err() {
-        drop(f);
-        let _ = fs::remove_file(path);
-    }
-    written
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+
+    use nix::fcntl::{Flock, FlockArg};
+
     use super::*;
     use crate::activation::tests::TempDir;
-    use crate::child::tests::{entry_selected, run_and_show, self_command, OUT_VAR};
-
-    /// Writes a config too large for a file size limit of 16 bytes; exits 0
-    /// when the write failed and left no file behind.
-    #[test]
-    #[ignore = "entry point for a re-run of this binary"]
-    fn write_private_failure_entry() {
-        use nix::sys::resource::{setrlimit, Resource};
-        use nix::sys::signal::{SigSet, Signal};
-        if !entry_selected("write_private_failure") {
-            return;
-        }
-        let path = PathBuf::from(std::env::var_os(OUT_VAR).expect("path"));
-        // Exceeding the limit raises SIGXFSZ, which would kill us; blocked,
-        // it leaves write(2) to fail with EFBIG.
-        SigSet::from(Signal::SIGXFSZ)
-            .thread_block()
-            .expect("block SIGXFSZ");
-        setrlimit(Resource::RLIMIT_FSIZE, 16, 16).expect("limit the file size");
-        let err = write_private(&path, &"secrets: {encryption: s3cr3t}\n".repeat(100))
-            .expect_err("the write exceeds the limit");
-        eprintln!("WRITE_ERROR {err}");
-        assert!(!path.exists(), "the partly written config was left behind");
-    }
 
     /// Holds the lock of `dir` the way a running supervisor does: another
     /// open file description, so it conflicts even within this process.
-    fn hold_lock(dir: &Path) -> Flock<File> {
+    pub(super) fn hold_lock(dir: &Path) -> Flock<File> {
         let file = File::options()
             .read(true)
             .write(true)
@@ -749,60 +304,6 @@ mod tests {
             .open(dir.join(LOCK_NAME))
             .expect("open the lock file");
         Flock::lock(file, FlockArg::LockExclusiveNonblock).expect("lock")
-    }
-
-    #[test]
-    fn created_names_are_recognised() {
-        for name in ["mas-sockets.12", "mas-sockets.12.3"] {
-            assert!(is_created_name(name), "{name}");
-        }
-        for name in [
-            "mas-sockets.",
-            "mas-sockets.x",
-            "mas-sockets.12.",
-            "mas-sockets.1.2.3",
-            "mas-sockets-test.1",
-        ] {
-            assert!(!is_created_name(name), "{name}");
-        }
-        assert!(is_created_name(&RuntimeDir::longest_created_name()));
-        assert_eq!(leftover_pid("config.42.1.yaml"), Some(42));
-        assert_eq!(leftover_pid("notify.42.sock"), Some(42));
-        assert_eq!(leftover_pid(".supervisor.lock.42.981"), Some(42));
-        assert_eq!(leftover_pid("control.sock"), None);
-        assert_eq!(leftover_pid(LOCK_NAME), None);
-    }
-
-    /// A directory whose lock is held belongs to a running supervisor,
-    /// whatever its name says; one whose lock is free is removed; one with no
-    /// lock file (an older version) is left.
-    #[test]
-    fn the_sweep_removes_only_directories_whose_lock_is_free() {
-        let parent = TempDir::new("sweep-dirs");
-        let make = |name: &str| {
-            let dir = parent.0.join(name);
-            fs::create_dir(&dir).unwrap();
-            fs::write(dir.join("config.4194305.1.yaml"), "secrets: {}\n").unwrap();
-            dir
-        };
-        let live = make("mas-sockets.4194305");
-        let held = hold_lock(&live);
-        let gone = make("mas-sockets.4194306");
-        drop(hold_lock(&gone));
-        let old = make("mas-sockets.4194307");
-        let other = make("not-ours.4194308");
-        drop(hold_lock(&other));
-
-        let made = RuntimeDir::create_in(&parent.0).expect("create");
-        assert!(live.join("config.4194305.1.yaml").exists());
-        assert!(!gone.exists());
-        assert!(old.join("config.4194305.1.yaml").exists());
-        assert!(other.exists());
-        assert!(made.path().join(LOCK_NAME).exists());
-        let path = made.path().to_owned();
-        drop(made);
-        assert!(!path.exists());
-        drop(held);
     }
 
     /// Another supervisor with our pid (another pid namespace) has the
@@ -875,106 +376,5 @@ mod tests {
             err.to_string(),
             format!("the runtime directory {} is a regular file, not a directory; give a directory with --runtime-dir", file.display())
         );
-    }
-
-    /// Another user's directory, or one others may enter, is not private;
-    /// the fix names what to change, and nothing else.
-    #[test]
-    fn a_directory_is_private_when_only_its_owner_may_enter() {
-        let dir = Path::new("/run/my dir");
-        assert_eq!(not_private(dir, 0, 0o700, 0), None);
-        assert_eq!(
-            not_private(dir, 0, 0o755, 0),
-            Some((
-                "has mode 0755, which lets its group or others in".to_owned(),
-                "chmod 700 '/run/my dir'".to_owned()
-            ))
-        );
-        assert!(not_private(dir, 0, 0o701, 0).is_some());
-        assert!(not_private(dir, 0, 0o710, 0).is_some());
-        let (why, fix) = not_private(dir, 0, 0o1777, 4194305).expect("not private");
-        assert!(
-            why.starts_with("belongs to root (uid 0), not to uid 4194305, who runs this supervisor, and it has mode 1777"),
-            "{why}"
-        );
-        assert_eq!(
-            fix,
-            "chmod 700 '/run/my dir' && chown 4194305 '/run/my dir'"
-        );
-    }
-
-    /// A directory we make gets mode 0700 whatever the umask took away.
-    #[test]
-    fn a_created_directory_gets_mode_0700() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let parent = TempDir::new("umask");
-        let dir = parent.0.join("rt");
-        fs::create_dir(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).unwrap();
-        open_private(&dir, true).expect("open");
-        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
-        assert_eq!(mode, 0o700);
-    }
-
-    /// The sockets as first seen are the ones later checks expect; a
-    /// directory made anew at the same path is not the one we checked.
-    #[test]
-    fn an_emptied_or_replaced_directory_is_noticed() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let parent = TempDir::new("intact");
-        let dir = parent.0.join("rt");
-        let rt = RuntimeDir::given(dir.clone()).expect("created");
-        let sock = dir.join("control.sock");
-        fs::write(&sock, "").unwrap();
-        rt.check_intact(&[&sock]).expect("first check records");
-        rt.check_intact(&[&sock]).expect("unchanged");
-        // Made while the first one still exists: another inode for sure.
-        fs::write(dir.join("other"), "").unwrap();
-        fs::rename(dir.join("other"), &sock).unwrap();
-        let err = rt.check_intact(&[&sock]).expect_err("replaced");
-        assert!(
-            err.to_string().starts_with(&format!(
-                "the runtime directory {} has another file in place of its control.sock since this supervisor started",
-                dir.display()
-            )),
-            "{err}"
-        );
-        fs::remove_file(&sock).unwrap();
-        let err = rt.check_intact(&[&sock]).expect_err("gone");
-        assert!(
-            err.to_string().contains(" lost its control.sock since "),
-            "{err}"
-        );
-        fs::remove_dir_all(&dir).unwrap();
-        fs::create_dir(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-        let err = rt.check_intact(&[&sock]).expect_err("another directory");
-        assert!(
-            err.to_string()
-                .contains(" was replaced by another directory since "),
-            "{err}"
-        );
-    }
-
-    /// A config that cannot be written whole is not left half written: it
-    /// holds secrets, and no later step would remove it.
-    #[test]
-    fn a_failed_write_leaves_no_partial_file() {
-        let dir = TempDir::new("write-private");
-        let path = dir.0.join("config.yaml");
-        let mut command = self_command(
-            "supervisor::runtime_dir::tests::write_private_failure_entry",
-            "write_private_failure",
-        );
-        command
-            .env(OUT_VAR, &path)
-            .stdout(std::process::Stdio::null());
-        let output = run_and_show(&mut command);
-        assert!(output.status.success(), "{output:?}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains("WRITE_ERROR"),
-            "{output:?}"
-        );
-        assert!(!path.exists());
     }
 }

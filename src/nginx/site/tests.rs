@@ -827,18 +827,6 @@ fn a_proxy_protocol_listener_left_out_of_the_site_is_warned_about() {
 }
 
 #[test]
-fn socket_group_may_be_a_number_as_systemd_takes_it() {
-    // generate-units writes `SocketGroup=0`, which systemd reads as gid 0.
-    assert_eq!(SystemAccounts.is_member("root", "0"), Ok(true));
-    assert_eq!(SystemAccounts.is_member("root", "root"), Ok(true));
-    let missing = SystemAccounts.is_member("root", "4000000000");
-    assert_eq!(
-        missing,
-        Err("there is no group `4000000000` on this machine".to_owned())
-    );
-}
-
-#[test]
 fn a_listener_without_proxy_protocol_serves_what_a_stream_server_cannot() {
     let text = format!(
         "{}    - name: plain\n      resources: {ALL}\n      binds: [{{socket: /run/mas/plain.sock}}]\n",
