@@ -1,5 +1,7 @@
 //! The command line. The doc comments here are the `--help` text and the man
-//! pages, so they are written for operators.
+//! pages, so they are written for operators, as plain text: `[::]:443` and
+//! `<NAME>` are what `--help` prints, not links or tags for rustdoc.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;

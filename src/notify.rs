@@ -384,7 +384,7 @@ impl Queue {
 /// What the sending thread has to say; logged by [`SystemdNotifier`].
 #[derive(Debug)]
 pub enum Event {
-    /// A datagram found no room for [`Limits::stall`]; it goes on waiting.
+    /// A datagram found no room for `Limits::stall`; it goes on waiting.
     Stalled { waited: Duration, message: String },
     /// systemd read again after a stall, or its socket works again after
     /// errors; `given_up` and `dropped` count what it did not get meanwhile.
@@ -393,7 +393,7 @@ pub enum Event {
         given_up: usize,
         dropped: usize,
     },
-    /// A datagram met an error for [`Limits::retry_for`] (the errno of
+    /// A datagram met an error for `Limits::retry_for` (the errno of
     /// `sendto(2)`, such as `NotFound` or `ConnectionRefused` when systemd's
     /// socket is gone): it and the datagrams after it are given up until a
     /// send works again.
@@ -403,7 +403,7 @@ pub enum Event {
         /// `NOTIFY_SOCKET` as given.
         socket: String,
     },
-    /// At the end, what waited longer than [`Limits::finish_within`].
+    /// At the end, what waited longer than `Limits::finish_within`.
     GaveUp { count: usize, first: String },
 }
 
@@ -553,7 +553,7 @@ impl SystemdNotifier {
 
     /// Sends `states` as one datagram, lines joined by `\n`, after those still
     /// waiting for room in systemd's queue; never blocks. A waiting datagram
-    /// that says nothing more than this one is replaced (see [`Kind`]).
+    /// that says nothing more than this one is replaced (see `Kind`).
     /// Does nothing when disabled or when `states` is empty.
     pub fn send(&self, states: &[NotifyState]) {
         let Some(sender) = &self.sender else {
@@ -642,7 +642,7 @@ struct Trouble {
 enum Missed {
     /// The end came first.
     Deadline,
-    /// Errors other than a full queue, for [`Limits::retry_for`].
+    /// Errors other than a full queue, for `Limits::retry_for`.
     Failed(io::Error),
 }
 

@@ -20,7 +20,7 @@ pub struct SiteOptions {
     pub assets_dir: Option<PathBuf>,
     /// Certificate and key for TLS; plain HTTP without.
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// nginx's listen addresses; empty means 443 and [::]:443 (80 without TLS).
+    /// nginx's listen addresses; empty means 443 and `[::]:443` (80 without TLS).
     pub listen: Vec<String>,
     /// With TLS, whether plain HTTP on port 80 is redirected to https.
     pub redirect: RedirectMode,

@@ -29,7 +29,7 @@
 //! resend (a POST), which would be a 502 during a zero-downtime restart.
 //! And every upstream of a site gives nginx a next server to resend a
 //! request to that a restarting MAS closed unanswered: a lone socket or
-//! address is listed twice ([`Upstream::with_retry`]). A stream
+//! address is listed twice (`Upstream::with_retry`). A stream
 //! configuration keeps its one entry: nginx's stream proxy moves on to a
 //! next server only when it cannot connect, never once MAS has accepted.
 //!
