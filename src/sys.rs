@@ -477,6 +477,32 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> io::Resu
     Ok(())
 }
 
+/// Whether the file at `path` has the extended attribute `name`
+/// (getxattr(2), following symbolic links), such as `system.posix_acl_access`
+/// for an ACL. A file system without extended attributes has none.
+///
+/// # Errors
+///
+/// The errno of getxattr(2) other than `ENODATA` and `ENOTSUP`, e.g.
+/// `ENOENT`, and `EINVAL` for a path or name with a NUL byte.
+pub fn has_xattr(path: &std::path::Path, name: &str) -> io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let nul = |_| io::Error::from_raw_os_error(libc::EINVAL);
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(nul)?;
+    let name = std::ffi::CString::new(name).map_err(nul)?;
+    // SAFETY: two NUL-terminated strings that outlive the call, and a null
+    // buffer of size 0, with which getxattr only returns the value's size
+    // and writes nothing.
+    let r = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    if r >= 0 {
+        return Ok(true);
+    }
+    match io::Error::last_os_error() {
+        e if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::ENOTSUP)) => Ok(false),
+        e => Err(e),
+    }
+}
+
 /// Marks every fd from `first` up close-on-exec, whoever opened it.
 ///
 /// # Errors

@@ -19,7 +19,8 @@
 //! the runtime directory) are chosen in `naming`; the two kinds of unit are
 //! written in `socket` and `service`, with the escapes systemd needs from
 //! `escape`; `warnings` says which paths of a plan or of the options the
-//! generated service could not use.
+//! generated service could not use, and `readable` which config files its
+//! user could not read.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use self::escape::one_line;
 use self::naming::socket_labels;
 pub use self::naming::{is_name_prefix, runtime_directory};
+pub use self::readable::unreadable_config_warnings;
 use self::service::service_unit;
 use self::socket::socket_unit;
 pub use self::warnings::{hidden_path_warnings, runtime_directory_warnings};
@@ -34,6 +36,7 @@ use crate::config::{Location, Plan};
 
 mod escape;
 mod naming;
+mod readable;
 mod service;
 mod socket;
 mod warnings;

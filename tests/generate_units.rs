@@ -574,3 +574,57 @@ fn a_socket_in_the_runtime_directory_is_warned_about() {
         format!("mas-sockets: warning: {}:6:11: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock", path.display())
     );
 }
+
+/// A config the service's user could not read (a root-only file, or a
+/// directory on the way it may not search) is warned about, naming what is
+/// in the way and a fix; once the user may read it, nothing is said.
+#[test]
+fn a_config_the_service_user_cannot_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("unreadable");
+    let etc = dir.join("etc-mas");
+    fs::create_dir(&etc).unwrap();
+    let config = etc.join("config.yaml");
+    fs::copy(repo().join("examples/reverse-proxy.yaml"), &config).unwrap();
+    let chmod =
+        |path: &Path, mode| fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    let warnings = || {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg("generate-units")
+            .arg("--config")
+            .arg(&config)
+            .args(["--user", "nobody", "--group", "nogroup"]);
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{}", explain(&cmd, &out));
+        // The checkout's /tmp is warned about too; that is another test's.
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.contains("PrivateTmp=yes"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    chmod(&etc, 0o700);
+    chmod(&config, 0o600);
+    assert_eq!(
+        warnings(),
+        [format!(
+            "mas-sockets: warning: the service's user `nobody` (User=nobody, Group=nogroup) may not search the directory `{etc}` (mode 0700, owner root, group root), so it could not read the config `{config}` and the service would fail at start; e.g. `chgrp nogroup {etc} && chmod 750 {etc}`",
+            etc = etc.display(),
+            config = config.display()
+        )]
+    );
+    chmod(&etc, 0o755);
+    assert_eq!(
+        warnings(),
+        [format!(
+            "mas-sockets: warning: the service's user `nobody` (User=nobody, Group=nogroup) may not read the config `{config}` (mode 0600, owner root, group root), so the service would fail at start; e.g. `chgrp nogroup {config} && chmod 640 {config}`",
+            config = config.display()
+        )]
+    );
+    let nogroup = nix::unistd::Group::from_name("nogroup")
+        .unwrap()
+        .expect("group nogroup");
+    std::os::unix::fs::chown(&config, None, Some(nogroup.gid.as_raw())).unwrap();
+    chmod(&config, 0o640);
+    assert_eq!(warnings(), Vec::<String>::new());
+}

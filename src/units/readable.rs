@@ -1,0 +1,275 @@
+//! Whether the generated service's user may read the config files its
+//! `ExecStart=` names: `supervise` reads them as `User=`/`Group=` (with the
+//! user's supplementary groups, as systemd.exec(5) sets them), and a config
+//! kept root-only, as its secrets tempt, would stop the service at its
+//! first start.
+//!
+//! The check follows path_resolution(7) for the permission bits: search
+//! (`x`) on every directory on the way, read (`r`) on the file, with the
+//! owner's, the group's or the others' bits, whichever class applies first.
+//! It says nothing where it cannot be sure: a file or directory with an
+//! ACL, a path that does not exist on this machine (`--config-in-unit` for
+//! another host), or a user or group this machine does not have (the
+//! package creates `mas` when it is installed).
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use super::UnitOptions;
+
+/// The identity the service runs with: its uid, its gid and its
+/// supplementary groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    uid: u32,
+    gids: Vec<u32>,
+}
+
+/// What a path's permission check needs of its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owned {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// The permission a path needs: `r` (4) for the file, `x` (1) for a directory.
+const READ: u32 = 4;
+const SEARCH: u32 = 1;
+
+impl Identity {
+    /// The service's identity on this machine, from `User=` and `Group=`;
+    /// `None` when either does not exist here, or the user is root.
+    fn of_service(user: &str, group: &str) -> Option<Identity> {
+        use nix::unistd::{getgrouplist, Group, User};
+        let u = User::from_name(user).ok()??;
+        let g = Group::from_name(group).ok()??;
+        if u.uid.is_root() {
+            return None;
+        }
+        let name = std::ffi::CString::new(user).ok()?;
+        let mut gids: Vec<u32> = getgrouplist(&name, g.gid)
+            .ok()?
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        gids.insert(0, g.gid.as_raw());
+        Some(Identity {
+            uid: u.uid.as_raw(),
+            gids,
+        })
+    }
+
+    /// Whether the bits of `path` grant `want` to this identity: the owner's
+    /// bits for its owner, else the group's for a member of its group, else
+    /// the others'.
+    fn may(&self, path: Owned, want: u32) -> bool {
+        let bits = if path.uid == self.uid {
+            path.mode >> 6
+        } else if self.gids.contains(&path.gid) {
+            path.mode >> 3
+        } else {
+            path.mode
+        };
+        bits & want == want
+    }
+}
+
+/// The first path on the way to `file` (its directories, then itself) that
+/// `who` may not use as it must, with the permission it lacks; `None` when
+/// all of them are usable or when one cannot be judged (see the module).
+fn first_denied(
+    file: &Path,
+    who: &Identity,
+    meta: &dyn Fn(&Path) -> Option<Owned>,
+) -> Option<(PathBuf, u32, Owned)> {
+    let dirs = file.ancestors().skip(1).collect::<Vec<_>>();
+    let steps = dirs
+        .into_iter()
+        .rev()
+        .map(|d| (d, SEARCH))
+        .chain([(file, READ)]);
+    for (path, want) in steps {
+        let owned = meta(path)?;
+        if !who.may(owned, want) {
+            return Some((path.to_owned(), want, owned));
+        }
+    }
+    None
+}
+
+/// A path's owner, group and mode, unless it has an ACL, whose entries the
+/// bits do not show.
+fn system_metadata(path: &Path) -> Option<Owned> {
+    let m = std::fs::metadata(path).ok()?;
+    // An attribute that cannot be looked up may be an ACL too.
+    if crate::sys::has_xattr(path, "system.posix_acl_access").unwrap_or(true) {
+        return None;
+    }
+    Some(Owned {
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+    })
+}
+
+/// A user's name, or its uid where this machine has no name for it.
+fn name_of_user(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+/// A group's name, or its gid where this machine has no name for it.
+fn name_of_group(gid: u32) -> String {
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |g| g.name)
+}
+
+/// Warnings for the config files of `opts` that the service's user could
+/// not read on this machine, each naming the file or directory in the way
+/// and a fix.
+pub fn unreadable_config_warnings(opts: &UnitOptions) -> Vec<String> {
+    let Some(who) = Identity::of_service(&opts.user, &opts.group) else {
+        return Vec::new();
+    };
+    // The real path: a link's own bits do not count, those on the way to
+    // its target do.
+    opts.config_files
+        .iter()
+        .filter_map(|file| {
+            let real = file.canonicalize().ok()?;
+            let (path, want, owned) = first_denied(&real, &who, &system_metadata)?;
+            let member = who.gids.contains(&owned.gid);
+            Some(denied_text(file, &path, want, owned, member, opts))
+        })
+        .collect()
+}
+
+/// The warning for `file`, which the service cannot read because it may
+/// not `want` (read or search) `path`, the file itself or a directory on
+/// the way; `member` when the service is in `path`'s group.
+fn denied_text(
+    file: &Path,
+    path: &Path,
+    want: u32,
+    owned: Owned,
+    member: bool,
+    opts: &UnitOptions,
+) -> String {
+    let (user, group) = (&opts.user, &opts.group);
+    let (bits, how) = if want == READ {
+        ("640", "r")
+    } else {
+        ("750", "x")
+    };
+    let shown = crate::supervisor::shell_word(path);
+    let fix = if member {
+        format!("e.g. `chmod g+{how} {shown}`")
+    } else if owned.gid == 0 {
+        format!("e.g. `chgrp {group} {shown} && chmod {bits} {shown}`")
+    } else {
+        format!(
+            "e.g. `chgrp {group} {shown} && chmod {bits} {shown}`, or `chmod g+{how} {shown}` if its group `{}` is meant for the service",
+            name_of_group(owned.gid)
+        )
+    };
+    let bits_of = format!(
+        "mode {:04o}, owner {}, group {}",
+        owned.mode,
+        name_of_user(owned.uid),
+        name_of_group(owned.gid)
+    );
+    let who = format!("the service's user `{user}` (User={user}, Group={group})");
+    if want == READ {
+        format!(
+            "{who} may not read the config `{}` ({bits_of}), so the service would fail at start; {fix}",
+            file.display()
+        )
+    } else {
+        format!(
+            "{who} may not search the directory `{}` ({bits_of}), so it could not read the config `{}` and the service would fail at start; {fix}",
+            path.display(),
+            file.display()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mas() -> Identity {
+        Identity {
+            uid: 998,
+            gids: vec![998, 33],
+        }
+    }
+
+    fn tree<'a>(entries: &'a [(&'a str, u32, u32, u32)]) -> impl Fn(&Path) -> Option<Owned> + 'a {
+        move |p: &Path| {
+            entries
+                .iter()
+                .find(|(path, ..)| Path::new(path) == p)
+                .map(|&(_, mode, uid, gid)| Owned { mode, uid, gid })
+        }
+    }
+
+    #[test]
+    fn the_owner_group_and_others_bits_apply_in_that_order() {
+        let who = mas();
+        let f = |mode, uid, gid| Owned { mode, uid, gid };
+        assert!(who.may(f(0o400, 998, 0), READ));
+        // The owner's bits decide for the owner, even when others may.
+        assert!(!who.may(f(0o044, 998, 998), READ));
+        assert!(who.may(f(0o640, 0, 998), READ));
+        assert!(who.may(f(0o640, 0, 33), READ));
+        assert!(!who.may(f(0o604, 0, 998), READ));
+        assert!(!who.may(f(0o640, 0, 0), READ));
+        assert!(who.may(f(0o604, 0, 0), READ));
+        assert!(who.may(f(0o711, 0, 0), SEARCH));
+        assert!(!who.may(f(0o700, 0, 0), SEARCH));
+    }
+
+    #[test]
+    fn the_first_path_in_the_way_is_named() {
+        let who = mas();
+        let readable = tree(&[
+            ("/", 0o755, 0, 0),
+            ("/etc", 0o755, 0, 0),
+            ("/etc/mas", 0o750, 0, 998),
+            ("/etc/mas/config.yaml", 0o640, 0, 998),
+        ]);
+        assert_eq!(
+            first_denied(Path::new("/etc/mas/config.yaml"), &who, &readable),
+            None
+        );
+        let root_only = tree(&[
+            ("/", 0o755, 0, 0),
+            ("/etc", 0o755, 0, 0),
+            ("/etc/mas", 0o700, 0, 0),
+            ("/etc/mas/config.yaml", 0o600, 0, 0),
+        ]);
+        assert_eq!(
+            first_denied(Path::new("/etc/mas/config.yaml"), &who, &root_only),
+            Some((
+                "/etc/mas".into(),
+                SEARCH,
+                Owned {
+                    mode: 0o700,
+                    uid: 0,
+                    gid: 0
+                }
+            ))
+        );
+        // A path whose bits cannot be judged (an ACL, or missing) says nothing.
+        let unknown = tree(&[("/", 0o755, 0, 0), ("/etc", 0o755, 0, 0)]);
+        assert_eq!(
+            first_denied(Path::new("/etc/mas/config.yaml"), &who, &unknown),
+            None
+        );
+    }
+}
