@@ -294,3 +294,34 @@ fn output_that_cannot_be_written_is_said() {
         "{stderr}"
     );
 }
+
+/// The warnings about what generate-units would refuse or what would
+/// break once deployed (a relative socket path, a socket in a service's
+/// runtime directory) are given for the binds that could be read even when
+/// another bind has an error, beside that error.
+#[test]
+fn deployment_warnings_come_beside_errors() {
+    let (status, _, stderr) = check(concat!(
+        "http:\n",
+        "  public_base: https://auth.example.com/\n",
+        "  listeners:\n",
+        "    - name: web\n",
+        "      resources: [{name: human}]\n",
+        "      binds:\n",
+        "        - socket: web.sock\n",
+        "        - socket: /run/mas-sockets/mas/w.sock\n",
+        "    - name: other\n",
+        "      resources: [{name: health}]\n",
+        "      binds: [{port: 0}]\n",
+    ));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(status, 1, "{stderr}");
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].starts_with("mas-sockets: warning: CONFIG:7:11: http.listeners[0].binds[0]: the socket path `web.sock` is relative")
+            && lines[1].starts_with("mas-sockets: warning: CONFIG:8:11: http.listeners[0].binds[1]: the socket path `/run/mas-sockets/mas/w.sock` is inside /run/mas-sockets/mas")
+            && lines[2].starts_with("mas-sockets: CONFIG:")
+            && lines[2].contains("port 0 asks the kernel for a random port"),
+        "{stderr}"
+    );
+}

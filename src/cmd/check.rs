@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
 use crate::config::plan::{escape_controls, SystemResolver};
-use crate::config::{BindSpec, Plan};
+use crate::config::{BindSpec, Listener, Plan};
 use crate::nginx::{compare, syntax};
 use crate::units;
 
@@ -20,13 +20,11 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(what) = super::empty_mas_config(&args.config) {
         eprintln!("mas-sockets: warning: {what}; if a config was meant, give it with --config");
     }
-    let plan = match super::load_plan(&args.config, super::EXIT_PROBLEMS) {
-        Ok(plan) => plan,
-        Err(code) => return Ok(code),
-    };
-    for warning in deployment_warnings(&plan) {
-        eprintln!("mas-sockets: warning: {}", escape_controls(&warning));
-    }
+    let plan =
+        match super::load_plan_warning(&args.config, super::EXIT_PROBLEMS, deployment_warnings) {
+            Ok(plan) => plan,
+            Err(code) => return Ok(code),
+        };
     super::print_stdout(&describe(&plan))?;
     let mut problems = false;
     for site in &args.nginx {
@@ -103,9 +101,10 @@ fn check_site(plan: &Plan, site: &Path) -> anyhow::Result<SiteOutcome> {
 /// What MAS accepts but generate-units or generate-nginx would refuse, or
 /// what would break or be unsafe once the units run: a relative socket
 /// path, a PROXY-protocol listener that takes connections from beyond
-/// loopback, and a socket in a service's runtime directory.
-fn deployment_warnings(plan: &Plan) -> Vec<String> {
-    let relative = plan.binds().filter_map(|bind| match &bind.spec {
+/// loopback, and a socket in a service's runtime directory. Shown for a
+/// config with errors too, for the binds that could be read.
+fn deployment_warnings(listeners: &[Listener]) -> Vec<String> {
+    let relative = listeners.iter().flat_map(|l| &l.binds).filter_map(|bind| match &bind.spec {
         BindSpec::Unix { path, .. } if !path.is_absolute() => Some(format!(
             "{}: the socket path `{}` is relative: MAS binds it in its working directory, but generate-units and generate-nginx need the absolute path for the socket unit and nginx, and refuse it; write the full path, e.g. /run/mas/web.sock",
             bind.location,
@@ -113,7 +112,7 @@ fn deployment_warnings(plan: &Plan) -> Vec<String> {
         )),
         _ => None,
     });
-    let exposed = plan.listeners.iter().flat_map(|listener| {
+    let exposed = listeners.iter().flat_map(|listener| {
         listener
             .binds
             .iter()
@@ -122,7 +121,7 @@ fn deployment_warnings(plan: &Plan) -> Vec<String> {
     });
     relative
         .chain(exposed)
-        .chain(units::runtime_directory_warnings(plan))
+        .chain(units::runtime_directory_warnings(listeners))
         .collect()
 }
 

@@ -73,7 +73,7 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
     let warnings = units::hidden_path_warnings(&opts)
         .into_iter()
         .chain(units::unreadable_config_warnings(&opts))
-        .chain(units::runtime_directory_warnings(&plan));
+        .chain(units::runtime_directory_warnings(&plan.listeners));
     for warning in warnings {
         eprintln!("mas-sockets: warning: {}", escape_controls(&warning));
     }

@@ -52,6 +52,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// for a `MAS_HTTP*` variable, which holds listeners that no command can
 /// check (no file shows them).
 pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, ExitCode> {
+    load_plan_warning(args, invalid_status, |_| Vec::new())
+}
+
+/// [`load_plan`], with `more` warnings about the listeners, shown after the
+/// config's own and before its errors: for the plan, and also for what
+/// could be read of the listeners of a config that is refused.
+pub(crate) fn load_plan_warning(
+    args: &ConfigArgs,
+    invalid_status: u8,
+    more: impl Fn(&[config::Listener]) -> Vec<String>,
+) -> Result<Plan, ExitCode> {
     let overrides = config::listener_env_overrides(std::env::vars_os());
     if !overrides.is_empty() {
         eprintln!(
@@ -71,6 +82,7 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
     match config::load(&paths) {
         Ok(plan) => {
             print_warnings(&plan.warnings);
+            print_warnings(&more(&plan.listeners));
             Ok(plan)
         }
         Err(LoadError::Document(e)) => {
@@ -82,6 +94,7 @@ pub(crate) fn load_plan(args: &ConfigArgs, invalid_status: u8) -> Result<Plan, E
             // Every problem found: the warnings too, which may explain an
             // error (a misspelt section beside a missing setting).
             print_warnings(&refused.warnings);
+            print_warnings(&more(&refused.listeners));
             for e in &refused.errors {
                 eprintln!("mas-sockets: {e}");
             }

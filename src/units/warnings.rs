@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::naming::runtime_directory;
 use super::UnitOptions;
-use crate::config::{BindSpec, Plan};
+use crate::config::{BindSpec, Listener};
 
 /// Directories the generated service cannot see, and why.
 const HIDDEN_FROM_SERVICE: &[(&str, &str)] = &[
@@ -73,13 +73,15 @@ pub fn hidden_path_warnings(opts: &UnitOptions) -> Vec<String> {
     warnings
 }
 
-/// Warnings for the Unix sockets of `plan` that lie inside the runtime
+/// Warnings for the Unix sockets of `listeners` that lie inside the runtime
 /// directory of a service as generate-units writes it
 /// (`/run/mas-sockets/<name>/`, for any `<name>`): systemd empties that
 /// directory whenever the service stops, and with it the socket file that
 /// the socket unit still holds and clients look for.
-pub fn runtime_directory_warnings(plan: &Plan) -> Vec<String> {
-    plan.binds()
+pub fn runtime_directory_warnings(listeners: &[Listener]) -> Vec<String> {
+    listeners
+        .iter()
+        .flat_map(|l| &l.binds)
         .filter_map(|bind| {
             let BindSpec::Unix { path, .. } = &bind.spec else {
                 return None;
@@ -162,19 +164,21 @@ mod tests {
 
     #[test]
     fn sockets_in_a_service_runtime_directory_are_warned_about() {
-        let config = |path: &str| {
+        let config_listeners = |path: &str| {
             let base = "http:\n  public_base: https://auth.example.com/\n";
             let text = format!("http:\n  listeners:\n    - name: web\n      resources: [{{name: human}}]\n      binds: [{{socket: {path}}}]\n");
             check_texts(&[("base.yaml", base), ("c.yaml", &text)], &SystemResolver)
                 .expect("valid config")
+                .listeners
         };
         assert_eq!(
-            runtime_directory_warnings(&config("/run/mas-sockets/mas/web.sock")),
+            runtime_directory_warnings(&config_listeners("/run/mas-sockets/mas/web.sock")),
             ["c.yaml:5:15: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock"]
         );
         // A path with `//` or `..` is refused before (config::plan).
         assert_eq!(
-            runtime_directory_warnings(&config("/var/run/mas-sockets/other/a/b.sock")).len(),
+            runtime_directory_warnings(&config_listeners("/var/run/mas-sockets/other/a/b.sock"))
+                .len(),
             1
         );
         for path in [
@@ -183,7 +187,7 @@ mod tests {
             "/run/mas-sockets-x/a/b.sock",
         ] {
             assert!(
-                runtime_directory_warnings(&config(path)).is_empty(),
+                runtime_directory_warnings(&config_listeners(path)).is_empty(),
                 "{path}"
             );
         }

@@ -93,6 +93,7 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
             return Err(Refused {
                 errors: cx.errors,
                 warnings: cx.warnings,
+                listeners: Vec::new(),
             });
         }
     };
@@ -157,6 +158,7 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
         Err(Refused {
             errors: cx.errors,
             warnings: cx.warnings,
+            listeners,
         })
     }
 }

@@ -40,11 +40,13 @@ impl fmt::Display for Location {
 }
 
 /// A config that cannot be used: every error, and the warnings found on the
-/// way, which `check` shows too.
+/// way, which `check` shows too, with what could be read of the listeners
+/// (their binds that had no error), which `check` still warns about.
 #[derive(Debug, Clone)]
 pub struct Refused {
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<String>,
+    pub listeners: Vec<super::Listener>,
 }
 
 /// A problem with the config, at a location.
