@@ -300,8 +300,11 @@ fn old_mas_ignoring_sigterm_is_killed_after_the_drain_timeout() {
 }
 
 /// A config that no restart can mend (exit status 2) fails the unit at once
-/// instead of restarting it for ever; once the config is fixed, a restart
-/// serves again.
+/// instead of restarting it for ever. A client that connects meanwhile makes
+/// systemd start it again and again until the start limit, which fails the
+/// socket units too: clients are then refused, not kept waiting. Once the
+/// config is fixed, the README's two commands (`reset-failed`, `restart`)
+/// serve again, socket units included.
 #[test]
 fn an_invalid_config_fails_the_unit_without_restarts() {
     let port = free_port();
@@ -323,8 +326,34 @@ fn an_invalid_config_fails_the_unit_without_restarts() {
         "{}",
         sd.journal("mas.service")
     );
+    // One waiting connection keeps the socket readable: systemd starts the
+    // service for it until the start limit, and then fails the sockets.
+    let waiting = std::net::TcpStream::connect(addr(port)).expect("connect while failed");
+    for socket in ["mas-web-0.socket", "mas-web-1.socket"] {
+        sd.wait_for(&format!("{socket} to fail"), TIMEOUT, || {
+            sd.unit_property(socket, "ActiveState") == "failed"
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        sd.unit_property("mas-web-0.socket", "Result"),
+        "service-start-limit-hit"
+    );
+    drop(waiting);
+    assert!(
+        std::net::TcpStream::connect(addr(port)).is_err(),
+        "the failed socket unit still listens"
+    );
     restage_config(&sd, port, "");
+    sd.exec_ok(&["systemctl", "reset-failed", "mas*"]);
     sd.exec_ok(&["systemctl", "restart", "mas.service"]);
     assert_eq!(get_tcp(addr(port), "/").expect("serves again").status, 200);
+    for socket in ["mas-web-0.socket", "mas-web-1.socket"] {
+        assert_eq!(
+            sd.unit_property(socket, "ActiveState"),
+            "active",
+            "{socket}"
+        );
+    }
     sd.stop().unwrap();
 }
