@@ -138,7 +138,10 @@ impl Document {
                 }
             }
             let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            let (message, fix) = explain_syntax_error(&e.to_string());
+            let (message, mut fix) = explain_syntax_error(&e.to_string());
+            if char_at(text, line, column) == Some('\t') {
+                fix = format!("this is a tab, which YAML does not allow for indentation; replace the tab at {line}:{column} with spaces");
+            }
             syntax(line, column, message, fix)
         })?;
         let value = match value {
@@ -202,6 +205,15 @@ impl Document {
     pub fn position(&self, key_path: &str) -> Option<Pos> {
         self.positions.get(key_path).copied()
     }
+}
+
+/// The character at 1-based `line` and `column` of `text`, as the parser
+/// counts them (in characters).
+fn char_at(text: &str, line: usize, column: usize) -> Option<char> {
+    text.lines()
+        .nth(line.checked_sub(1)?)?
+        .chars()
+        .nth(column.checked_sub(1)?)
 }
 
 /// Splits a syntax error of serde_norway (libyaml's words, as MAS shows
@@ -987,6 +999,12 @@ mod tests {
         assert!(err("http:\n  listeners:\n    - name: web\n     binds: []\n").ends_with(
             "while parsing a block collection at line 3 column 5; indent this line as the list that starts at 3:5 needs: its items each start with `- ` in that list's column, and an item's keys line up"
         ));
+        // A tab where the parser stopped is named as one.
+        assert_eq!(
+            err("http:\n\tpublic_base: https://a/\n"),
+            "c.yaml:2:1: invalid YAML: found character that cannot start any token, while scanning for the next token; this is a tab, which YAML does not allow for indentation; replace the tab at 2:1 with spaces"
+        );
+        assert!(err("a:\n  b:\n  \t- 1\n").ends_with("replace the tab at 3:3 with spaces"));
         // Without such context, no fix for brackets or quotes.
         assert_eq!(
             err("a: b: c\n"),
