@@ -170,8 +170,8 @@ impl Document {
                 });
             }
         };
-        // serde_norway accepted the text, so the event parser should too; if the two
-        // ever disagree we lose positions, not correctness.
+        // serde_norway accepted the text; where the event parser disagrees
+        // (see walk_events), we lose positions, not correctness.
         let walked = walk_events(text);
         let warnings = walked
             .iter()
@@ -620,7 +620,26 @@ fn index_positions(text: &str) -> Option<HashMap<String, Pos>> {
 }
 
 /// See [`index_positions`]; also finds the first key given twice.
+///
+/// Only a text that serde_norway (libyaml's grammar, as MAS reads YAML)
+/// accepted is walked, but saphyr's parser is stricter about tabs: it
+/// refuses one after `key:` that libyaml takes as a separator. Such a text
+/// is walked again with each tab as a space, which keeps every line and
+/// column; and where a walk still fails, the positions found before the
+/// failure are kept, so that only the nodes after it are not located.
 fn walk_events(text: &str) -> Option<Walked> {
+    match walk_text(text) {
+        Ok(walked) => Some(walked),
+        Err(partial) if text.contains('\t') => {
+            Some(walk_text(&text.replace('\t', " ")).unwrap_or(partial))
+        }
+        Err(partial) => Some(partial),
+    }
+}
+
+/// Walks the events of `text`; what was found up to a parser error is the
+/// error.
+fn walk_text(text: &str) -> Result<Walked, Walked> {
     enum Frame {
         Mapping {
             path: KeyPath,
@@ -638,7 +657,12 @@ fn walk_events(text: &str) -> Option<Walked> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut parser = Parser::new_from_str(text);
     while let Some(event) = parser.next_event() {
-        let (event, span) = event.ok()?;
+        let Ok((event, span)) = event else {
+            return Err(Walked {
+                positions,
+                repeated,
+            });
+        };
         let pos = Pos {
             line: span.start.line(),
             column: span.start.col() + 1,
@@ -719,7 +743,7 @@ fn walk_events(text: &str) -> Option<Walked> {
             stack.pop();
         }
     }
-    Some(Walked {
+    Ok(Walked {
         positions,
         repeated,
     })
@@ -1010,6 +1034,32 @@ mod tests {
             err("a: b: c\n"),
             "c.yaml:1:5: invalid YAML: mapping values are not allowed in this context; fix the syntax there or just before it"
         );
+    }
+
+    /// libyaml, as MAS reads YAML, takes a tab after `key:` as a separator;
+    /// the positions are found for such a text too.
+    #[test]
+    fn nodes_after_a_tab_separator_are_located() {
+        let d = Document::parse(
+            Path::new("c.yaml"),
+            "http:\n  public_base:\thttps://a/\n  x: [1,\t2]\ny: 3\n",
+        )
+        .expect("valid YAML to libyaml");
+        assert_eq!(
+            d.position("http.public_base"),
+            Some(Pos {
+                line: 2,
+                column: 16
+            })
+        );
+        assert_eq!(
+            d.position("http.x[1]"),
+            Some(Pos {
+                line: 3,
+                column: 10
+            })
+        );
+        assert_eq!(d.position("y"), Some(Pos { line: 4, column: 4 }));
     }
 
     #[test]
