@@ -70,6 +70,24 @@ fn missing_file_names_the_path_and_exits_2() {
     );
 }
 
+/// With neither `--config` nor `MAS_CONFIG`, the missing file is MAS's
+/// default, and the message says so rather than pointing at either.
+#[test]
+fn a_missing_default_config_says_it_is_the_default() {
+    let dir = TempDir::new("no-default");
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("check").env_remove("MAS_CONFIG").current_dir(dir.path());
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "mas-sockets: config.yaml: cannot read the config file: No such file or directory (os error 2); with neither --config nor MAS_CONFIG, MAS and mas-sockets read config.yaml in the working directory ({}); give the config with --config PATH\n",
+            dir.path().display()
+        )
+    );
+}
+
 #[test]
 fn valid_config_prints_each_bind_and_its_sockets() {
     let mut cmd = Command::new(mas_sockets());

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, ConfigArgs};
 use crate::config::plan::escape_controls;
-use crate::config::{self, LoadError, Plan};
+use crate::config::{self, DocumentError, LoadError, Plan};
 
 /// The config is invalid (`check` only).
 pub const EXIT_PROBLEMS: u8 = 1;
@@ -84,6 +84,24 @@ pub(crate) fn load_plan_warning(
             print_warnings(&plan.warnings);
             print_warnings(&more(&plan.listeners));
             Ok(plan)
+        }
+        Err(LoadError::Document(DocumentError::Read { error, .. }))
+            if args.config.is_empty()
+                && mas_config.is_none()
+                && error.kind() == io::ErrorKind::NotFound =>
+        {
+            // Neither was given: the path is MAS's default, in this directory.
+            let here = std::env::current_dir().map_or_else(
+                |_| "the working directory".to_owned(),
+                |d| d.display().to_string(),
+            );
+            eprintln!(
+                "mas-sockets: {}",
+                escape_controls(&format!(
+                    "config.yaml: cannot read the config file: {error}; with neither --config nor MAS_CONFIG, MAS and mas-sockets read config.yaml in the working directory ({here}); give the config with --config PATH"
+                ))
+            );
+            Err(ExitCode::from(EXIT_CANNOT_RUN))
         }
         Err(LoadError::Document(e)) => {
             // The path, or the parser's words, may hold control characters.
