@@ -76,7 +76,9 @@ fn missing_file_names_the_path_and_exits_2() {
 fn a_missing_default_config_says_it_is_the_default() {
     let dir = TempDir::new("no-default");
     let mut cmd = Command::new(mas_sockets());
-    cmd.arg("check").env_remove("MAS_CONFIG").current_dir(dir.path());
+    cmd.arg("check")
+        .env_remove("MAS_CONFIG")
+        .current_dir(dir.path());
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(2), "{}", explain(&cmd, &out));
     assert_eq!(

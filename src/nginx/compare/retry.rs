@@ -111,10 +111,19 @@ pub(super) fn down_entries(
         return Vec::new();
     }
     down.iter()
-        .map(|d| format!(
-            "{site}:{}: this entry of {target} is marked `down`, which leaves nginx no next server: it answers 502 to a request that a restart of MAS closes unanswered on {target} (see `mas-sockets reload`) instead of sending it again; remove `down`",
-            d.line
-        ))
+        .map(|d| {
+            // Once `down` goes, the entry counts failures unless told not to:
+            // say both at once, not one fix after the other.
+            let fix = if counts_no_failures(d) {
+                "remove `down`"
+            } else {
+                "remove `down`, and give the entry `max_fails=0` as the others need it"
+            };
+            format!(
+                "{site}:{}: this entry of {target} is marked `down`, which leaves nginx no next server: it answers 502 to a request that a restart of MAS closes unanswered on {target} (see `mas-sockets reload`) instead of sending it again; {fix}",
+                d.line
+            )
+        })
         .collect()
 }
 

@@ -648,6 +648,18 @@ fn settings_that_keep_nginx_from_resending_are_warned_of() {
         ["site.conf:3: this entry of unix:/run/mas/web.sock is marked `down`, which leaves nginx no next server: it answers 502 to a request that a restart of MAS closes unanswered on unix:/run/mas/web.sock (see `mas-sockets reload`) instead of sending it again; remove `down`"],
         "{r:?}"
     );
+    // ... and without `max_fails=0`, which it needs once `down` goes: both
+    // fixes at once.
+    let r = report(&upstream_site(
+        "  server unix:/run/mas/web.sock max_fails=0;\n  server unix:/run/mas/web.sock backup down;\n",
+        "",
+        "",
+    ));
+    assert_eq!(
+        r.warnings,
+        ["site.conf:3: this entry of unix:/run/mas/web.sock is marked `down`, which leaves nginx no next server: it answers 502 to a request that a restart of MAS closes unanswered on unix:/run/mas/web.sock (see `mas-sockets reload`) instead of sending it again; remove `down`, and give the entry `max_fails=0` as the others need it"],
+        "{r:?}"
+    );
     // Over TCP there is no such gap on restart: left alone.
     let r = report("server {\n  listen 8443;\n  proxy_next_upstream off;\n  proxy_pass 127.0.0.1:8081;\n  proxy_protocol on;\n}\n");
     assert!(r.warnings.is_empty(), "{r:?}");
