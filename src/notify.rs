@@ -127,6 +127,25 @@ impl fmt::Display for NotifyState {
     }
 }
 
+/// `MONOTONIC_USEC=` for now: `CLOCK_MONOTONIC` in microseconds, as systemd
+/// 253+ wants it beside `RELOADING=1`; `None`, with a warning, if the clock
+/// cannot be read.
+pub fn monotonic_usec_now() -> Option<NotifyState> {
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(sd_notify::NotifyState::MonotonicUsec(usec)) => {
+            Some(NotifyState::MonotonicUsec(u64::try_from(usec).unwrap_or(0)))
+        }
+        Ok(other) => {
+            tracing::warn!("reading CLOCK_MONOTONIC gave {other:?}, not a time");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("cannot read CLOCK_MONOTONIC: {e}");
+            None
+        }
+    }
+}
+
 /// Splits a datagram into its lines. Empty lines are skipped; a line that is
 /// not UTF-8 is kept as [`NotifyState::Other`] with the bad bytes replaced.
 pub fn parse_datagram(bytes: &[u8]) -> Vec<NotifyState> {

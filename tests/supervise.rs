@@ -1327,6 +1327,33 @@ fn an_oversized_notification_is_ignored_whole() {
     run.stop();
 }
 
+/// A MAS that says `RELOADING=1` before it is ready has nothing to reload:
+/// systemd is still waiting for the start, and a reload state then (with no
+/// `MONOTONIC_USEC=`, as here) would only confuse it. It is logged and not
+/// relayed; the start ends with `READY=1` as usual.
+#[test]
+fn reloading_before_ready_is_not_relayed() {
+    let port = free_port();
+    let config = web_listener(
+        &format!("        - host: 127.0.0.1\n          port: {port}\n"),
+        "standin:\n  startup_delay_ms: 300\n  notify_at_start: \"RELOADING=1\"\n",
+    );
+    let mut run = Setup::new(&config)
+        .listen(localhost(port))
+        .start("reloading-early");
+    knock(localhost(port));
+    let seen = run.notify.expect_line("READY=1", LONG);
+    let child = run.report_field("pid");
+    assert!(
+        !seen.iter().any(|d| d.lines().any(|l| l == "RELOADING=1")),
+        "relayed RELOADING=1 before READY=1: {seen:?}"
+    );
+    run.wait_log(&format!(
+        "MAS (pid {child}) sent RELOADING=1 before it was ready; not relayed"
+    ));
+    run.stop();
+}
+
 /// A runtime directory whose path leaves no room for the socket names in it
 /// (a socket address holds 107 bytes) is refused up front, once, with the fix.
 #[test]

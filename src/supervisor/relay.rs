@@ -65,15 +65,30 @@ impl Supervisor<'_> {
             && states.iter().any(|s| **s == NotifyState::Reloading)
         {
             // systemd reads MONOTONIC_USEC= from RELOADING=1's own datagram.
-            let reloading: Vec<NotifyState> = states
+            let mut reloading: Vec<NotifyState> = states
                 .iter()
                 .filter(|s| reload_part(s))
                 .map(|s| (*s).clone())
                 .collect();
-            self.notify(&reloading);
-            self.reloading_until
-                .set(Some(Instant::now() + self.opts.ready_timeout));
             states.retain(|s| !reload_part(s));
+            if self.current.as_ref().is_some_and(|g| g.is_ready()) {
+                // systemd 253+ waits for MONOTONIC_USEC= with RELOADING=1;
+                // MAS sends it, and where a MAS did not, now is when its
+                // reload began.
+                if !reloading
+                    .iter()
+                    .any(|s| matches!(s, NotifyState::MonotonicUsec(_)))
+                {
+                    reloading.extend(crate::notify::monotonic_usec_now());
+                }
+                self.notify(&reloading);
+                self.reloading_until
+                    .set(Some(Instant::now() + self.opts.ready_timeout));
+            } else {
+                // systemd is still waiting for the start: there is nothing
+                // to reload yet, and its READY=1 ends the start anyway.
+                warn!("MAS (pid {pid}) sent RELOADING=1 before it was ready; not relayed");
+            }
         }
         for state in states {
             if is_candidate {
@@ -108,6 +123,10 @@ impl Supervisor<'_> {
                 self.answer_signal_waiters(&Ok("MAS reloaded its templates".to_owned()));
             }
             NotifyState::Watchdog => current.last_ping = Some(Instant::now()),
+            NotifyState::WatchdogTrigger if !current.is_ready() => warn!(
+                "MAS (pid {}) asked for a watchdog failure before it was ready; ignored: it has not started serving yet",
+                current.pid
+            ),
             NotifyState::WatchdogTrigger => {
                 warn!(
                     "MAS (pid {}) asked for a watchdog failure; replacing it",

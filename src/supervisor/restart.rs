@@ -83,14 +83,12 @@ impl Supervisor<'_> {
         };
         info!("restarting MAS (pid {}): {why}", current.pid);
         // systemd 253+ waits for MONOTONIC_USEC with RELOADING=1.
-        match sd_notify::NotifyState::monotonic_usec_now() {
-            Ok(sd_notify::NotifyState::MonotonicUsec(usec)) => self.notify(&[
+        if let Some(now) = crate::notify::monotonic_usec_now() {
+            self.notify(&[
                 NotifyState::Reloading,
-                NotifyState::MonotonicUsec(u64::try_from(usec).unwrap_or(0)),
+                now,
                 NotifyState::Status(format!("restarting MAS: {why}")),
-            ]),
-            Ok(_) => unreachable!("monotonic_usec_now gives MonotonicUsec"),
-            Err(e) => warn!("cannot read CLOCK_MONOTONIC: {e}"),
+            ]);
         }
         let waiters: Vec<Reply> = reply.into_iter().collect();
         let began = Instant::now();
