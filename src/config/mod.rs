@@ -101,9 +101,38 @@ pub fn listener_env_overrides<I: IntoIterator<Item = (std::ffi::OsString, std::f
 pub fn load(paths: &[PathBuf]) -> Result<Plan, LoadError> {
     let documents = paths
         .iter()
-        .map(|p| Document::read(p))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|p| {
+            let found = find_as_figment_does(p, std::env::current_dir().ok().as_deref());
+            let mut document = Document::read(&found)?;
+            if found != *p {
+                document.warnings.insert(0, format!(
+                    "{given} is not in the working directory, so MAS reads {found}, the first in a directory above it (figment looks there for a relative path), and so does mas-sockets; if another file was meant, give its absolute path",
+                    given = p.display(),
+                    found = found.display()
+                ));
+            }
+            Ok(document)
+        })
+        .collect::<Result<Vec<_>, DocumentError>>()?;
     check(documents, &plan::SystemResolver)
+}
+
+/// The file MAS reads for `path`: figment's `Yaml::file` takes a relative
+/// path from the working directory `cwd` or, when no file is there, from the
+/// nearest directory above it that has one. `path` itself when it is
+/// absolute, is a file, or is found nowhere (so that the error names it).
+pub fn find_as_figment_does(path: &Path, cwd: Option<&Path>) -> PathBuf {
+    let (false, Some(cwd)) = (path.is_absolute(), cwd) else {
+        return path.to_owned();
+    };
+    if cwd.join(path).is_file() {
+        return path.to_owned();
+    }
+    cwd.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(path))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| path.to_owned())
 }
 
 /// Merges and checks already parsed documents.

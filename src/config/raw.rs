@@ -101,6 +101,8 @@ impl Document {
                     "; the user running mas-sockets (uid {}) must be able to read it, as the service's User= must",
                     nix::unistd::geteuid()
                 )
+            } else if error.kind() == std::io::ErrorKind::NotFound && path.is_relative() {
+                " (nor in a directory above the working directory, where MAS looks for a relative path too)".to_owned()
             } else {
                 String::new()
             },

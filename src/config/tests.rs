@@ -1281,3 +1281,33 @@ fn a_misspelt_resource_field_is_warned_about() {
         ]
     );
 }
+
+/// A relative config path is MAS's `Yaml::file`: from the working directory,
+/// else from the nearest directory above it that has the file.
+#[test]
+fn a_relative_path_is_found_where_figment_finds_it() {
+    let root = std::env::temp_dir().join(format!("mas-sockets-find.{}", std::process::id()));
+    let deep = root.join("a/b");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(root.join("up.yaml"), "").unwrap();
+    std::fs::write(root.join("a/both.yaml"), "").unwrap();
+    std::fs::write(deep.join("both.yaml"), "").unwrap();
+    std::fs::create_dir(deep.join("dir.yaml")).unwrap();
+    std::fs::write(root.join("a/dir.yaml"), "").unwrap();
+    let find = |p: &str| find_as_figment_does(Path::new(p), Some(&deep));
+    assert_eq!(find("up.yaml"), root.join("up.yaml"));
+    assert_eq!(
+        find("both.yaml"),
+        PathBuf::from("both.yaml"),
+        "the working directory's first"
+    );
+    // A directory is no file to figment: the search goes on above it.
+    assert_eq!(find("dir.yaml"), root.join("a/dir.yaml"));
+    assert_eq!(find("none.yaml"), PathBuf::from("none.yaml"));
+    assert_eq!(find("/abs/none.yaml"), PathBuf::from("/abs/none.yaml"));
+    assert_eq!(
+        find_as_figment_does(Path::new("up.yaml"), None),
+        PathBuf::from("up.yaml")
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
