@@ -245,6 +245,19 @@ mod tests {
         generate(&plan, opts)
     }
 
+    /// With no listeners there is no socket unit, and the service names
+    /// none: an empty `Sockets=` or `Requires=` would read as a reset.
+    #[test]
+    fn no_listeners_make_a_service_alone() {
+        let files = units("http:\n  listeners: []\n", &opts()).unwrap();
+        assert_eq!(files.len(), 1);
+        let service = &files[0].contents;
+        for key in ["Sockets=", "Requires=", "Also=", "After=mas"] {
+            assert!(!service.contains(key), "{key} in\n{service}");
+        }
+        assert!(service.contains("\nExecStart=/usr/bin/mas-sockets supervise "));
+    }
+
     #[test]
     fn paths_a_unit_cannot_hold_as_they_are_are_refused() {
         use std::os::unix::ffi::OsStrExt as _;

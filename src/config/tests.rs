@@ -410,7 +410,8 @@ fn every_problem_is_reported_not_only_the_first() {
 fn structure_errors_name_the_key() {
     assert!(one_error("http: 3\n").contains("`http` is a number, not a mapping"));
     assert!(one_error("http:\n  listeners: {}\n").contains("`listeners` is a mapping, not a list"));
-    assert!(one_error("http:\n  public_base: https://a/\n").contains("there are no listeners"));
+    assert!(one_error("http:\n  public_base: https://a/\n")
+        .contains("`http` has no `listeners`, so MAS would serve no HTTP at all"));
     assert!(
         one_error("http:\n  listeners: [web]\n").contains("a listener is a string, not a mapping")
     );
@@ -1310,4 +1311,16 @@ fn a_relative_path_is_found_where_figment_finds_it() {
         PathBuf::from("up.yaml")
     );
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// `listeners: []`, said outright, is what MAS runs (its background jobs,
+/// no HTTP): a plan with no listener, and a warning.
+#[test]
+fn an_empty_listener_list_is_a_plan_without_sockets() {
+    let p = plan("http:\n  public_base: https://auth.example.com/\n  listeners: []\n");
+    assert!(p.listeners.is_empty());
+    assert_eq!(
+        p.warnings,
+        ["c.yaml:3:14: http.listeners: `listeners: []`: MAS serves no HTTP at all, only its background jobs, and there is no socket for mas-sockets to hold; add a listener if MAS should serve"]
+    );
 }

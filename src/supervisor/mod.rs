@@ -344,16 +344,20 @@ impl Supervisor<'_> {
             &self.opts,
             self.exits.clone(),
         )?;
-        info!(
-            generation = number,
-            "started {} (pid {}, generation {number}) on {}",
-            self.opts.shown_command(),
-            g.pid,
+        let on = if self.sockets.is_empty() {
+            "no socket (the config has no listeners)".to_owned()
+        } else {
             self.sockets
                 .iter()
                 .map(|s| s.description.clone())
                 .collect::<Vec<_>>()
                 .join(", ")
+        };
+        info!(
+            generation = number,
+            "started {} (pid {}, generation {number}) on {on}",
+            self.opts.shown_command(),
+            g.pid,
         );
         Ok(g)
     }

@@ -48,7 +48,18 @@ pub(super) fn service_unit(header: &str, sockets: &[String], opts: &UnitOptions)
         );
         ("notify", format!("ExecReload={reload}\n"))
     };
-    let sockets = sockets.join(" ");
+    // Without listeners (`listeners: []`) there is no socket unit to name:
+    // no empty `Sockets=`, which would read as a reset of the list.
+    let (requires, sockets_line, also) = if sockets.is_empty() {
+        (String::new(), String::new(), String::new())
+    } else {
+        let sockets = sockets.join(" ");
+        (
+            format!("Requires={sockets}\nAfter={sockets}\n"),
+            format!("Sockets={sockets}\n"),
+            format!("Also={sockets}\n"),
+        )
+    };
     let runtime_dir = runtime_directory(&opts.name);
     // systemd's own limit leaves supervise time to kill MAS and exit.
     let stop_timeout = whole_secs(opts.stop_timeout) + 15;
@@ -70,15 +81,12 @@ Description=Matrix Authentication Service (supervised by mas-sockets)
 Documentation=man:mas-sockets(1)
 Wants=network-online.target
 After=network-online.target
-Requires={sockets}
-After={sockets}
-
+{requires}
 [Service]
 Type={service_type}
 NotifyAccess=main
 ExecStart={exec}
-{exec_reload}Sockets={sockets}
-SyslogIdentifier={name}
+{exec_reload}{sockets_line}SyslogIdentifier={name}
 User={user}
 Group={group}
 RuntimeDirectory={runtime_dir}
@@ -118,8 +126,7 @@ SystemCallArchitectures=native
 
 [Install]
 WantedBy=multi-user.target
-Also={sockets}
-"
+{also}"
     )
 }
 

@@ -99,8 +99,13 @@ pub fn build(merged: &Merged, resolver: &dyn Resolver) -> Result<Plan, Refused> 
     };
     let mut listeners = Vec::new();
     match &listeners_value {
+        // Said outright, no listeners is what MAS runs: its background
+        // jobs, and no HTTP at all.
         Value::Sequence(items) if items.is_empty() => {
-            cx.error_at("http.listeners", ErrorKind::NoListeners)
+            let location = cx.location("http.listeners");
+            cx.warnings.push(format!(
+                "{location}: `listeners: []`: MAS serves no HTTP at all, only its background jobs, and there is no socket for mas-sockets to hold; add a listener if MAS should serve"
+            ));
         }
         Value::Null => cx.error_at("http", ErrorKind::NoListeners),
         Value::Sequence(items) => {

@@ -129,7 +129,7 @@ pub enum ErrorKind {
         at: &'static str,
         key: &'static str,
     },
-    #[error("there are no listeners, so MAS would serve nothing; add one under http.listeners")]
+    #[error("`http` has no `listeners`, so MAS would serve no HTTP at all (its built-in listeners apply only without an `http` section); add listeners under http.listeners, or write `listeners: []` if MAS is to serve none")]
     NoListeners,
     #[error("a listener is {found}, not a mapping; give it `resources:` and `binds:`")]
     ListenerNotMapping { found: &'static str },
