@@ -74,12 +74,15 @@ pub(super) fn pick_auth_listener<'p>(
     {
         return Ok(listener);
     }
-    let found = plan
-        .listeners
-        .iter()
-        .map(|l| format!("{} serves {}", l.label(), l.resources.join(", ")))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let found = if plan.listeners.is_empty() {
+        "the config has no listeners".to_owned()
+    } else {
+        plan.listeners
+            .iter()
+            .map(|l| format!("{} serves {}", l.label(), l.resources.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     Err(SiteError::NoListener {
         needed: needed
             .iter()
