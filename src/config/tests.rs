@@ -1324,3 +1324,19 @@ fn an_empty_listener_list_is_a_plan_without_sockets() {
         ["c.yaml:3:14: http.listeners: `listeners: []`: MAS serves no HTTP at all, only its background jobs, and there is no socket for mas-sockets to hold; add a listener if MAS should serve"]
     );
 }
+
+/// A clash names the socket both binds would take, so that a host name's
+/// share of it (`localhost` stands for 127.0.0.1 and [::1]) shows.
+#[test]
+fn a_clash_names_the_socket_both_would_take() {
+    let e = one_error("http:\n  public_base: https://a/\n  listeners:\n    - name: a\n      resources: [{name: human}]\n      binds: [{host: localhost, port: 8080}, {address: \"[::1]:8080\"}]\n");
+    assert!(
+        e.ends_with("and both would take tcp [::1]:8080; each address may be bound once, so remove one of them"),
+        "{e}"
+    );
+    let e = one_error("http:\n  public_base: https://a/\n  listeners:\n    - name: a\n      resources: [{name: human}]\n      binds: [{fd: 1}, {fd: 1, kind: unix}]\n");
+    assert!(
+        e.contains("and both would take the fd at index 1 of LISTEN_FDS;"),
+        "{e}"
+    );
+}

@@ -266,21 +266,34 @@ impl Checker<'_> {
         let binds: Vec<&Bind> = listeners.iter().flat_map(|l| l.binds.iter()).collect();
         for (i, bind) in binds.iter().enumerate() {
             for earlier in &binds[..i] {
-                let same_fd = matches!(
-                    (&bind.spec, &earlier.spec),
-                    (BindSpec::Fd { index: a, .. }, BindSpec::Fd { index: b, .. }) if a == b
-                );
-                let clash = same_fd
-                    || bind
-                        .endpoints
-                        .iter()
-                        .any(|e| earlier.endpoints.iter().any(|o| e.overlaps(o)));
-                if clash {
+                let same_fd = match (&bind.spec, &earlier.spec) {
+                    (BindSpec::Fd { index: a, .. }, BindSpec::Fd { index: b, .. }) if a == b => {
+                        Some(*a)
+                    }
+                    _ => None,
+                };
+                // What both take: the fd, or the first socket of this bind
+                // that one of the earlier's overlaps (a host name stands for
+                // each address it resolves to, as its socket units hold it).
+                let shared = match same_fd {
+                    Some(index) => Some(format!("the fd at index {index} of LISTEN_FDS")),
+                    None => bind.endpoints.iter().find_map(|e| {
+                        earlier.endpoints.iter().find(|o| e.overlaps(o)).map(|o| {
+                            if o == e {
+                                e.to_string()
+                            } else {
+                                format!("{e}, which {o} includes")
+                            }
+                        })
+                    }),
+                };
+                if let Some(shared) = shared {
                     self.errors.push(ConfigError {
                         location: bind.location.clone(),
                         kind: ErrorKind::Duplicate {
                             this: bind.spec.to_string(),
                             other: format!("{} at {}", earlier.spec, earlier.location),
+                            shared,
                         },
                     });
                     break;

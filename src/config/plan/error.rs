@@ -225,7 +225,11 @@ pub enum ErrorKind {
     #[error("`{value}` is not an IP network, and MAS would refuse the config; write e.g. `127.0.0.1/8` or `::1/128`")]
     BadTrustedProxy { value: String },
     #[error(
-        "{this} is also bound by {other}; each address may be bound once, so remove one of them"
+        "{this} is also bound by {other}, and both would take {shared}; each address may be bound once, so remove one of them"
     )]
-    Duplicate { this: String, other: String },
+    Duplicate {
+        this: String,
+        other: String,
+        shared: String,
+    },
 }
