@@ -409,6 +409,34 @@ impl ChildSocket {
 /// anyway after about this long. Unix sockets have no such option.
 pub const DEFER_ACCEPT_SECS: i32 = 5;
 
+/// Warns of each passed Unix socket whose path leads to no socket any more
+/// (removed, or replaced by a file of another type), as when someone
+/// deleted the file under a running socket unit: MAS still serves on it,
+/// but no client can reach it there. A path that leads to a socket is taken
+/// to be this one; telling two sockets at one path apart needs
+/// sock_diag(7), which this does not use.
+pub fn warn_of_lost_unix_paths(sockets: &[ChildSocket]) {
+    use std::os::unix::fs::FileTypeExt as _;
+    for socket in sockets.iter().filter(|s| s.kind == FdKind::Unix) {
+        let Ok(LocalAddr::Unix(path)) = crate::sys::socket_local_addr(socket.fd.as_fd()) else {
+            continue;
+        };
+        let what = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_socket() => continue,
+            Ok(_) => "is no socket now, but another kind of file",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "is gone",
+            // Not ours to judge (a directory this user may not search).
+            Err(_) => continue,
+        };
+        tracing::warn!(
+            "fd {} ({}): its path {} {what}, so clients that connect there cannot reach MAS, which serves on the socket all the same; restart its socket unit (`systemctl restart` the .socket, with the service), which binds the path anew",
+            socket.number,
+            socket.description,
+            path.display()
+        );
+    }
+}
+
 /// Sets [`DEFER_ACCEPT_SECS`] on the TCP sockets that have no
 /// `TCP_DEFER_ACCEPT` yet; a value set by the socket unit is kept. A socket
 /// that refuses is left as it is, with a warning: it still works.

@@ -770,6 +770,25 @@ fn start_with_fds(label: &str, config: &str, fds: Vec<OwnedFd>, listen_pid: Opti
     Run { dir, child, notify }
 }
 
+/// A passed Unix socket whose file was removed (by hand, under a running
+/// socket unit) still serves MAS, but no client finds it: a warning names
+/// the fd, the path and the fix, and MAS starts all the same.
+#[test]
+fn a_passed_unix_socket_whose_file_is_gone_is_warned_about() {
+    let dir = TempDir::new("gone-sock");
+    let path = dir.join("web.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    fs::remove_file(&path).unwrap();
+    let config = web_listener(&format!("        - socket: {}\n", path.display()), "");
+    let mut run = start_with_fds("gone-sock", &config, vec![listener.into()], None);
+    run.notify.expect_line("READY=1", LONG);
+    run.wait_log(&format!(
+        "fd 3 (unix {path}): its path {path} is gone, so clients that connect there cannot reach MAS, which serves on the socket all the same; restart its socket unit",
+        path = path.display()
+    ));
+    run.stop();
+}
+
 /// Two fds of one socket (a dup, as a hand-made launcher may pass) would
 /// reach MAS twice: refused, naming both fds.
 #[test]

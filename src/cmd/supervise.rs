@@ -76,6 +76,9 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         }
     };
     assign::defer_accept(&assignment.sockets);
+    if origin == assign::Origin::Inherited {
+        assign::warn_of_lost_unix_paths(&assignment.sockets);
+    }
     let systemd = notify::SystemdNotifier::from_env()?;
     let opts = Options {
         command: args.command,
