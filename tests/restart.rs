@@ -719,6 +719,17 @@ fn garbage_on_the_control_socket_gets_a_short_refusal() {
         answer.len(),
         answer
     );
+    // Bytes that are not UTF-8 are shown, replaced, not dropped.
+    let mut stream = std::os::unix::net::UnixStream::connect(run.dir.join("rt/control.sock"))
+        .expect("connect to the control socket");
+    stream.set_read_timeout(Some(LONG)).unwrap();
+    stream.write_all(b"\xff\xfe\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    assert!(
+        answer.starts_with("error unknown request \"\u{fffd}\u{fffd}\""),
+        "{answer:?}"
+    );
     let status = String::from_utf8_lossy(&control(&run, &["status"]).stdout).into_owned();
     assert!(status.contains(&format!("child: {pid}\n")), "{status}");
 }

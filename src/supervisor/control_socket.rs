@@ -141,15 +141,17 @@ fn serve_control(
             let _ = stream.write_all(b"error permission denied\n").await;
             return;
         }
-        let mut line = String::new();
+        let mut bytes = Vec::new();
         // A request is one short word; a client that sends more gets no
         // say over how much the supervisor reads and keeps.
         let read = tokio::time::timeout(
             REQUEST_TIMEOUT,
-            BufReader::new((&mut stream).take(MAX_REQUEST)).read_line(&mut line),
+            BufReader::new((&mut stream).take(MAX_REQUEST)).read_until(b'\n', &mut bytes),
         )
         .await;
         drop(unread);
+        // Bytes that are not UTF-8 are shown replaced in the refusal.
+        let line = String::from_utf8_lossy(&bytes);
         let answer = match (read, Command::parse(&line)) {
             (Ok(Ok(_)), Some(Command::Status)) => {
                 let (tx, rx) = oneshot::channel();
