@@ -904,6 +904,68 @@ fn listen_pid_of_another_process_is_refused_naming_both_pids() {
     assert!(run.reports().is_empty());
 }
 
+/// A MAS command that cannot be run is refused before anything starts,
+/// with exit status 2 (which the generated unit does not restart on): a
+/// missing path, a directory, a file that is not executable, a name that
+/// no directory of PATH holds.
+#[test]
+fn a_mas_command_that_cannot_run_is_refused_at_once() {
+    let dir = TempDir::new("bad-command");
+    let config = dir.write(
+        "config.yaml",
+        &web_listener("        - host: 127.0.0.1\n          port: 1\n", ""),
+    );
+    let plain = dir.write("mas-cli", "#!/bin/sh\n");
+    let missing = dir.join("nowhere/mas-cli");
+    for (program, path, why) in [
+        (
+            missing.display().to_string(),
+            None,
+            "No such file or directory".to_owned(),
+        ),
+        (
+            dir.path().display().to_string(),
+            None,
+            "it is a directory".to_owned(),
+        ),
+        (
+            plain.display().to_string(),
+            None,
+            "may not execute it (mode 0644)".to_owned(),
+        ),
+        (
+            "mas-cli".to_owned(),
+            Some(dir.path().display().to_string()),
+            format!(
+                "no directory of PATH ({}) holds it as an executable file",
+                dir.path().display()
+            ),
+        ),
+    ] {
+        let mut cmd = Command::new(mas_sockets());
+        cmd.arg("supervise")
+            .arg("--config")
+            .arg(&config)
+            .arg("--runtime-dir")
+            .arg(dir.join("rt"))
+            .args(["--", &program, "server"])
+            .env_remove("LISTEN_FDS");
+        if let Some(path) = &path {
+            cmd.env("PATH", path);
+        }
+        let out = crate::util::run(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{program}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{program}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "mas-sockets: cannot execute the MAS command {program:?}: "
+            )) && stderr.contains(&why),
+            "{program}: {stderr}"
+        );
+    }
+}
+
 /// A child that exits on its own makes supervise exit non-zero.
 #[test]
 fn child_exiting_on_its_own_fails_the_supervisor() {

@@ -12,8 +12,9 @@
 //! after the stop timeout); 1 when it exited with 0 without being asked;
 //! 2 when mas-sockets could not start it at all (see [`super`]).
 
+use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -37,6 +38,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
             word.to_string_lossy()
         );
     }
+    check_program(&args.command[0], std::env::var_os("PATH").as_deref())?;
     // Before any thread exists, as this edits our environment, and before
     // the logger opens the journal's socket, which would take the number of
     // a passed fd that is missing.
@@ -115,6 +117,56 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(outcome)
     })?;
     Ok(exit_code(outcome))
+}
+
+/// Refuses a MAS command that cannot be run, before anything starts: a
+/// path that is not an executable file, or a name that no directory of
+/// `path` (`PATH`) holds as one, as execvp(3) looks for it. Started anyway,
+/// it would fail with status 127 at every start and restart.
+fn check_program(program: &OsStr, path: Option<&OsStr>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let runnable = |candidate: &Path| {
+        candidate.is_file()
+            && nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok()
+    };
+    let shown = program.to_string_lossy();
+    if program.as_encoded_bytes().contains(&b'/') {
+        let candidate = Path::new(program);
+        if runnable(candidate) {
+            return Ok(());
+        }
+        let why = match std::fs::metadata(candidate) {
+            Err(e) => e.to_string(),
+            Ok(m) if m.is_dir() => "it is a directory".to_owned(),
+            Ok(m) if !m.is_file() => "it is not a regular file".to_owned(),
+            Ok(m) => format!(
+                "this user (uid {}) may not execute it (mode {:04o})",
+                nix::unistd::getuid(),
+                m.permissions().mode() & 0o7777
+            ),
+        };
+        anyhow::bail!(
+            "cannot execute the MAS command {shown:?}: {why}; give the path of mas-cli after `--`, e.g. `-- /usr/bin/mas-cli server` (generate-units writes it from --mas-cli)"
+        );
+    }
+    // Without PATH, glibc's execvp looks in its default.
+    let path = path.unwrap_or(OsStr::new("/bin:/usr/bin"));
+    // An empty entry of PATH is the working directory, as for execvp.
+    let found = std::env::split_paths(path).any(|dir| {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        runnable(&dir.join(program))
+    });
+    if !found {
+        anyhow::bail!(
+            "cannot execute the MAS command {shown:?}: no directory of PATH ({}) holds it as an executable file; give its full path after `--`, e.g. `-- /usr/bin/mas-cli server`",
+            path.to_string_lossy()
+        );
+    }
+    Ok(())
 }
 
 /// A `--config` (or, for mas-cli, `-c`) among the MAS command's arguments: MAS
