@@ -215,11 +215,10 @@ pub async fn run(
         fix: WRITABLE_DIR,
     })?;
     let control = bind_control(&dir)?;
-    // Run by hand, the directory may be a new one that nothing else names.
-    let dir_word = shell_word(&dir);
     info!(
-        "runtime directory {}; reach this supervisor with `mas-sockets status --runtime-dir {dir_word}` or `mas-sockets reload --runtime-dir {dir_word}`",
-        dir.display()
+        "runtime directory {}; reach this supervisor with `mas-sockets status{how}` or `mas-sockets reload{how}`",
+        dir.display(),
+        how = how_to_reach(&dir)
     );
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
     let mut sv = Supervisor {
@@ -311,6 +310,23 @@ pub async fn run(
 /// its runtime directory; the longest name of a socket there.
 pub fn notify_socket_name(pid: u32) -> String {
     format!("notify.{pid}.sock")
+}
+
+/// The option that `status` and `reload` need to find the runtime
+/// directory `dir`: none for a service's default (`/run/mas-sockets/mas`),
+/// `--name` for another service's, and `--runtime-dir` for any other (run
+/// by hand, the directory may be a new one that nothing else names).
+fn how_to_reach(dir: &std::path::Path) -> String {
+    let name = dir
+        .strip_prefix("/run/mas-sockets")
+        .ok()
+        .and_then(|rest| rest.to_str())
+        .filter(|name| crate::units::is_name_prefix(name));
+    match name {
+        Some("mas") => String::new(),
+        Some(name) => format!(" --name {name}"),
+        None => format!(" --runtime-dir {}", shell_word(dir)),
+    }
 }
 
 /// `path` as one word for a POSIX shell: as it is when it has nothing the
@@ -411,5 +427,25 @@ mod tests {
         assert_eq!(shell_word(Path::new("/tmp/a b")), "'/tmp/a b'");
         assert_eq!(shell_word(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
         assert_eq!(shell_word(Path::new("/tmp/$x")), "'/tmp/$x'");
+    }
+
+    /// A service's directory is reached as `status` and `reload` find it
+    /// without being told, or with `--name`; any other by its path.
+    #[test]
+    fn the_log_says_how_to_reach_the_supervisor() {
+        use std::path::Path;
+        assert_eq!(how_to_reach(Path::new("/run/mas-sockets/mas")), "");
+        assert_eq!(
+            how_to_reach(Path::new("/run/mas-sockets/mas-staging")),
+            " --name mas-staging"
+        );
+        assert_eq!(
+            how_to_reach(Path::new("/run/mas-sockets/a/b")),
+            " --runtime-dir /run/mas-sockets/a/b"
+        );
+        assert_eq!(
+            how_to_reach(Path::new("/tmp/mas sockets")),
+            " --runtime-dir '/tmp/mas sockets'"
+        );
     }
 }
