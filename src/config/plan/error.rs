@@ -181,6 +181,8 @@ pub enum ErrorKind {
     },
     #[error("`host: {host}` has no `port`, and MAS would read the bind as `fd: 0`; add `port:`")]
     HostWithoutPort { host: String },
+    #[error("`port` is null (`~`, `null` or nothing after `port:`), and MAS would read the bind as `fd: 0`; write the port number, e.g. `port: 8080`")]
+    PortNull,
     #[error("`port: {value}` is {found}, and MAS would read the bind as `fd: 0`; write a number from 1 to 65535 without quotes")]
     PortNotNumber { value: String, found: &'static str },
     #[error("port {port} is out of range, and MAS would read the bind as `fd: 0`; use 1 to 65535")]

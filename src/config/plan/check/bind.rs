@@ -238,7 +238,9 @@ impl Checker<'_> {
         if let Some((first, second)) = mixed {
             problems.push((String::new(), ErrorKind::MixedForms { first, second }));
         } else if !unknown {
-            if (has("host") || has("port")) && port_missing {
+            if matches!(map.get("port"), Some(Value::Null)) {
+                problems.push((".port".into(), ErrorKind::PortNull));
+            } else if (has("host") || has("port")) && port_missing {
                 problems.push((
                     String::new(),
                     ErrorKind::HostWithoutPort {
