@@ -627,4 +627,26 @@ fn a_config_the_service_user_cannot_read_is_warned_about() {
     std::os::unix::fs::chown(&config, None, Some(nogroup.gid.as_raw())).unwrap();
     chmod(&config, 0o640);
     assert_eq!(warnings(), Vec::<String>::new());
+    // A link to it, from a directory the service may not search, is as
+    // much in the way.
+    let locked = dir.join("locked");
+    fs::create_dir(&locked).unwrap();
+    chmod(&locked, 0o700);
+    let link = locked.join("config.yaml");
+    std::os::unix::fs::symlink(&config, &link).unwrap();
+    let mut cmd = Command::new(mas_sockets());
+    cmd.arg("generate-units")
+        .arg("--config")
+        .arg(&link)
+        .args(["--user", "nobody", "--group", "nogroup"]);
+    let out = run(&mut cmd);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "may not search the directory `{}` (mode 0700, owner root, group root), so it could not read the config `{}`",
+            locked.display(),
+            link.display()
+        )),
+        "{}",
+        explain(&cmd, &out)
+    );
 }

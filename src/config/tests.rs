@@ -1339,4 +1339,7 @@ fn a_clash_names_the_socket_both_would_take() {
         e.contains("and both would take the fd at index 1 of LISTEN_FDS;"),
         "{e}"
     );
+    // In either order, neither is said to hold the other.
+    let e = one_error("http:\n  public_base: https://a/\n  listeners:\n    - name: a\n      resources: [{name: human}]\n      binds: [{address: \"0.0.0.0:8080\"}, {address: \"[::]:8080\"}]\n");
+    assert!(e.contains(", which overlap;"), "{e}");
 }

@@ -136,28 +136,30 @@ pub fn unreadable_config_warnings(opts: &UnitOptions) -> Vec<String> {
     let Some(who) = Identity::of_service(&opts.user, &opts.group) else {
         return Vec::new();
     };
-    // The real path: a link's own bits do not count, those on the way to
-    // its target do.
+    // The path as written (its directories, up to a link, must be searched
+    // too), then the real one: a link's own bits do not count, those on the
+    // way to its target do. Bits are read through links, as path
+    // resolution goes through them.
     opts.config_files
         .iter()
         .filter_map(|file| {
             let real = file.canonicalize().ok()?;
-            let (path, want, owned) = first_denied(&real, &who, &system_metadata)?;
-            let member = who.gids.contains(&owned.gid);
-            Some(denied_text(file, &path, want, owned, member, opts))
+            let (path, want, owned) = first_denied(file, &who, &system_metadata)
+                .or_else(|| first_denied(&real, &who, &system_metadata))?;
+            Some(denied_text(file, &path, want, owned, &who, opts))
         })
         .collect()
 }
 
 /// The warning for `file`, which the service cannot read because it may
 /// not `want` (read or search) `path`, the file itself or a directory on
-/// the way; `member` when the service is in `path`'s group.
+/// the way, as `who`.
 fn denied_text(
     file: &Path,
     path: &Path,
     want: u32,
     owned: Owned,
-    member: bool,
+    who: &Identity,
     opts: &UnitOptions,
 ) -> String {
     let (user, group) = (&opts.user, &opts.group);
@@ -167,7 +169,10 @@ fn denied_text(
         ("750", "x")
     };
     let shown = crate::supervisor::shell_word(path);
-    let fix = if member {
+    // The class whose bits apply: the owner's, then the group's.
+    let fix = if owned.uid == who.uid {
+        format!("e.g. `chmod u+{how} {shown}`")
+    } else if who.gids.contains(&owned.gid) {
         format!("e.g. `chmod g+{how} {shown}`")
     } else if owned.gid == 0 {
         format!("e.g. `chgrp {group} {shown} && chmod {bits} {shown}`")
@@ -232,6 +237,26 @@ mod tests {
         assert!(who.may(f(0o604, 0, 0), READ));
         assert!(who.may(f(0o711, 0, 0), SEARCH));
         assert!(!who.may(f(0o700, 0, 0), SEARCH));
+    }
+
+    /// The fix changes the bits that apply: the owner's for the service's
+    /// own file, the group's for its group's, else a group of its own.
+    #[test]
+    fn the_fix_is_for_the_class_whose_bits_apply() {
+        let o = crate::units::tests::opts();
+        let file = Path::new("/etc/mas/config.yaml");
+        let fix = |uid, gid| {
+            let owned = Owned {
+                mode: 0o044,
+                uid,
+                gid,
+            };
+            denied_text(file, file, READ, owned, &mas(), &o)
+        };
+        assert!(fix(998, 998).ends_with("e.g. `chmod u+r /etc/mas/config.yaml`"));
+        assert!(fix(0, 33).ends_with("e.g. `chmod g+r /etc/mas/config.yaml`"));
+        assert!(fix(0, 0)
+            .ends_with("e.g. `chgrp mas /etc/mas/config.yaml && chmod 640 /etc/mas/config.yaml`"));
     }
 
     #[test]

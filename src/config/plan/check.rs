@@ -282,7 +282,7 @@ impl Checker<'_> {
                             if o == e {
                                 e.to_string()
                             } else {
-                                format!("{e}, which {o} includes")
+                                format!("{e} and {o}, which overlap")
                             }
                         })
                     }),
