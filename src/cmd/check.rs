@@ -121,7 +121,8 @@ fn deployment_warnings(listeners: &[Listener]) -> Vec<String> {
     });
     relative
         .chain(exposed)
-        .chain(units::runtime_directory_warnings(listeners))
+        // check has no --name: the units' default.
+        .chain(units::runtime_directory_warnings(listeners, "mas"))
         .collect()
 }
 

@@ -73,7 +73,10 @@ pub fn run(args: GenerateUnitsArgs) -> anyhow::Result<ExitCode> {
     let warnings = units::hidden_path_warnings(&opts)
         .into_iter()
         .chain(units::unreadable_config_warnings(&opts))
-        .chain(units::runtime_directory_warnings(&plan.listeners));
+        .chain(units::runtime_directory_warnings(
+            &plan.listeners,
+            &opts.name,
+        ));
     for warning in warnings {
         eprintln!("mas-sockets: warning: {}", escape_controls(&warning));
     }

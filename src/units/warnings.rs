@@ -78,7 +78,11 @@ pub fn hidden_path_warnings(opts: &UnitOptions) -> Vec<String> {
 /// (`/run/mas-sockets/<name>/`, for any `<name>`): systemd empties that
 /// directory whenever the service stops, and with it the socket file that
 /// the socket unit still holds and clients look for.
-pub fn runtime_directory_warnings(listeners: &[Listener]) -> Vec<String> {
+///
+/// `service` is the `--name` of the units (`mas` where it is not known, as
+/// for `check`): a socket at that service's runtime directory itself, or
+/// at the directory that holds them all, is warned about too.
+pub fn runtime_directory_warnings(listeners: &[Listener], service: &str) -> Vec<String> {
     listeners
         .iter()
         .flat_map(|l| &l.binds)
@@ -86,6 +90,13 @@ pub fn runtime_directory_warnings(listeners: &[Listener]) -> Vec<String> {
             let BindSpec::Unix { path, .. } = &bind.spec else {
                 return None;
             };
+            if let Some(what) = runtime_directory_itself(path, service) {
+                return Some(format!(
+                    "{}: the socket path `{}` is {what}, which systemd makes a directory when the service starts, so the service could not start once the socket unit holds a socket there; put the socket in a directory of its own, e.g. /run/mas/web.sock",
+                    bind.location,
+                    path.display(),
+                ));
+            }
             let name = runtime_directory_of(path)?;
             let file = path
                 .file_name()
@@ -98,6 +109,26 @@ pub fn runtime_directory_warnings(listeners: &[Listener]) -> Vec<String> {
             ))
         })
         .collect()
+}
+
+/// What `path` is when it is the runtime directory of `service` itself
+/// (`/run/mas-sockets/<service>`), or the directory that holds them all.
+fn runtime_directory_itself(path: &Path, service: &str) -> Option<String> {
+    use std::path::Component;
+    let rest = ["/run", "/var/run"]
+        .iter()
+        .find_map(|run| path.strip_prefix(Path::new(run).join("mas-sockets")).ok())?;
+    let mut parts = rest.components();
+    match (parts.next(), parts.next()) {
+        (None, _) => Some(
+            "the directory that holds the runtime directory of every service generate-units writes"
+                .to_owned(),
+        ),
+        (Some(Component::Normal(name)), None) if name == service => {
+            Some(format!("the runtime directory of {service}.service itself"))
+        }
+        _ => None,
+    }
 }
 
 /// The `<name>` of the runtime directory `/run/mas-sockets/<name>` that
@@ -172,22 +203,30 @@ mod tests {
                 .listeners
         };
         assert_eq!(
-            runtime_directory_warnings(&config_listeners("/run/mas-sockets/mas/web.sock")),
+            runtime_directory_warnings(&config_listeners("/run/mas-sockets/mas/web.sock"), "mas"),
             ["c.yaml:5:15: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas/web.sock` is inside /run/mas-sockets/mas, the runtime directory of mas.service, which systemd empties whenever the service stops, so the socket file would vanish while its socket unit still holds the socket; put it in a directory of its own, e.g. /run/mas/web.sock"]
         );
         // A path with `//` or `..` is refused before (config::plan).
         assert_eq!(
-            runtime_directory_warnings(&config_listeners("/var/run/mas-sockets/other/a/b.sock"))
-                .len(),
+            runtime_directory_warnings(
+                &config_listeners("/var/run/mas-sockets/other/a/b.sock"),
+                "mas"
+            )
+            .len(),
             1
         );
-        for path in [
-            "/run/mas/web.sock",
-            "/run/mas-sockets/web.sock",
-            "/run/mas-sockets-x/a/b.sock",
-        ] {
+        // The directories themselves, which systemd makes.
+        assert_eq!(
+            runtime_directory_warnings(&config_listeners("/run/mas-sockets/mas"), "mas"),
+            ["c.yaml:5:15: http.listeners[0].binds[0]: the socket path `/run/mas-sockets/mas` is the runtime directory of mas.service itself, which systemd makes a directory when the service starts, so the service could not start once the socket unit holds a socket there; put the socket in a directory of its own, e.g. /run/mas/web.sock"]
+        );
+        assert_eq!(
+            runtime_directory_warnings(&config_listeners("/run/mas-sockets"), "mas").len(),
+            1
+        );
+        for path in ["/run/mas/web.sock", "/run/mas-sockets-x/a/b.sock"] {
             assert!(
-                runtime_directory_warnings(&config_listeners(path)).is_empty(),
+                runtime_directory_warnings(&config_listeners(path), "mas").is_empty(),
                 "{path}"
             );
         }
