@@ -11,8 +11,10 @@
 //! module is no nginx directive at all.
 //!
 //! A `proxy_pass` that reaches no bind is a problem only when it is meant for
-//! MAS: in a location of an http server named after `public_base`'s host
-//! that one of MAS's paths (under `public_base`'s path) lands in, as nginx
+//! MAS: in a location of the http server that nginx picks for
+//! `public_base`'s host (by exact name, wildcard or regular expression, not
+//! a default server) that one of MAS's paths (under `public_base`'s path)
+//! lands in, as nginx
 //! picks locations (so MAS under a prefix on the homeserver's host leaves
 //! the homeserver's locations alone), in a location that one of the
 //! compatibility endpoints (`login`, `logout`, `refresh` under
@@ -193,15 +195,12 @@ impl<'t> Walker<'_, 't> {
     fn http_block(&mut self, items: &'t [Directive]) {
         let host = public_host(self.plan);
         let resend = Resend::default().within(items);
-        let named_for_mas = |d: &Directive| {
-            d.children().iter().any(|c| {
-                c.name == "server_name"
-                    && c.args
-                        .iter()
-                        .any(|n| host.as_deref().is_some_and(|h| super::idn::same_host(n, h)))
-            })
-        };
-        // Of the servers named after public_base's host, those on its port
+        let picked = host
+            .as_deref()
+            .map(|h| servers_for_host(items, h))
+            .unwrap_or_default();
+        let named_for_mas = |d: &Directive| picked.iter().any(|p| std::ptr::eq(*p, d));
+        // Of the servers picked for public_base's host, those on its port
         // are MAS's when there are any (not, say, the homeserver's
         // federation server on 8448 under the same name); else all are, as
         // behind another TLS terminator.
@@ -231,7 +230,7 @@ impl<'t> Walker<'_, 't> {
     }
 
     /// Directives inside an http server, location, `if` or `limit_except`.
-    /// `mas` is set in a server named after public_base's host; `scope`
+    /// `mas` is set in a server picked for public_base's host; `scope`
     /// says what the levels around `items` say of them, and `resend` holds
     /// the resend directives of those levels, theirs included.
     fn http_items(
@@ -432,7 +431,7 @@ fn compat_locations(items: &[Directive]) -> Vec<&Directive> {
         .collect()
 }
 
-/// Which locations of a server named after public_base's host are MAS's:
+/// Which locations of a server picked for public_base's host are MAS's:
 /// those that MAS's paths (under public_base's path) land in, as nginx
 /// picks locations, and what each needs: the resources of those paths. A
 /// path sent to a location that nginx answers itself (`alias` for the
@@ -520,6 +519,131 @@ fn public_port(plan: &Plan) -> Option<u16> {
 
 /// Whether a server with `items` listens on `port`; without `listen`,
 /// nginx listens on port 80.
+/// The ports an http server listens on: each `listen`'s port (`443`,
+/// `[::]:443`, `127.0.0.1:443`; 80 for an address alone), none for a
+/// `unix:` one, and 80 without any `listen`.
+fn listen_ports(items: &[Directive]) -> Vec<u16> {
+    let listens: Vec<&Directive> = items.iter().filter(|c| c.name == "listen").collect();
+    if listens.is_empty() {
+        return vec![80];
+    }
+    listens
+        .iter()
+        .filter_map(|l| l.args.first())
+        .filter(|a| targets::strip_prefix_caseless(a, "unix:").is_none())
+        .map(|a| {
+            let tail = a.rsplit(':').next().unwrap_or(a);
+            // `127.0.0.1` or `[::1]` alone: port 80.
+            if a.ends_with(']') {
+                Ok(80)
+            } else {
+                tail.parse::<u16>()
+                    .or(if a.contains('.') { Ok(80) } else { Err(()) })
+            }
+        })
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// How well one `server_name` entry matches `host`, in nginx's order
+/// (ngx_http_find_virtual_server): an exact name first, then the longest
+/// wildcard at the front (`*.example.com`, `.example.com`), then the
+/// longest at the end (`auth.*`), then a regular expression (`~...`), which
+/// nginx tries in the order written and compares without regard to case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum NameMatch {
+    Regex,
+    BackWildcard(usize),
+    FrontWildcard(usize),
+    Exact,
+}
+
+fn name_match(name: &str, host: &str) -> Option<NameMatch> {
+    let name = name.to_ascii_lowercase();
+    if let Some(re) = name.strip_prefix('~') {
+        return regex::RegexBuilder::new(re)
+            .case_insensitive(true)
+            .build()
+            .ok()
+            .filter(|re| re.is_match(host))
+            .map(|_| NameMatch::Regex);
+    }
+    if super::idn::same_host(&name, host) {
+        return Some(NameMatch::Exact);
+    }
+    if let Some(suffix) = name.strip_prefix('.') {
+        // `.example.com` is both `example.com` and `*.example.com`.
+        if super::idn::same_host(suffix, host) {
+            return Some(NameMatch::Exact);
+        }
+        return host
+            .strip_suffix(suffix)
+            .is_some_and(|head| head.ends_with('.') && head.len() > 1)
+            .then_some(NameMatch::FrontWildcard(suffix.len()));
+    }
+    if let Some(suffix) = name.strip_prefix("*.") {
+        return host
+            .strip_suffix(suffix)
+            .is_some_and(|head| head.ends_with('.') && head.len() > 1)
+            .then_some(NameMatch::FrontWildcard(suffix.len()));
+    }
+    if let Some(prefix) = name.strip_suffix(".*") {
+        return host
+            .strip_prefix(prefix)
+            .is_some_and(|tail| tail.starts_with('.') && tail.len() > 1)
+            .then_some(NameMatch::BackWildcard(prefix.len()));
+    }
+    None
+}
+
+/// The http servers of `items` that nginx picks for a request to `host`:
+/// on each port a server listens on, the one whose `server_name` matches
+/// best ([`NameMatch`]; the first written of equals). Where no name
+/// matches, nginx takes the port's default server, which is not counted
+/// as MAS's here: it may be another site's, and MAS's server may be in a
+/// file of its own.
+fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive> {
+    let servers: Vec<&Directive> = items.iter().filter(|d| d.name == "server").collect();
+    let best = |d: &Directive| {
+        d.children()
+            .iter()
+            .filter(|c| c.name == "server_name")
+            .flat_map(|c| c.args.iter())
+            .filter_map(|n| name_match(n, host))
+            .max()
+    };
+    let mut ports: Vec<u16> = servers
+        .iter()
+        .flat_map(|d| listen_ports(d.children()))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let mut picked: Vec<&Directive> = Vec::new();
+    for port in ports {
+        let mut winner: Option<(&Directive, NameMatch)> = None;
+        for d in servers
+            .iter()
+            .filter(|d| listen_ports(d.children()).contains(&port))
+        {
+            let Some(m) = best(d) else { continue };
+            // A regular expression: the first written wins, not the best.
+            let better = match winner {
+                None => true,
+                Some((_, w)) => m > w && m != NameMatch::Regex,
+            };
+            if better {
+                winner = Some((d, m));
+            }
+        }
+        if let Some((d, _)) = winner {
+            if !picked.iter().any(|p| std::ptr::eq(*p, d)) {
+                picked.push(d);
+            }
+        }
+    }
+    picked
+}
+
 fn listens_on(items: &[Directive], port: u16) -> bool {
     let listens: Vec<&Directive> = items.iter().filter(|c| c.name == "listen").collect();
     if listens.is_empty() {
@@ -776,7 +900,7 @@ fn tls_mismatch(pass: &Pass, at: &str, target: &Target, listener: &Listener) -> 
     if pass.module != Module::Http {
         return None;
     }
-    let https = pass.arg.starts_with("https://");
+    let https = targets::is_https(pass.arg);
     let name = listener.label();
     match (https, listener.tls) {
         (true, false) => Some(format!(

@@ -111,7 +111,7 @@ fn refusal(listener: &Listener, pass: &Pass) -> Option<(&'static str, String)> {
             "set `proxy_protocol: false` on it (nginx passes the client's address in X-Forwarded-For), or reach it from a stream server with `proxy_protocol on`".to_owned(),
         )),
         Module::Http => {
-            let https = pass.arg.starts_with("https://");
+            let https = super::targets::is_https(pass.arg);
             match (https, listener.tls) {
                 (true, false) => Some((
                     "has no `tls:` and speaks plain HTTP",
@@ -202,7 +202,7 @@ fn advise<'p>(
     });
     let Some(best) = best else {
         let sends = match pass.module {
-            Module::Http if pass.arg.starts_with("https://") => {
+            Module::Http if super::targets::is_https(pass.arg) => {
                 "HTTPS without the PROXY protocol, which a listener with `tls:` and without `proxy_protocol: true` takes"
             }
             Module::Http => {

@@ -51,9 +51,9 @@ pub(super) fn targets_of<'u>(
     };
     let (rest, default_port) = match pass.module {
         Module::Http => {
-            if let Some(rest) = pass.arg.strip_prefix("http://") {
+            if let Some(rest) = strip_prefix_caseless(pass.arg, "http://") {
                 (rest, Some(80))
-            } else if let Some(rest) = pass.arg.strip_prefix("https://") {
+            } else if let Some(rest) = strip_prefix_caseless(pass.arg, "https://") {
                 (rest, Some(443))
             } else {
                 return Err("it is not an http:// or https:// URL".into());
@@ -63,7 +63,7 @@ pub(super) fn targets_of<'u>(
     };
     // Variables in the URI (`http://up/auth$request_uri`) leave the socket
     // known; in the socket itself, only nginx can resolve them.
-    if let Some(path) = rest.strip_prefix("unix:") {
+    if let Some(path) = strip_prefix_caseless(rest, "unix:") {
         // http://unix:/path:/uri; in stream the whole rest is the path.
         let path = match pass.module {
             Module::Http => path.split(':').next().unwrap_or(path),
@@ -121,10 +121,24 @@ pub(super) fn targets_of<'u>(
     })
 }
 
+/// `text` after `prefix`, which it starts with in any case: nginx reads the
+/// scheme of a `proxy_pass` and the `unix:` of an address so
+/// (ngx_strncasecmp).
+pub(super) fn strip_prefix_caseless<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// Whether an http `proxy_pass` argument speaks TLS to its server.
+pub(super) fn is_https(arg: &str) -> bool {
+    strip_prefix_caseless(arg, "https://").is_some()
+}
+
 /// The socket of an upstream block's `server` entry.
 pub(super) fn entry_target(server: &Directive, default_port: Option<u16>) -> Option<Target> {
     let addr = server.args.first()?;
-    match addr.strip_prefix("unix:") {
+    match strip_prefix_caseless(addr, "unix:") {
         Some(path) => Some(Target::Unix(PathBuf::from(path))),
         None => parse_host_port(addr, default_port),
     }

@@ -1058,3 +1058,37 @@ fn a_server_of_the_same_name_on_another_port_is_not_masss() {
     let r = report_for(WITH_INTERNAL, &format!("server {{\n{federation}}}\n"));
     assert_eq!(r.problems.len(), 1, "{r:?}");
 }
+
+/// The server nginx picks for the auth host is MAS's, however it is named:
+/// a wildcard or a regular expression that matches, unless a better match
+/// (an exact name) listens on the same port.
+#[test]
+fn the_server_nginx_picks_for_the_auth_host_is_checked() {
+    let wrong = "proxy_pass http://unix:/run/mas/other.sock;";
+    for name in [
+        "*.example.com",
+        ".example.com",
+        "auth.*",
+        "~^auth\\.example\\.com$",
+        "~^AUTH\\.",
+    ] {
+        let r = report(&format!("server {{\n  listen 443;\n  server_name {name};\n  location / {{\n    {wrong}\n  }}\n}}\n"));
+        assert_eq!(r.problems.len(), 1, "{name}: {r:?}");
+    }
+    // An exact name wins on its port; the wildcard's server is another's.
+    let r = report(&format!("server {{\n  listen 443;\n  server_name *.example.com;\n  location / {{\n    {wrong}\n  }}\n}}\nserver {{\n  listen 443;\n  server_name auth.example.com;\n  location / {{\n    proxy_pass http://unix:/run/mas/web.sock;\n  }}\n}}\n"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    // Names that do not match, and a default server: not taken for MAS's.
+    for name in [
+        "*.example.org",
+        "example.com",
+        "~^matrix\\.",
+        "auth.example.com.evil",
+    ] {
+        let r = report(&format!("server {{\n  listen 443 default_server;\n  server_name {name};\n  location / {{\n    {wrong}\n  }}\n}}\n"));
+        assert!(r.problems.is_empty(), "{name}: {r:?}");
+    }
+    // nginx reads the scheme and `unix:` in any case.
+    let r = report("server {\n  listen 443;\n  server_name auth.example.com;\n  location / {\n    proxy_pass HTTP://UNIX:/run/mas/other.sock;\n  }\n}\n");
+    assert_eq!(r.problems.len(), 1, "{r:?}");
+}

@@ -31,12 +31,11 @@ use crate::nginx::syntax::Directive;
 /// (`http://127.0.0.1:8080`, `http://unix:/run/mas/web.sock`) and the URI
 /// part (`/`, `/auth$request_uri`); `None` without a URI part.
 pub(super) fn split_uri(arg: &str) -> Option<(&str, &str)> {
-    let scheme = ["http://", "https://"]
-        .into_iter()
-        .find(|s| arg.starts_with(s))?
-        .len();
-    let rest = &arg[scheme..];
-    if let Some(path) = rest.strip_prefix("unix:") {
+    use super::targets::strip_prefix_caseless;
+    let rest =
+        strip_prefix_caseless(arg, "http://").or_else(|| strip_prefix_caseless(arg, "https://"))?;
+    let scheme = arg.len() - rest.len();
+    if let Some(path) = strip_prefix_caseless(rest, "unix:") {
         // `http://unix:/path:/uri`: the socket's path ends at the first `:`.
         let colon = path.find(':')?;
         let uri = &path[colon + 1..];
