@@ -34,6 +34,7 @@ fn every_bad_config_class_gives_its_error_line() {
         ("misspelt address", listener("        - adress: \"127.0.0.1:8080\"\n"), "mas-sockets: CONFIG:6:11: http.listeners[0].binds[0].adress: unknown key `adress` in a bind (did you mean `address`?)"),
         ("misspelt port", listener("        - host: localhost\n          prot: 8080\n"), "mas-sockets: CONFIG:7:11: http.listeners[0].binds[0].prot: unknown key `prot` in a bind (did you mean `port`?)"),
         ("quoted port", listener("        - port: \"80\"\n"), "mas-sockets: CONFIG:6:17: http.listeners[0].binds[0].port: `port: \"80\"` is a string"),
+        ("port not a number", listener("        - port: 8080x\n"), "mas-sockets: CONFIG:6:17: http.listeners[0].binds[0].port: `port: 8080x` is not a number, and MAS would read the bind as `fd: 0`; write a number from 1 to 65535"),
         ("null port", listener("        - port: ~\n"), "mas-sockets: CONFIG:6:17: http.listeners[0].binds[0].port: `port` is null (`~`, `null` or nothing after `port:`), and MAS would read the bind as `fd: 0`; write the port number"),
         ("port 0", listener("        - port: 0\n"), "mas-sockets: CONFIG:6:17: http.listeners[0].binds[0].port: port 0 asks the kernel for a random port"),
         ("no binds", "http:\n  listeners:\n    - name: web\n      resources: [{name: human}]\n  public_base: https://a/\n".into(), "mas-sockets: CONFIG:3:7: http.listeners[0].binds: the listener has no binds"),

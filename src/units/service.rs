@@ -100,9 +100,10 @@ TimeoutStartSec={start_timeout}s
 TimeoutStopSec={stop_timeout}s
 Restart=on-failure
 RestartSec=2s
-# Exit status 2: the config, or sockets that do not fit it; no restart
+# Exit status 2: the config, or sockets that do not fit it; 203: systemd
+# could not execute mas-sockets (removed with its package, say). No restart
 # mends those, so the unit fails and says why.
-RestartPreventExitStatus=2
+RestartPreventExitStatus=2 203
 
 NoNewPrivileges=yes
 CapabilityBoundingSet=

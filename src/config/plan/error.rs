@@ -183,8 +183,13 @@ pub enum ErrorKind {
     HostWithoutPort { host: String },
     #[error("`port` is null (`~`, `null` or nothing after `port:`), and MAS would read the bind as `fd: 0`; write the port number, e.g. `port: 8080`")]
     PortNull,
-    #[error("`port: {value}` is {found}, and MAS would read the bind as `fd: 0`; write a number from 1 to 65535 without quotes")]
-    PortNotNumber { value: String, found: &'static str },
+    #[error("`port: {value}` is {found}, and MAS would read the bind as `fd: 0`; write a number from 1 to 65535{fix}")]
+    PortNotNumber {
+        value: String,
+        found: &'static str,
+        /// `" without quotes"` for a number in quotes.
+        fix: &'static str,
+    },
     #[error("port {port} is out of range, and MAS would read the bind as `fd: 0`; use 1 to 65535")]
     PortOutOfRange { port: String },
     #[error("port 0 asks the kernel for a random port, which no client or socket unit can know; choose a fixed port")]

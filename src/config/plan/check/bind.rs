@@ -128,6 +128,7 @@ impl Checker<'_> {
                 ("port", Value::Number(n)) if n.is_f64() => problem(ErrorKind::PortNotNumber {
                     value: n.to_string(),
                     found: "not a whole number",
+                    fix: "",
                 }),
                 ("port", Value::Number(n)) => {
                     match n.as_u64().and_then(|n| u16::try_from(n).ok()) {
@@ -141,9 +142,23 @@ impl Checker<'_> {
                 ("port", other) if big_int(other).is_some() => problem(ErrorKind::PortOutOfRange {
                     port: scalar_text(other),
                 }),
+                // A number in quotes is MAS's string; other text is no number
+                // at all, and is shown as written.
+                ("port", Value::String(text)) if text.trim().parse::<u64>().is_err() => {
+                    problem(ErrorKind::PortNotNumber {
+                        value: text.clone(),
+                        found: "not a number",
+                        fix: "",
+                    })
+                }
                 ("port", other) => problem(ErrorKind::PortNotNumber {
                     value: scalar_text(other),
                     found: kind_of(other),
+                    fix: if matches!(other, Value::String(_)) {
+                        " without quotes"
+                    } else {
+                        ""
+                    },
                 }),
                 ("address", Value::String(text)) => match text.parse::<SocketAddr>() {
                     Ok(addr) if addr.port() == 0 => problem(ErrorKind::PortZero),
