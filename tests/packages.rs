@@ -1013,12 +1013,25 @@ fn deb_installs_upgrades_under_load_and_purges_in_a_clean_debian_root() {
     assert_eq!(ct.unit_property("mas.service", "ActiveState"), "inactive");
     ct.exec_ok(&["systemctl", "start", "mas.service"]);
 
-    // 5. Removal, then purge.
+    // 5. Removal, then purge. A socket unit of the admin's that triggers
+    // mas.service (generate-units names one after its listener) is stopped
+    // too: its next connection would start a service whose program is gone.
+    let extra_port = crate::util::free_port();
+    fs::write(
+        ct.path("/etc/systemd/system/mas-other.socket"),
+        format!("[Socket]\nListenStream=127.0.0.1:{extra_port}\nService=mas.service\n"),
+    )
+    .unwrap();
+    ct.exec_ok(&["systemctl", "daemon-reload"]);
+    ct.exec_ok(&["systemctl", "start", "mas-other.socket"]);
     ct.exec_ok(&["dpkg", "--remove", "mas-sockets"]);
     for unit in ["mas.service", "mas-web.socket", "mas-internal.socket"] {
         wait_state(&ct, unit, "inactive");
         assert_eq!(ct.unit_property(unit, "LoadState"), "not-found", "{unit}");
     }
+    wait_state(&ct, "mas-other.socket", "inactive");
+    fs::remove_file(ct.path("/etc/systemd/system/mas-other.socket")).unwrap();
+    ct.exec_ok(&["systemctl", "daemon-reload"]);
     let refused = ct.in_netns(|| get_tcp(internal, "/health"));
     assert!(
         refused.is_err(),

@@ -299,6 +299,33 @@ fn old_mas_ignoring_sigterm_is_killed_after_the_drain_timeout() {
     sd.stop().unwrap();
 }
 
+/// A mas-sockets that systemd cannot execute (removed with its package,
+/// while an admin's units stay) fails the unit at once: no restart every
+/// 2 s for ever, which systemd's start limit would not stop at that pace.
+#[test]
+fn a_mas_sockets_that_cannot_be_executed_fails_the_unit_without_restarts() {
+    let port = free_port();
+    let sd = deploy("exec-fails", port, &[]);
+    fs::remove_file(sd.host_path(&format!("{STAGE}/mas-sockets"))).unwrap();
+    let out = sd.systemctl(&["restart", "mas.service"]);
+    assert!(
+        !out.status.success(),
+        "a restart without mas-sockets succeeded"
+    );
+    sd.wait_for("mas.service to fail", TIMEOUT, || {
+        sd.unit_property("mas.service", "ActiveState") == "failed"
+    })
+    .unwrap();
+    assert_eq!(
+        sd.unit_property("mas.service", "ExecMainStatus"),
+        "203",
+        "{}",
+        sd.journal("mas.service")
+    );
+    assert_eq!(sd.unit_property("mas.service", "NRestarts"), "0");
+    sd.stop().unwrap();
+}
+
 /// A config that no restart can mend (exit status 2) fails the unit at once
 /// instead of restarting it for ever. A client that connects meanwhile makes
 /// systemd start it again and again until the start limit, which fails the
