@@ -28,7 +28,7 @@ use std::time::Duration;
 use self::escape::one_line;
 use self::naming::socket_labels;
 pub use self::naming::{is_name_prefix, runtime_directory};
-pub use self::readable::unreadable_config_warnings;
+pub use self::readable::{unreadable_by, unreadable_config_warnings};
 use self::service::service_unit;
 use self::socket::socket_unit;
 pub use self::warnings::{hidden_path_warnings, runtime_directory_warnings};

@@ -25,6 +25,16 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(plan) => plan,
             Err(code) => return Ok(code),
         };
+    // The user the packaged units, and generate-units by default, run
+    // MAS as: where this host has it, it must be able to read the files.
+    let files: Vec<_> = plan
+        .files
+        .iter()
+        .filter_map(|f| std::path::absolute(f).ok())
+        .collect();
+    for warning in units::unreadable_by(&files, "mas", "mas") {
+        eprintln!("mas-sockets: warning: {}", escape_controls(&warning));
+    }
     super::print_stdout(&describe(&plan))?;
     let mut problems = false;
     for site in &args.nginx {

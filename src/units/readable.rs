@@ -133,20 +133,26 @@ fn name_of_group(gid: u32) -> String {
 /// not read on this machine, each naming the file or directory in the way
 /// and a fix.
 pub fn unreadable_config_warnings(opts: &UnitOptions) -> Vec<String> {
-    let Some(who) = Identity::of_service(&opts.user, &opts.group) else {
+    unreadable_by(&opts.config_files, &opts.user, &opts.group)
+}
+
+/// Warnings for the `files` (absolute paths) that `user` with `group`
+/// could not read on this machine; none when either does not exist here.
+pub fn unreadable_by(files: &[PathBuf], user: &str, group: &str) -> Vec<String> {
+    let Some(who) = Identity::of_service(user, group) else {
         return Vec::new();
     };
     // The path as written (its directories, up to a link, must be searched
     // too), then the real one: a link's own bits do not count, those on the
     // way to its target do. Bits are read through links, as path
     // resolution goes through them.
-    opts.config_files
+    files
         .iter()
         .filter_map(|file| {
             let real = file.canonicalize().ok()?;
             let (path, want, owned) = first_denied(file, &who, &system_metadata)
                 .or_else(|| first_denied(&real, &who, &system_metadata))?;
-            Some(denied_text(file, &path, want, owned, &who, opts))
+            Some(denied_text(file, &path, want, owned, &who, (user, group)))
         })
         .collect()
 }
@@ -160,9 +166,8 @@ fn denied_text(
     want: u32,
     owned: Owned,
     who: &Identity,
-    opts: &UnitOptions,
+    (user, group): (&str, &str),
 ) -> String {
-    let (user, group) = (&opts.user, &opts.group);
     let (bits, how) = if want == READ {
         ("640", "r")
     } else {
@@ -251,7 +256,7 @@ mod tests {
                 uid,
                 gid,
             };
-            denied_text(file, file, READ, owned, &mas(), &o)
+            denied_text(file, file, READ, owned, &mas(), (&o.user, &o.group))
         };
         assert!(fix(998, 998).ends_with("e.g. `chmod u+r /etc/mas/config.yaml`"));
         assert!(fix(0, 33).ends_with("e.g. `chmod g+r /etc/mas/config.yaml`"));
