@@ -1013,7 +1013,7 @@ fn deb_installs_upgrades_under_load_and_purges_in_a_clean_debian_root() {
     assert_eq!(ct.unit_property("mas.service", "ActiveState"), "inactive");
     ct.exec_ok(&["systemctl", "start", "mas.service"]);
 
-    // 5. Removal, then purge. A socket unit of the admin's that triggers
+    // 5. Removal, then purge. A socket unit of the admin's that starts
     // mas.service (generate-units names one after its listener) is stopped
     // too: its next connection would start a service whose program is gone.
     let extra_port = crate::util::free_port();
@@ -1023,6 +1023,8 @@ fn deb_installs_upgrades_under_load_and_purges_in_a_clean_debian_root() {
     )
     .unwrap();
     ct.exec_ok(&["systemctl", "daemon-reload"]);
+    // systemd starts no socket unit whose service runs already.
+    ct.exec_ok(&["systemctl", "stop", "mas.service"]);
     ct.exec_ok(&["systemctl", "start", "mas-other.socket"]);
     ct.exec_ok(&["dpkg", "--remove", "mas-sockets"]);
     for unit in ["mas.service", "mas-web.socket", "mas-internal.socket"] {

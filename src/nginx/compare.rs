@@ -14,9 +14,9 @@
 //! MAS: in a location of the http server that nginx picks for
 //! `public_base`'s host (by exact name, wildcard or regular expression, not
 //! a default server) that one of MAS's paths (under `public_base`'s path)
-//! lands in, as nginx
-//! picks locations (so MAS under a prefix on the homeserver's host leaves
-//! the homeserver's locations alone), in a location that one of the
+//! lands in, as nginx picks locations (so MAS under a prefix on the
+//! homeserver's host leaves the homeserver's locations alone), in a
+//! location that one of the
 //! compatibility endpoints (`login`, `logout`, `refresh` under
 //! `/_matrix/client/`) lands in, or in a stream server that sends the PROXY
 //! protocol. Others (the homeserver, anything else) are left alone.
