@@ -40,6 +40,10 @@
 //! for MAS, its public port as generate-nginx writes it) that is what the
 //! auth host needs, all of it from one listener.
 //!
+//! MAS's paths that land in a location nginx answers with an error itself
+//! (`return 404`) are warned of: MAS links and redirects there, so they
+//! fail (a listener `prefix` that `public_base` does not end with).
+//!
 //! Where a pass is right, what keeps nginx from sending a request that MAS
 //! closed unanswered to a next server is warned of (`retry`): an upstream
 //! of two or more entries without `max_fails=0`, and, for a Unix socket
@@ -219,6 +223,9 @@ impl<'t> Walker<'_, 't> {
                 "server" => {
                     let for_mas = named_for_mas(d) && (!any_on_port || on_port(d));
                     let mas = for_mas.then(|| MasPaths::of(self.plan, d.children()));
+                    if let Some(m) = &mas {
+                        self.report.warnings.extend(m.refusals(self.site));
+                    }
                     self.compat = compat_locations(d.children());
                     let resend = resend.within(d.children());
                     self.http_items(d.children(), mas.as_ref(), &Scope::default(), resend);
@@ -439,21 +446,60 @@ fn compat_locations(items: &[Directive]) -> Vec<&Directive> {
 struct MasPaths<'t> {
     /// MAS's paths and the location each lands in.
     landed: Vec<(&'t Directive, Need)>,
+    /// MAS's paths that land in a location that answers them with an
+    /// error of nginx's own (`return 404`), and that answer's directive.
+    refused: Vec<(&'t Directive, &'t Directive, Need)>,
 }
 
 impl<'t> MasPaths<'t> {
     fn of(plan: &Plan, server: &'t [Directive]) -> MasPaths<'t> {
-        let landed = public_site_needs(plan)
-            .into_iter()
-            .filter_map(|need| match find_location(server, &need.path) {
+        let mut landed = Vec::new();
+        let mut refused = Vec::new();
+        for need in public_site_needs(plan) {
+            match find_location(server, &need.path) {
                 Found::At(location) if stays(server, location, &need.path) => {
-                    Some((location, need))
+                    landed.push((location, need));
                 }
-                // Answered by nginx, rewritten, or not known.
-                Found::At(_) | Found::Nowhere | Found::Unknown => None,
-            })
-            .collect();
-        MasPaths { landed }
+                Found::At(location) => {
+                    if let Some(answer) = error_answer(location.children()) {
+                        refused.push((location, answer, need));
+                    }
+                }
+                // Not known, or in no location.
+                Found::Nowhere | Found::Unknown => {}
+            }
+        }
+        MasPaths { landed, refused }
+    }
+
+    /// One warning per location that answers MAS's own paths with an error
+    /// of nginx's (as a site generated for a listener `prefix` that
+    /// `public_base` does not end with has it), naming those paths.
+    fn refusals(&self, site: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut seen: Vec<&Directive> = Vec::new();
+        for (location, answer, _) in &self.refused {
+            if seen.iter().any(|l| std::ptr::eq(*l, *location)) {
+                continue;
+            }
+            seen.push(location);
+            let paths: Vec<&str> = self
+                .refused
+                .iter()
+                .filter(|(l, ..)| std::ptr::eq(*l, *location))
+                .map(|(.., need)| need.path.as_str())
+                .collect();
+            let shown = match paths.len() {
+                0..=3 => paths.join(", "),
+                n => format!("{}, and {} more", paths[..3].join(", "), n - 3),
+            };
+            out.push(format!(
+                "{site}:{}: `{answer}` answers MAS's own paths under public_base ({shown}), which land in `location {}`, so MAS's links and redirects to them fail there; if MAS should serve them, send them to MAS (with a listener `prefix`, public_base must end with it)",
+                answer.line,
+                location.args.join(" "),
+            ));
+        }
+        out
     }
 
     /// Whether `location` is MAS's: one of MAS's paths lands in it, as
@@ -472,6 +518,18 @@ impl<'t> MasPaths<'t> {
             .map(|(_, need)| need.clone())
             .collect()
     }
+}
+
+/// A `return` among `items` (a location's own directives) with an error
+/// status of 400 or more, which nginx answers with itself.
+fn error_answer(items: &[Directive]) -> Option<&Directive> {
+    items.iter().find(|d| {
+        d.name == "return"
+            && d.args
+                .first()
+                .and_then(|code| code.parse::<u16>().ok())
+                .is_some_and(|code| code >= 400)
+    })
 }
 
 /// What a stream server that sends the PROXY protocol (MAS's public port,

@@ -1092,3 +1092,35 @@ fn the_server_nginx_picks_for_the_auth_host_is_checked() {
     let r = report("server {\n  listen 443;\n  server_name auth.example.com;\n  location / {\n    proxy_pass HTTP://UNIX:/run/mas/other.sock;\n  }\n}\n");
     assert_eq!(r.problems.len(), 1, "{r:?}");
 }
+
+/// MAS's own paths that a location answers with an error of nginx's
+/// (`return 404`, as in a site generated for a listener `prefix` that
+/// public_base does not end with) are warned of, once per location; a
+/// redirect, or a location no path of MAS reaches, is not.
+#[test]
+fn mas_paths_that_nginx_answers_with_an_error_are_warned_of() {
+    let refusals = |r: &Report| -> Vec<String> {
+        r.warnings
+            .iter()
+            .filter(|w| w.contains("answers MAS's own paths"))
+            .cloned()
+            .collect()
+    };
+    let r = report("server {\n  server_name auth.example.com;\n  location /auth/ {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n  location / {\n    return 404;\n  }\n}\n");
+    assert!(r.problems.is_empty(), "{r:?}");
+    assert_eq!(
+        refusals(&r),
+        ["site.conf:7: `return 404` answers MAS's own paths under public_base (/.well-known/openid-configuration, /.well-known/webfinger, /login, and 22 more), which land in `location /`, so MAS's links and redirects to them fail there; if MAS should serve them, send them to MAS (with a listener `prefix`, public_base must end with it)"]
+    );
+    for answer in [
+        "return 301 https://elsewhere.example.com$request_uri;",
+        "return 200 ok;",
+    ] {
+        let r = report(&format!(
+            "server {{\n  server_name auth.example.com;\n  location / {{\n    {answer}\n  }}\n}}\n"
+        ));
+        assert!(refusals(&r).is_empty(), "{answer}: {r:?}");
+    }
+    let r = report("server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n  location = /secret {\n    return 403;\n  }\n}\n");
+    assert!(refusals(&r).is_empty(), "{r:?}");
+}
