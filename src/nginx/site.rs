@@ -134,6 +134,11 @@ pub fn generate(
             return Err(SiteError::AssetsBehindProxyProtocol {
                 listener: auth.label(),
                 location: auth.proxy_protocol_location.clone(),
+                serves: if auth.resources.iter().any(|r| r == "assets") {
+                    " (MAS serves its assets)"
+                } else {
+                    " and add `- name: assets` to the listener's resources, so that MAS serves its assets"
+                },
             });
         }
         if opts.matrix.is_some() {

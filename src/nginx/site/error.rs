@@ -15,7 +15,7 @@ pub enum SiteError {
     NoListener {
         needed: String,
         found: String,
-        assets_hint: &'static str,
+        assets_hint: String,
     },
     #[error("{location}: listener {listener} has only `fd:` binds, and an fd names no address nginx could connect to; add a `socket:` bind (or a `host: localhost` bind) for nginx")]
     Unreachable {
@@ -46,10 +46,12 @@ pub enum SiteError {
         bits: u8,
         location: Location,
     },
-    #[error("{location}: listener {listener} expects the PROXY protocol, which nginx sends only from its stream module, and a stream server cannot serve files; leave out --assets-dir (MAS serves its assets), or set `proxy_protocol: false` (nginx then passes the client's address in X-Forwarded-For)")]
+    #[error("{location}: listener {listener} expects the PROXY protocol, which nginx sends only from its stream module, and a stream server cannot serve files; leave out --assets-dir{serves}, or set `proxy_protocol: false` (nginx then passes the client's address in X-Forwarded-For)")]
     AssetsBehindProxyProtocol {
         listener: String,
         location: Location,
+        /// How MAS then serves its assets: it does, or it must be told to.
+        serves: &'static str,
     },
     #[error("{location}: listener {listener} expects the PROXY protocol, which nginx sends only from its stream module, and a stream server cannot share its port with the Matrix host's http server; set `proxy_protocol: false` (nginx then passes the client's address in X-Forwarded-For), or leave out --matrix-server-name")]
     MatrixBehindProxyProtocol {

@@ -53,6 +53,33 @@ fn needed_resources(opts: &SiteOptions) -> Vec<&'static str> {
     needed
 }
 
+/// How the assets may come to a listener that lacks only them: from nginx
+/// (`--assets-dir`), unless every such listener expects the PROXY
+/// protocol, which only nginx's stream module sends, and a stream server
+/// serves no files: then MAS must serve them.
+fn assets_hint(plan: &Plan, needed: &[&str], opts: &SiteOptions) -> String {
+    if opts.assets_dir.is_some() {
+        return String::new();
+    }
+    let lacking_only_assets: Vec<&Listener> = plan
+        .listeners
+        .iter()
+        .filter(|l| {
+            needed
+                .iter()
+                .filter(|r| **r != "assets")
+                .all(|r| l.resources.iter().any(|x| x == r))
+        })
+        .collect();
+    match lacking_only_assets.first() {
+        Some(first) if lacking_only_assets.iter().all(|l| l.proxy_protocol) => format!(
+            ", or add `- name: assets` to the resources of listener {}: it expects the PROXY protocol, which only nginx's stream module sends, and a stream server cannot serve files, so --assets-dir cannot stand in",
+            first.label()
+        ),
+        _ => ", or give --assets-dir so that nginx serves the assets".to_owned(),
+    }
+}
+
 /// The auth host's listener: the first that serves every resource the auth
 /// host needs; when the site needs nginx's http module (`--assets-dir`, a
 /// Matrix host), the first such without `proxy_protocol`, if there is one.
@@ -90,11 +117,7 @@ pub(super) fn pick_auth_listener<'p>(
             .collect::<Vec<_>>()
             .join(", "),
         found,
-        assets_hint: if opts.assets_dir.is_none() {
-            ", or give --assets-dir so that nginx serves the assets"
-        } else {
-            ""
-        },
+        assets_hint: assets_hint(plan, &needed, opts),
     })
 }
 
