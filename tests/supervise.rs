@@ -931,7 +931,7 @@ fn a_mas_command_that_cannot_run_is_refused_at_once() {
         (
             plain.display().to_string(),
             None,
-            "may not execute it (mode 0644)".to_owned(),
+            format!("may not execute it (mode 0644); let the service's user execute it (e.g. `chmod 755 {}`)", plain.display()),
         ),
         (
             "mas-cli".to_owned(),

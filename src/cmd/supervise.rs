@@ -135,19 +135,24 @@ fn check_program(program: &OsStr, path: Option<&OsStr>) -> anyhow::Result<()> {
         if runnable(candidate) {
             return Ok(());
         }
-        let why = match std::fs::metadata(candidate) {
-            Err(e) => e.to_string(),
-            Ok(m) if m.is_dir() => "it is a directory".to_owned(),
-            Ok(m) if !m.is_file() => "it is not a regular file".to_owned(),
-            Ok(m) => format!(
-                "this user (uid {}) may not execute it (mode {:04o})",
-                nix::unistd::getuid(),
-                m.permissions().mode() & 0o7777
+        let elsewhere = "give the path of mas-cli after `--`, e.g. `-- /usr/bin/mas-cli server` (generate-units writes it from --mas-cli)";
+        let (why, fix) = match std::fs::metadata(candidate) {
+            Err(e) => (e.to_string(), elsewhere.to_owned()),
+            Ok(m) if m.is_dir() => ("it is a directory".to_owned(), elsewhere.to_owned()),
+            Ok(m) if !m.is_file() => ("it is not a regular file".to_owned(), elsewhere.to_owned()),
+            Ok(m) => (
+                format!(
+                    "this user (uid {}) may not execute it (mode {:04o})",
+                    nix::unistd::getuid(),
+                    m.permissions().mode() & 0o7777
+                ),
+                format!(
+                    "let the service's user execute it (e.g. `chmod 755 {}`), or {elsewhere}",
+                    crate::supervisor::shell_word(candidate)
+                ),
             ),
         };
-        anyhow::bail!(
-            "cannot execute the MAS command {shown:?}: {why}; give the path of mas-cli after `--`, e.g. `-- /usr/bin/mas-cli server` (generate-units writes it from --mas-cli)"
-        );
+        anyhow::bail!("cannot execute the MAS command {shown:?}: {why}; {fix}");
     }
     // Without PATH, glibc's execvp looks in its default.
     let path = path.unwrap_or(OsStr::new("/bin:/usr/bin"));
