@@ -461,7 +461,7 @@ impl<'t> MasPaths<'t> {
                     landed.push((location, need));
                 }
                 Found::At(location) => {
-                    if let Some(answer) = error_answer(location.children()) {
+                    if let Some(answer) = refusal(server, location) {
                         refused.push((location, answer, need));
                     }
                 }
@@ -520,10 +520,30 @@ impl<'t> MasPaths<'t> {
     }
 }
 
-/// A `return` among `items` (a location's own directives) with an error
-/// status of 400 or more, which nginx answers with itself.
-fn error_answer(items: &[Directive]) -> Option<&Directive> {
-    items.iter().find(|d| {
+/// The `return` with an error status (400 or more) by which `location` of
+/// `server` answers every request that lands in it; none where anything
+/// else may act first or instead: a `rewrite` (of the server or the
+/// location), the server's own `return`, or an `error_page`, which may
+/// hand the error on (`error_page 418 = @mas`).
+fn refusal<'t>(server: &'t [Directive], location: &'t Directive) -> Option<&'t Directive> {
+    let acts_first = |items: &[Directive]| {
+        items
+            .iter()
+            .chain(
+                items
+                    .iter()
+                    .filter(|d| d.name == "if")
+                    .flat_map(|d| d.children()),
+            )
+            .any(|d| matches!(d.name.as_str(), "rewrite" | "error_page"))
+    };
+    if acts_first(server)
+        || server.iter().any(|d| d.name == "return")
+        || acts_first(location.children())
+    {
+        return None;
+    }
+    location.children().iter().find(|d| {
         d.name == "return"
             && d.args
                 .first()
@@ -575,39 +595,54 @@ fn public_port(plan: &Plan) -> Option<u16> {
     url.port_or_known_default()
 }
 
-/// Whether a server with `items` listens on `port`; without `listen`,
-/// nginx listens on port 80.
-/// The ports an http server listens on: each `listen`'s port (`443`,
-/// `[::]:443`, `127.0.0.1:443`; 80 for an address alone), none for a
-/// `unix:` one, and 80 without any `listen`.
-fn listen_ports(items: &[Directive]) -> Vec<u16> {
+/// Where an http server listens, as nginx groups servers to pick one from:
+/// a TCP port (on any address; the address is not told apart here) or a
+/// Unix socket's path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum ListenKey {
+    Port(u16),
+    Unix(String),
+}
+
+/// Where an http server with `items` listens: each `listen`'s port (`443`,
+/// `[::]:443`, `127.0.0.1:443`; 80 for an address or name alone, such as
+/// `127.0.0.1`, `localhost` or `*`) or Unix socket, and port 80 without any
+/// `listen`, as nginx reads them (ngx_parse_url).
+fn listen_keys(items: &[Directive]) -> Vec<ListenKey> {
     let listens: Vec<&Directive> = items.iter().filter(|c| c.name == "listen").collect();
     if listens.is_empty() {
-        return vec![80];
+        return vec![ListenKey::Port(80)];
     }
     listens
         .iter()
         .filter_map(|l| l.args.first())
-        .filter(|a| targets::strip_prefix_caseless(a, "unix:").is_none())
-        .map(|a| {
-            let tail = a.rsplit(':').next().unwrap_or(a);
-            // `127.0.0.1` or `[::1]` alone: port 80.
-            if a.ends_with(']') {
-                Ok(80)
-            } else {
-                tail.parse::<u16>()
-                    .or(if a.contains('.') { Ok(80) } else { Err(()) })
+        .filter_map(|a| {
+            if let Some(path) = targets::strip_prefix_caseless(a, "unix:") {
+                return Some(ListenKey::Unix(path.to_owned()));
+            }
+            if a.bytes().all(|b| b.is_ascii_digit()) {
+                return a.parse().ok().map(ListenKey::Port);
+            }
+            // `[::1]:443` or `[::1]`; `host:443` or `host`.
+            let port = match a.rsplit_once(']') {
+                Some((_, rest)) => rest.strip_prefix(':'),
+                None => a.rsplit_once(':').map(|(_, p)| p),
+            };
+            match port {
+                Some(p) => p.parse().ok().map(ListenKey::Port),
+                None => Some(ListenKey::Port(80)),
             }
         })
-        .filter_map(Result::ok)
         .collect()
 }
 
-/// How well one `server_name` entry matches `host`, in nginx's order
+/// How well one `server_name` entry matches `host` (lower case, in its
+/// ASCII form, as clients send it), in nginx's order
 /// (ngx_http_find_virtual_server): an exact name first, then the longest
 /// wildcard at the front (`*.example.com`, `.example.com`), then the
-/// longest at the end (`auth.*`), then a regular expression (`~...`), which
-/// nginx tries in the order written and compares without regard to case.
+/// longest at the end (`auth.*`), then a regular expression (`~...`),
+/// which nginx tries in the order written, without regard to case.
+/// nginx compares names as written: a name in Unicode matches no host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum NameMatch {
     Regex,
@@ -616,84 +651,110 @@ enum NameMatch {
     Exact,
 }
 
-fn name_match(name: &str, host: &str) -> Option<NameMatch> {
-    let name = name.to_ascii_lowercase();
+/// Whether `name` matches `host`: `Ok(None)` when it does not, `Err(())`
+/// for a regular expression that the regex crate cannot read (PCRE's
+/// look-around, say), which only nginx can judge.
+fn name_match(name: &str, host: &str) -> Result<Option<NameMatch>, ()> {
     if let Some(re) = name.strip_prefix('~') {
-        return regex::RegexBuilder::new(re)
+        let re = regex::RegexBuilder::new(re)
             .case_insensitive(true)
             .build()
-            .ok()
-            .filter(|re| re.is_match(host))
-            .map(|_| NameMatch::Regex);
+            .map_err(|_| ())?;
+        return Ok(re.is_match(host).then_some(NameMatch::Regex));
     }
-    if super::idn::same_host(&name, host) {
-        return Some(NameMatch::Exact);
+    let name = name.to_ascii_lowercase();
+    if name == host {
+        return Ok(Some(NameMatch::Exact));
     }
-    if let Some(suffix) = name.strip_prefix('.') {
+    let front = |suffix: &str| {
+        host.strip_suffix(suffix)
+            .is_some_and(|head| head.ends_with('.') && head.len() > 1)
+            .then_some(NameMatch::FrontWildcard(suffix.len()))
+    };
+    Ok(if let Some(suffix) = name.strip_prefix('.') {
         // `.example.com` is both `example.com` and `*.example.com`.
-        if super::idn::same_host(suffix, host) {
-            return Some(NameMatch::Exact);
+        if suffix == host {
+            Some(NameMatch::Exact)
+        } else {
+            front(suffix)
         }
-        return host
-            .strip_suffix(suffix)
-            .is_some_and(|head| head.ends_with('.') && head.len() > 1)
-            .then_some(NameMatch::FrontWildcard(suffix.len()));
-    }
-    if let Some(suffix) = name.strip_prefix("*.") {
-        return host
-            .strip_suffix(suffix)
-            .is_some_and(|head| head.ends_with('.') && head.len() > 1)
-            .then_some(NameMatch::FrontWildcard(suffix.len()));
-    }
-    if let Some(prefix) = name.strip_suffix(".*") {
-        return host
-            .strip_prefix(prefix)
+    } else if let Some(suffix) = name.strip_prefix("*.") {
+        front(suffix)
+    } else if let Some(prefix) = name.strip_suffix(".*") {
+        host.strip_prefix(prefix)
             .is_some_and(|tail| tail.starts_with('.') && tail.len() > 1)
-            .then_some(NameMatch::BackWildcard(prefix.len()));
-    }
-    None
+            .then_some(NameMatch::BackWildcard(prefix.len()))
+    } else {
+        None
+    })
 }
 
 /// The http servers of `items` that nginx picks for a request to `host`:
-/// on each port a server listens on, the one whose `server_name` matches
-/// best ([`NameMatch`]; the first written of equals). Where no name
-/// matches, nginx takes the port's default server, which is not counted
-/// as MAS's here: it may be another site's, and MAS's server may be in a
-/// file of its own.
+/// wherever a server listens ([`ListenKey`]), the one whose `server_name`
+/// matches best ([`NameMatch`]; the first written of equals). Where no
+/// name matches, nginx takes the default server there, which is not
+/// counted as MAS's: it may be another site's, and MAS's server may be in
+/// a file of its own. Where a regular expression that cannot be read here
+/// might decide, nothing is picked, rather than a guess.
 fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive> {
+    let host = super::idn::to_ascii(host).unwrap_or_else(|| host.to_owned());
+    let host = host.trim_end_matches('.');
     let servers: Vec<&Directive> = items.iter().filter(|d| d.name == "server").collect();
-    let best = |d: &Directive| {
-        d.children()
+    let best = |d: &Directive| -> Result<Option<NameMatch>, ()> {
+        let mut best = None;
+        let mut unknown = false;
+        for name in d
+            .children()
             .iter()
             .filter(|c| c.name == "server_name")
             .flat_map(|c| c.args.iter())
-            .filter_map(|n| name_match(n, host))
-            .max()
-    };
-    let mut ports: Vec<u16> = servers
-        .iter()
-        .flat_map(|d| listen_ports(d.children()))
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    let mut picked: Vec<&Directive> = Vec::new();
-    for port in ports {
-        let mut winner: Option<(&Directive, NameMatch)> = None;
-        for d in servers
-            .iter()
-            .filter(|d| listen_ports(d.children()).contains(&port))
         {
-            let Some(m) = best(d) else { continue };
-            // A regular expression: the first written wins, not the best.
-            let better = match winner {
-                None => true,
-                Some((_, w)) => m > w && m != NameMatch::Regex,
-            };
-            if better {
-                winner = Some((d, m));
+            match name_match(name, host) {
+                Ok(m) => best = best.max(m),
+                Err(()) => unknown = true,
             }
         }
-        if let Some((d, _)) = winner {
+        // One match of its names is enough for the server; an expression
+        // that cannot be read leaves it open only when nothing else matched.
+        match (best, unknown) {
+            (Some(m), _) => Ok(Some(m)),
+            (None, true) => Err(()),
+            (None, false) => Ok(None),
+        }
+    };
+    let mut keys: Vec<ListenKey> = servers
+        .iter()
+        .flat_map(|d| listen_keys(d.children()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut picked: Vec<&Directive> = Vec::new();
+    for key in keys {
+        let here: Vec<&&Directive> = servers
+            .iter()
+            .filter(|d| listen_keys(d.children()).contains(&key))
+            .collect();
+        let matches: Vec<(&Directive, Result<Option<NameMatch>, ()>)> =
+            here.iter().map(|d| (**d, best(d))).collect();
+        let top = matches
+            .iter()
+            .filter_map(|(_, m)| m.ok().flatten())
+            .filter(|m| *m > NameMatch::Regex)
+            .max();
+        let winner = match top {
+            // The first written of the best non-regex matches.
+            Some(top) => matches
+                .iter()
+                .find(|(_, m)| *m == Ok(Some(top)))
+                .map(|(d, _)| *d),
+            // Regular expressions, in the order written: the first that
+            // matches, unless one before it cannot be judged.
+            None => matches
+                .iter()
+                .find(|(_, m)| *m != Ok(None))
+                .and_then(|(d, m)| m.is_ok().then_some(*d)),
+        };
+        if let Some(d) = winner {
             if !picked.iter().any(|p| std::ptr::eq(*p, d)) {
                 picked.push(d);
             }
@@ -702,18 +763,9 @@ fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive
     picked
 }
 
+/// Whether a server with `items` listens on TCP `port` (see [`listen_keys`]).
 fn listens_on(items: &[Directive], port: u16) -> bool {
-    let listens: Vec<&Directive> = items.iter().filter(|c| c.name == "listen").collect();
-    if listens.is_empty() {
-        return port == 80;
-    }
-    listens.iter().any(|l| {
-        l.args.first().is_some_and(|a| {
-            let tail = a.rsplit(':').next().unwrap_or(a);
-            // `443`, `[::]:443`, `127.0.0.1:443`; a unix: listen has none.
-            !a.starts_with("unix:") && tail.parse::<u16>() == Ok(port)
-        })
-    })
+    listen_keys(items).contains(&ListenKey::Port(port))
 }
 
 /// The host of `public_base`, lower-cased, without port or brackets.

@@ -1088,6 +1088,35 @@ fn the_server_nginx_picks_for_the_auth_host_is_checked() {
         let r = report(&format!("server {{\n  listen 443 default_server;\n  server_name {name};\n  location / {{\n    {wrong}\n  }}\n}}\n"));
         assert!(r.problems.is_empty(), "{name}: {r:?}");
     }
+    // A regular expression is read as written (`\S`, `(?P<name>...)`), and
+    // one that cannot be read here (look-ahead) leaves the pick to nginx:
+    // nothing is checked rather than another server.
+    let right = "proxy_pass http://unix:/run/mas/web.sock;";
+    for first in [
+        "~^(?P<sub>\\w+)\\.example\\.com$",
+        "~^\\S+\\.example\\.com$",
+        "~^(?!www)\\w+\\.example\\.com$",
+    ] {
+        let r = report(&format!("server {{\n  listen 443;\n  server_name {first};\n  location / {{\n    {right}\n  }}\n}}\nserver {{\n  listen 443;\n  server_name ~^(?<any>.+)\\.example\\.com$;\n  location / {{\n    {wrong}\n  }}\n}}\n"));
+        assert!(r.problems.is_empty(), "{first}: {r:?}");
+    }
+    // An address or name alone is port 80, a Unix socket its own place.
+    for listen in [
+        "127.0.0.1",
+        "localhost",
+        "*",
+        "[::1]",
+        "unix:/run/nginx-mas.sock",
+    ] {
+        let r = report(&format!("server {{\n  listen {listen};\n  server_name auth.example.com;\n  location / {{\n    {wrong}\n  }}\n}}\n"));
+        assert_eq!(r.problems.len(), 1, "{listen}: {r:?}");
+    }
+    // A name in Unicode is not the host's xn-- form to nginx.
+    let idn = report_for(
+        &CONFIG.replace("auth.example.com", "xn--uth-pla.example.com"),
+        &format!("server {{\n  server_name \u{e4}uth.example.com;\n  location / {{\n    {wrong}\n  }}\n}}\n"),
+    );
+    assert!(idn.problems.is_empty(), "{idn:?}");
     // nginx reads the scheme and `unix:` in any case.
     let r = report("server {\n  listen 443;\n  server_name auth.example.com;\n  location / {\n    proxy_pass HTTP://UNIX:/run/mas/other.sock;\n  }\n}\n");
     assert_eq!(r.problems.len(), 1, "{r:?}");
@@ -1122,5 +1151,10 @@ fn mas_paths_that_nginx_answers_with_an_error_are_warned_of() {
         assert!(refusals(&r).is_empty(), "{answer}: {r:?}");
     }
     let r = report("server {\n  server_name auth.example.com;\n  location / {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n  location = /secret {\n    return 403;\n  }\n}\n");
+    assert!(refusals(&r).is_empty(), "{r:?}");
+    // An error that error_page hands on, or paths a rewrite moves first.
+    let r = report("server {\n  server_name auth.example.com;\n  location / {\n    error_page 418 = @mas;\n    return 418;\n  }\n  location @mas {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n}\n");
+    assert!(refusals(&r).is_empty(), "{r:?}");
+    let r = report("server {\n  server_name auth.example.com;\n  rewrite ^/(.*)$ /mas/$1 last;\n  location / {\n    return 404;\n  }\n  location /mas/ {\n    proxy_pass http://unix:/run/mas/web.sock/;\n  }\n}\n");
     assert!(refusals(&r).is_empty(), "{r:?}");
 }
