@@ -32,7 +32,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter_map(|f| std::path::absolute(f).ok())
         .collect();
-    for warning in units::unreadable_by(&files, "mas", "mas") {
+    for warning in units::unreadable_by(&files, "mas") {
         eprintln!("mas-sockets: warning: {}", escape_controls(&warning));
     }
     super::print_stdout(&describe(&plan))?;

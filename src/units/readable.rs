@@ -23,6 +23,9 @@ use super::UnitOptions;
 struct Identity {
     uid: u32,
     gids: Vec<u32>,
+    /// Whether the group is not known (`check`, which has no `--group`):
+    /// any group's bits might then be the service's.
+    any_group: bool,
 }
 
 /// What a path's permission check needs of its metadata.
@@ -57,6 +60,17 @@ impl Identity {
         Some(Identity {
             uid: u.uid.as_raw(),
             gids,
+            any_group: false,
+        })
+    }
+
+    /// `user` with a group not known: the units' `Group=` may be any.
+    fn of_user(user: &str) -> Option<Identity> {
+        let u = nix::unistd::User::from_name(user).ok()??;
+        let group = nix::unistd::Group::from_gid(u.gid).ok()??;
+        Some(Identity {
+            any_group: true,
+            ..Identity::of_service(user, &group.name)?
         })
     }
 
@@ -68,6 +82,9 @@ impl Identity {
             path.mode >> 6
         } else if self.gids.contains(&path.gid) {
             path.mode >> 3
+        } else if self.any_group && (path.mode >> 3) & want == want {
+            // The service's Group= may be this one.
+            return true;
         } else {
             path.mode
         };
@@ -133,15 +150,25 @@ fn name_of_group(gid: u32) -> String {
 /// not read on this machine, each naming the file or directory in the way
 /// and a fix.
 pub fn unreadable_config_warnings(opts: &UnitOptions) -> Vec<String> {
-    unreadable_by(&opts.config_files, &opts.user, &opts.group)
-}
-
-/// Warnings for the `files` (absolute paths) that `user` with `group`
-/// could not read on this machine; none when either does not exist here.
-pub fn unreadable_by(files: &[PathBuf], user: &str, group: &str) -> Vec<String> {
-    let Some(who) = Identity::of_service(user, group) else {
+    let Some(who) = Identity::of_service(&opts.user, &opts.group) else {
         return Vec::new();
     };
+    unreadable_as(&opts.config_files, &who, (&opts.user, Some(&opts.group)))
+}
+
+/// Warnings for the `files` (absolute paths) that `user`, with whatever
+/// group its units give it, could not read on this machine: only what no
+/// group's bits could grant. None when this machine has no such user.
+pub fn unreadable_by(files: &[PathBuf], user: &str) -> Vec<String> {
+    let Some(who) = Identity::of_user(user) else {
+        return Vec::new();
+    };
+    unreadable_as(files, &who, (user, None))
+}
+
+/// The warnings for `files` that `who`, the service's `user` and `group`
+/// (when known), could not read.
+fn unreadable_as(files: &[PathBuf], who: &Identity, service: (&str, Option<&str>)) -> Vec<String> {
     // The path as written (its directories, up to a link, must be searched
     // too), then the real one: a link's own bits do not count, those on the
     // way to its target do. Bits are read through links, as path
@@ -150,9 +177,9 @@ pub fn unreadable_by(files: &[PathBuf], user: &str, group: &str) -> Vec<String> 
         .iter()
         .filter_map(|file| {
             let real = file.canonicalize().ok()?;
-            let (path, want, owned) = first_denied(file, &who, &system_metadata)
-                .or_else(|| first_denied(&real, &who, &system_metadata))?;
-            Some(denied_text(file, &path, want, owned, &who, (user, group)))
+            let (path, want, owned) = first_denied(file, who, &system_metadata)
+                .or_else(|| first_denied(&real, who, &system_metadata))?;
+            Some(denied_text(file, &path, want, owned, who, service))
         })
         .collect()
 }
@@ -166,8 +193,10 @@ fn denied_text(
     want: u32,
     owned: Owned,
     who: &Identity,
-    (user, group): (&str, &str),
+    (user, group): (&str, Option<&str>),
 ) -> String {
+    // Without a known group, the one generate-units gives by default.
+    let group_or_default = group.unwrap_or("mas");
     let (bits, how) = if want == READ {
         ("640", "r")
     } else {
@@ -180,10 +209,10 @@ fn denied_text(
     } else if who.gids.contains(&owned.gid) {
         format!("e.g. `chmod g+{how} {shown}`")
     } else if owned.gid == 0 {
-        format!("e.g. `chgrp {group} {shown} && chmod {bits} {shown}`")
+        format!("e.g. `chgrp {group_or_default} {shown} && chmod {bits} {shown}`")
     } else {
         format!(
-            "e.g. `chgrp {group} {shown} && chmod {bits} {shown}`, or `chmod g+{how} {shown}` if its group `{}` is meant for the service",
+            "e.g. `chgrp {group_or_default} {shown} && chmod {bits} {shown}`, or `chmod g+{how} {shown}` if its group `{}` is meant for the service",
             name_of_group(owned.gid)
         )
     };
@@ -193,7 +222,10 @@ fn denied_text(
         name_of_user(owned.uid),
         name_of_group(owned.gid)
     );
-    let who = format!("the service's user `{user}` (User={user}, Group={group})");
+    let who = match group {
+        Some(group) => format!("the service's user `{user}` (User={user}, Group={group})"),
+        None => format!("the user `{user}` (the default User= of the packaged and generated units), whatever its group,"),
+    };
     if want == READ {
         format!(
             "{who} may not read the config `{}` ({bits_of}), so the service would fail at start; {fix}",
@@ -216,6 +248,7 @@ mod tests {
         Identity {
             uid: 998,
             gids: vec![998, 33],
+            any_group: false,
         }
     }
 
@@ -256,12 +289,28 @@ mod tests {
                 uid,
                 gid,
             };
-            denied_text(file, file, READ, owned, &mas(), (&o.user, &o.group))
+            denied_text(file, file, READ, owned, &mas(), (&o.user, Some(&o.group)))
         };
         assert!(fix(998, 998).ends_with("e.g. `chmod u+r /etc/mas/config.yaml`"));
         assert!(fix(0, 33).ends_with("e.g. `chmod g+r /etc/mas/config.yaml`"));
         assert!(fix(0, 0)
             .ends_with("e.g. `chgrp mas /etc/mas/config.yaml && chmod 640 /etc/mas/config.yaml`"));
+    }
+
+    /// Without a known group (`check`), only what no group could grant
+    /// counts: the units' Group= may be the file's group.
+    #[test]
+    fn any_group_may_be_the_services() {
+        let who = Identity {
+            any_group: true,
+            ..mas()
+        };
+        let f = |mode, uid, gid| Owned { mode, uid, gid };
+        assert!(who.may(f(0o640, 0, 4242), READ));
+        assert!(!who.may(f(0o600, 0, 4242), READ));
+        // The owner's bits still decide for the owner.
+        assert!(!who.may(f(0o044, 998, 4242), READ));
+        assert!(who.may(f(0o710, 0, 4242), SEARCH));
     }
 
     #[test]
