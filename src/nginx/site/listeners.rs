@@ -58,7 +58,8 @@ fn needed_resources(opts: &SiteOptions) -> Vec<&'static str> {
 /// protocol, which only nginx's stream module sends, and a stream server
 /// serves no files: then MAS must serve them.
 fn assets_hint(plan: &Plan, needed: &[&str], opts: &SiteOptions) -> String {
-    if opts.assets_dir.is_some() {
+    // Without listeners, nothing would serve the rest either.
+    if opts.assets_dir.is_some() || plan.listeners.is_empty() {
         return String::new();
     }
     let lacking_only_assets: Vec<&Listener> = plan
