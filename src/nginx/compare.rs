@@ -204,6 +204,7 @@ impl<'t> Walker<'_, 't> {
             .map(|h| servers_for_host(items, h))
             .unwrap_or_default();
         let named_for_mas = |d: &Directive| picked.iter().any(|p| std::ptr::eq(*p, d));
+        let http_error_page = items.iter().any(|d| d.name == "error_page");
         // Of the servers picked for public_base's host, those on its port
         // are MAS's when there are any (not, say, the homeserver's
         // federation server on 8448 under the same name); else all are, as
@@ -223,7 +224,8 @@ impl<'t> Walker<'_, 't> {
                 "server" => {
                     let for_mas = named_for_mas(d) && (!any_on_port || on_port(d));
                     let mas = for_mas.then(|| MasPaths::of(self.plan, d.children()));
-                    if let Some(m) = &mas {
+                    // An http-level error_page may hand any error on.
+                    if let Some(m) = mas.as_ref().filter(|_| !http_error_page) {
                         self.report.warnings.extend(m.refusals(self.site));
                     }
                     self.compat = compat_locations(d.children());
@@ -523,8 +525,9 @@ impl<'t> MasPaths<'t> {
 /// The `return` with an error status (400 or more) by which `location` of
 /// `server` answers every request that lands in it; none where anything
 /// else may act first or instead: a `rewrite` (of the server or the
-/// location), the server's own `return`, or an `error_page`, which may
-/// hand the error on (`error_page 418 = @mas`).
+/// location), the server's own `return` (or one in an `if`), or an
+/// `error_page`, which may hand the error on (`error_page 418 = @mas`);
+/// the caller leaves out a server under an http-level `error_page`.
 fn refusal<'t>(server: &'t [Directive], location: &'t Directive) -> Option<&'t Directive> {
     let acts_first = |items: &[Directive]| {
         items
@@ -535,7 +538,11 @@ fn refusal<'t>(server: &'t [Directive], location: &'t Directive) -> Option<&'t D
                     .filter(|d| d.name == "if")
                     .flat_map(|d| d.children()),
             )
-            .any(|d| matches!(d.name.as_str(), "rewrite" | "error_page"))
+            .any(|d| {
+                matches!(d.name.as_str(), "rewrite" | "error_page")
+                    // A `return` in an `if` may answer first (a redirect).
+                    || (d.name == "return" && !items.iter().any(|i| std::ptr::eq(i, d)))
+            })
     };
     if acts_first(server)
         || server.iter().any(|d| d.name == "return")
@@ -596,12 +603,23 @@ fn public_port(plan: &Plan) -> Option<u16> {
 }
 
 /// Where an http server listens, as nginx groups servers to pick one from:
-/// a TCP port (on any address; the address is not told apart here) or a
-/// Unix socket's path.
+/// an address (`*` for any IPv4 one, `[::]` for any IPv6 one; a name such
+/// as `localhost` as written) and TCP port, or a Unix socket's path. A
+/// connection to an address that some server names itself goes to those
+/// servers alone, not to those on the wildcard.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum ListenKey {
-    Port(u16),
+    Port(String, u16),
     Unix(String),
+}
+
+impl ListenKey {
+    fn port(&self) -> Option<u16> {
+        match self {
+            ListenKey::Port(_, port) => Some(*port),
+            ListenKey::Unix(_) => None,
+        }
+    }
 }
 
 /// Where an http server with `items` listens: each `listen`'s port (`443`,
@@ -611,8 +629,13 @@ enum ListenKey {
 fn listen_keys(items: &[Directive]) -> Vec<ListenKey> {
     let listens: Vec<&Directive> = items.iter().filter(|c| c.name == "listen").collect();
     if listens.is_empty() {
-        return vec![ListenKey::Port(80)];
+        return vec![ListenKey::Port("*".into(), 80)];
     }
+    let any = |addr: &str| match addr {
+        "" | "*" | "0.0.0.0" => "*".to_owned(),
+        "[::]" | "[0:0:0:0:0:0:0:0]" => "[::]".to_owned(),
+        other => other.to_ascii_lowercase(),
+    };
     listens
         .iter()
         .filter_map(|l| l.args.first())
@@ -621,16 +644,20 @@ fn listen_keys(items: &[Directive]) -> Vec<ListenKey> {
                 return Some(ListenKey::Unix(path.to_owned()));
             }
             if a.bytes().all(|b| b.is_ascii_digit()) {
-                return a.parse().ok().map(ListenKey::Port);
+                return a.parse().ok().map(|p| ListenKey::Port("*".into(), p));
             }
             // `[::1]:443` or `[::1]`; `host:443` or `host`.
-            let port = match a.rsplit_once(']') {
-                Some((_, rest)) => rest.strip_prefix(':'),
-                None => a.rsplit_once(':').map(|(_, p)| p),
+            let (addr, port) = match a.rsplit_once(']') {
+                Some((head, rest)) => (format!("{head}]"), rest.strip_prefix(':')),
+                None => match a.rsplit_once(':') {
+                    Some((host, p)) => (host.to_owned(), Some(p)),
+                    None => (a.clone(), None),
+                },
             };
+            let addr = any(&addr);
             match port {
-                Some(p) => p.parse().ok().map(ListenKey::Port),
-                None => Some(ListenKey::Port(80)),
+                Some(p) => p.parse().ok().map(|p| ListenKey::Port(addr, p)),
+                None => Some(ListenKey::Port(addr, 80)),
             }
         })
         .collect()
@@ -656,8 +683,10 @@ enum NameMatch {
 /// look-around, say), which only nginx can judge.
 fn name_match(name: &str, host: &str) -> Result<Option<NameMatch>, ()> {
     if let Some(re) = name.strip_prefix('~') {
+        // nginx compares a lower-cased host, and compiles an expression
+        // without regard to case only when it has an upper-case letter.
         let re = regex::RegexBuilder::new(re)
-            .case_insensitive(true)
+            .case_insensitive(re.bytes().any(|b| b.is_ascii_uppercase()))
             .build()
             .map_err(|_| ())?;
         return Ok(re.is_match(host).then_some(NameMatch::Regex));
@@ -700,7 +729,11 @@ fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive
     let host = super::idn::to_ascii(host).unwrap_or_else(|| host.to_owned());
     let host = host.trim_end_matches('.');
     let servers: Vec<&Directive> = items.iter().filter(|d| d.name == "server").collect();
-    let best = |d: &Directive| -> Result<Option<NameMatch>, ()> {
+    // How well the names of `d` match, leaving out the names an earlier
+    // server on the same listen took already: nginx ignores such a
+    // "conflicting server name" (`.example.com` is `example.com` and
+    // `*.example.com` at once, and conflicts with either).
+    let best = |d: &Directive, claimed: &mut Vec<String>| -> Result<Option<NameMatch>, ()> {
         let mut best = None;
         let mut unknown = false;
         for name in d
@@ -709,6 +742,17 @@ fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive
             .filter(|c| c.name == "server_name")
             .flat_map(|c| c.args.iter())
         {
+            if !name.starts_with('~') {
+                let lower = name.to_ascii_lowercase();
+                let takes = match lower.strip_prefix('.') {
+                    Some(rest) => vec![rest.to_owned(), format!("*.{rest}")],
+                    None => vec![lower],
+                };
+                if takes.iter().any(|t| claimed.contains(t)) {
+                    continue;
+                }
+                claimed.extend(takes);
+            }
             match name_match(name, host) {
                 Ok(m) => best = best.max(m),
                 Err(()) => unknown = true,
@@ -730,12 +774,12 @@ fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive
     keys.dedup();
     let mut picked: Vec<&Directive> = Vec::new();
     for key in keys {
-        let here: Vec<&&Directive> = servers
+        let mut claimed = Vec::new();
+        let matches: Vec<(&Directive, Result<Option<NameMatch>, ()>)> = servers
             .iter()
             .filter(|d| listen_keys(d.children()).contains(&key))
+            .map(|d| (*d, best(d, &mut claimed)))
             .collect();
-        let matches: Vec<(&Directive, Result<Option<NameMatch>, ()>)> =
-            here.iter().map(|d| (**d, best(d))).collect();
         let top = matches
             .iter()
             .filter_map(|(_, m)| m.ok().flatten())
@@ -763,9 +807,10 @@ fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive
     picked
 }
 
-/// Whether a server with `items` listens on TCP `port` (see [`listen_keys`]).
+/// Whether a server with `items` listens on TCP `port`, on any address (see
+/// [`listen_keys`]).
 fn listens_on(items: &[Directive], port: u16) -> bool {
-    listen_keys(items).contains(&ListenKey::Port(port))
+    listen_keys(items).iter().any(|k| k.port() == Some(port))
 }
 
 /// The host of `public_base`, lower-cased, without port or brackets.

@@ -1117,6 +1117,23 @@ fn the_server_nginx_picks_for_the_auth_host_is_checked() {
         &format!("server {{\n  server_name \u{e4}uth.example.com;\n  location / {{\n    {wrong}\n  }}\n}}\n"),
     );
     assert!(idn.problems.is_empty(), "{idn:?}");
+    // A server on an address of its own is picked for that address, the
+    // wildcard's for every other: both are MAS's, whichever is wrong.
+    for (on_address, on_any) in [(wrong, right), (right, wrong)] {
+        let r = report(&format!("server {{\n  listen 127.0.0.2:443;\n  server_name auth.example.com;\n  location / {{\n    {on_address}\n  }}\n}}\nserver {{\n  listen 443;\n  server_name auth.example.com;\n  location / {{\n    {on_any}\n  }}\n}}\n"));
+        assert_eq!(r.problems.len(), 1, "{on_address}: {r:?}");
+    }
+    // An expression without an upper-case letter is compared with case, as
+    // nginx compiles it: `\x41` is no `a`.
+    let r = report(&format!("server {{\n  listen 443;\n  server_name ~^\\x41uth\\.example\\.com$;\n  location / {{\n    {wrong}\n  }}\n}}\n"));
+    assert!(r.problems.is_empty(), "{r:?}");
+    // A name an earlier server took is ignored, as nginx ignores a
+    // "conflicting server name": `.example.com` conflicts with `example.com`.
+    let www = report_for(
+        &CONFIG.replace("auth.example.com", "www.example.com"),
+        &format!("server {{\n  listen 443;\n  server_name example.com;\n  location / {{\n    {right}\n  }}\n}}\nserver {{\n  listen 443;\n  server_name .example.com;\n  location / {{\n    {wrong}\n  }}\n}}\n"),
+    );
+    assert!(www.problems.is_empty(), "{www:?}");
     // nginx reads the scheme and `unix:` in any case.
     let r = report("server {\n  listen 443;\n  server_name auth.example.com;\n  location / {\n    proxy_pass HTTP://UNIX:/run/mas/other.sock;\n  }\n}\n");
     assert_eq!(r.problems.len(), 1, "{r:?}");
@@ -1156,5 +1173,10 @@ fn mas_paths_that_nginx_answers_with_an_error_are_warned_of() {
     let r = report("server {\n  server_name auth.example.com;\n  location / {\n    error_page 418 = @mas;\n    return 418;\n  }\n  location @mas {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n}\n");
     assert!(refusals(&r).is_empty(), "{r:?}");
     let r = report("server {\n  server_name auth.example.com;\n  rewrite ^/(.*)$ /mas/$1 last;\n  location / {\n    return 404;\n  }\n  location /mas/ {\n    proxy_pass http://unix:/run/mas/web.sock/;\n  }\n}\n");
+    assert!(refusals(&r).is_empty(), "{r:?}");
+    // An error_page of the http level, or a redirect in the server's `if`.
+    let r = report("error_page 418 = @mas;\nserver {\n  server_name auth.example.com;\n  location / {\n    return 418;\n  }\n  location @mas {\n    proxy_pass http://unix:/run/mas/web.sock;\n  }\n}\n");
+    assert!(refusals(&r).is_empty(), "{r:?}");
+    let r = report("server {\n  if ($host = auth.example.com) {\n    return 301 https://$host$request_uri;\n  }\n  listen 80;\n  server_name auth.example.com;\n  location / {\n    return 404;\n  }\n}\n");
     assert!(refusals(&r).is_empty(), "{r:?}");
 }
