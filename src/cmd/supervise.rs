@@ -156,15 +156,9 @@ fn check_program(program: &OsStr, path: Option<&OsStr>) -> anyhow::Result<()> {
     }
     // Without PATH, glibc's execvp looks in its default.
     let path = path.unwrap_or(OsStr::new("/bin:/usr/bin"));
-    // An empty entry of PATH is the working directory, as for execvp.
-    let found = std::env::split_paths(path).any(|dir| {
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir
-        };
-        runnable(&dir.join(program))
-    });
+    // An empty entry of PATH is the working directory, as for execvp: the
+    // name joined to it stays relative.
+    let found = std::env::split_paths(path).any(|dir| runnable(&dir.join(program)));
     if !found {
         anyhow::bail!(
             "cannot execute the MAS command {shown:?}: no directory of PATH ({}) holds it as an executable file; give its full path after `--`, e.g. `-- /usr/bin/mas-cli server`",

@@ -99,10 +99,11 @@ pub fn listener_env_overrides<I: IntoIterator<Item = (std::ffi::OsString, std::f
 ///
 /// The first file that cannot be read or parsed, or every problem of the merged config.
 pub fn load(paths: &[PathBuf]) -> Result<Plan, LoadError> {
+    let cwd = std::env::current_dir().ok();
     let documents = paths
         .iter()
         .map(|p| {
-            let found = find_as_figment_does(p, std::env::current_dir().ok().as_deref());
+            let found = find_as_figment_does(p, cwd.as_deref());
             let mut document = Document::read(&found)?;
             if found != *p {
                 document.warnings.insert(0, format!(

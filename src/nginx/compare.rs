@@ -16,10 +16,10 @@
 //! a default server) that one of MAS's paths (under `public_base`'s path)
 //! lands in, as nginx picks locations (so MAS under a prefix on the
 //! homeserver's host leaves the homeserver's locations alone), in a
-//! location that one of the
-//! compatibility endpoints (`login`, `logout`, `refresh` under
-//! `/_matrix/client/`) lands in, or in a stream server that sends the PROXY
-//! protocol. Others (the homeserver, anything else) are left alone.
+//! location that one of the compatibility endpoints (`login`, `logout`,
+//! `refresh` under `/_matrix/client/`) lands in, or in a stream server that
+//! sends the PROXY protocol. Others (the homeserver, anything else) are
+//! left alone.
 //!
 //! A `proxy_pass` meant for MAS must also reach a listener that serves
 //! what its location needs, or MAS answers 404 there. On the auth host
@@ -530,19 +530,17 @@ impl<'t> MasPaths<'t> {
 /// the caller leaves out a server under an http-level `error_page`.
 fn refusal<'t>(server: &'t [Directive], location: &'t Directive) -> Option<&'t Directive> {
     let acts_first = |items: &[Directive]| {
+        let in_ifs = || {
+            items
+                .iter()
+                .filter(|d| d.name == "if")
+                .flat_map(|d| d.children())
+        };
         items
             .iter()
-            .chain(
-                items
-                    .iter()
-                    .filter(|d| d.name == "if")
-                    .flat_map(|d| d.children()),
-            )
-            .any(|d| {
-                matches!(d.name.as_str(), "rewrite" | "error_page")
-                    // A `return` in an `if` may answer first (a redirect).
-                    || (d.name == "return" && !items.iter().any(|i| std::ptr::eq(i, d)))
-            })
+            .any(|d| matches!(d.name.as_str(), "rewrite" | "error_page"))
+            // A `return` in an `if` may answer first (a redirect).
+            || in_ifs().any(|d| matches!(d.name.as_str(), "rewrite" | "error_page" | "return"))
     };
     if acts_first(server)
         || server.iter().any(|d| d.name == "return")
@@ -668,8 +666,8 @@ fn listen_keys(items: &[Directive]) -> Vec<ListenKey> {
 /// (ngx_http_find_virtual_server): an exact name first, then the longest
 /// wildcard at the front (`*.example.com`, `.example.com`), then the
 /// longest at the end (`auth.*`), then a regular expression (`~...`),
-/// which nginx tries in the order written, without regard to case.
-/// nginx compares names as written: a name in Unicode matches no host.
+/// which nginx tries in the order written. nginx compares names as
+/// written: a name in Unicode matches no host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum NameMatch {
     Regex,
@@ -728,7 +726,12 @@ fn name_match(name: &str, host: &str) -> Result<Option<NameMatch>, ()> {
 fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive> {
     let host = super::idn::to_ascii(host).unwrap_or_else(|| host.to_owned());
     let host = host.trim_end_matches('.');
-    let servers: Vec<&Directive> = items.iter().filter(|d| d.name == "server").collect();
+    // Each server with where it listens, read once.
+    let servers: Vec<(&Directive, Vec<ListenKey>)> = items
+        .iter()
+        .filter(|d| d.name == "server")
+        .map(|d| (d, listen_keys(d.children())))
+        .collect();
     // How well the names of `d` match, leaving out the names an earlier
     // server on the same listen took already: nginx ignores such a
     // "conflicting server name" (`.example.com` is `example.com` and
@@ -766,10 +769,7 @@ fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive
             (None, false) => Ok(None),
         }
     };
-    let mut keys: Vec<ListenKey> = servers
-        .iter()
-        .flat_map(|d| listen_keys(d.children()))
-        .collect();
+    let mut keys: Vec<&ListenKey> = servers.iter().flat_map(|(_, keys)| keys).collect();
     keys.sort();
     keys.dedup();
     let mut picked: Vec<&Directive> = Vec::new();
@@ -777,8 +777,8 @@ fn servers_for_host<'t>(items: &'t [Directive], host: &str) -> Vec<&'t Directive
         let mut claimed = Vec::new();
         let matches: Vec<(&Directive, Result<Option<NameMatch>, ()>)> = servers
             .iter()
-            .filter(|d| listen_keys(d.children()).contains(&key))
-            .map(|d| (*d, best(d, &mut claimed)))
+            .filter(|(_, keys)| keys.contains(key))
+            .map(|(d, _)| (*d, best(d, &mut claimed)))
             .collect();
         let top = matches
             .iter()

@@ -44,33 +44,38 @@ impl Identity {
     /// The service's identity on this machine, from `User=` and `Group=`;
     /// `None` when either does not exist here, or the user is root.
     fn of_service(user: &str, group: &str) -> Option<Identity> {
-        use nix::unistd::{getgrouplist, Group, User};
-        let u = User::from_name(user).ok()??;
-        let g = Group::from_name(group).ok()??;
-        if u.uid.is_root() {
-            return None;
-        }
-        let name = std::ffi::CString::new(user).ok()?;
-        let mut gids: Vec<u32> = getgrouplist(&name, g.gid)
-            .ok()?
-            .into_iter()
-            .map(|g| g.as_raw())
-            .collect();
-        gids.insert(0, g.gid.as_raw());
-        Some(Identity {
-            uid: u.uid.as_raw(),
-            gids,
-            any_group: false,
-        })
+        let gid = nix::unistd::Group::from_name(group).ok()??.gid;
+        Identity::with_group(user, Some(gid))
     }
 
     /// `user` with a group not known: the units' `Group=` may be any.
     fn of_user(user: &str) -> Option<Identity> {
-        let u = nix::unistd::User::from_name(user).ok()??;
-        let group = nix::unistd::Group::from_gid(u.gid).ok()??;
         Some(Identity {
             any_group: true,
-            ..Identity::of_service(user, &group.name)?
+            ..Identity::with_group(user, None)?
+        })
+    }
+
+    /// `user` running with `gid` (its own primary group for `None`) and its
+    /// supplementary groups; `None` for a user this machine does not have,
+    /// or root.
+    fn with_group(user: &str, gid: Option<nix::unistd::Gid>) -> Option<Identity> {
+        let u = nix::unistd::User::from_name(user).ok()??;
+        if u.uid.is_root() {
+            return None;
+        }
+        let gid = gid.unwrap_or(u.gid);
+        let name = std::ffi::CString::new(user).ok()?;
+        let mut gids: Vec<u32> = nix::unistd::getgrouplist(&name, gid)
+            .ok()?
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        gids.insert(0, gid.as_raw());
+        Some(Identity {
+            uid: u.uid.as_raw(),
+            gids,
+            any_group: false,
         })
     }
 

@@ -90,14 +90,22 @@ pub fn runtime_directory_warnings(listeners: &[Listener], service: &str) -> Vec<
             let BindSpec::Unix { path, .. } = &bind.spec else {
                 return None;
             };
-            if let Some(what) = runtime_directory_itself(path, service) {
+            let (name, inside) = runtime_directory_place(path)?;
+            let itself = match name.as_deref() {
+                None => Some("the directory that holds the runtime directory of every service generate-units writes".to_owned()),
+                Some(name) if !inside && name == service => {
+                    Some(format!("the runtime directory of {service}.service itself"))
+                }
+                Some(_) => None,
+            };
+            if let Some(what) = itself {
                 return Some(format!(
                     "{}: the socket path `{}` is {what}, which systemd makes a directory when the service starts, so the service could not start once the socket unit holds a socket there; put the socket in a directory of its own, e.g. /run/mas/web.sock",
                     bind.location,
                     path.display(),
                 ));
             }
-            let name = runtime_directory_of(path)?;
+            let name = name.filter(|_| inside)?;
             let file = path
                 .file_name()
                 .map_or_else(|| "web.sock".into(), |f| f.to_string_lossy());
@@ -111,40 +119,24 @@ pub fn runtime_directory_warnings(listeners: &[Listener], service: &str) -> Vec<
         .collect()
 }
 
-/// What `path` is when it is the runtime directory of `service` itself
-/// (`/run/mas-sockets/<service>`), or the directory that holds them all.
-fn runtime_directory_itself(path: &Path, service: &str) -> Option<String> {
+/// Where `path` lies among the runtime directories generate-units gives
+/// services (`/run/mas-sockets/<name>`): `None` outside `/run/mas-sockets`;
+/// else the `<name>` it is or lies in (`None` for `/run/mas-sockets`
+/// itself), and whether it lies inside that directory rather than being it.
+fn runtime_directory_place(path: &Path) -> Option<(Option<String>, bool)> {
     use std::path::Component;
     let rest = ["/run", "/var/run"]
         .iter()
         .find_map(|run| path.strip_prefix(Path::new(run).join("mas-sockets")).ok())?;
     let mut parts = rest.components();
-    match (parts.next(), parts.next()) {
-        (None, _) => Some(
-            "the directory that holds the runtime directory of every service generate-units writes"
-                .to_owned(),
-        ),
-        (Some(Component::Normal(name)), None) if name == service => {
-            Some(format!("the runtime directory of {service}.service itself"))
-        }
-        _ => None,
+    match parts.next() {
+        None => Some((None, false)),
+        Some(Component::Normal(name)) => Some((
+            Some(name.to_string_lossy().into_owned()),
+            parts.next().is_some(),
+        )),
+        Some(_) => None,
     }
-}
-
-/// The `<name>` of the runtime directory `/run/mas-sockets/<name>` that
-/// holds `path`, if one does.
-fn runtime_directory_of(path: &Path) -> Option<String> {
-    use std::path::Component;
-    let rest = ["/run", "/var/run"]
-        .iter()
-        .find_map(|run| path.strip_prefix(Path::new(run).join("mas-sockets")).ok())?;
-    let mut parts = rest.components();
-    let Some(Component::Normal(name)) = parts.next() else {
-        return None;
-    };
-    // The directory itself, or something beside it, is not inside it.
-    parts.next()?;
-    Some(name.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]

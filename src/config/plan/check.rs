@@ -266,18 +266,14 @@ impl Checker<'_> {
         let binds: Vec<&Bind> = listeners.iter().flat_map(|l| l.binds.iter()).collect();
         for (i, bind) in binds.iter().enumerate() {
             for earlier in &binds[..i] {
-                let same_fd = match (&bind.spec, &earlier.spec) {
-                    (BindSpec::Fd { index: a, .. }, BindSpec::Fd { index: b, .. }) if a == b => {
-                        Some(*a)
-                    }
-                    _ => None,
-                };
                 // What both take: the fd, or the first socket of this bind
                 // that one of the earlier's overlaps (a host name stands for
                 // each address it resolves to, as its socket units hold it).
-                let shared = match same_fd {
-                    Some(index) => Some(format!("the fd at index {index} of LISTEN_FDS")),
-                    None => bind.endpoints.iter().find_map(|e| {
+                let shared = match (&bind.spec, &earlier.spec) {
+                    (BindSpec::Fd { index: a, .. }, BindSpec::Fd { index: b, .. }) if a == b => {
+                        Some(format!("the fd at index {a} of LISTEN_FDS"))
+                    }
+                    _ => bind.endpoints.iter().find_map(|e| {
                         earlier.endpoints.iter().find(|o| e.overlaps(o)).map(|o| {
                             if o == e {
                                 e.to_string()
